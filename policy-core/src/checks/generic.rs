@@ -1,0 +1,437 @@
+//! Templates for a team's own rules: the same check backs many rules with different params.
+
+use super::{
+    compile_regex, parse_params, CheckSpec, Compiled, ObjectCheck, ParamDoc, ParamError, Target,
+};
+use crate::finding::Violation;
+use crate::matching::KindSelector;
+use crate::object::{map_str, Input, Object};
+use crate::path::{FieldPath, FieldSelector};
+use regex_lite::Regex;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum KeySpec {
+    Key(String),
+    #[serde(rename_all = "camelCase")]
+    WithRegex {
+        key: String,
+        #[serde(default)]
+        allowed_regex: Option<String>,
+    },
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+enum MetaTarget {
+    #[default]
+    Object,
+    PodTemplate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequiredMetaParams {
+    keys: Vec<KeySpec>,
+    #[serde(default)]
+    target: MetaTarget,
+}
+
+struct RequiredMeta {
+    field: &'static str,
+    target: MetaTarget,
+    keys: Vec<(String, Option<Regex>)>,
+}
+
+fn compile_required_meta(field: &'static str, params: &Value) -> Result<Compiled, ParamError> {
+    let p: RequiredMetaParams = parse_params(params)?;
+    if p.keys.is_empty() {
+        return Err(ParamError::new("keys", "must name at least one key"));
+    }
+    let mut keys = Vec::new();
+    for (i, k) in p.keys.into_iter().enumerate() {
+        keys.push(match k {
+            KeySpec::Key(key) => (key, None),
+            KeySpec::WithRegex { key, allowed_regex } => {
+                let re = allowed_regex
+                    .map(|r| {
+                        compile_regex(&format!("keys[{i}].allowedRegex"), &format!("^(?:{r})$"))
+                    })
+                    .transpose()?;
+                (key, re)
+            }
+        });
+    }
+    Ok(Compiled::Object(Box::new(RequiredMeta {
+        field,
+        target: p.target,
+        keys,
+    })))
+}
+
+const KEYS_DOC: ParamDoc = ParamDoc {
+    name: "keys",
+    ty: "list of strings or {key, allowedRegex}",
+    default: "required",
+    description: "Keys that must be present; `allowedRegex` must match the whole value.",
+};
+const TARGET_DOC: ParamDoc = ParamDoc {
+    name: "target",
+    ty: "object | podTemplate",
+    default: "object",
+    description: "Check the object's own metadata, or its pod template's (workloads only).",
+};
+
+pub static REQUIRED_LABELS: CheckSpec = CheckSpec {
+    id: "required-labels",
+    target: Target::Kubernetes,
+    summary: "Objects (or their pod templates) carry the listed labels, optionally with values matching a regex. \
+              Istio's telemetry and routing read `app` and `version` from pod labels.",
+    params: &[KEYS_DOC, TARGET_DOC],
+    example_params: "{keys: [app, {key: version, allowedRegex: 'v[0-9]+'}], target: podTemplate}",
+    passing_example: "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: api, version: v1}}
+",
+    failing_example: "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: api, version: latest}}
+",
+    compile: |params| compile_required_meta("labels", params),
+};
+
+pub static REQUIRED_ANNOTATIONS: CheckSpec = CheckSpec {
+    id: "required-annotations",
+    target: Target::Kubernetes,
+    summary: "Objects (or their pod templates) carry the listed annotations, optionally with values matching a regex.",
+    params: &[KEYS_DOC, TARGET_DOC],
+    example_params: "{keys: [{key: owner, allowedRegex: 'team-.+'}]}",
+    passing_example: "\
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop, annotations: {owner: team-shop}}
+",
+    failing_example: "\
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+",
+    compile: |params| compile_required_meta("annotations", params),
+};
+
+impl ObjectCheck for RequiredMeta {
+    fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
+        let (map, base): (&Map<String, Value>, FieldPath) = match self.target {
+            MetaTarget::Object => {
+                let m = if self.field == "labels" {
+                    obj.labels()
+                } else {
+                    obj.annotations()
+                };
+                (m, FieldPath::root().key("metadata").key(self.field))
+            }
+            MetaTarget::PodTemplate => {
+                let Some(t) = obj.pod_template() else { return };
+                let m = if self.field == "labels" {
+                    t.labels()
+                } else {
+                    t.annotations()
+                };
+                (m, t.metadata_path().key(self.field))
+            }
+        };
+        let singular = self.field.trim_end_matches('s');
+        for (key, re) in &self.keys {
+            match (map_str(map, key), re) {
+                (None, _) => out.push(Violation::new(
+                    base.key(key),
+                    format!("{} `{}` is missing {singular} `{key}`", obj.kind, obj.name),
+                )),
+                (Some(v), Some(re)) if !re.is_match(&v) => out.push(Violation::new(
+                    base.key(key),
+                    format!(
+                        "{} `{}`: {singular} `{key}` is `{v}`, which does not match `{}`",
+                        obj.kind,
+                        obj.name,
+                        trim_anchors(re.as_str())
+                    ),
+                )),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn trim_anchors(re: &str) -> &str {
+    re.strip_prefix("^(?:")
+        .and_then(|r| r.strip_suffix(")$"))
+        .unwrap_or(re)
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FieldPatternParams {
+    path: String,
+    pattern: String,
+    #[serde(default = "yes")]
+    must_match: bool,
+    #[serde(default)]
+    required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+struct FieldPattern {
+    selector: FieldSelector,
+    pattern: Regex,
+    must_match: bool,
+    required: bool,
+}
+
+pub static FIELD_PATTERN: CheckSpec = CheckSpec {
+    id: "field-pattern",
+    target: Target::Kubernetes,
+    summary: "Every value a field path reaches (`[*]` walks lists) must match a regex, or with `mustMatch: false` must \
+              not. With `required: true` the field must exist.",
+    params: &[
+        ParamDoc { name: "path", ty: "field path", default: "required", description: "e.g. `spec.template.spec.containers[*].image`." },
+        ParamDoc { name: "pattern", ty: "regex", default: "required", description: "Searched anywhere in the value; anchor it with `^...$` for a whole match." },
+        ParamDoc { name: "mustMatch", ty: "bool", default: "true", description: "`false` turns the pattern into a deny-list." },
+        ParamDoc { name: "required", ty: "bool", default: "false", description: "Report when the path reaches nothing." },
+    ],
+    example_params: "{path: 'spec.template.spec.containers[*].image', pattern: ':latest$|^[^:]+$', mustMatch: false}",
+    passing_example: "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    spec:
+      containers: [{name: api, image: registry.local/shop/api:1.4.2}]
+",
+    failing_example: "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    spec:
+      containers: [{name: api, image: registry.local/shop/api:latest}]
+",
+    compile: |params| {
+        let p: FieldPatternParams = parse_params(params)?;
+        let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
+        let pattern = compile_regex("pattern", &p.pattern)?;
+        Ok(Compiled::Object(Box::new(FieldPattern { selector, pattern, must_match: p.must_match, required: p.required })))
+    },
+};
+
+impl ObjectCheck for FieldPattern {
+    fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
+        let found = self.selector.resolve(obj.value);
+        if found.is_empty() && self.required {
+            out.push(Violation::new(
+                FieldPath::root(),
+                format!(
+                    "{} `{}` has no `{}`",
+                    obj.kind,
+                    obj.name,
+                    self.selector.as_str()
+                ),
+            ));
+        }
+        for (path, value) in found {
+            let Some(text) = scalar_text(value) else {
+                continue;
+            };
+            let hit = self.pattern.is_match(&text);
+            if hit != self.must_match {
+                let verb = if self.must_match {
+                    "does not match"
+                } else {
+                    "matches forbidden pattern"
+                };
+                out.push(Violation::new(
+                    path.clone(),
+                    format!(
+                        "{path} is `{text}`, which {verb} `{}`",
+                        self.pattern.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldRangeParams {
+    path: String,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
+    #[serde(default)]
+    required: bool,
+}
+
+struct FieldRange {
+    selector: FieldSelector,
+    min: Option<f64>,
+    max: Option<f64>,
+    required: bool,
+}
+
+pub static FIELD_RANGE: CheckSpec = CheckSpec {
+    id: "field-range",
+    target: Target::Kubernetes,
+    summary: "Every number a field path reaches lies within `min` and `max` (inclusive). Numeric strings count; \
+              other values are reported. With `required: true` the field must exist.",
+    params: &[
+        ParamDoc { name: "path", ty: "field path", default: "required", description: "e.g. `spec.replicas`." },
+        ParamDoc { name: "min", ty: "number", default: "unset", description: "Lowest allowed value." },
+        ParamDoc { name: "max", ty: "number", default: "unset", description: "Highest allowed value." },
+        ParamDoc { name: "required", ty: "bool", default: "false", description: "Report when the path reaches nothing." },
+    ],
+    example_params: "{path: spec.replicas, min: 2, required: true}",
+    passing_example: "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec: {replicas: 3}
+",
+    failing_example: "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec: {replicas: 1}
+",
+    compile: |params| {
+        let p: FieldRangeParams = parse_params(params)?;
+        let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
+        match (p.min, p.max) {
+            (None, None) => return Err(ParamError::new("", "set `min`, `max` or both")),
+            (Some(lo), Some(hi)) if lo > hi => return Err(ParamError::new("min", format!("min {lo} is above max {hi}"))),
+            _ => {}
+        }
+        Ok(Compiled::Object(Box::new(FieldRange { selector, min: p.min, max: p.max, required: p.required })))
+    },
+};
+
+impl ObjectCheck for FieldRange {
+    fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
+        let found = self.selector.resolve(obj.value);
+        if found.is_empty() && self.required {
+            out.push(Violation::new(
+                FieldPath::root(),
+                format!(
+                    "{} `{}` has no `{}`",
+                    obj.kind,
+                    obj.name,
+                    self.selector.as_str()
+                ),
+            ));
+        }
+        for (path, value) in found {
+            let n = value
+                .as_f64()
+                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
+            let Some(n) = n else {
+                out.push(Violation::new(
+                    path.clone(),
+                    format!("{path} is not a number"),
+                ));
+                continue;
+            };
+            if let Some(lo) = self.min.filter(|lo| n < *lo) {
+                out.push(Violation::new(
+                    path.clone(),
+                    format!("{path} is {n}, below the minimum {lo}"),
+                ));
+            } else if let Some(hi) = self.max.filter(|hi| n > *hi) {
+                out.push(Violation::new(
+                    path.clone(),
+                    format!("{path} is {n}, above the maximum {hi}"),
+                ));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForbiddenKindsParams {
+    kinds: Vec<KindSelector>,
+}
+
+struct ForbiddenKinds {
+    kinds: Vec<KindSelector>,
+}
+
+pub static FORBIDDEN_KINDS: CheckSpec = CheckSpec {
+    id: "forbidden-kinds",
+    target: Target::Kubernetes,
+    summary: "Objects of the listed kinds (`apiGroups` + `kinds`, as in `match.kinds`) are not allowed.",
+    params: &[ParamDoc { name: "kinds", ty: "list of {apiGroups, kinds}", default: "required", description: "Kinds to forbid." }],
+    example_params: "{kinds: [{apiGroups: [''], kinds: [NodePort]}, {apiGroups: [networking.istio.io], kinds: [WorkloadEntry]}]}",
+    passing_example: "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: shop}
+",
+    failing_example: "\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm, namespace: shop}
+",
+    compile: |params| {
+        let p: ForbiddenKindsParams = parse_params(params)?;
+        if p.kinds.is_empty() {
+            return Err(ParamError::new("kinds", "must list at least one kind"));
+        }
+        Ok(Compiled::Object(Box::new(ForbiddenKinds { kinds: p.kinds })))
+    },
+};
+
+impl ObjectCheck for ForbiddenKinds {
+    fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
+        if self.kinds.iter().any(|k| k.matches(obj.group, obj.kind)) {
+            let group = if obj.group.is_empty() {
+                "core"
+            } else {
+                obj.group
+            };
+            out.push(Violation::new(
+                FieldPath::root().key("kind"),
+                format!("{} ({group}) objects are not allowed here", obj.kind),
+            ));
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The registry of built-in checks. Each entry declares its id, params, docs and a passing and a
+//! failing example; the engine, `meshguard rules`, the README catalog and the example tests all
+//! read this one table, so the docs cannot drift from what runs.
+
+mod generic;
+pub(crate) mod http_rules;
+mod istio;
+
+use crate::finding::Violation;
+use crate::http::{BucketStore, Request};
+use crate::object::{Input, Object};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// What a check looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Kubernetes objects: CI, admission.
+    Kubernetes,
+    /// HTTP requests: the Envoy filter.
+    Http,
+}
+
+#[derive(Debug)]
+pub struct ParamDoc {
+    pub name: &'static str,
+    pub ty: &'static str,
+    /// Rendered default, or `required`.
+    pub default: &'static str,
+    pub description: &'static str,
+}
+
+/// One built-in check: everything the engine and the docs know about it.
+pub struct CheckSpec {
+    pub id: &'static str,
+    pub target: Target,
+    pub summary: &'static str,
+    pub params: &'static [ParamDoc],
+    /// Params the examples run with (YAML flow or JSON).
+    pub example_params: &'static str,
+    /// For Kubernetes checks a YAML stream of objects; for HTTP checks one request
+    /// (`method`, `path`, `authority`, `headers`).
+    pub passing_example: &'static str,
+    pub failing_example: &'static str,
+    pub compile: fn(&Value) -> Result<Compiled, ParamError>,
+}
+
+pub enum Compiled {
+    Object(Box<dyn ObjectCheck>),
+    Http(Box<dyn HttpCheck>),
+}
+
+/// A compiled Kubernetes check. `input` holds every object under review, for checks that compare
+/// an object with its peers (a Service and the workloads it selects, two headless Services).
+pub trait ObjectCheck: Send + Sync {
+    fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>);
+}
+
+/// Per-request inputs an HTTP check may need besides the request itself.
+pub struct HttpContext<'a> {
+    pub rule_id: &'a str,
+    pub now_ms: u64,
+    pub buckets: &'a mut dyn BucketStore,
+}
+
+/// A compiled HTTP check: `Ok(Some(message))` when the request violates it.
+pub trait HttpCheck: Send + Sync {
+    fn evaluate(&self, req: &Request, ctx: &mut HttpContext<'_>) -> Result<Option<String>, String>;
+    /// HTTP status sent on deny (a rule's `status` overrides it).
+    fn default_status(&self) -> u16 {
+        403
+    }
+}
+
+/// A param that did not validate: `field` is relative to `params`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ParamError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ParamError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Deserializes a check's params, naming the exact field that is wrong or unknown.
+pub(crate) fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, ParamError> {
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        ParamError::new(field, e.into_inner().to_string())
+    })
+}
+
+pub(crate) fn compile_regex(field: &str, pattern: &str) -> Result<regex_lite::Regex, ParamError> {
+    regex_lite::Regex::new(pattern)
+        .map_err(|e| ParamError::new(field, format!("invalid regex `{pattern}`: {e}")))
+}
+
+static REGISTRY: &[&CheckSpec] = &[
+    &istio::PORT_NAME,
+    &istio::HEADLESS_PORT_CONFLICT,
+    &istio::SIDECAR_START_ORDER,
+    &istio::GRACEFUL_SHUTDOWN,
+    &istio::HTTP_DRAIN,
+    &istio::INJECTION_ROLLOUT,
+    &istio::EXPORT_TO_OWN_NAMESPACE,
+    &istio::HOST_IN_OWN_NAMESPACE,
+    &istio::PLATFORM_ONLY_KINDS,
+    &istio::SINGLE_DEFAULT_SIDECAR,
+    &istio::CIRCUIT_BREAKER,
+    &generic::REQUIRED_LABELS,
+    &generic::REQUIRED_ANNOTATIONS,
+    &generic::FIELD_PATTERN,
+    &generic::FIELD_RANGE,
+    &generic::FORBIDDEN_KINDS,
+    &http_rules::REQUIRE_HEADER,
+    &http_rules::DENY_HEADER,
+    &http_rules::HEADER_LIMITS,
+    &http_rules::ALLOWED_METHODS,
+    &http_rules::TENANT_HEADER,
+    &http_rules::GRPC_SHAPE,
+    &http_rules::LOCAL_RATE_LIMIT,
+];
+
+/// Every built-in check, in catalog order.
+pub fn registry() -> &'static [&'static CheckSpec] {
+    REGISTRY
+}
+
+pub fn find(id: &str) -> Option<&'static CheckSpec> {
+    REGISTRY.iter().copied().find(|c| c.id == id)
+}

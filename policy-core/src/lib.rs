@@ -1,0 +1,32 @@
+//! meshguard's policy engine: every guardrail decision, with no I/O, no clock, no threads and no
+//! host ABI, so the same code runs in the CLI, in admission wasm modules and inside Envoy.
+//!
+//! ```
+//! use policy_core::{Input, Policy};
+//! let policy = Policy::default_rules().unwrap();
+//! let objects = vec![serde_json::json!({
+//!     "apiVersion": "v1", "kind": "Service",
+//!     "metadata": {"name": "api", "namespace": "shop"},
+//!     "spec": {"ports": [{"name": "web", "port": 8080}]}
+//! })];
+//! let findings = policy.review(&Input::new(&objects, "default"));
+//! assert_eq!(findings[0].rule, "istio-port-name");
+//! assert_eq!(findings[0].path.to_string(), "spec.ports[0].name");
+//! ```
+
+pub mod checks;
+pub mod finding;
+pub mod http;
+pub mod matching;
+pub mod object;
+pub mod path;
+pub mod policy;
+#[cfg(feature = "yaml")]
+pub mod yaml;
+
+pub use checks::{registry, CheckSpec, Target};
+pub use finding::{Action, Finding};
+pub use http::{BucketStore, MemoryBuckets, Request};
+pub use object::Input;
+pub use path::FieldPath;
+pub use policy::{Denial, HttpDecision, LoadError, Policy, RuleSetError, DEFAULT_RULES_YAML};

@@ -1,0 +1,242 @@
+//! A read-only view of one Kubernetes object, and the input it is reviewed in.
+
+use crate::path::FieldPath;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Kinds that live outside namespaces; everything else is namespaced.
+const CLUSTER_SCOPED_KINDS: &[&str] = &[
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+    "RuntimeClass",
+    "APIService",
+    "CSIDriver",
+    "CSINode",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ClusterPolicyReport",
+    "ClusterAdmissionPolicy",
+];
+
+/// Kinds whose pod template the workload checks read, with the path to it.
+const POD_TEMPLATE_PATHS: &[(&str, &[&str])] = &[
+    ("Pod", &[]),
+    ("Deployment", &["spec", "template"]),
+    ("StatefulSet", &["spec", "template"]),
+    ("DaemonSet", &["spec", "template"]),
+    ("ReplicaSet", &["spec", "template"]),
+    ("ReplicationController", &["spec", "template"]),
+    ("Job", &["spec", "template"]),
+    ("CronJob", &["spec", "jobTemplate", "spec", "template"]),
+];
+
+static EMPTY_MAP: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+
+fn empty_map() -> &'static Map<String, Value> {
+    EMPTY_MAP.get_or_init(Map::new)
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Object<'a> {
+    pub value: &'a Value,
+    pub kind: &'a str,
+    pub group: &'a str,
+    pub name: &'a str,
+    /// The object's namespace, or the input's default namespace for a namespaced kind without one;
+    /// empty for cluster-scoped kinds.
+    pub namespace: &'a str,
+}
+
+impl<'a> Object<'a> {
+    pub fn new(value: &'a Value, default_namespace: &'a str) -> Self {
+        let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        let meta = value.get("metadata");
+        let name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let namespace = if CLUSTER_SCOPED_KINDS.contains(&kind) {
+            ""
+        } else {
+            meta.and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str)
+                .unwrap_or(default_namespace)
+        };
+        Object {
+            value,
+            kind,
+            group,
+            name,
+            namespace,
+        }
+    }
+
+    pub fn is_cluster_scoped(&self) -> bool {
+        CLUSTER_SCOPED_KINDS.contains(&self.kind)
+    }
+
+    pub fn labels(&self) -> &'a Map<String, Value> {
+        string_map(self.value.get("metadata").and_then(|m| m.get("labels")))
+    }
+
+    pub fn annotations(&self) -> &'a Map<String, Value> {
+        string_map(
+            self.value
+                .get("metadata")
+                .and_then(|m| m.get("annotations")),
+        )
+    }
+
+    pub fn spec(&self) -> Option<&'a Value> {
+        self.value.get("spec")
+    }
+
+    /// The pod template of a workload (a Pod is its own template).
+    pub fn pod_template(&self) -> Option<PodTemplate<'a>> {
+        let (_, steps) = POD_TEMPLATE_PATHS.iter().find(|(k, _)| *k == self.kind)?;
+        let mut value = self.value;
+        let mut path = FieldPath::root();
+        for step in *steps {
+            value = value.get(*step)?;
+            path = path.key(step);
+        }
+        Some(PodTemplate { value, path })
+    }
+}
+
+pub fn string_map(v: Option<&Value>) -> &Map<String, Value> {
+    v.and_then(Value::as_object).unwrap_or_else(|| empty_map())
+}
+
+/// A pod template (or a Pod) and where it sits in its object.
+#[derive(Clone, Debug)]
+pub struct PodTemplate<'a> {
+    pub value: &'a Value,
+    pub path: FieldPath,
+}
+
+impl<'a> PodTemplate<'a> {
+    pub fn metadata_path(&self) -> FieldPath {
+        self.path.key("metadata")
+    }
+
+    pub fn spec_path(&self) -> FieldPath {
+        self.path.key("spec")
+    }
+
+    pub fn spec(&self) -> Option<&'a Value> {
+        self.value.get("spec")
+    }
+
+    pub fn labels(&self) -> &'a Map<String, Value> {
+        string_map(self.value.get("metadata").and_then(|m| m.get("labels")))
+    }
+
+    pub fn annotations(&self) -> &'a Map<String, Value> {
+        string_map(
+            self.value
+                .get("metadata")
+                .and_then(|m| m.get("annotations")),
+        )
+    }
+
+    /// Path to an annotation, or to the nearest existing parent when it is absent.
+    pub fn annotation_path(&self, key: &str) -> FieldPath {
+        self.metadata_path().key("annotations").key(key)
+    }
+
+    /// The app containers (not init containers), each with its path.
+    pub fn containers(&self) -> impl Iterator<Item = (FieldPath, &'a Value)> + '_ {
+        let base = self.spec_path().key("containers");
+        self.spec()
+            .and_then(|s| s.get("containers"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(move |(i, c)| (base.index(i), c))
+    }
+}
+
+/// Reads a label or annotation the way Kubernetes stores them (strings), tolerating YAML booleans.
+pub fn map_str<'m>(map: &'m Map<String, Value>, key: &str) -> Option<std::borrow::Cow<'m, str>> {
+    match map.get(key)? {
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+        Value::Bool(b) => Some(std::borrow::Cow::Owned(b.to_string())),
+        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
+        _ => None,
+    }
+}
+
+/// Everything one review sees: the objects (a whole manifest repo in CI, one object at admission)
+/// and what is known about their namespaces.
+pub struct Input<'a> {
+    pub objects: Vec<Object<'a>>,
+    /// Labels of namespaces, from Namespace objects in the input or supplied by the host.
+    pub namespace_labels: HashMap<String, &'a Map<String, Value>>,
+}
+
+impl<'a> Input<'a> {
+    /// Objects without `metadata.namespace` are placed in `default_namespace`, as `kubectl apply` does.
+    pub fn new(values: &'a [Value], default_namespace: &'a str) -> Self {
+        let objects: Vec<Object<'a>> = values
+            .iter()
+            .map(|v| Object::new(v, default_namespace))
+            .collect();
+        let mut namespace_labels = HashMap::new();
+        for o in &objects {
+            if o.kind == "Namespace" && o.group.is_empty() {
+                namespace_labels.insert(o.name.to_string(), o.labels());
+            }
+        }
+        Input {
+            objects,
+            namespace_labels,
+        }
+    }
+
+    /// Adds labels of a namespace the input does not contain (e.g. what an admission host knows).
+    pub fn with_namespace_labels(
+        mut self,
+        namespace: &str,
+        labels: &'a Map<String, Value>,
+    ) -> Self {
+        self.namespace_labels
+            .entry(namespace.to_string())
+            .or_insert(labels);
+        self
+    }
+
+    /// Labels of the namespace an object lives in (a Namespace object's own labels).
+    pub fn labels_of_namespace(&self, obj: &Object<'a>) -> Option<&'a Map<String, Value>> {
+        if obj.kind == "Namespace" {
+            return Some(obj.labels());
+        }
+        self.namespace_labels.get(obj.namespace).copied()
+    }
+
+    /// Other objects of `kind` in the same namespace as `obj`.
+    pub fn peers<'s>(
+        &'s self,
+        obj: &'s Object<'a>,
+        kind: &'s str,
+    ) -> impl Iterator<Item = &'s Object<'a>> + 's {
+        self.objects.iter().filter(move |o| {
+            o.kind == kind && o.namespace == obj.namespace && !std::ptr::eq(o.value, obj.value)
+        })
+    }
+}

@@ -1,0 +1,591 @@
+//! The RuleSet document and the compiled `Policy`: load once, then review objects and requests.
+
+use crate::checks::{self, Compiled, HttpCheck, HttpContext, ObjectCheck, ParamError, Target};
+use crate::finding::{Action, Finding, Violation};
+use crate::http::{BucketStore, Request};
+use crate::matching::{any_glob, Match};
+use crate::object::Input;
+use serde::Deserialize;
+use serde_json::Value;
+use std::fmt;
+
+pub const API_VERSION: &str = "meshguard.dev/v1alpha1";
+pub const KIND: &str = "RuleSet";
+
+/// The built-in rule set, used when no rules are given.
+pub const DEFAULT_RULES_YAML: &str = include_str!("default-rules.yaml");
+
+/// A rule set that did not validate. `field` is the full path in the document
+/// (`spec.rules[2].params.header`), so a caller can point at the line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleSetError {
+    pub rule: Option<String>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for RuleSetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.rule {
+            Some(id) => write!(f, "rule `{id}`: {}: {}", self.field, self.message),
+            None if self.field.is_empty() => f.write_str(&self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+impl std::error::Error for RuleSetError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRuleSet {
+    api_version: String,
+    kind: String,
+    metadata: RawMetadata,
+    spec: RawSpec,
+}
+
+#[derive(Deserialize)]
+struct RawMetadata {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSpec {
+    rules: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRule {
+    id: String,
+    check: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "deny")]
+    action: Action,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    params: Option<Value>,
+    #[serde(default, rename = "match")]
+    match_: Option<Match>,
+    #[serde(default)]
+    action_overrides: Vec<ActionOverride>,
+    #[serde(default)]
+    when: Option<RawWhen>,
+    #[serde(default)]
+    status: Option<u16>,
+}
+
+fn deny() -> Action {
+    Action::Deny
+}
+
+/// A different action in some namespaces: `audit` cluster-wide, `warn` in wave 1, `deny` in wave 2.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionOverride {
+    pub action: Action,
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawWhen {
+    #[serde(default)]
+    path_prefix: Option<String>,
+    #[serde(default)]
+    path_exact: Option<String>,
+    #[serde(default)]
+    path_regex: Option<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default)]
+    header_present: Option<String>,
+}
+
+/// Conditions on a request that decide whether an HTTP rule applies at all.
+struct When {
+    path: Option<checks::http_rules::PathMatcher>,
+    methods: Vec<String>,
+    authority: Option<String>,
+    header_present: Option<String>,
+}
+
+impl When {
+    fn applies(&self, req: &Request) -> bool {
+        self.path
+            .as_ref()
+            .is_none_or(|m| m.matches(req.path_only()))
+            && (self.methods.is_empty()
+                || self
+                    .methods
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(&req.method)))
+            && self
+                .authority
+                .as_ref()
+                .is_none_or(|a| crate::matching::glob_match(a, authority_host(&req.authority)))
+            && self
+                .header_present
+                .as_ref()
+                .is_none_or(|h| req.header(h).is_some())
+    }
+}
+
+fn authority_host(authority: &str) -> &str {
+    authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(authority, |(h, _)| h)
+}
+
+/// What every rule has, whatever it checks.
+#[derive(Clone, Debug)]
+pub struct RuleInfo {
+    pub id: String,
+    pub check: &'static str,
+    pub description: String,
+    pub action: Action,
+    pub message: Option<String>,
+    pub action_overrides: Vec<ActionOverride>,
+}
+
+impl RuleInfo {
+    /// The action in `namespace`: the first override that names it, else the rule's own.
+    pub fn action_in(&self, namespace: &str) -> Action {
+        self.action_overrides
+            .iter()
+            .find(|o| any_glob(&o.namespaces, namespace))
+            .map_or(self.action, |o| o.action)
+    }
+
+    fn message_for(&self, detail: &str, kind: &str, namespace: &str, name: &str) -> String {
+        match &self.message {
+            None => detail.to_string(),
+            Some(template) => template
+                .replace("{message}", detail)
+                .replace("{kind}", kind)
+                .replace("{namespace}", namespace)
+                .replace("{name}", name),
+        }
+    }
+}
+
+struct ObjectRule {
+    info: RuleInfo,
+    matcher: Match,
+    check: Box<dyn ObjectCheck>,
+}
+
+struct HttpRule {
+    info: RuleInfo,
+    when: Option<When>,
+    status: u16,
+    check: Box<dyn HttpCheck>,
+}
+
+/// A validated, compiled rule set: regexes built, params typed, matchers ready.
+pub struct Policy {
+    name: String,
+    object_rules: Vec<ObjectRule>,
+    http_rules: Vec<HttpRule>,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("rules", &self.rules().map(|r| &r.id).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The answer for one HTTP request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpDecision {
+    /// The first rule that denied, if any; later rules are not evaluated (no tokens spent).
+    pub denied: Option<Denial>,
+    /// Every rule that fired, in order, with its action (for warn headers and metrics).
+    pub fired: Vec<(usize, Action)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Denial {
+    pub rule: String,
+    pub message: String,
+    pub status: u16,
+    /// Sent instead of the HTTP status to gRPC clients: 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED.
+    pub grpc_status: u8,
+}
+
+impl Policy {
+    /// Loads a RuleSet from YAML or JSON text.
+    #[cfg(feature = "yaml")]
+    pub fn from_text(text: &str) -> Result<Policy, LoadError> {
+        let doc = crate::yaml::parse_one(text).map_err(|e| LoadError::Syntax {
+            line: e.at.line,
+            column: e.at.column,
+            message: e.message,
+        })?;
+        Policy::from_value(&doc.value).map_err(|e| {
+            let at = crate::path::FieldPath::parse(&e.field)
+                .map(|p| doc.spans.locate(&p))
+                .unwrap_or(doc.spans.at);
+            LoadError::Invalid {
+                line: at.line,
+                error: e,
+            }
+        })
+    }
+
+    /// Loads a RuleSet from JSON text.
+    #[cfg(not(feature = "yaml"))]
+    pub fn from_text(text: &str) -> Result<Policy, LoadError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| LoadError::Syntax {
+            line: e.line() as u32,
+            column: e.column() as u32,
+            message: e.to_string(),
+        })?;
+        Policy::from_value(&value).map_err(|error| LoadError::Invalid { line: 0, error })
+    }
+
+    /// The built-in rule set.
+    pub fn default_rules() -> Result<Policy, LoadError> {
+        Policy::from_text(DEFAULT_RULES_YAML)
+    }
+
+    /// Validates and compiles a RuleSet document; every error names the rule id and field.
+    pub fn from_value(doc: &Value) -> Result<Policy, RuleSetError> {
+        let raw: RawRuleSet = serde_path_to_error::deserialize(doc).map_err(|e| RuleSetError {
+            rule: None,
+            field: e.path().to_string().trim_start_matches('.').to_string(),
+            message: e.into_inner().to_string(),
+        })?;
+        if raw.api_version != API_VERSION {
+            return Err(doc_error(
+                "apiVersion",
+                format!(
+                    "`{}` is not supported; use `{API_VERSION}`",
+                    raw.api_version
+                ),
+            ));
+        }
+        if raw.kind != KIND {
+            return Err(doc_error("kind", format!("`{}` is not `{KIND}`", raw.kind)));
+        }
+        let mut policy = Policy {
+            name: raw.metadata.name,
+            object_rules: Vec::new(),
+            http_rules: Vec::new(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (i, value) in raw.spec.rules.iter().enumerate() {
+            let base = format!("spec.rules[{i}]");
+            let id_hint = value.get("id").and_then(Value::as_str).map(str::to_string);
+            let err = |field: &str, message: String| RuleSetError {
+                rule: id_hint.clone(),
+                field: if field.is_empty() {
+                    base.clone()
+                } else {
+                    format!("{base}.{field}")
+                },
+                message,
+            };
+            let rule: RawRule = serde_path_to_error::deserialize(value).map_err(|e| {
+                let path = e.path().to_string();
+                err(
+                    if path == "." { "" } else { &path },
+                    e.into_inner().to_string(),
+                )
+            })?;
+            if rule.id.is_empty()
+                || !rule
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+            {
+                return Err(err(
+                    "id",
+                    format!(
+                        "`{}` is not a stable id: use lower-case letters, digits, `-`, `_`, `.`",
+                        rule.id
+                    ),
+                ));
+            }
+            if !seen.insert(rule.id.clone()) {
+                return Err(err("id", format!("duplicate rule id `{}`", rule.id)));
+            }
+            let spec = checks::find(&rule.check).ok_or_else(|| {
+                let known: Vec<&str> = checks::registry().iter().map(|c| c.id).collect();
+                err(
+                    "check",
+                    format!(
+                        "unknown check `{}`; known checks: {}",
+                        rule.check,
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            let params = rule
+                .params
+                .clone()
+                .unwrap_or(Value::Object(Default::default()));
+            let params = if params.is_null() {
+                Value::Object(Default::default())
+            } else {
+                params
+            };
+            let compiled = (spec.compile)(&params).map_err(|ParamError { field, message }| {
+                err(
+                    if field.is_empty() {
+                        "params".into()
+                    } else {
+                        format!("params.{field}")
+                    }
+                    .as_str(),
+                    message,
+                )
+            })?;
+            for (j, o) in rule.action_overrides.iter().enumerate() {
+                if o.namespaces.is_empty() {
+                    return Err(err(
+                        &format!("actionOverrides[{j}].namespaces"),
+                        "must name at least one namespace".into(),
+                    ));
+                }
+            }
+            let info = RuleInfo {
+                id: rule.id,
+                check: spec.id,
+                description: rule.description,
+                action: rule.action,
+                message: rule.message,
+                action_overrides: rule.action_overrides,
+            };
+            match compiled {
+                Compiled::Object(check) => {
+                    if rule.when.is_some() || rule.status.is_some() {
+                        let field = if rule.when.is_some() {
+                            "when"
+                        } else {
+                            "status"
+                        };
+                        return Err(err(field, format!("`{field}` applies to HTTP checks only; `{}` checks Kubernetes objects", spec.id)));
+                    }
+                    let matcher = rule.match_.unwrap_or_default();
+                    matcher.validate().map_err(|m| err("match", m))?;
+                    policy.object_rules.push(ObjectRule {
+                        info,
+                        matcher,
+                        check,
+                    });
+                }
+                Compiled::Http(check) => {
+                    if rule.match_.is_some() {
+                        return Err(err("match", format!("`match` selects Kubernetes objects; `{}` checks HTTP requests, use `when`", spec.id)));
+                    }
+                    let when = rule
+                        .when
+                        .map(|w| {
+                            compile_when(w).map_err(|ParamError { field, message }| {
+                                err(&format!("when.{field}"), message)
+                            })
+                        })
+                        .transpose()?;
+                    let status = rule.status.unwrap_or_else(|| check.default_status());
+                    if !(200..=599).contains(&status) {
+                        return Err(err("status", format!("{status} is not an HTTP status")));
+                    }
+                    policy.http_rules.push(HttpRule {
+                        info,
+                        when,
+                        status,
+                        check,
+                    });
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every rule, Kubernetes rules first, each in document order.
+    pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
+        self.object_rules
+            .iter()
+            .map(|r| &r.info)
+            .chain(self.http_rules.iter().map(|r| &r.info))
+    }
+
+    pub fn http_rules(&self) -> impl Iterator<Item = &RuleInfo> {
+        self.http_rules.iter().map(|r| &r.info)
+    }
+
+    pub fn has_rules_for(&self, target: Target) -> bool {
+        match target {
+            Target::Kubernetes => !self.object_rules.is_empty(),
+            Target::Http => !self.http_rules.is_empty(),
+        }
+    }
+
+    /// Reviews every object of the input against every Kubernetes rule.
+    pub fn review(&self, input: &Input<'_>) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for index in 0..input.objects.len() {
+            self.review_object(input, index, &mut findings);
+        }
+        findings
+    }
+
+    /// Reviews one object of the input (its peers are visible to checks that compare objects).
+    pub fn review_object(&self, input: &Input<'_>, index: usize, findings: &mut Vec<Finding>) {
+        let Some(obj) = input.objects.get(index) else {
+            return;
+        };
+        let mut violations = Vec::new();
+        for rule in &self.object_rules {
+            if !rule.matcher.matches(obj, input) {
+                continue;
+            }
+            violations.clear();
+            rule.check.review(obj, input, &mut violations);
+            let namespace_action = rule.info.action_in(if obj.kind == "Namespace" {
+                obj.name
+            } else {
+                obj.namespace
+            });
+            for Violation {
+                path,
+                message,
+                max_action,
+            } in violations.drain(..)
+            {
+                findings.push(Finding {
+                    rule: rule.info.id.clone(),
+                    check: rule.info.check,
+                    action: max_action.map_or(namespace_action, |cap| namespace_action.min(cap)),
+                    message: rule
+                        .info
+                        .message_for(&message, obj.kind, obj.namespace, obj.name),
+                    kind: obj.kind.to_string(),
+                    namespace: obj.namespace.to_string(),
+                    name: obj.name.to_string(),
+                    path,
+                    object_index: index,
+                });
+            }
+        }
+    }
+
+    /// Decides one request: every HTTP rule in order until one denies. `now_ms` is the host's clock;
+    /// rate-limit buckets live in `buckets`. An `Err` means a host failure (bucket storage); the
+    /// caller applies its fail mode.
+    pub fn decide(
+        &self,
+        req: &Request,
+        now_ms: u64,
+        buckets: &mut dyn BucketStore,
+    ) -> Result<HttpDecision, String> {
+        let mut decision = HttpDecision::default();
+        for (index, rule) in self.http_rules.iter().enumerate() {
+            if rule.when.as_ref().is_some_and(|w| !w.applies(req)) {
+                continue;
+            }
+            let mut ctx = HttpContext {
+                rule_id: &rule.info.id,
+                now_ms,
+                buckets: &mut *buckets,
+            };
+            let Some(detail) = rule.check.evaluate(req, &mut ctx)? else {
+                continue;
+            };
+            let action = rule.info.action;
+            decision.fired.push((index, action));
+            if action == Action::Deny {
+                decision.denied = Some(Denial {
+                    rule: rule.info.id.clone(),
+                    message: rule.info.message_for(&detail, "", "", ""),
+                    status: rule.status,
+                    grpc_status: if rule.status == 429 { 8 } else { 7 },
+                });
+                break;
+            }
+        }
+        Ok(decision)
+    }
+
+    /// The id of the HTTP rule at `index` in [`HttpDecision::fired`].
+    pub fn http_rule(&self, index: usize) -> Option<&RuleInfo> {
+        self.http_rules.get(index).map(|r| &r.info)
+    }
+}
+
+fn doc_error(field: &str, message: String) -> RuleSetError {
+    RuleSetError {
+        rule: None,
+        field: field.to_string(),
+        message,
+    }
+}
+
+fn compile_when(w: RawWhen) -> Result<When, ParamError> {
+    let path = checks::http_rules::PathMatcher::from_fields(
+        "pathRegex",
+        w.path_prefix,
+        w.path_exact,
+        w.path_regex,
+    )?;
+    Ok(When {
+        path,
+        methods: w.methods,
+        authority: w.authority,
+        header_present: w.header_present,
+    })
+}
+
+/// A rule set that could not be loaded: bad syntax, or a document that does not validate.
+/// `line` is where the offending field is (0 when unknown).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoadError {
+    Syntax {
+        line: u32,
+        column: u32,
+        message: String,
+    },
+    Invalid {
+        line: u32,
+        error: RuleSetError,
+    },
+}
+
+impl LoadError {
+    pub fn line(&self) -> u32 {
+        match self {
+            LoadError::Syntax { line, .. } | LoadError::Invalid { line, .. } => *line,
+        }
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Syntax {
+                line,
+                column,
+                message,
+            } => write!(f, "{line}:{column}: {message}"),
+            LoadError::Invalid { line: 0, error } => write!(f, "{error}"),
+            LoadError::Invalid { line, error } => write!(f, "{line}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
