@@ -45,19 +45,11 @@ pub struct Violation {
 
 impl Violation {
     pub fn new(path: FieldPath, message: impl Into<String>) -> Self {
-        Violation {
-            path,
-            message: message.into(),
-            max_action: None,
-        }
+        Violation { path, message: message.into(), max_action: None }
     }
 
     pub fn advisory(path: FieldPath, message: impl Into<String>) -> Self {
-        Violation {
-            path,
-            message: message.into(),
-            max_action: Some(Action::Warn),
-        }
+        Violation { path, message: message.into(), max_action: Some(Action::Warn) }
     }
 }
 

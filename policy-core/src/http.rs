@@ -19,28 +19,20 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The path without its query string.
     pub fn path_only(&self) -> &str {
-        self.path
-            .split_once('?')
-            .map_or(self.path.as_str(), |(p, _)| p)
+        self.path.split_once('?').map_or(self.path.as_str(), |(p, _)| p)
     }
 
     pub fn is_grpc(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|ct| ct.starts_with("application/grpc"))
+        self.header("content-type").is_some_and(|ct| ct.starts_with("application/grpc"))
     }
 }
 
-fn headers_from_map_or_pairs<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<(String, String)>, D::Error> {
+fn headers_from_map_or_pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Headers {
@@ -80,26 +72,19 @@ impl BucketState {
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
         let tokens = u32::from_le_bytes(b.get(..4)?.try_into().ok()?);
         let last_fill_ms = u64::from_le_bytes(b.get(4..12)?.try_into().ok()?);
-        Some(BucketState {
-            tokens,
-            last_fill_ms,
-        })
+        Some(BucketState { tokens, last_fill_ms })
     }
 }
 
 impl TokenBucket {
     /// Takes one token at `now_ms`: the new state and whether the request may pass.
     pub fn take(&self, state: Option<BucketState>, now_ms: u64) -> (BucketState, bool) {
-        let mut s = state.unwrap_or(BucketState {
-            tokens: self.max_tokens,
-            last_fill_ms: now_ms,
-        });
+        let mut s = state.unwrap_or(BucketState { tokens: self.max_tokens, last_fill_ms: now_ms });
         if now_ms > s.last_fill_ms && self.fill_interval_ms > 0 {
             let steps = (now_ms - s.last_fill_ms) / self.fill_interval_ms;
             if steps > 0 {
                 let added = steps.saturating_mul(u64::from(self.tokens_per_fill));
-                s.tokens = (u64::from(s.tokens).saturating_add(added))
-                    .min(u64::from(self.max_tokens)) as u32;
+                s.tokens = (u64::from(s.tokens).saturating_add(added)).min(u64::from(self.max_tokens)) as u32;
                 s.last_fill_ms += steps * self.fill_interval_ms;
             }
         }
@@ -143,9 +128,7 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like `500ms`, `1s`, `1m`"))?;
+    let n: u64 = num.parse().map_err(|_| format!("`{text}` is not a duration like `500ms`, `1s`, `1m`"))?;
     let scale = match unit {
         "ms" => 1,
         "s" => 1_000,
@@ -162,11 +145,7 @@ mod tests {
 
     #[test]
     fn bucket_refills_from_elapsed_time() {
-        let b = TokenBucket {
-            max_tokens: 2,
-            tokens_per_fill: 1,
-            fill_interval_ms: 1000,
-        };
+        let b = TokenBucket { max_tokens: 2, tokens_per_fill: 1, fill_interval_ms: 1000 };
         let (s, ok) = b.take(None, 10_000);
         assert!(ok);
         let (s, ok) = b.take(Some(s), 10_100);

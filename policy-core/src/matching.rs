@@ -35,8 +35,7 @@ pub struct KindSelector {
 
 impl KindSelector {
     pub fn matches(&self, group: &str, kind: &str) -> bool {
-        let group_ok =
-            self.api_groups.is_empty() || self.api_groups.iter().any(|g| g == "*" || g == group);
+        let group_ok = self.api_groups.is_empty() || self.api_groups.iter().any(|g| g == "*" || g == group);
         let kind_ok = self.kinds.is_empty() || self.kinds.iter().any(|k| k == "*" || k == kind);
         group_ok && kind_ok
     }
@@ -83,15 +82,8 @@ impl LabelSelector {
         for (i, e) in self.match_expressions.iter().enumerate() {
             let needs_values = matches!(e.operator, LabelOperator::In | LabelOperator::NotIn);
             if needs_values == e.values.is_empty() {
-                let want = if needs_values {
-                    "needs a non-empty `values`"
-                } else {
-                    "must not have `values`"
-                };
-                return Err(format!(
-                    "matchExpressions[{i}]: operator {:?} {want}",
-                    e.operator
-                ));
+                let want = if needs_values { "needs a non-empty `values`" } else { "must not have `values`" };
+                return Err(format!("matchExpressions[{i}]: operator {:?} {want}", e.operator));
             }
         }
         Ok(())
@@ -99,9 +91,7 @@ impl LabelSelector {
 
     pub fn matches(&self, labels: &Map<String, Value>) -> bool {
         let get = |k: &str| map_str(labels, k);
-        self.match_labels
-            .iter()
-            .all(|(k, v)| get(k).as_deref() == Some(v.as_str()))
+        self.match_labels.iter().all(|(k, v)| get(k).as_deref() == Some(v.as_str()))
             && self.match_expressions.iter().all(|e| {
                 let have = get(&e.key);
                 match e.operator {
@@ -134,17 +124,9 @@ pub fn any_glob(patterns: &[String], name: &str) -> bool {
 
 impl Match {
     pub fn validate(&self) -> Result<(), String> {
-        for (field, list) in [
-            ("namespaces", &self.namespaces),
-            ("excludedNamespaces", &self.excluded_namespaces),
-        ] {
-            if let Some(bad) = list
-                .iter()
-                .find(|p| p.is_empty() || p.trim_matches('*').contains('*'))
-            {
-                return Err(format!(
-                    "{field}: `{bad}` is not a name, `prefix*` or `*suffix`"
-                ));
+        for (field, list) in [("namespaces", &self.namespaces), ("excludedNamespaces", &self.excluded_namespaces)] {
+            if let Some(bad) = list.iter().find(|p| p.is_empty() || p.trim_matches('*').contains('*')) {
+                return Err(format!("{field}: `{bad}` is not a name, `prefix*` or `*suffix`"));
             }
         }
         if let Some(s) = &self.label_selector {
@@ -172,11 +154,7 @@ impl Match {
         }
         // Gatekeeper: a Namespace matches by its own name; other cluster-scoped objects are not
         // filtered by namespace criteria at all.
-        let namespace = if obj.kind == "Namespace" {
-            obj.name
-        } else {
-            obj.namespace
-        };
+        let namespace = if obj.kind == "Namespace" { obj.name } else { obj.namespace };
         if namespace.is_empty() {
             return true;
         }
@@ -229,20 +207,13 @@ mod tests {
         assert!(apps.matches(&deploy, &input) && !apps.matches(&svc, &input));
 
         let excl = m(json!({"excludedNamespaces": ["kube-*"]}));
-        assert!(
-            !excl.matches(&svc, &input)
-                && excl.matches(&deploy, &input)
-                && excl.matches(&role, &input)
-        );
+        assert!(!excl.matches(&svc, &input) && excl.matches(&deploy, &input) && excl.matches(&role, &input));
 
         let wave = m(
             json!({"namespaceSelector": {"matchExpressions": [{"key": "wave", "operator": "In", "values": ["1", "2"]}]}}),
         );
         assert!(wave.matches(&deploy, &input) && wave.matches(&ns, &input));
-        assert!(
-            !wave.matches(&svc, &input),
-            "unknown namespace labels do not match a selector"
-        );
+        assert!(!wave.matches(&svc, &input), "unknown namespace labels do not match a selector");
 
         let labels = m(json!({"labelSelector": {"matchLabels": {"app": "d"}}}));
         assert!(labels.matches(&deploy, &input) && !labels.matches(&svc, &input));
@@ -253,11 +224,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_selectors() {
-        assert!(m(
-            json!({"labelSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}})
-        )
-        .validate()
-        .is_err());
+        assert!(m(json!({"labelSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}))
+            .validate()
+            .is_err());
         assert!(m(json!({"namespaces": ["a*b*"]})).validate().is_err());
         assert!(serde_json::from_value::<Match>(json!({"kind": []})).is_err());
     }

@@ -59,30 +59,16 @@ pub struct Object<'a> {
 impl<'a> Object<'a> {
     pub fn new(value: &'a Value, default_namespace: &'a str) -> Self {
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
-        let api_version = value
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
         let meta = value.get("metadata");
-        let name = meta
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("");
         let namespace = if CLUSTER_SCOPED_KINDS.contains(&kind) {
             ""
         } else {
-            meta.and_then(|m| m.get("namespace"))
-                .and_then(Value::as_str)
-                .unwrap_or(default_namespace)
+            meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or(default_namespace)
         };
-        Object {
-            value,
-            kind,
-            group,
-            name,
-            namespace,
-        }
+        Object { value, kind, group, name, namespace }
     }
 
     pub fn is_cluster_scoped(&self) -> bool {
@@ -94,11 +80,7 @@ impl<'a> Object<'a> {
     }
 
     pub fn annotations(&self) -> &'a Map<String, Value> {
-        string_map(
-            self.value
-                .get("metadata")
-                .and_then(|m| m.get("annotations")),
-        )
+        string_map(self.value.get("metadata").and_then(|m| m.get("annotations")))
     }
 
     pub fn spec(&self) -> Option<&'a Value> {
@@ -147,11 +129,7 @@ impl<'a> PodTemplate<'a> {
     }
 
     pub fn annotations(&self) -> &'a Map<String, Value> {
-        string_map(
-            self.value
-                .get("metadata")
-                .and_then(|m| m.get("annotations")),
-        )
+        string_map(self.value.get("metadata").and_then(|m| m.get("annotations")))
     }
 
     /// Path to an annotation, or to the nearest existing parent when it is absent.
@@ -193,31 +171,19 @@ pub struct Input<'a> {
 impl<'a> Input<'a> {
     /// Objects without `metadata.namespace` are placed in `default_namespace`, as `kubectl apply` does.
     pub fn new(values: &'a [Value], default_namespace: &'a str) -> Self {
-        let objects: Vec<Object<'a>> = values
-            .iter()
-            .map(|v| Object::new(v, default_namespace))
-            .collect();
+        let objects: Vec<Object<'a>> = values.iter().map(|v| Object::new(v, default_namespace)).collect();
         let mut namespace_labels = HashMap::new();
         for o in &objects {
             if o.kind == "Namespace" && o.group.is_empty() {
                 namespace_labels.insert(o.name.to_string(), o.labels());
             }
         }
-        Input {
-            objects,
-            namespace_labels,
-        }
+        Input { objects, namespace_labels }
     }
 
     /// Adds labels of a namespace the input does not contain (e.g. what an admission host knows).
-    pub fn with_namespace_labels(
-        mut self,
-        namespace: &str,
-        labels: &'a Map<String, Value>,
-    ) -> Self {
-        self.namespace_labels
-            .entry(namespace.to_string())
-            .or_insert(labels);
+    pub fn with_namespace_labels(mut self, namespace: &str, labels: &'a Map<String, Value>) -> Self {
+        self.namespace_labels.entry(namespace.to_string()).or_insert(labels);
         self
     }
 
@@ -230,13 +196,9 @@ impl<'a> Input<'a> {
     }
 
     /// Other objects of `kind` in the same namespace as `obj`.
-    pub fn peers<'s>(
-        &'s self,
-        obj: &'s Object<'a>,
-        kind: &'s str,
-    ) -> impl Iterator<Item = &'s Object<'a>> + 's {
-        self.objects.iter().filter(move |o| {
-            o.kind == kind && o.namespace == obj.namespace && !std::ptr::eq(o.value, obj.value)
-        })
+    pub fn peers<'s>(&'s self, obj: &'s Object<'a>, kind: &'s str) -> impl Iterator<Item = &'s Object<'a>> + 's {
+        self.objects
+            .iter()
+            .filter(move |o| o.kind == kind && o.namespace == obj.namespace && !std::ptr::eq(o.value, obj.value))
     }
 }

@@ -53,9 +53,7 @@ impl FieldPath {
             match part {
                 SelectorPart::Key(k) => segs.push(Segment::Key(k)),
                 SelectorPart::Index(i) => segs.push(Segment::Index(i)),
-                SelectorPart::AnyIndex => {
-                    return Err(format!("`[*]` is not allowed in a concrete path: {text}"))
-                }
+                SelectorPart::AnyIndex => return Err(format!("`[*]` is not allowed in a concrete path: {text}")),
             }
         }
         Ok(FieldPath(segs))
@@ -63,10 +61,7 @@ impl FieldPath {
 }
 
 fn is_plain_key(key: &str) -> bool {
-    !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'$')
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'$')
 }
 
 impl fmt::Display for FieldPath {
@@ -114,10 +109,7 @@ impl FieldSelector {
         if parts.is_empty() {
             return Err("field path is empty".into());
         }
-        Ok(FieldSelector {
-            text: text.to_string(),
-            parts,
-        })
+        Ok(FieldSelector { text: text.to_string(), parts })
     }
 
     pub fn as_str(&self) -> &str {
@@ -125,10 +117,7 @@ impl FieldSelector {
     }
 
     /// Every concrete (path, value) the selector reaches in `root`.
-    pub fn resolve<'v>(
-        &self,
-        root: &'v serde_json::Value,
-    ) -> Vec<(FieldPath, &'v serde_json::Value)> {
+    pub fn resolve<'v>(&self, root: &'v serde_json::Value) -> Vec<(FieldPath, &'v serde_json::Value)> {
         let mut out = Vec::new();
         walk(&self.parts, root, FieldPath::root(), &mut out);
         out
@@ -181,23 +170,18 @@ fn parse_selector(text: &str) -> Result<Vec<SelectorPart>, String> {
                 i += 1;
             }
             b'[' => {
-                let close = text[i..]
-                    .find(']')
-                    .map(|c| c + i)
-                    .ok_or_else(|| format!("unclosed `[` in `{text}`"))?;
+                let close = text[i..].find(']').map(|c| c + i).ok_or_else(|| format!("unclosed `[` in `{text}`"))?;
                 let inner = &text[i + 1..close];
                 if inner == "*" {
                     parts.push(SelectorPart::AnyIndex);
                 } else if let Ok(n) = inner.parse::<usize>() {
                     parts.push(SelectorPart::Index(n));
                 } else if inner.len() >= 2 && inner.starts_with('"') && inner.ends_with('"') {
-                    let key: String = serde_json::from_str(inner)
-                        .map_err(|e| format!("bad quoted key {inner} in `{text}`: {e}"))?;
+                    let key: String =
+                        serde_json::from_str(inner).map_err(|e| format!("bad quoted key {inner} in `{text}`: {e}"))?;
                     parts.push(SelectorPart::Key(key));
                 } else {
-                    return Err(format!(
-                        "`[{inner}]` in `{text}` is not an index, `*` or a quoted key"
-                    ));
+                    return Err(format!("`[{inner}]` in `{text}` is not an index, `*` or a quoted key"));
                 }
                 expect_key = false;
                 i = close + 1;
@@ -206,10 +190,7 @@ fn parse_selector(text: &str) -> Result<Vec<SelectorPart>, String> {
                 if !expect_key {
                     return Err(format!("missing `.` before byte {i} of `{text}`"));
                 }
-                let end = text[i..]
-                    .find(['.', '['])
-                    .map(|e| e + i)
-                    .unwrap_or(text.len());
+                let end = text[i..].find(['.', '[']).map(|e| e + i).unwrap_or(text.len());
                 parts.push(SelectorPart::Key(text[i..end].to_string()));
                 expect_key = false;
                 i = end;
@@ -229,19 +210,9 @@ mod tests {
 
     #[test]
     fn renders_keys_indexes_and_dotted_keys() {
-        let p = FieldPath::root()
-            .key("metadata")
-            .key("annotations")
-            .key("sidecar.istio.io/inject");
-        assert_eq!(
-            p.to_string(),
-            r#"metadata.annotations["sidecar.istio.io/inject"]"#
-        );
-        let p = FieldPath::root()
-            .key("spec")
-            .key("ports")
-            .index(1)
-            .key("name");
+        let p = FieldPath::root().key("metadata").key("annotations").key("sidecar.istio.io/inject");
+        assert_eq!(p.to_string(), r#"metadata.annotations["sidecar.istio.io/inject"]"#);
+        let p = FieldPath::root().key("spec").key("ports").index(1).key("name");
         assert_eq!(p.to_string(), "spec.ports[1].name");
         assert_eq!(FieldPath::parse("spec.ports[1].name").unwrap(), p);
     }
@@ -250,24 +221,14 @@ mod tests {
     fn selector_expands_wildcards() {
         let obj = json!({"spec": {"containers": [{"image": "a"}, {"image": "b"}, {"name": "c"}]}});
         let sel = FieldSelector::parse("spec.containers[*].image").unwrap();
-        let got: Vec<String> = sel
-            .resolve(&obj)
-            .iter()
-            .map(|(p, _)| p.to_string())
-            .collect();
-        assert_eq!(
-            got,
-            ["spec.containers[0].image", "spec.containers[1].image"]
-        );
+        let got: Vec<String> = sel.resolve(&obj).iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(got, ["spec.containers[0].image", "spec.containers[1].image"]);
     }
 
     #[test]
     fn selector_rejects_malformed_paths() {
         for bad in ["", "a..b", "a.", "a[", "a[x]", ".a"] {
-            assert!(
-                FieldSelector::parse(bad).is_err(),
-                "{bad:?} should be rejected"
-            );
+            assert!(FieldSelector::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 }

@@ -118,22 +118,10 @@ struct When {
 
 impl When {
     fn applies(&self, req: &Request) -> bool {
-        self.path
-            .as_ref()
-            .is_none_or(|m| m.matches(req.path_only()))
-            && (self.methods.is_empty()
-                || self
-                    .methods
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case(&req.method)))
-            && self
-                .authority
-                .as_ref()
-                .is_none_or(|a| crate::matching::glob_match(a, authority_host(&req.authority)))
-            && self
-                .header_present
-                .as_ref()
-                .is_none_or(|h| req.header(h).is_some())
+        self.path.as_ref().is_none_or(|m| m.matches(req.path_only()))
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method)))
+            && self.authority.as_ref().is_none_or(|a| crate::matching::glob_match(a, authority_host(&req.authority)))
+            && self.header_present.as_ref().is_none_or(|h| req.header(h).is_some())
     }
 }
 
@@ -158,10 +146,7 @@ pub struct RuleInfo {
 impl RuleInfo {
     /// The action in `namespace`: the first override that names it, else the rule's own.
     pub fn action_in(&self, namespace: &str) -> Action {
-        self.action_overrides
-            .iter()
-            .find(|o| any_glob(&o.namespaces, namespace))
-            .map_or(self.action, |o| o.action)
+        self.action_overrides.iter().find(|o| any_glob(&o.namespaces, namespace)).map_or(self.action, |o| o.action)
     }
 
     fn message_for(&self, detail: &str, kind: &str, namespace: &str, name: &str) -> String {
@@ -233,13 +218,8 @@ impl Policy {
             message: e.message,
         })?;
         Policy::from_value(&doc.value).map_err(|e| {
-            let at = crate::path::FieldPath::parse(&e.field)
-                .map(|p| doc.spans.locate(&p))
-                .unwrap_or(doc.spans.at);
-            LoadError::Invalid {
-                line: at.line,
-                error: e,
-            }
+            let at = crate::path::FieldPath::parse(&e.field).map(|p| doc.spans.locate(&p)).unwrap_or(doc.spans.at);
+            LoadError::Invalid { line: at.line, error: e }
         })
     }
 
@@ -269,52 +249,32 @@ impl Policy {
         if raw.api_version != API_VERSION {
             return Err(doc_error(
                 "apiVersion",
-                format!(
-                    "`{}` is not supported; use `{API_VERSION}`",
-                    raw.api_version
-                ),
+                format!("`{}` is not supported; use `{API_VERSION}`", raw.api_version),
             ));
         }
         if raw.kind != KIND {
             return Err(doc_error("kind", format!("`{}` is not `{KIND}`", raw.kind)));
         }
-        let mut policy = Policy {
-            name: raw.metadata.name,
-            object_rules: Vec::new(),
-            http_rules: Vec::new(),
-        };
+        let mut policy = Policy { name: raw.metadata.name, object_rules: Vec::new(), http_rules: Vec::new() };
         let mut seen = std::collections::HashSet::new();
         for (i, value) in raw.spec.rules.iter().enumerate() {
             let base = format!("spec.rules[{i}]");
             let id_hint = value.get("id").and_then(Value::as_str).map(str::to_string);
             let err = |field: &str, message: String| RuleSetError {
                 rule: id_hint.clone(),
-                field: if field.is_empty() {
-                    base.clone()
-                } else {
-                    format!("{base}.{field}")
-                },
+                field: if field.is_empty() { base.clone() } else { format!("{base}.{field}") },
                 message,
             };
             let rule: RawRule = serde_path_to_error::deserialize(value).map_err(|e| {
                 let path = e.path().to_string();
-                err(
-                    if path == "." { "" } else { &path },
-                    e.into_inner().to_string(),
-                )
+                err(if path == "." { "" } else { &path }, e.into_inner().to_string())
             })?;
             if rule.id.is_empty()
-                || !rule
-                    .id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+                || !rule.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
             {
                 return Err(err(
                     "id",
-                    format!(
-                        "`{}` is not a stable id: use lower-case letters, digits, `-`, `_`, `.`",
-                        rule.id
-                    ),
+                    format!("`{}` is not a stable id: use lower-case letters, digits, `-`, `_`, `.`", rule.id),
                 ));
             }
             if !seen.insert(rule.id.clone()) {
@@ -322,34 +282,12 @@ impl Policy {
             }
             let spec = checks::find(&rule.check).ok_or_else(|| {
                 let known: Vec<&str> = checks::registry().iter().map(|c| c.id).collect();
-                err(
-                    "check",
-                    format!(
-                        "unknown check `{}`; known checks: {}",
-                        rule.check,
-                        known.join(", ")
-                    ),
-                )
+                err("check", format!("unknown check `{}`; known checks: {}", rule.check, known.join(", ")))
             })?;
-            let params = rule
-                .params
-                .clone()
-                .unwrap_or(Value::Object(Default::default()));
-            let params = if params.is_null() {
-                Value::Object(Default::default())
-            } else {
-                params
-            };
+            let params = rule.params.clone().unwrap_or(Value::Object(Default::default()));
+            let params = if params.is_null() { Value::Object(Default::default()) } else { params };
             let compiled = (spec.compile)(&params).map_err(|ParamError { field, message }| {
-                err(
-                    if field.is_empty() {
-                        "params".into()
-                    } else {
-                        format!("params.{field}")
-                    }
-                    .as_str(),
-                    message,
-                )
+                err(if field.is_empty() { "params".into() } else { format!("params.{field}") }.as_str(), message)
             })?;
             for (j, o) in rule.action_overrides.iter().enumerate() {
                 if o.namespaces.is_empty() {
@@ -370,43 +308,38 @@ impl Policy {
             match compiled {
                 Compiled::Object(check) => {
                     if rule.when.is_some() || rule.status.is_some() {
-                        let field = if rule.when.is_some() {
-                            "when"
-                        } else {
-                            "status"
-                        };
-                        return Err(err(field, format!("`{field}` applies to HTTP checks only; `{}` checks Kubernetes objects", spec.id)));
+                        let field = if rule.when.is_some() { "when" } else { "status" };
+                        return Err(err(
+                            field,
+                            format!("`{field}` applies to HTTP checks only; `{}` checks Kubernetes objects", spec.id),
+                        ));
                     }
                     let matcher = rule.match_.unwrap_or_default();
                     matcher.validate().map_err(|m| err("match", m))?;
-                    policy.object_rules.push(ObjectRule {
-                        info,
-                        matcher,
-                        check,
-                    });
+                    policy.object_rules.push(ObjectRule { info, matcher, check });
                 }
                 Compiled::Http(check) => {
                     if rule.match_.is_some() {
-                        return Err(err("match", format!("`match` selects Kubernetes objects; `{}` checks HTTP requests, use `when`", spec.id)));
+                        return Err(err(
+                            "match",
+                            format!(
+                                "`match` selects Kubernetes objects; `{}` checks HTTP requests, use `when`",
+                                spec.id
+                            ),
+                        ));
                     }
                     let when = rule
                         .when
                         .map(|w| {
-                            compile_when(w).map_err(|ParamError { field, message }| {
-                                err(&format!("when.{field}"), message)
-                            })
+                            compile_when(w)
+                                .map_err(|ParamError { field, message }| err(&format!("when.{field}"), message))
                         })
                         .transpose()?;
                     let status = rule.status.unwrap_or_else(|| check.default_status());
                     if !(200..=599).contains(&status) {
                         return Err(err("status", format!("{status} is not an HTTP status")));
                     }
-                    policy.http_rules.push(HttpRule {
-                        info,
-                        when,
-                        status,
-                        check,
-                    });
+                    policy.http_rules.push(HttpRule { info, when, status, check });
                 }
             }
         }
@@ -419,10 +352,7 @@ impl Policy {
 
     /// Every rule, Kubernetes rules first, each in document order.
     pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
-        self.object_rules
-            .iter()
-            .map(|r| &r.info)
-            .chain(self.http_rules.iter().map(|r| &r.info))
+        self.object_rules.iter().map(|r| &r.info).chain(self.http_rules.iter().map(|r| &r.info))
     }
 
     pub fn http_rules(&self) -> impl Iterator<Item = &RuleInfo> {
@@ -457,24 +387,13 @@ impl Policy {
             }
             violations.clear();
             rule.check.review(obj, input, &mut violations);
-            let namespace_action = rule.info.action_in(if obj.kind == "Namespace" {
-                obj.name
-            } else {
-                obj.namespace
-            });
-            for Violation {
-                path,
-                message,
-                max_action,
-            } in violations.drain(..)
-            {
+            let namespace_action = rule.info.action_in(if obj.kind == "Namespace" { obj.name } else { obj.namespace });
+            for Violation { path, message, max_action } in violations.drain(..) {
                 findings.push(Finding {
                     rule: rule.info.id.clone(),
                     check: rule.info.check,
                     action: max_action.map_or(namespace_action, |cap| namespace_action.min(cap)),
-                    message: rule
-                        .info
-                        .message_for(&message, obj.kind, obj.namespace, obj.name),
+                    message: rule.info.message_for(&message, obj.kind, obj.namespace, obj.name),
                     kind: obj.kind.to_string(),
                     namespace: obj.namespace.to_string(),
                     name: obj.name.to_string(),
@@ -488,22 +407,13 @@ impl Policy {
     /// Decides one request: every HTTP rule in order until one denies. `now_ms` is the host's clock;
     /// rate-limit buckets live in `buckets`. An `Err` means a host failure (bucket storage); the
     /// caller applies its fail mode.
-    pub fn decide(
-        &self,
-        req: &Request,
-        now_ms: u64,
-        buckets: &mut dyn BucketStore,
-    ) -> Result<HttpDecision, String> {
+    pub fn decide(&self, req: &Request, now_ms: u64, buckets: &mut dyn BucketStore) -> Result<HttpDecision, String> {
         let mut decision = HttpDecision::default();
         for (index, rule) in self.http_rules.iter().enumerate() {
             if rule.when.as_ref().is_some_and(|w| !w.applies(req)) {
                 continue;
             }
-            let mut ctx = HttpContext {
-                rule_id: &rule.info.id,
-                now_ms,
-                buckets: &mut *buckets,
-            };
+            let mut ctx = HttpContext { rule_id: &rule.info.id, now_ms, buckets: &mut *buckets };
             let Some(detail) = rule.check.evaluate(req, &mut ctx)? else {
                 continue;
             };
@@ -529,41 +439,20 @@ impl Policy {
 }
 
 fn doc_error(field: &str, message: String) -> RuleSetError {
-    RuleSetError {
-        rule: None,
-        field: field.to_string(),
-        message,
-    }
+    RuleSetError { rule: None, field: field.to_string(), message }
 }
 
 fn compile_when(w: RawWhen) -> Result<When, ParamError> {
-    let path = checks::http_rules::PathMatcher::from_fields(
-        "pathRegex",
-        w.path_prefix,
-        w.path_exact,
-        w.path_regex,
-    )?;
-    Ok(When {
-        path,
-        methods: w.methods,
-        authority: w.authority,
-        header_present: w.header_present,
-    })
+    let path = checks::http_rules::PathMatcher::from_fields("pathRegex", w.path_prefix, w.path_exact, w.path_regex)?;
+    Ok(When { path, methods: w.methods, authority: w.authority, header_present: w.header_present })
 }
 
 /// A rule set that could not be loaded: bad syntax, or a document that does not validate.
 /// `line` is where the offending field is (0 when unknown).
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoadError {
-    Syntax {
-        line: u32,
-        column: u32,
-        message: String,
-    },
-    Invalid {
-        line: u32,
-        error: RuleSetError,
-    },
+    Syntax { line: u32, column: u32, message: String },
+    Invalid { line: u32, error: RuleSetError },
 }
 
 impl LoadError {
@@ -577,11 +466,7 @@ impl LoadError {
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LoadError::Syntax {
-                line,
-                column,
-                message,
-            } => write!(f, "{line}:{column}: {message}"),
+            LoadError::Syntax { line, column, message } => write!(f, "{line}:{column}: {message}"),
             LoadError::Invalid { line: 0, error } => write!(f, "{error}"),
             LoadError::Invalid { line, error } => write!(f, "{line}: {error}"),
         }

@@ -44,9 +44,7 @@ impl Spans {
         let mut node = self;
         for seg in segments {
             let next = match (seg, &node.children) {
-                (Segment::Key(k), Children::Map(entries)) => {
-                    entries.iter().find(|(name, _)| name == k).map(|(_, s)| s)
-                }
+                (Segment::Key(k), Children::Map(entries)) => entries.iter().find(|(name, _)| name == k).map(|(_, s)| s),
                 (Segment::Index(i), Children::Seq(items)) => items.get(*i),
                 _ => None,
             };
@@ -88,10 +86,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, YamlError> {
     if let Some(err) = builder.error.take() {
         return Err(err);
     }
-    scan.map_err(|e| YamlError {
-        at: position(e.marker()),
-        message: e.info().to_string(),
-    })?;
+    scan.map_err(|e| YamlError { at: position(e.marker()), message: e.info().to_string() })?;
     Ok(builder.documents)
 }
 
@@ -100,22 +95,13 @@ pub fn parse_one(text: &str) -> Result<Document, YamlError> {
     let mut docs = parse_documents(text)?;
     match docs.len() {
         1 => Ok(docs.remove(0)),
-        0 => Err(YamlError {
-            at: Position { line: 1, column: 1 },
-            message: "the document is empty".into(),
-        }),
-        n => Err(YamlError {
-            at: docs[1].spans.at,
-            message: format!("expected one document, found {n}"),
-        }),
+        0 => Err(YamlError { at: Position { line: 1, column: 1 }, message: "the document is empty".into() }),
+        n => Err(YamlError { at: docs[1].spans.at, message: format!("expected one document, found {n}") }),
     }
 }
 
 fn position(m: &Marker) -> Position {
-    Position {
-        line: m.line() as u32,
-        column: m.col() as u32 + 1,
-    }
+    Position { line: m.line() as u32, column: m.col() as u32 + 1 }
 }
 
 enum Frame {
@@ -160,20 +146,11 @@ impl Builder {
                     self.documents.push(Document { value, spans });
                 }
             }
-            Some(Frame::Seq {
-                items,
-                spans: item_spans,
-                ..
-            }) => {
+            Some(Frame::Seq { items, spans: item_spans, .. }) => {
                 items.push(value);
                 item_spans.push(spans);
             }
-            Some(Frame::Map {
-                entries,
-                spans: entry_spans,
-                key,
-                ..
-            }) => match key.take() {
+            Some(Frame::Map { entries, spans: entry_spans, key, .. }) => match key.take() {
                 None => {
                     let at = spans.at;
                     let name = match value {
@@ -190,10 +167,7 @@ impl Builder {
                 }
                 Some((name, key_at)) => {
                     // A field's line is its key's line: that is where a reader looks for it.
-                    let spans = Spans {
-                        at: key_at,
-                        children: spans.children,
-                    };
+                    let spans = Spans { at: key_at, children: spans.children };
                     entries.insert(name.clone(), value);
                     entry_spans.push((name, spans));
                 }
@@ -216,56 +190,21 @@ impl MarkedEventReceiver for Builder {
                 } else {
                     Value::String(text)
                 };
-                self.push_node(
-                    value,
-                    Spans {
-                        at,
-                        children: Children::Leaf,
-                    },
-                    anchor,
-                );
+                self.push_node(value, Spans { at, children: Children::Leaf }, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                anchor,
-                at,
-                items: Vec::new(),
-                spans: Vec::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                anchor,
-                at,
-                entries: Map::new(),
-                spans: Vec::new(),
-                key: None,
-            }),
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Frame::Seq { anchor, at, items: Vec::new(), spans: Vec::new() })
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Map { anchor, at, entries: Map::new(), spans: Vec::new(), key: None })
+            }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq {
-                    anchor,
-                    at,
-                    items,
-                    spans,
-                }) => self.push_node(
-                    Value::Array(items),
-                    Spans {
-                        at,
-                        children: Children::Seq(spans),
-                    },
-                    anchor,
-                ),
-                Some(Frame::Map {
-                    anchor,
-                    at,
-                    entries,
-                    spans,
-                    ..
-                }) => self.push_node(
-                    Value::Object(entries),
-                    Spans {
-                        at,
-                        children: Children::Map(spans),
-                    },
-                    anchor,
-                ),
+                Some(Frame::Seq { anchor, at, items, spans }) => {
+                    self.push_node(Value::Array(items), Spans { at, children: Children::Seq(spans) }, anchor)
+                }
+                Some(Frame::Map { anchor, at, entries, spans, .. }) => {
+                    self.push_node(Value::Object(entries), Spans { at, children: Children::Map(spans) }, anchor)
+                }
                 None => self.fail(at, "unbalanced collection end".into()),
             },
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
@@ -301,9 +240,7 @@ fn plain_scalar(text: &str) -> Value {
                 return Value::Number(i.into());
             }
         }
-        let looks_float = text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+        let looks_float = text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
         if looks_float && text.bytes().any(|b| b.is_ascii_digit()) {
             if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
                 return Value::Number(n);
@@ -341,15 +278,9 @@ kind: Namespace
     fn values_follow_the_core_schema() {
         let docs = parse_documents(SERVICE).unwrap();
         assert_eq!(docs.len(), 2, "empty documents are skipped");
-        assert_eq!(
-            docs[0].value["spec"]["ports"][0],
-            json!({"name": "web", "port": 8080})
-        );
+        assert_eq!(docs[0].value["spec"]["ports"][0], json!({"name": "web", "port": 8080}));
         let d = parse_one("a: '1'\nb: 1.5\nc: ~\nd: yes\ne: !!str 12\nf: -3\n").unwrap();
-        assert_eq!(
-            d.value,
-            json!({"a": "1", "b": 1.5, "c": null, "d": "yes", "e": "12", "f": -3})
-        );
+        assert_eq!(d.value, json!({"a": "1", "b": 1.5, "c": null, "d": "yes", "e": "12", "f": -3}));
     }
 
     #[test]
@@ -357,20 +288,10 @@ kind: Namespace
         let docs = parse_documents(SERVICE).unwrap();
         let spans = &docs[0].spans;
         let at = |p: &str| spans.locate(&FieldPath::parse(p).unwrap());
-        assert_eq!(
-            at("spec.ports[0].name"),
-            Position {
-                line: 10,
-                column: 5
-            }
-        );
+        assert_eq!(at("spec.ports[0].name"), Position { line: 10, column: 5 });
         assert_eq!(at("spec.ports[1].appProtocol").line, 13);
         assert_eq!(at(r#"metadata.annotations["a.b/c"]"#).line, 7);
-        assert_eq!(
-            at("spec.ports[1].name").line,
-            12,
-            "a missing field points at its parent"
-        );
+        assert_eq!(at("spec.ports[1].name").line, 12, "a missing field points at its parent");
         assert_eq!(docs[1].spans.at.line, 16);
     }
 

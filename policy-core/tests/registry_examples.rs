@@ -7,9 +7,7 @@ use policy_core::{registry, Input, MemoryBuckets, Policy, Request, Target};
 use serde_json::{json, Value};
 
 fn policy_for(spec: &CheckSpec) -> Policy {
-    let params = parse_one(spec.example_params)
-        .expect("example params parse")
-        .value;
+    let params = parse_one(spec.example_params).expect("example params parse").value;
     let doc = json!({
         "apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "example"},
         "spec": {"rules": [{"id": "under-test", "check": spec.id, "params": params}]}
@@ -21,11 +19,7 @@ fn fired(spec: &CheckSpec, example: &str) -> Vec<String> {
     let policy = policy_for(spec);
     match spec.target {
         Target::Kubernetes => {
-            let objects: Vec<Value> = parse_documents(example)
-                .unwrap()
-                .into_iter()
-                .map(|d| d.value)
-                .collect();
+            let objects: Vec<Value> = parse_documents(example).unwrap().into_iter().map(|d| d.value).collect();
             policy
                 .review(&Input::new(&objects, "default"))
                 .into_iter()
@@ -34,13 +28,8 @@ fn fired(spec: &CheckSpec, example: &str) -> Vec<String> {
         }
         Target::Http => {
             let req: Request = serde_json::from_value(parse_one(example).unwrap().value).unwrap();
-            let d = policy
-                .decide(&req, 1_000, &mut MemoryBuckets::default())
-                .unwrap();
-            d.denied
-                .map(|d| format!("{} {}: {}", d.rule, d.status, d.message))
-                .into_iter()
-                .collect()
+            let d = policy.decide(&req, 1_000, &mut MemoryBuckets::default()).unwrap();
+            d.denied.map(|d| format!("{} {}: {}", d.rule, d.status, d.message)).into_iter().collect()
         }
     }
 }
@@ -51,17 +40,9 @@ fn every_check_has_docs_and_examples_that_behave() {
     for spec in registry() {
         assert!(!spec.summary.is_empty(), "{} has no summary", spec.id);
         let pass = fired(spec, spec.passing_example);
-        assert!(
-            pass.is_empty(),
-            "{}: passing example fired: {pass:?}",
-            spec.id
-        );
+        assert!(pass.is_empty(), "{}: passing example fired: {pass:?}", spec.id);
         let fail = fired(spec, spec.failing_example);
-        assert!(
-            !fail.is_empty(),
-            "{}: failing example did not fire",
-            spec.id
-        );
+        assert!(!fail.is_empty(), "{}: failing example did not fire", spec.id);
     }
 }
 
@@ -73,12 +54,7 @@ fn check_ids_are_unique_and_params_documented() {
     assert_eq!(ids.len(), registry().len());
     for spec in registry() {
         for p in spec.params {
-            assert!(
-                !p.description.is_empty() && !p.ty.is_empty(),
-                "{}.{} undocumented",
-                spec.id,
-                p.name
-            );
+            assert!(!p.description.is_empty() && !p.ty.is_empty(), "{}.{} undocumented", spec.id, p.name);
         }
     }
 }

@@ -1,8 +1,6 @@
 //! Templates for a team's own rules: the same check backs many rules with different params.
 
-use super::{
-    compile_regex, parse_params, CheckSpec, Compiled, ObjectCheck, ParamDoc, ParamError, Target,
-};
+use super::{compile_regex, parse_params, CheckSpec, Compiled, ObjectCheck, ParamDoc, ParamError, Target};
 use crate::finding::Violation;
 use crate::matching::KindSelector;
 use crate::object::{map_str, Input, Object};
@@ -56,19 +54,13 @@ fn compile_required_meta(field: &'static str, params: &Value) -> Result<Compiled
             KeySpec::Key(key) => (key, None),
             KeySpec::WithRegex { key, allowed_regex } => {
                 let re = allowed_regex
-                    .map(|r| {
-                        compile_regex(&format!("keys[{i}].allowedRegex"), &format!("^(?:{r})$"))
-                    })
+                    .map(|r| compile_regex(&format!("keys[{i}].allowedRegex"), &format!("^(?:{r})$")))
                     .transpose()?;
                 (key, re)
             }
         });
     }
-    Ok(Compiled::Object(Box::new(RequiredMeta {
-        field,
-        target: p.target,
-        keys,
-    })))
+    Ok(Compiled::Object(Box::new(RequiredMeta { field, target: p.target, keys })))
 }
 
 const KEYS_DOC: ParamDoc = ParamDoc {
@@ -133,20 +125,12 @@ impl ObjectCheck for RequiredMeta {
     fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
         let (map, base): (&Map<String, Value>, FieldPath) = match self.target {
             MetaTarget::Object => {
-                let m = if self.field == "labels" {
-                    obj.labels()
-                } else {
-                    obj.annotations()
-                };
+                let m = if self.field == "labels" { obj.labels() } else { obj.annotations() };
                 (m, FieldPath::root().key("metadata").key(self.field))
             }
             MetaTarget::PodTemplate => {
                 let Some(t) = obj.pod_template() else { return };
-                let m = if self.field == "labels" {
-                    t.labels()
-                } else {
-                    t.annotations()
-                };
+                let m = if self.field == "labels" { t.labels() } else { t.annotations() };
                 (m, t.metadata_path().key(self.field))
             }
         };
@@ -173,9 +157,7 @@ impl ObjectCheck for RequiredMeta {
 }
 
 fn trim_anchors(re: &str) -> &str {
-    re.strip_prefix("^(?:")
-        .and_then(|r| r.strip_suffix(")$"))
-        .unwrap_or(re)
+    re.strip_prefix("^(?:").and_then(|r| r.strip_suffix(")$")).unwrap_or(re)
 }
 
 fn scalar_text(v: &Value) -> Option<String> {
@@ -214,13 +196,34 @@ struct FieldPattern {
 pub static FIELD_PATTERN: CheckSpec = CheckSpec {
     id: "field-pattern",
     target: Target::Kubernetes,
-    summary: "Every value a field path reaches (`[*]` walks lists) must match a regex, or with `mustMatch: false` must \
+    summary:
+        "Every value a field path reaches (`[*]` walks lists) must match a regex, or with `mustMatch: false` must \
               not. With `required: true` the field must exist.",
     params: &[
-        ParamDoc { name: "path", ty: "field path", default: "required", description: "e.g. `spec.template.spec.containers[*].image`." },
-        ParamDoc { name: "pattern", ty: "regex", default: "required", description: "Searched anywhere in the value; anchor it with `^...$` for a whole match." },
-        ParamDoc { name: "mustMatch", ty: "bool", default: "true", description: "`false` turns the pattern into a deny-list." },
-        ParamDoc { name: "required", ty: "bool", default: "false", description: "Report when the path reaches nothing." },
+        ParamDoc {
+            name: "path",
+            ty: "field path",
+            default: "required",
+            description: "e.g. `spec.template.spec.containers[*].image`.",
+        },
+        ParamDoc {
+            name: "pattern",
+            ty: "regex",
+            default: "required",
+            description: "Searched anywhere in the value; anchor it with `^...$` for a whole match.",
+        },
+        ParamDoc {
+            name: "mustMatch",
+            ty: "bool",
+            default: "true",
+            description: "`false` turns the pattern into a deny-list.",
+        },
+        ParamDoc {
+            name: "required",
+            ty: "bool",
+            default: "false",
+            description: "Report when the path reaches nothing.",
+        },
     ],
     example_params: "{path: 'spec.template.spec.containers[*].image', pattern: ':latest$|^[^:]+$', mustMatch: false}",
     passing_example: "\
@@ -245,7 +248,12 @@ spec:
         let p: FieldPatternParams = parse_params(params)?;
         let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
         let pattern = compile_regex("pattern", &p.pattern)?;
-        Ok(Compiled::Object(Box::new(FieldPattern { selector, pattern, must_match: p.must_match, required: p.required })))
+        Ok(Compiled::Object(Box::new(FieldPattern {
+            selector,
+            pattern,
+            must_match: p.must_match,
+            required: p.required,
+        })))
     },
 };
 
@@ -255,12 +263,7 @@ impl ObjectCheck for FieldPattern {
         if found.is_empty() && self.required {
             out.push(Violation::new(
                 FieldPath::root(),
-                format!(
-                    "{} `{}` has no `{}`",
-                    obj.kind,
-                    obj.name,
-                    self.selector.as_str()
-                ),
+                format!("{} `{}` has no `{}`", obj.kind, obj.name, self.selector.as_str()),
             ));
         }
         for (path, value) in found {
@@ -269,17 +272,10 @@ impl ObjectCheck for FieldPattern {
             };
             let hit = self.pattern.is_match(&text);
             if hit != self.must_match {
-                let verb = if self.must_match {
-                    "does not match"
-                } else {
-                    "matches forbidden pattern"
-                };
+                let verb = if self.must_match { "does not match" } else { "matches forbidden pattern" };
                 out.push(Violation::new(
                     path.clone(),
-                    format!(
-                        "{path} is `{text}`, which {verb} `{}`",
-                        self.pattern.as_str()
-                    ),
+                    format!("{path} is `{text}`, which {verb} `{}`", self.pattern.as_str()),
                 ));
             }
         }
@@ -316,7 +312,12 @@ pub static FIELD_RANGE: CheckSpec = CheckSpec {
         ParamDoc { name: "path", ty: "field path", default: "required", description: "e.g. `spec.replicas`." },
         ParamDoc { name: "min", ty: "number", default: "unset", description: "Lowest allowed value." },
         ParamDoc { name: "max", ty: "number", default: "unset", description: "Highest allowed value." },
-        ParamDoc { name: "required", ty: "bool", default: "false", description: "Report when the path reaches nothing." },
+        ParamDoc {
+            name: "required",
+            ty: "bool",
+            default: "false",
+            description: "Report when the path reaches nothing.",
+        },
     ],
     example_params: "{path: spec.replicas, min: 2, required: true}",
     passing_example: "\
@@ -336,7 +337,9 @@ spec: {replicas: 1}
         let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
         match (p.min, p.max) {
             (None, None) => return Err(ParamError::new("", "set `min`, `max` or both")),
-            (Some(lo), Some(hi)) if lo > hi => return Err(ParamError::new("min", format!("min {lo} is above max {hi}"))),
+            (Some(lo), Some(hi)) if lo > hi => {
+                return Err(ParamError::new("min", format!("min {lo} is above max {hi}")))
+            }
             _ => {}
         }
         Ok(Compiled::Object(Box::new(FieldRange { selector, min: p.min, max: p.max, required: p.required })))
@@ -349,35 +352,19 @@ impl ObjectCheck for FieldRange {
         if found.is_empty() && self.required {
             out.push(Violation::new(
                 FieldPath::root(),
-                format!(
-                    "{} `{}` has no `{}`",
-                    obj.kind,
-                    obj.name,
-                    self.selector.as_str()
-                ),
+                format!("{} `{}` has no `{}`", obj.kind, obj.name, self.selector.as_str()),
             ));
         }
         for (path, value) in found {
-            let n = value
-                .as_f64()
-                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
+            let n = value.as_f64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
             let Some(n) = n else {
-                out.push(Violation::new(
-                    path.clone(),
-                    format!("{path} is not a number"),
-                ));
+                out.push(Violation::new(path.clone(), format!("{path} is not a number")));
                 continue;
             };
             if let Some(lo) = self.min.filter(|lo| n < *lo) {
-                out.push(Violation::new(
-                    path.clone(),
-                    format!("{path} is {n}, below the minimum {lo}"),
-                ));
+                out.push(Violation::new(path.clone(), format!("{path} is {n}, below the minimum {lo}")));
             } else if let Some(hi) = self.max.filter(|hi| n > *hi) {
-                out.push(Violation::new(
-                    path.clone(),
-                    format!("{path} is {n}, above the maximum {hi}"),
-                ));
+                out.push(Violation::new(path.clone(), format!("{path} is {n}, above the maximum {hi}")));
             }
         }
     }
@@ -399,8 +386,14 @@ pub static FORBIDDEN_KINDS: CheckSpec = CheckSpec {
     id: "forbidden-kinds",
     target: Target::Kubernetes,
     summary: "Objects of the listed kinds (`apiGroups` + `kinds`, as in `match.kinds`) are not allowed.",
-    params: &[ParamDoc { name: "kinds", ty: "list of {apiGroups, kinds}", default: "required", description: "Kinds to forbid." }],
-    example_params: "{kinds: [{apiGroups: [''], kinds: [NodePort]}, {apiGroups: [networking.istio.io], kinds: [WorkloadEntry]}]}",
+    params: &[ParamDoc {
+        name: "kinds",
+        ty: "list of {apiGroups, kinds}",
+        default: "required",
+        description: "Kinds to forbid.",
+    }],
+    example_params:
+        "{kinds: [{apiGroups: [''], kinds: [NodePort]}, {apiGroups: [networking.istio.io], kinds: [WorkloadEntry]}]}",
     passing_example: "\
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -423,11 +416,7 @@ metadata: {name: vm, namespace: shop}
 impl ObjectCheck for ForbiddenKinds {
     fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
         if self.kinds.iter().any(|k| k.matches(obj.group, obj.kind)) {
-            let group = if obj.group.is_empty() {
-                "core"
-            } else {
-                obj.group
-            };
+            let group = if obj.group.is_empty() { "core" } else { obj.group };
             out.push(Violation::new(
                 FieldPath::root().key("kind"),
                 format!("{} ({group}) objects are not allowed here", obj.kind),

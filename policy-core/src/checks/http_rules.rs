@@ -1,9 +1,6 @@
 //! Request checks the Envoy filter enforces; they decide on the plain [`Request`] model.
 
-use super::{
-    compile_regex, parse_params, CheckSpec, Compiled, HttpCheck, HttpContext, ParamDoc, ParamError,
-    Target,
-};
+use super::{compile_regex, parse_params, CheckSpec, Compiled, HttpCheck, HttpContext, ParamDoc, ParamError, Target};
 use crate::http::{parse_duration_ms, Request, TokenBucket};
 use regex_lite::Regex;
 use serde::Deserialize;
@@ -27,7 +24,12 @@ pub static REQUIRE_HEADER: CheckSpec = CheckSpec {
     summary: "The request carries `header`, and when `pattern` is set its value matches it.",
     params: &[
         ParamDoc { name: "header", ty: "string", default: "required", description: "Header name (case-insensitive)." },
-        ParamDoc { name: "pattern", ty: "regex", default: "unset", description: "The value must match (searched; anchor with `^...$`)." },
+        ParamDoc {
+            name: "pattern",
+            ty: "regex",
+            default: "unset",
+            description: "The value must match (searched; anchor with `^...$`).",
+        },
     ],
     example_params: "{header: x-request-id, pattern: '^[0-9a-f-]{36}$'}",
     passing_example: "{method: GET, path: /orders, headers: {x-request-id: 3f2c9a1e-8d7b-4c61-9f0e-2a5b6c7d8e9f}}",
@@ -43,11 +45,9 @@ impl HttpCheck for RequireHeader {
     fn evaluate(&self, req: &Request, _: &mut HttpContext<'_>) -> Result<Option<String>, String> {
         Ok(match (req.header(&self.header), &self.pattern) {
             (None, _) => Some(format!("missing required header `{}`", self.header)),
-            (Some(v), Some(re)) if !re.is_match(v) => Some(format!(
-                "header `{}` does not match `{}`",
-                self.header,
-                re.as_str()
-            )),
+            (Some(v), Some(re)) if !re.is_match(v) => {
+                Some(format!("header `{}` does not match `{}`", self.header, re.as_str()))
+            }
             _ => None,
         })
     }
@@ -70,17 +70,26 @@ struct DenyHeader {
 pub static DENY_HEADER: CheckSpec = CheckSpec {
     id: "http-deny-header",
     target: Target::Http,
-    summary: "The request does not carry `header` with a value matching `pattern` (e.g. debug or internal-only headers).",
+    summary:
+        "The request does not carry `header` with a value matching `pattern` (e.g. debug or internal-only headers).",
     params: &[
         ParamDoc { name: "header", ty: "string", default: "required", description: "Header name (case-insensitive)." },
-        ParamDoc { name: "pattern", ty: "regex", default: "required", description: "Values to refuse; `.*` refuses the header outright." },
+        ParamDoc {
+            name: "pattern",
+            ty: "regex",
+            default: "required",
+            description: "Values to refuse; `.*` refuses the header outright.",
+        },
     ],
     example_params: "{header: x-debug, pattern: '.*'}",
     passing_example: "{method: GET, path: /orders, headers: {accept: application/json}}",
     failing_example: "{method: GET, path: /orders, headers: {x-debug: 'true'}}",
     compile: |params| {
         let p: DenyHeaderParams = parse_params(params)?;
-        Ok(Compiled::Http(Box::new(DenyHeader { header: p.header.to_ascii_lowercase(), pattern: compile_regex("pattern", &p.pattern)? })))
+        Ok(Compiled::Http(Box::new(DenyHeader {
+            header: p.header.to_ascii_lowercase(),
+            pattern: compile_regex("pattern", &p.pattern)?,
+        })))
     },
 };
 
@@ -89,13 +98,7 @@ impl HttpCheck for DenyHeader {
         Ok(req
             .header(&self.header)
             .filter(|v| self.pattern.is_match(v))
-            .map(|_| {
-                format!(
-                    "header `{}` has a forbidden value (matches `{}`)",
-                    self.header,
-                    self.pattern.as_str()
-                )
-            }))
+            .map(|_| format!("header `{}` has a forbidden value (matches `{}`)", self.header, self.pattern.as_str())))
     }
 }
 
@@ -140,25 +143,17 @@ impl HttpCheck for HeaderLimits {
     fn evaluate(&self, req: &Request, _: &mut HttpContext<'_>) -> Result<Option<String>, String> {
         let p = &self.0;
         if let Some(max) = p.max_count.filter(|m| req.headers.len() > *m) {
-            return Ok(Some(format!(
-                "{} headers, more than the limit {max}",
-                req.headers.len()
-            )));
+            return Ok(Some(format!("{} headers, more than the limit {max}", req.headers.len())));
         }
         if let Some(max) = p.max_value_bytes {
             if let Some((k, v)) = req.headers.iter().find(|(_, v)| v.len() > max) {
-                return Ok(Some(format!(
-                    "header `{k}` is {} bytes, more than the limit {max}",
-                    v.len()
-                )));
+                return Ok(Some(format!("header `{k}` is {} bytes, more than the limit {max}", v.len())));
             }
         }
         if let Some(max) = p.max_total_bytes {
             let total: usize = req.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
             if total > max {
-                return Ok(Some(format!(
-                    "headers total {total} bytes, more than the limit {max}"
-                )));
+                return Ok(Some(format!("headers total {total} bytes, more than the limit {max}")));
             }
         }
         Ok(None)
@@ -205,10 +200,7 @@ impl PathMatcher {
             (Some(p), None, None) => Ok(Some(PathMatcher::Prefix(p))),
             (None, Some(e), None) => Ok(Some(PathMatcher::Exact(e))),
             (None, None, Some(r)) => Ok(Some(PathMatcher::Regex(compile_regex(field, &r)?))),
-            _ => Err(ParamError::new(
-                field,
-                "set only one of prefix, exact, regex",
-            )),
+            _ => Err(ParamError::new(field, "set only one of prefix, exact, regex")),
         }
     }
 
@@ -261,19 +253,10 @@ pub static ALLOWED_METHODS: CheckSpec = CheckSpec {
 impl HttpCheck for AllowedMethods {
     fn evaluate(&self, req: &Request, _: &mut HttpContext<'_>) -> Result<Option<String>, String> {
         let path = req.path_only();
-        Ok(self
-            .paths
-            .iter()
-            .find(|(m, _)| m.matches(path))
-            .and_then(|(_, methods)| {
-                (!methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method))).then(|| {
-                    format!(
-                        "method {} is not allowed on {path} (allowed: {})",
-                        req.method,
-                        methods.join(", ")
-                    )
-                })
-            }))
+        Ok(self.paths.iter().find(|(m, _)| m.matches(path)).and_then(|(_, methods)| {
+            (!methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method)))
+                .then(|| format!("method {} is not allowed on {path} (allowed: {})", req.method, methods.join(", ")))
+        }))
     }
 
     fn default_status(&self) -> u16 {
@@ -356,10 +339,7 @@ impl HttpCheck for GrpcShape {
             return Ok(None);
         }
         if !req.method.eq_ignore_ascii_case("POST") {
-            return Ok(Some(format!(
-                "gRPC request with method {}; gRPC requires POST",
-                req.method
-            )));
+            return Ok(Some(format!("gRPC request with method {}; gRPC requires POST", req.method)));
         }
         if req.header("te") != Some("trailers") {
             return Ok(Some("gRPC request without `te: trailers`".into()));
@@ -451,9 +431,7 @@ impl HttpCheck for LocalRateLimit {
         let key = format!("meshguard.rl.{}.{value}", ctx.rule_id);
         let bucket = self.bucket;
         let now = ctx.now_ms;
-        let allowed = ctx
-            .buckets
-            .update(&key, &mut |state| bucket.take(state, now))?;
+        let allowed = ctx.buckets.update(&key, &mut |state| bucket.take(state, now))?;
         Ok((!allowed).then(|| "rate limit exceeded".to_string()))
     }
 

@@ -12,18 +12,13 @@ const INJECT_KEY: &str = "sidecar.istio.io/inject";
 const PROXY_CONFIG_KEY: &str = "proxy.istio.io/config";
 
 fn default_protocols() -> Vec<String> {
-    [
-        "http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "udp", "mongo", "mysql",
-        "redis",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "udp", "mongo", "mysql", "redis"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn http_protocols() -> Vec<String> {
-    ["http", "http2", "grpc", "grpc-web"]
-        .map(String::from)
-        .to_vec()
+    ["http", "http2", "grpc", "grpc-web"].map(String::from).to_vec()
 }
 
 fn istio_system() -> Vec<String> {
@@ -39,12 +34,7 @@ fn protocol_of_name<'p>(name: &str, protocols: &'p [String]) -> Option<&'p str> 
     let name = name.to_ascii_lowercase();
     protocols
         .iter()
-        .filter(|p| {
-            name == **p
-                || name
-                    .strip_prefix(p.as_str())
-                    .is_some_and(|rest| rest.starts_with('-'))
-        })
+        .filter(|p| name == **p || name.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('-')))
         .max_by_key(|p| p.len())
         .map(String::as_str)
 }
@@ -59,10 +49,7 @@ fn port_protocol(port: &Value, protocols: &[String]) -> Option<String> {
 }
 
 fn suggest_protocol(port: &Value) -> &'static str {
-    let number = port
-        .get("targetPort")
-        .and_then(Value::as_u64)
-        .or_else(|| port.get("port").and_then(Value::as_u64));
+    let number = port.get("targetPort").and_then(Value::as_u64).or_else(|| port.get("port").and_then(Value::as_u64));
     match number {
         Some(80 | 8000 | 8080 | 3000 | 5000) => "http",
         Some(443 | 8443) => "https",
@@ -168,10 +155,7 @@ impl ObjectCheck for PortName {
                 if !self.protocols.contains(&app_lc) {
                     out.push(Violation::new(
                         path.key("appProtocol"),
-                        format!(
-                            "{}: appProtocol `{app}` is not a known protocol ({known})",
-                            port_label(port)
-                        ),
+                        format!("{}: appProtocol `{app}` is not a known protocol ({known})", port_label(port)),
                     ));
                 } else if let (Some(n), Some(np)) = (name, name_protocol) {
                     if np != app_lc {
@@ -223,7 +207,8 @@ struct HeadlessPortConflict {
 pub static HEADLESS_PORT_CONFLICT: CheckSpec = CheckSpec {
     id: "istio-headless-port-conflict",
     target: Target::Kubernetes,
-    summary: "Headless Services (`clusterIP: None`) in one namespace do not use one port number with different protocols: \
+    summary:
+        "Headless Services (`clusterIP: None`) in one namespace do not use one port number with different protocols: \
               Istio builds listeners per pod IP and port for them, so the second protocol breaks the first. \
               Compares every headless Service in the input (one object alone at admission).",
     params: &[ParamDoc {
@@ -270,12 +255,7 @@ spec:
 };
 
 fn is_headless(obj: &Object<'_>) -> bool {
-    is_core(obj, "Service")
-        && obj
-            .spec()
-            .and_then(|s| s.get("clusterIP"))
-            .and_then(Value::as_str)
-            == Some("None")
+    is_core(obj, "Service") && obj.spec().and_then(|s| s.get("clusterIP")).and_then(Value::as_str) == Some("None")
 }
 
 impl HeadlessPortConflict {
@@ -285,12 +265,7 @@ impl HeadlessPortConflict {
             .filter(|(_, p)| p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == "TCP")
             .filter_map(|(path, p)| {
                 let n = p.get("port").and_then(Value::as_u64)?;
-                Some((
-                    path,
-                    n,
-                    port_protocol(p, &self.protocols).unwrap_or_else(|| "tcp".into()),
-                    p,
-                ))
+                Some((path, n, port_protocol(p, &self.protocols).unwrap_or_else(|| "tcp".into()), p))
             })
             .collect()
     }
@@ -309,17 +284,12 @@ impl ObjectCheck for HeadlessPortConflict {
                 .find(|(j, (_, n, p, _))| *j != i && n == number && p != protocol)
                 .map(|(_, (_, _, p, _))| format!("this Service also declares it as `{p}`"));
             let other_service = || {
-                input
-                    .peers(obj, "Service")
-                    .filter(|o| is_headless(o))
-                    .find_map(|o| {
-                        self.ports(o)
-                            .into_iter()
-                            .find(|(_, n, p, _)| n == number && p != protocol)
-                            .map(|(_, _, p, _)| {
-                                format!("headless Service `{}` declares it as `{p}`", o.name)
-                            })
-                    })
+                input.peers(obj, "Service").filter(|o| is_headless(o)).find_map(|o| {
+                    self.ports(o)
+                        .into_iter()
+                        .find(|(_, n, p, _)| n == number && p != protocol)
+                        .map(|(_, _, p, _)| format!("headless Service `{}` declares it as `{p}`", o.name))
+                })
             };
             if let Some(other) = same_service.or_else(other_service) {
                 out.push(Violation::new(
@@ -338,14 +308,8 @@ impl ObjectCheck for HeadlessPortConflict {
 
 /// Whether Istio will inject a sidecar into pods of this template, from the pod's own opt-in or
 /// opt-out, its namespace's labels, or a list of namespaces known to be injected.
-fn gets_sidecar(
-    obj: &Object<'_>,
-    tmpl: &PodTemplate<'_>,
-    input: &Input<'_>,
-    injected_namespaces: &[String],
-) -> bool {
-    let pod_says =
-        map_str(tmpl.labels(), INJECT_KEY).or_else(|| map_str(tmpl.annotations(), INJECT_KEY));
+fn gets_sidecar(obj: &Object<'_>, tmpl: &PodTemplate<'_>, input: &Input<'_>, injected_namespaces: &[String]) -> bool {
+    let pod_says = map_str(tmpl.labels(), INJECT_KEY).or_else(|| map_str(tmpl.annotations(), INJECT_KEY));
     if let Some(v) = pod_says {
         return v == "true";
     }
@@ -353,8 +317,7 @@ fn gets_sidecar(
         return true;
     }
     input.labels_of_namespace(obj).is_some_and(|labels| {
-        map_str(labels, "istio-injection").as_deref() == Some("enabled")
-            || labels.contains_key("istio.io/rev")
+        map_str(labels, "istio-injection").as_deref() == Some("enabled") || labels.contains_key("istio.io/rev")
     })
 }
 
@@ -362,30 +325,19 @@ fn gets_sidecar(
 fn proxy_config_setting<'a>(tmpl: &PodTemplate<'a>, key: &str) -> Option<&'a str> {
     let text = tmpl.annotations().get(PROXY_CONFIG_KEY)?.as_str()?;
     let at = text.find(key)?;
-    let rest = text[at + key.len()..]
-        .trim_start_matches(['"', '\''])
-        .trim_start();
+    let rest = text[at + key.len()..].trim_start_matches(['"', '\'']).trim_start();
     let rest = rest.strip_prefix(':')?.trim_start();
-    let end = rest
-        .find(|c: char| c == ',' || c == '}' || c == '\n')
-        .unwrap_or(rest.len());
+    let end = rest.find(|c: char| c == ',' || c == '}' || c == '\n').unwrap_or(rest.len());
     Some(rest[..end].trim().trim_matches(['"', '\'']))
 }
 
 fn proxy_config_mentions(tmpl: &PodTemplate<'_>, needle: &str) -> bool {
-    tmpl.annotations()
-        .get(PROXY_CONFIG_KEY)
-        .and_then(Value::as_str)
-        .is_some_and(|t| t.contains(needle))
+    tmpl.annotations().get(PROXY_CONFIG_KEY).and_then(Value::as_str).is_some_and(|t| t.contains(needle))
 }
 
 fn strings_of(v: Option<&Value>) -> String {
     match v {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(" "),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
         Some(Value::String(s)) => s.clone(),
         _ => String::new(),
     }
@@ -423,7 +375,8 @@ pub static SIDECAR_START_ORDER: CheckSpec = CheckSpec {
             name: "meshHoldsApplication",
             ty: "bool",
             default: "false",
-            description: "The mesh config already sets holdApplicationUntilProxyStarts; only an explicit `false` fails.",
+            description:
+                "The mesh config already sets holdApplicationUntilProxyStarts; only an explicit `false` fails.",
         },
     ],
     example_params: "{injectedNamespaces: [shop]}",
@@ -477,11 +430,7 @@ impl ObjectCheck for SidecarStartOrder {
         if polls {
             return;
         }
-        let path = if hold.is_some() {
-            tmpl.annotation_path(PROXY_CONFIG_KEY)
-        } else {
-            tmpl.metadata_path()
-        };
+        let path = if hold.is_some() { tmpl.annotation_path(PROXY_CONFIG_KEY) } else { tmpl.metadata_path() };
         out.push(Violation::new(
             path,
             format!(
@@ -495,13 +444,7 @@ impl ObjectCheck for SidecarStartOrder {
 
 // ---------------------------------------------------------------------------------------------
 
-const LONG_RUNNING: &[&str] = &[
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "Pod",
-];
+const LONG_RUNNING: &[&str] = &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"];
 
 struct PreStop {
     /// The exec command joined by spaces, or empty.
@@ -513,10 +456,7 @@ fn pre_stop(container: &Value) -> Option<PreStop> {
     let hook = container.pointer("/lifecycle/preStop")?;
     let command = strings_of(hook.pointer("/exec/command"));
     let native = hook.pointer("/sleep/seconds").and_then(Value::as_u64);
-    Some(PreStop {
-        sleep_seconds: native.or_else(|| sleep_in(&command)),
-        command,
-    })
+    Some(PreStop { sleep_seconds: native.or_else(|| sleep_in(&command)), command })
 }
 
 /// The largest `sleep N` in a shell command.
@@ -524,10 +464,7 @@ fn sleep_in(command: &str) -> Option<u64> {
     let mut best = None;
     let mut rest = command;
     while let Some(at) = rest.find("sleep") {
-        let before_ok = rest[..at]
-            .chars()
-            .last()
-            .is_none_or(|c| !c.is_alphanumeric());
+        let before_ok = rest[..at].chars().last().is_none_or(|c| !c.is_alphanumeric());
         let after = rest[at + 5..].trim_start();
         let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
         if before_ok && !digits.is_empty() && after.len() < rest.len() - at - 5 {
@@ -632,10 +569,7 @@ impl ObjectCheck for GracefulShutdown {
         let Some(sleep) = longest else { return };
         let need = sleep + self.p.grace_margin_seconds;
         let grace_path = tmpl.spec_path().key("terminationGracePeriodSeconds");
-        let grace = tmpl
-            .spec()
-            .and_then(|s| s.get("terminationGracePeriodSeconds"))
-            .and_then(Value::as_u64);
+        let grace = tmpl.spec().and_then(|s| s.get("terminationGracePeriodSeconds")).and_then(Value::as_u64);
         if grace.unwrap_or(30) < need {
             let have = grace.map_or("the default 30s".to_string(), |g| format!("{g}s"));
             out.push(Violation::new(
@@ -713,39 +647,23 @@ spec:
 };
 
 impl HttpDrain {
-    fn serves_http(
-        &self,
-        obj: &Object<'_>,
-        tmpl: &PodTemplate<'_>,
-        input: &Input<'_>,
-    ) -> Option<String> {
+    fn serves_http(&self, obj: &Object<'_>, tmpl: &PodTemplate<'_>, input: &Input<'_>) -> Option<String> {
         let labels = tmpl.labels();
         for svc in input.peers(obj, "Service") {
-            let Some(selector) = svc
-                .spec()
-                .and_then(|s| s.get("selector"))
-                .and_then(Value::as_object)
-            else {
+            let Some(selector) = svc.spec().and_then(|s| s.get("selector")).and_then(Value::as_object) else {
                 continue;
             };
             if selector.is_empty() || !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
                 continue;
             }
             for (_, port) in service_ports(svc) {
-                if let Some(p) =
-                    port_protocol(port, &self.all_protocols).filter(|p| self.protocols.contains(p))
-                {
+                if let Some(p) = port_protocol(port, &self.all_protocols).filter(|p| self.protocols.contains(p)) {
                     return Some(format!("Service `{}` exposes it as `{p}`", svc.name));
                 }
             }
         }
         for (_, c) in tmpl.containers() {
-            for port in c
-                .get("ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for port in c.get("ports").and_then(Value::as_array).into_iter().flatten() {
                 let Some(name) = port.get("name").and_then(Value::as_str) else {
                     continue;
                 };
@@ -858,12 +776,7 @@ spec:
 
 impl ObjectCheck for InjectionRollout {
     fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
-        let allowed = |ns: &str| {
-            self.p
-                .allowed_namespaces
-                .as_ref()
-                .is_none_or(|a| any_glob(a, ns))
-        };
+        let allowed = |ns: &str| self.p.allowed_namespaces.as_ref().is_none_or(|a| any_glob(a, ns));
         if is_core(obj, "Namespace") {
             if allowed(obj.name) {
                 return;
@@ -873,12 +786,18 @@ impl ObjectCheck for InjectionRollout {
             if map_str(labels, "istio-injection").as_deref() == Some("enabled") {
                 out.push(Violation::new(
                     labels_path.key("istio-injection"),
-                    format!("namespace `{}` enables sidecar injection but is not in the rollout's allowedNamespaces", obj.name),
+                    format!(
+                        "namespace `{}` enables sidecar injection but is not in the rollout's allowedNamespaces",
+                        obj.name
+                    ),
                 ));
             } else if labels.contains_key("istio.io/rev") {
                 out.push(Violation::new(
                     labels_path.key("istio.io/rev"),
-                    format!("namespace `{}` selects an Istio revision but is not in the rollout's allowedNamespaces", obj.name),
+                    format!(
+                        "namespace `{}` selects an Istio revision but is not in the rollout's allowedNamespaces",
+                        obj.name
+                    ),
                 ));
             }
             return;
@@ -886,10 +805,7 @@ impl ObjectCheck for InjectionRollout {
         let Some(tmpl) = obj.pod_template() else {
             return;
         };
-        let (where_, value) = match (
-            map_str(tmpl.labels(), INJECT_KEY),
-            map_str(tmpl.annotations(), INJECT_KEY),
-        ) {
+        let (where_, value) = match (map_str(tmpl.labels(), INJECT_KEY), map_str(tmpl.annotations(), INJECT_KEY)) {
             (Some(v), _) => ("labels", v),
             (None, Some(v)) => ("annotations", v),
             (None, None) => return,
@@ -898,12 +814,18 @@ impl ObjectCheck for InjectionRollout {
         if value == "true" && !allowed(obj.namespace) {
             out.push(Violation::new(
                 path,
-                format!("{} `{}` opts into sidecar injection but namespace `{}` is not in the rollout's allowedNamespaces", obj.kind, obj.name, obj.namespace),
+                format!(
+                    "{} `{}` opts into sidecar injection but namespace `{}` is not in the rollout's allowedNamespaces",
+                    obj.kind, obj.name, obj.namespace
+                ),
             ));
         } else if value == "false" && any_glob(&self.p.required_namespaces, obj.namespace) {
             out.push(Violation::new(
                 path,
-                format!("{} `{}` opts out of sidecar injection, but namespace `{}` is required to be in the mesh", obj.kind, obj.name, obj.namespace),
+                format!(
+                    "{} `{}` opts out of sidecar injection, but namespace `{}` is required to be in the mesh",
+                    obj.kind, obj.name, obj.namespace
+                ),
             ));
         }
     }
@@ -964,11 +886,17 @@ impl ObjectCheck for ExportToOwnNamespace {
         match obj.spec().and_then(|s| s.get("exportTo")).and_then(Value::as_array) {
             None => out.push(Violation::new(
                 spec_path.key("exportTo"),
-                format!("{} `{}` has no exportTo, so Istio exports it to every namespace; set `exportTo: [\".\"]`", obj.kind, obj.name),
+                format!(
+                    "{} `{}` has no exportTo, so Istio exports it to every namespace; set `exportTo: [\".\"]`",
+                    obj.kind, obj.name
+                ),
             )),
             Some(list) if list.is_empty() => out.push(Violation::new(
                 spec_path.key("exportTo"),
-                format!("{} `{}` has an empty exportTo, which exports it to every namespace; set `exportTo: [\".\"]`", obj.kind, obj.name),
+                format!(
+                    "{} `{}` has an empty exportTo, which exports it to every namespace; set `exportTo: [\".\"]`",
+                    obj.kind, obj.name
+                ),
             )),
             Some(list) => {
                 for (i, item) in list.iter().enumerate() {
@@ -1047,9 +975,8 @@ impl HostInOwnNamespace {
         }
         let labels: Vec<&str> = host.split('.').collect();
         let svc_at = labels.iter().position(|l| *l == "svc");
-        let in_cluster = svc_at.is_some_and(|i| {
-            i == 2 && labels[3..].join(".") == self.p.cluster_domain || i == 2 && labels.len() == 3
-        });
+        let in_cluster = svc_at
+            .is_some_and(|i| i == 2 && labels[3..].join(".") == self.p.cluster_domain || i == 2 && labels.len() == 3);
         if in_cluster {
             let ns = labels[1];
             return (ns != own).then(|| format!("`{host}` belongs to namespace `{ns}`"));
@@ -1058,17 +985,12 @@ impl HostInOwnNamespace {
             return None;
         }
         if labels[0] == "*" || host.contains('*') {
-            return Some(format!(
-                "wildcard host `{host}` can capture other tenants' traffic"
-            ));
+            return Some(format!("wildcard host `{host}` can capture other tenants' traffic"));
         }
         if host.ends_with(&format!(".{}", self.p.cluster_domain)) {
-            return Some(format!(
-                "`{host}` is a cluster host outside namespace `{own}`"
-            ));
+            return Some(format!("`{host}` is a cluster host outside namespace `{own}`"));
         }
-        (!self.p.allow_external_hosts)
-            .then(|| format!("external host `{host}` is not allowed for tenants"))
+        (!self.p.allow_external_hosts).then(|| format!("external host `{host}` is not allowed for tenants"))
     }
 }
 
@@ -1079,10 +1001,7 @@ impl ObjectCheck for HostInOwnNamespace {
         }
         let spec = FieldPath::root().key("spec");
         let hosts: Vec<(FieldPath, &str)> = if is_istio(obj, &["VirtualService"]) {
-            let list = obj
-                .spec()
-                .and_then(|s| s.get("hosts"))
-                .and_then(Value::as_array);
+            let list = obj.spec().and_then(|s| s.get("hosts")).and_then(Value::as_array);
             list.into_iter()
                 .flatten()
                 .enumerate()
@@ -1136,14 +1055,7 @@ fn platform_only_kinds() -> Vec<String> {
 }
 
 fn mesh_wide_kinds() -> Vec<String> {
-    [
-        "PeerAuthentication",
-        "AuthorizationPolicy",
-        "Telemetry",
-        "Sidecar",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["PeerAuthentication", "AuthorizationPolicy", "Telemetry", "Sidecar"].map(String::from).to_vec()
 }
 
 struct PlatformOnlyKinds {
@@ -1157,9 +1069,24 @@ pub static PLATFORM_ONLY_KINDS: CheckSpec = CheckSpec {
               Sidecar (those in the Istio root namespace), live only in `platformNamespaces`: each changes every \
               tenant's proxies. Run a tenant repo with `platformNamespaces: []` to forbid them there entirely.",
     params: &[
-        ParamDoc { name: "platformNamespaces", ty: "list of globs", default: "[istio-system]", description: "Namespaces owned by the platform team." },
-        ParamDoc { name: "rootNamespace", ty: "string", default: "istio-system", description: "Istio's root namespace (meshConfig.rootNamespace)." },
-        ParamDoc { name: "platformOnlyKinds", ty: "list of strings", default: "[EnvoyFilter, Gateway]", description: "Istio kinds allowed only in platform namespaces." },
+        ParamDoc {
+            name: "platformNamespaces",
+            ty: "list of globs",
+            default: "[istio-system]",
+            description: "Namespaces owned by the platform team.",
+        },
+        ParamDoc {
+            name: "rootNamespace",
+            ty: "string",
+            default: "istio-system",
+            description: "Istio's root namespace (meshConfig.rootNamespace).",
+        },
+        ParamDoc {
+            name: "platformOnlyKinds",
+            ty: "list of strings",
+            default: "[EnvoyFilter, Gateway]",
+            description: "Istio kinds allowed only in platform namespaces.",
+        },
         ParamDoc {
             name: "meshWideKinds",
             ty: "list of strings",
@@ -1185,21 +1112,14 @@ spec: {}
 
 impl ObjectCheck for PlatformOnlyKinds {
     fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
-        if !obj.group.ends_with("istio.io") || any_glob(&self.p.platform_namespaces, obj.namespace)
-        {
+        if !obj.group.ends_with("istio.io") || any_glob(&self.p.platform_namespaces, obj.namespace) {
             return;
         }
         let kind = obj.kind.to_string();
         let why = if self.p.platform_only_kinds.contains(&kind) {
-            format!(
-                "{} objects change proxies outside namespace `{}`",
-                obj.kind, obj.namespace
-            )
+            format!("{} objects change proxies outside namespace `{}`", obj.kind, obj.namespace)
         } else if self.p.mesh_wide_kinds.contains(&kind) && obj.namespace == self.p.root_namespace {
-            format!(
-                "a {} in the root namespace `{}` applies to the whole mesh",
-                obj.kind, obj.namespace
-            )
+            format!("a {} in the root namespace `{}` applies to the whole mesh", obj.kind, obj.namespace)
         } else {
             return;
         };
@@ -1263,11 +1183,8 @@ impl ObjectCheck for SingleDefaultSidecar {
         if !is_default_sidecar(obj) {
             return;
         }
-        let others: Vec<String> = input
-            .peers(obj, "Sidecar")
-            .filter(|o| is_default_sidecar(o))
-            .map(|o| format!("`{}`", o.name))
-            .collect();
+        let others: Vec<String> =
+            input.peers(obj, "Sidecar").filter(|o| is_default_sidecar(o)).map(|o| format!("`{}`", o.name)).collect();
         if !others.is_empty() {
             out.push(Violation::new(
                 FieldPath::root().key("spec"),
@@ -1299,11 +1216,22 @@ struct CircuitBreaker {
 pub static CIRCUIT_BREAKER: CheckSpec = CheckSpec {
     id: "istio-circuit-breaker",
     target: Target::Kubernetes,
-    summary: "A DestinationRule's `trafficPolicy` sets `outlierDetection` and `connectionPool`, so one slow or failing \
+    summary:
+        "A DestinationRule's `trafficPolicy` sets `outlierDetection` and `connectionPool`, so one slow or failing \
               backend cannot take its callers down with it (cascading failures).",
     params: &[
-        ParamDoc { name: "requireOutlierDetection", ty: "bool", default: "true", description: "Require `trafficPolicy.outlierDetection`." },
-        ParamDoc { name: "requireConnectionPool", ty: "bool", default: "true", description: "Require `trafficPolicy.connectionPool`." },
+        ParamDoc {
+            name: "requireOutlierDetection",
+            ty: "bool",
+            default: "true",
+            description: "Require `trafficPolicy.outlierDetection`.",
+        },
+        ParamDoc {
+            name: "requireConnectionPool",
+            ty: "bool",
+            default: "true",
+            description: "Require `trafficPolicy.connectionPool`.",
+        },
     ],
     example_params: "{}",
     passing_example: "\
@@ -1368,10 +1296,7 @@ mod tests {
     #[test]
     fn sleep_parsing() {
         assert_eq!(sleep_in("sh -c sleep 40"), Some(40));
-        assert_eq!(
-            sleep_in("curl -XPOST localhost:15000/healthcheck/fail && sleep 5; sleep 30"),
-            Some(30)
-        );
+        assert_eq!(sleep_in("curl -XPOST localhost:15000/healthcheck/fail && sleep 5; sleep 30"), Some(30));
         assert_eq!(sleep_in("nosleep 40"), None);
         assert_eq!(sleep_in("sleep"), None);
     }

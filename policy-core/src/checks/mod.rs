@@ -81,10 +81,7 @@ pub struct ParamError {
 
 impl ParamError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ParamError {
-            field: field.into(),
-            message: message.into(),
-        }
+        ParamError { field: field.into(), message: message.into() }
     }
 }
 
@@ -98,8 +95,7 @@ pub(crate) fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, Par
 }
 
 pub(crate) fn compile_regex(field: &str, pattern: &str) -> Result<regex_lite::Regex, ParamError> {
-    regex_lite::Regex::new(pattern)
-        .map_err(|e| ParamError::new(field, format!("invalid regex `{pattern}`: {e}")))
+    regex_lite::Regex::new(pattern).map_err(|e| ParamError::new(field, format!("invalid regex `{pattern}`: {e}")))
 }
 
 static REGISTRY: &[&CheckSpec] = &[
