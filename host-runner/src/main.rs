@@ -1,1 +1,66 @@
-fn main() {}
+//! `meshguard`: the CLI over policy-core. Thin by design: parse args, call a command, exit.
+
+mod catalog;
+mod check;
+mod cli;
+mod report;
+mod sources;
+
+use clap::Parser;
+use cli::{Cli, ColorChoice, Command, FailOn, RulesCommand};
+use policy_core::Action;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if e.downcast_ref::<check::RulesError>().is_some() {
+                eprintln!("error: invalid rule set: {e}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Check(args) => {
+            let policy = check::load_policy(args.rules.as_deref())?;
+            let fail_on = match args.fail_on {
+                FailOn::Deny => Action::Deny,
+                FailOn::Warn => Action::Warn,
+            };
+            let report = check::run(&policy, &args.paths, &args.namespace, fail_on)?;
+            let stdout = std::io::stdout();
+            let color = match args.color {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            };
+            let mut out = stdout.lock();
+            let printed = report::printer(args.format, color).print(&report, &mut out).and_then(|()| out.flush());
+            match printed {
+                // A reader that stops early (`| head`) is not an error of ours.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
+            Ok(report.exit_code() as u8)
+        }
+        Command::Rules { command } => {
+            let text = match command {
+                RulesCommand::PrintDefault => policy_core::DEFAULT_RULES_YAML.to_string(),
+                RulesCommand::List => catalog::list(),
+                RulesCommand::Docs => catalog::markdown(),
+                RulesCommand::Explain { check } => catalog::explain(&check)
+                    .ok_or_else(|| anyhow::anyhow!("unknown check `{check}`; `meshguard rules list` shows them all"))?,
+            };
+            print!("{text}");
+            Ok(0)
+        }
+    }
+}

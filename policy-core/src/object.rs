@@ -166,6 +166,8 @@ pub struct Input<'a> {
     pub objects: Vec<Object<'a>>,
     /// Labels of namespaces, from Namespace objects in the input or supplied by the host.
     pub namespace_labels: HashMap<String, &'a Map<String, Value>>,
+    /// Object indexes by (namespace, kind), so peer lookups stay linear over a 10,000-object repo.
+    by_namespace_kind: HashMap<(&'a str, &'a str), Vec<usize>>,
 }
 
 impl<'a> Input<'a> {
@@ -173,12 +175,14 @@ impl<'a> Input<'a> {
     pub fn new(values: &'a [Value], default_namespace: &'a str) -> Self {
         let objects: Vec<Object<'a>> = values.iter().map(|v| Object::new(v, default_namespace)).collect();
         let mut namespace_labels = HashMap::new();
-        for o in &objects {
+        let mut by_namespace_kind: HashMap<(&'a str, &'a str), Vec<usize>> = HashMap::new();
+        for (i, o) in objects.iter().enumerate() {
             if o.kind == "Namespace" && o.group.is_empty() {
                 namespace_labels.insert(o.name.to_string(), o.labels());
             }
+            by_namespace_kind.entry((o.namespace, o.kind)).or_default().push(i);
         }
-        Input { objects, namespace_labels }
+        Input { objects, namespace_labels, by_namespace_kind }
     }
 
     /// Adds labels of a namespace the input does not contain (e.g. what an admission host knows).
@@ -197,8 +201,7 @@ impl<'a> Input<'a> {
 
     /// Other objects of `kind` in the same namespace as `obj`.
     pub fn peers<'s>(&'s self, obj: &'s Object<'a>, kind: &'s str) -> impl Iterator<Item = &'s Object<'a>> + 's {
-        self.objects
-            .iter()
-            .filter(move |o| o.kind == kind && o.namespace == obj.namespace && !std::ptr::eq(o.value, obj.value))
+        let indexes = self.by_namespace_kind.get(&(obj.namespace, kind)).map_or(&[][..], Vec::as_slice);
+        indexes.iter().map(|i| &self.objects[*i]).filter(move |o| !std::ptr::eq(o.value, obj.value))
     }
 }

@@ -203,6 +203,9 @@ impl MarkedEventReceiver for Builder {
                     self.push_node(Value::Array(items), Spans { at, children: Children::Seq(spans) }, anchor)
                 }
                 Some(Frame::Map { anchor, at, entries, spans, .. }) => {
+                    // The parser marks a block mapping where its first value starts; its first key is
+                    // where a reader sees it begin (the line after `- ` in a list).
+                    let at = spans.first().map_or(at, |(_, first)| first.at);
                     self.push_node(Value::Object(entries), Spans { at, children: Children::Map(spans) }, anchor)
                 }
                 None => self.fail(at, "unbalanced collection end".into()),
@@ -291,7 +294,7 @@ kind: Namespace
         assert_eq!(at("spec.ports[0].name"), Position { line: 10, column: 5 });
         assert_eq!(at("spec.ports[1].appProtocol").line, 13);
         assert_eq!(at(r#"metadata.annotations["a.b/c"]"#).line, 7);
-        assert_eq!(at("spec.ports[1].name").line, 12, "a missing field points at its parent");
+        assert_eq!(at("spec.ports[1].name"), Position { line: 12, column: 5 }, "a missing field points at its parent");
         assert_eq!(docs[1].spans.at.line, 16);
     }
 

@@ -3,8 +3,10 @@
 use policy_core::{Action, MemoryBuckets, Policy, Request};
 
 fn policy(rules: &str) -> Policy {
-    Policy::from_text(&format!("apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {{name: t}}\nspec:\n  rules:\n{rules}"))
-        .unwrap_or_else(|e| panic!("{e}"))
+    Policy::from_text(&format!(
+        "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {{name: t}}\nspec:\n  rules:\n{rules}"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
@@ -53,7 +55,9 @@ fn first_deny_wins_and_carries_status() {
 #[test]
 fn warn_rules_let_the_request_through() {
     let p = policy(RULES);
-    let d = p.decide(&req("GET", "/api", &[("x-tenant", "shop"), ("X-Debug", "1")]), 0, &mut MemoryBuckets::default()).unwrap();
+    let d = p
+        .decide(&req("GET", "/api", &[("x-tenant", "shop"), ("X-Debug", "1")]), 0, &mut MemoryBuckets::default())
+        .unwrap();
     assert_eq!(d.denied, None);
     assert_eq!(d.fired, vec![(1, Action::Warn)]);
     assert_eq!(p.http_rule(1).unwrap().id, "debug");

@@ -3,7 +3,8 @@
 use policy_core::{LoadError, Policy};
 
 fn load_err(rules: &str) -> LoadError {
-    let text = format!("apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {{name: t}}\nspec:\n  rules:\n{rules}");
+    let text =
+        format!("apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {{name: t}}\nspec:\n  rules:\n{rules}");
     Policy::from_text(&text).expect_err("rule set should be rejected")
 }
 
@@ -67,7 +68,13 @@ fn duplicate_id() {
 
 #[test]
 fn bad_action_and_match() {
-    assert_err("  - {id: a, check: istio-port-name, action: block}\n", Some("a"), "spec.rules[0].action", "unknown variant `block`", 6);
+    assert_err(
+        "  - {id: a, check: istio-port-name, action: block}\n",
+        Some("a"),
+        "spec.rules[0].action",
+        "unknown variant `block`",
+        6,
+    );
     assert_err(
         "  - id: a\n    check: istio-port-name\n    match: {namespace: [x]}\n",
         Some("a"),

@@ -51,9 +51,9 @@ fn port_protocol(port: &Value, protocols: &[String]) -> Option<String> {
 fn suggest_protocol(port: &Value) -> &'static str {
     let number = port.get("targetPort").and_then(Value::as_u64).or_else(|| port.get("port").and_then(Value::as_u64));
     match number {
-        Some(80 | 8000 | 8080 | 3000 | 5000) => "http",
+        Some(80 | 8000 | 8080 | 3000 | 5000 | 9090) => "http",
         Some(443 | 8443) => "https",
-        Some(50051 | 9090 | 8081) => "grpc",
+        Some(50051) => "grpc",
         Some(3306) => "mysql",
         Some(6379) => "redis",
         Some(27017) => "mongo",

@@ -1,0 +1,105 @@
+//! The check catalog rendered from policy-core's registry: `rules list`, `rules explain`, and the
+//! Markdown the README embeds (a test keeps the README equal to it).
+
+use policy_core::checks::CheckSpec;
+use policy_core::{registry, Target};
+use std::fmt::Write;
+
+fn target(spec: &CheckSpec) -> &'static str {
+    match spec.target {
+        Target::Kubernetes => "Kubernetes objects",
+        Target::Http => "HTTP requests",
+    }
+}
+
+pub fn list() -> String {
+    let width = registry().iter().map(|c| c.id.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for spec in registry() {
+        let first = spec.summary.split(". ").next().unwrap_or(spec.summary).trim_end_matches('.');
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<4}  {first}.",
+            spec.id,
+            if spec.target == Target::Http { "http" } else { "k8s" }
+        );
+    }
+    out.push_str("\nRun `meshguard rules explain <check>` for params and examples.\n");
+    out
+}
+
+pub fn explain(id: &str) -> Option<String> {
+    let spec = policy_core::checks::find(id)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "{} ({})\n\n{}\n", spec.id, target(spec), spec.summary);
+    if spec.params.is_empty() {
+        out.push_str("Params: none\n");
+    } else {
+        out.push_str("Params:\n");
+        for p in spec.params {
+            let _ = writeln!(out, "  {} ({}, default {}): {}", p.name, p.ty, p.default, p.description);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nExample params: {}\n\nPasses:\n{}\nFails:\n{}",
+        spec.example_params,
+        indent(spec.passing_example),
+        indent(spec.failing_example)
+    );
+    Some(out)
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+pub fn markdown() -> String {
+    let mut out = String::new();
+    out.push_str("| check | applies to | what it enforces |\n|---|---|---|\n");
+    for spec in registry() {
+        let _ = writeln!(
+            out,
+            "| [`{}`](#{}) | {} | {} |",
+            spec.id,
+            spec.id,
+            target(spec),
+            spec.summary.split(". ").next().unwrap_or("").trim_end_matches('.')
+        );
+    }
+    for spec in registry() {
+        let _ = writeln!(out, "\n### {}\n\n{}\n", spec.id, spec.summary);
+        if spec.params.is_empty() {
+            out.push_str("No params.\n");
+        } else {
+            out.push_str("| param | type | default | meaning |\n|---|---|---|---|\n");
+            for p in spec.params {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} | {} |",
+                    p.name,
+                    p.ty,
+                    p.default.replace('|', "\\|"),
+                    p.description.replace('|', "\\|")
+                );
+            }
+        }
+        let lang = if spec.target == Target::Http { "yaml" } else { "yaml" };
+        let _ = writeln!(
+            out,
+            "\nWith params `{}`, this passes:\n\n```{lang}\n{}```\n\nand this fails:\n\n```{lang}\n{}```",
+            spec.example_params,
+            with_newline(spec.passing_example),
+            with_newline(spec.failing_example)
+        );
+    }
+    out
+}
+
+fn with_newline(s: &str) -> String {
+    if s.ends_with('\n') {
+        s.to_string()
+    } else {
+        format!("{s}\n")
+    }
+}
