@@ -1,0 +1,212 @@
+//! The `meshguard` binary as CI uses it: exit codes, formats, locations and error messages.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn meshguard(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshguard"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const BAD_SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  ports:\n  - name: web\n    port: 80\n";
+
+#[test]
+fn example_repo_fails_with_located_findings_and_the_fixed_one_passes() {
+    let out = meshguard(&["check", "--format", "json", "examples/manifests"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = json(&out);
+    let findings = doc["findings"].as_array().unwrap();
+    let port = findings
+        .iter()
+        .find(|f| f["rule"] == "istio-port-name" && f["path"] == "spec.ports[0].name")
+        .expect("port-name finding");
+    assert_eq!(port["file"], "examples/manifests/payments/service.yaml");
+    assert_eq!(port["line"], 10, "the line of `- name: web`");
+    assert_eq!(
+        (port["kind"].as_str(), port["namespace"].as_str(), port["name"].as_str()),
+        (Some("Service"), Some("payments"), Some("ledger"))
+    );
+    let host =
+        findings.iter().find(|f| f["rule"] == "istio-host-in-own-namespace" && f["kind"] == "VirtualService").unwrap();
+    assert_eq!((host["path"].as_str(), host["line"].as_u64()), (Some("spec.hosts[1]"), Some(9)));
+    let mut rules: Vec<&str> = findings.iter().map(|f| f["rule"].as_str().unwrap()).collect();
+    rules.sort();
+    rules.dedup();
+    for expected in [
+        "istio-port-name",
+        "istio-headless-port-conflict",
+        "istio-sidecar-start-order",
+        "istio-graceful-shutdown",
+        "istio-http-drain",
+        "istio-export-to-own-namespace",
+        "istio-host-in-own-namespace",
+        "istio-platform-only-kinds",
+        "istio-single-default-sidecar",
+        "istio-circuit-breaker",
+    ] {
+        assert!(rules.contains(&expected), "{expected} missing from {rules:?}");
+    }
+    assert_eq!(doc["summary"]["files"], 8);
+    assert_eq!(doc["summary"]["failing"].as_u64().unwrap(), doc["summary"]["deny"].as_u64().unwrap());
+
+    let fixed = meshguard(&["check", "examples/manifests-fixed"], None);
+    assert_eq!(fixed.status.code(), Some(0), "{}", stdout(&fixed));
+    assert!(stdout(&fixed).contains("nothing fails the check"));
+}
+
+#[test]
+fn text_output_groups_by_file_without_color_when_piped() {
+    let out = meshguard(&["check", "-"], Some(BAD_SERVICE));
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.starts_with("<stdin>\n"), "{text}");
+    assert!(
+        text.contains("8:5   deny  istio-port-name  Service shop/api  spec.ports[0].name: port 80 (`web`)"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "no ANSI colors in a pipe");
+    let colored = meshguard(&["check", "--color", "always", "-"], Some(BAD_SERVICE));
+    assert!(stdout(&colored).contains("\x1b[1;31mdeny"));
+}
+
+#[test]
+fn malformed_yaml_is_located_and_other_files_are_still_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "a-broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x\n");
+    write(dir.path(), "b-service.yaml", BAD_SERVICE);
+    write(dir.path(), "notes.txt", "not a manifest");
+    let out = meshguard(&["check", dir.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("{bad}:4:1: error:")), "{text}");
+    assert!(text.contains("istio-port-name"), "the good file was still checked: {text}");
+    let doc = json(&meshguard(&["check", "--format", "json", dir.path().to_str().unwrap()], None));
+    assert_eq!(doc["errors"][0]["line"], 4);
+    assert_eq!(doc["summary"]["files"], 2, "only yaml/yml/json files are read");
+}
+
+#[test]
+fn fail_on_warn_and_audit_never_fails() {
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a, namespace: shop}\nspec:\n  host: a\n  exportTo: ['.']\n";
+    let out = meshguard(&["check", "-"], Some(dr));
+    assert_eq!(out.status.code(), Some(0), "warn findings pass by default: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains("warn   istio-circuit-breaker") || stdout(&out).contains("warn  istio-circuit-breaker")
+    );
+    let out = meshguard(&["check", "--fail-on", "warn", "-"], Some(dr));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn list_documents_are_expanded_with_item_lines() {
+    let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a, namespace: shop}\n  spec:\n    ports:\n    - {name: http, port: 80}\n- apiVersion: v1\n  kind: Service\n  metadata: {name: b, namespace: shop}\n  spec:\n    ports:\n    - {name: oops, port: 80}\n";
+    let doc = json(&meshguard(&["check", "--format", "json", "-"], Some(list)));
+    let f = &doc["findings"][0];
+    assert_eq!(
+        (f["name"].as_str(), f["line"].as_u64(), f["path"].as_str()),
+        (Some("b"), Some(15), Some("spec.ports[0].name"))
+    );
+    assert_eq!(doc["summary"]["objects"], 2);
+}
+
+#[test]
+fn invalid_rule_set_names_file_line_rule_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(
+        dir.path(),
+        "rules.yaml",
+        "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: x}\nspec:\n  rules:\n  - id: ports\n    check: istio-port-name\n    params:\n      protocol: [http]\n",
+    );
+    let out = meshguard(&["check", "--rules", &rules, "examples/manifests-fixed"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{rules}:9: rule `ports`: spec.rules[0].params.protocol: unknown field `protocol`")),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = meshguard(&["check", "no/such/dir"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no/such/dir: cannot read"), "{}", stderr(&out));
+    assert_eq!(meshguard(&["check"], None).status.code(), Some(2));
+    assert_eq!(meshguard(&["check", "--format", "xml", "x"], None).status.code(), Some(2));
+    let out = meshguard(&["rules", "explain", "nope"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn printed_default_rule_set_round_trips_and_namespace_flag_applies() {
+    let printed = stdout(&meshguard(&["rules", "print-default"], None));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(dir.path(), "default.yaml", &printed);
+    let no_ns = "apiVersion: v1\nkind: Service\nmetadata: {name: dns}\nspec:\n  ports: [{name: dns, port: 53}]\n";
+    let out = meshguard(&["check", "--rules", &rules, "--namespace", "kube-system", "-"], Some(no_ns));
+    assert_eq!(out.status.code(), Some(0), "kube-* is excluded by the default rules: {}", stdout(&out));
+    let out = meshguard(&["check", "--rules", &rules, "-"], Some(no_ns));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("Service default/dns"));
+}
+
+#[test]
+fn help_teaches_exit_codes_and_examples() {
+    let out = stdout(&meshguard(&["check", "--help"], None));
+    assert!(out.contains("Exit codes: 0 nothing fails, 1 a finding fails the check, 2 usage or input error"));
+    assert!(out.contains("--fail-on"));
+    let list = stdout(&meshguard(&["rules", "list"], None));
+    assert_eq!(
+        list.lines().filter(|l| l.contains("  k8s  ") || l.contains("  http  ")).count(),
+        policy_core::registry().len()
+    );
+}
+
+#[test]
+fn readme_catalog_is_generated_from_the_registry() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = "<!-- catalog:start (generated by `meshguard rules docs`; do not edit) -->\n";
+    let end = "<!-- catalog:end -->";
+    let from = readme.find(start).expect("catalog start marker") + start.len();
+    let to = readme.find(end).expect("catalog end marker");
+    let generated = stdout(&meshguard(&["rules", "docs"], None));
+    assert!(
+        readme[from..to] == generated,
+        "README catalog is stale: run `cargo run -q -p host-runner -- rules docs` and paste it between the markers"
+    );
+}
