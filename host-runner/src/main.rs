@@ -1,13 +1,8 @@
 //! `meshguard`: the CLI over policy-core. Thin by design: parse args, call a command, exit.
 
-mod catalog;
-mod check;
-mod cli;
-mod report;
-mod sources;
-
 use clap::Parser;
-use cli::{Cli, ColorChoice, Command, FailOn, RulesCommand};
+use host_runner::cli::{Cli, ColorChoice, Command, FailOn, RulesCommand};
+use host_runner::{catalog, check, report};
 use policy_core::Action;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
