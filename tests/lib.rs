@@ -1,6 +1,8 @@
 //! The shared test corpus: cases as data (objects or requests, a rule set, the expected result),
 //! loaded here so every host (native, wasm, Envoy, waPC, OPA) runs the very same cases.
 
+pub mod envoy;
+
 use policy_core::yaml::parse_one;
 use serde::Deserialize;
 use serde_json::Value;

@@ -54,6 +54,8 @@ struct RawMetadata {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawSpec {
     rules: Vec<Value>,
+    #[serde(default)]
+    fail_open: bool,
 }
 
 #[derive(Deserialize)]
@@ -69,8 +71,9 @@ struct RawRule {
     message: Option<String>,
     #[serde(default)]
     params: Option<Value>,
+    /// Parsed only for Kubernetes rules, in a build that runs them.
     #[serde(default, rename = "match")]
-    match_: Option<Match>,
+    match_: Option<Value>,
     #[serde(default)]
     action_overrides: Vec<ActionOverride>,
     #[serde(default)]
@@ -177,6 +180,9 @@ struct HttpRule {
 /// A validated, compiled rule set: regexes built, params typed, matchers ready.
 pub struct Policy {
     name: String,
+    fail_open: bool,
+    /// Rules of checks this build leaves out (see `checks::KUBERNETES_CHECK_IDS`).
+    skipped_rules: usize,
     object_rules: Vec<ObjectRule>,
     http_rules: Vec<HttpRule>,
 }
@@ -255,8 +261,14 @@ impl Policy {
         if raw.kind != KIND {
             return Err(doc_error("kind", format!("`{}` is not `{KIND}`", raw.kind)));
         }
-        let mut policy = Policy { name: raw.metadata.name, object_rules: Vec::new(), http_rules: Vec::new() };
-        let mut seen = std::collections::HashSet::new();
+        let mut policy = Policy {
+            name: raw.metadata.name,
+            fail_open: raw.spec.fail_open,
+            skipped_rules: 0,
+            object_rules: Vec::new(),
+            http_rules: Vec::new(),
+        };
+        let mut seen: Vec<String> = Vec::new();
         for (i, value) in raw.spec.rules.iter().enumerate() {
             let base = format!("spec.rules[{i}]");
             let id_hint = value.get("id").and_then(Value::as_str).map(str::to_string);
@@ -277,8 +289,14 @@ impl Policy {
                     format!("`{}` is not a stable id: use lower-case letters, digits, `-`, `_`, `.`", rule.id),
                 ));
             }
-            if !seen.insert(rule.id.clone()) {
+            if seen.contains(&rule.id) {
                 return Err(err("id", format!("duplicate rule id `{}`", rule.id)));
+            }
+            seen.push(rule.id.clone());
+            if checks::find(&rule.check).is_none() && checks::KUBERNETES_CHECK_IDS.contains(&rule.check.as_str()) {
+                // Built without the Kubernetes checks: the rule is recognised and skipped.
+                policy.skipped_rules += 1;
+                continue;
             }
             let spec = checks::find(&rule.check).ok_or_else(|| {
                 let known: Vec<&str> = checks::registry().iter().map(|c| c.id).collect();
@@ -314,7 +332,16 @@ impl Policy {
                             format!("`{field}` applies to HTTP checks only; `{}` checks Kubernetes objects", spec.id),
                         ));
                     }
-                    let matcher = rule.match_.unwrap_or_default();
+                    let matcher: Match = match &rule.match_ {
+                        None => Match::default(),
+                        Some(v) => serde_path_to_error::deserialize(v).map_err(|e| {
+                            let path = e.path().to_string();
+                            err(
+                                &if path == "." { "match".to_string() } else { format!("match.{path}") },
+                                e.into_inner().to_string(),
+                            )
+                        })?,
+                    };
                     matcher.validate().map_err(|m| err("match", m))?;
                     policy.object_rules.push(ObjectRule { info, matcher, check });
                 }
@@ -350,9 +377,20 @@ impl Policy {
         &self.name
     }
 
+    /// `spec.failOpen`: what an in-line host (the Envoy filter) does when evaluation itself fails,
+    /// e.g. rate-limit storage errors: let the request through (`true`) or refuse it (`false`, default).
+    pub fn fail_open(&self) -> bool {
+        self.fail_open
+    }
+
     /// Every rule, Kubernetes rules first, each in document order.
     pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.object_rules.iter().map(|r| &r.info).chain(self.http_rules.iter().map(|r| &r.info))
+    }
+
+    /// Rules this build recognised but cannot run (Kubernetes rules in the Envoy filter).
+    pub fn skipped_rules(&self) -> usize {
+        self.skipped_rules
     }
 
     pub fn http_rules(&self) -> impl Iterator<Item = &RuleInfo> {

@@ -153,12 +153,8 @@ impl Builder {
             Some(Frame::Map { entries, spans: entry_spans, key, .. }) => match key.take() {
                 None => {
                     let at = spans.at;
-                    let name = match value {
-                        Value::String(s) => s,
-                        Value::Number(n) => n.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        Value::Null => "null".to_string(),
-                        _ => return self.fail(at, "mapping keys must be scalars".into()),
+                    let Value::String(name) = value else {
+                        return self.fail(at, "mapping keys must be scalars".into());
                     };
                     if entries.contains_key(&name) {
                         return self.fail(at, format!("duplicate key `{name}`"));
@@ -183,6 +179,10 @@ impl MarkedEventReceiver for Builder {
         }
         let at = position(&mark);
         match ev {
+            Event::Scalar(text, _, anchor, _) if matches!(self.stack.last(), Some(Frame::Map { key: None, .. })) => {
+                // A mapping key: keep its text as written (`80`, `true` stay strings).
+                self.push_node(Value::String(text), Spans { at, children: Children::Leaf }, anchor);
+            }
             Event::Scalar(text, style, anchor, tag) => {
                 let forced_string = tag.as_ref().is_some_and(|t| t.suffix == "str");
                 let value = if style == TScalarStyle::Plain && !forced_string {

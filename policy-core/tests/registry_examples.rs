@@ -58,3 +58,13 @@ fn check_ids_are_unique_and_params_documented() {
         }
     }
 }
+
+#[test]
+fn kubernetes_check_ids_list_every_kubernetes_check() {
+    let mut from_registry: Vec<&str> =
+        registry().iter().filter(|c| c.target == Target::Kubernetes).map(|c| c.id).collect();
+    let mut listed = policy_core::checks::KUBERNETES_CHECK_IDS.to_vec();
+    from_registry.sort();
+    listed.sort();
+    assert_eq!(from_registry, listed);
+}

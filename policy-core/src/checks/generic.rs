@@ -67,23 +67,26 @@ const KEYS_DOC: ParamDoc = ParamDoc {
     name: "keys",
     ty: "list of strings or {key, allowedRegex}",
     default: "required",
-    description: "Keys that must be present; `allowedRegex` must match the whole value.",
+    description: super::doc("Keys that must be present; `allowedRegex` must match the whole value."),
 };
 const TARGET_DOC: ParamDoc = ParamDoc {
     name: "target",
     ty: "object | podTemplate",
     default: "object",
-    description: "Check the object's own metadata, or its pod template's (workloads only).",
+    description: super::doc("Check the object's own metadata, or its pod template's (workloads only)."),
 };
 
 pub static REQUIRED_LABELS: CheckSpec = CheckSpec {
     id: "required-labels",
     target: Target::Kubernetes,
-    summary: "Objects (or their pod templates) carry the listed labels, optionally with values matching a regex. \
+    summary: super::doc(
+        "Objects (or their pod templates) carry the listed labels, optionally with values matching a regex. \
               Istio's telemetry and routing read `app` and `version` from pod labels.",
+    ),
     params: &[KEYS_DOC, TARGET_DOC],
-    example_params: "{keys: [app, {key: version, allowedRegex: 'v[0-9]+'}], target: podTemplate}",
-    passing_example: "\
+    example_params: super::doc("{keys: [app, {key: version, allowedRegex: 'v[0-9]+'}], target: podTemplate}"),
+    passing_example: super::doc(
+        "\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -91,7 +94,9 @@ spec:
   template:
     metadata: {labels: {app: api, version: v1}}
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -99,25 +104,32 @@ spec:
   template:
     metadata: {labels: {app: api, version: latest}}
 ",
+    ),
     compile: |params| compile_required_meta("labels", params),
 };
 
 pub static REQUIRED_ANNOTATIONS: CheckSpec = CheckSpec {
     id: "required-annotations",
     target: Target::Kubernetes,
-    summary: "Objects (or their pod templates) carry the listed annotations, optionally with values matching a regex.",
+    summary: super::doc(
+        "Objects (or their pod templates) carry the listed annotations, optionally with values matching a regex.",
+    ),
     params: &[KEYS_DOC, TARGET_DOC],
-    example_params: "{keys: [{key: owner, allowedRegex: 'team-.+'}]}",
-    passing_example: "\
+    example_params: super::doc("{keys: [{key: owner, allowedRegex: 'team-.+'}]}"),
+    passing_example: super::doc(
+        "\
 apiVersion: v1
 kind: Service
 metadata: {name: api, namespace: shop, annotations: {owner: team-shop}}
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: v1
 kind: Service
 metadata: {name: api, namespace: shop}
 ",
+    ),
     compile: |params| compile_required_meta("annotations", params),
 };
 
@@ -204,29 +216,32 @@ pub static FIELD_PATTERN: CheckSpec = CheckSpec {
             name: "path",
             ty: "field path",
             default: "required",
-            description: "e.g. `spec.template.spec.containers[*].image`.",
+            description: super::doc("e.g. `spec.template.spec.containers[*].image`."),
         },
         ParamDoc {
             name: "pattern",
             ty: "regex",
             default: "required",
-            description: "Searched anywhere in the value; anchor it with `^...$` for a whole match.",
+            description: super::doc("Searched anywhere in the value; anchor it with `^...$` for a whole match."),
         },
         ParamDoc {
             name: "mustMatch",
             ty: "bool",
             default: "true",
-            description: "`false` turns the pattern into a deny-list.",
+            description: super::doc("`false` turns the pattern into a deny-list."),
         },
         ParamDoc {
             name: "required",
             ty: "bool",
             default: "false",
-            description: "Report when the path reaches nothing.",
+            description: super::doc("Report when the path reaches nothing."),
         },
     ],
-    example_params: "{path: 'spec.template.spec.containers[*].image', pattern: ':latest$|^[^:]+$', mustMatch: false}",
-    passing_example: "\
+    example_params: super::doc(
+        "{path: 'spec.template.spec.containers[*].image', pattern: ':latest$|^[^:]+$', mustMatch: false}",
+    ),
+    passing_example: super::doc(
+        "\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -235,7 +250,9 @@ spec:
     spec:
       containers: [{name: api, image: registry.local/shop/api:1.4.2}]
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -244,6 +261,7 @@ spec:
     spec:
       containers: [{name: api, image: registry.local/shop/api:latest}]
 ",
+    ),
     compile: |params| {
         let p: FieldPatternParams = parse_params(params)?;
         let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
@@ -306,32 +324,43 @@ struct FieldRange {
 pub static FIELD_RANGE: CheckSpec = CheckSpec {
     id: "field-range",
     target: Target::Kubernetes,
-    summary: "Every number a field path reaches lies within `min` and `max` (inclusive). Numeric strings count; \
+    summary: super::doc(
+        "Every number a field path reaches lies within `min` and `max` (inclusive). Numeric strings count; \
               other values are reported. With `required: true` the field must exist.",
+    ),
     params: &[
-        ParamDoc { name: "path", ty: "field path", default: "required", description: "e.g. `spec.replicas`." },
-        ParamDoc { name: "min", ty: "number", default: "unset", description: "Lowest allowed value." },
-        ParamDoc { name: "max", ty: "number", default: "unset", description: "Highest allowed value." },
+        ParamDoc {
+            name: "path",
+            ty: "field path",
+            default: "required",
+            description: super::doc("e.g. `spec.replicas`."),
+        },
+        ParamDoc { name: "min", ty: "number", default: "unset", description: super::doc("Lowest allowed value.") },
+        ParamDoc { name: "max", ty: "number", default: "unset", description: super::doc("Highest allowed value.") },
         ParamDoc {
             name: "required",
             ty: "bool",
             default: "false",
-            description: "Report when the path reaches nothing.",
+            description: super::doc("Report when the path reaches nothing."),
         },
     ],
-    example_params: "{path: spec.replicas, min: 2, required: true}",
-    passing_example: "\
+    example_params: super::doc("{path: spec.replicas, min: 2, required: true}"),
+    passing_example: super::doc(
+        "\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
 spec: {replicas: 3}
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
 spec: {replicas: 1}
 ",
+    ),
     compile: |params| {
         let p: FieldRangeParams = parse_params(params)?;
         let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
@@ -385,25 +414,29 @@ struct ForbiddenKinds {
 pub static FORBIDDEN_KINDS: CheckSpec = CheckSpec {
     id: "forbidden-kinds",
     target: Target::Kubernetes,
-    summary: "Objects of the listed kinds (`apiGroups` + `kinds`, as in `match.kinds`) are not allowed.",
+    summary: super::doc("Objects of the listed kinds (`apiGroups` + `kinds`, as in `match.kinds`) are not allowed."),
     params: &[ParamDoc {
         name: "kinds",
         ty: "list of {apiGroups, kinds}",
         default: "required",
-        description: "Kinds to forbid.",
+        description: super::doc("Kinds to forbid."),
     }],
     example_params:
         "{kinds: [{apiGroups: [''], kinds: [NodePort]}, {apiGroups: [networking.istio.io], kinds: [WorkloadEntry]}]}",
-    passing_example: "\
+    passing_example: super::doc(
+        "\
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: ext, namespace: shop}
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: vm, namespace: shop}
 ",
+    ),
     compile: |params| {
         let p: ForbiddenKindsParams = parse_params(params)?;
         if p.kinds.is_empty() {

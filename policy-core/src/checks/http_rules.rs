@@ -21,19 +21,26 @@ struct RequireHeader {
 pub static REQUIRE_HEADER: CheckSpec = CheckSpec {
     id: "http-require-header",
     target: Target::Http,
-    summary: "The request carries `header`, and when `pattern` is set its value matches it.",
+    summary: super::doc("The request carries `header`, and when `pattern` is set its value matches it."),
     params: &[
-        ParamDoc { name: "header", ty: "string", default: "required", description: "Header name (case-insensitive)." },
+        ParamDoc {
+            name: "header",
+            ty: "string",
+            default: "required",
+            description: super::doc("Header name (case-insensitive)."),
+        },
         ParamDoc {
             name: "pattern",
             ty: "regex",
             default: "unset",
-            description: "The value must match (searched; anchor with `^...$`).",
+            description: super::doc("The value must match (searched; anchor with `^...$`)."),
         },
     ],
-    example_params: "{header: x-request-id, pattern: '^[0-9a-f-]{36}$'}",
-    passing_example: "{method: GET, path: /orders, headers: {x-request-id: 3f2c9a1e-8d7b-4c61-9f0e-2a5b6c7d8e9f}}",
-    failing_example: "{method: GET, path: /orders, headers: {x-request-id: abc}}",
+    example_params: super::doc("{header: x-request-id, pattern: '^[0-9a-f-]{36}$'}"),
+    passing_example: super::doc(
+        "{method: GET, path: /orders, headers: {x-request-id: 3f2c9a1e-8d7b-4c61-9f0e-2a5b6c7d8e9f}}",
+    ),
+    failing_example: super::doc("{method: GET, path: /orders, headers: {x-request-id: abc}}"),
     compile: |params| {
         let p: RequireHeaderParams = parse_params(params)?;
         let pattern = p.pattern.as_deref().map(|r| compile_regex("pattern", r)).transpose()?;
@@ -73,17 +80,22 @@ pub static DENY_HEADER: CheckSpec = CheckSpec {
     summary:
         "The request does not carry `header` with a value matching `pattern` (e.g. debug or internal-only headers).",
     params: &[
-        ParamDoc { name: "header", ty: "string", default: "required", description: "Header name (case-insensitive)." },
+        ParamDoc {
+            name: "header",
+            ty: "string",
+            default: "required",
+            description: super::doc("Header name (case-insensitive)."),
+        },
         ParamDoc {
             name: "pattern",
             ty: "regex",
             default: "required",
-            description: "Values to refuse; `.*` refuses the header outright.",
+            description: super::doc("Values to refuse; `.*` refuses the header outright."),
         },
     ],
-    example_params: "{header: x-debug, pattern: '.*'}",
-    passing_example: "{method: GET, path: /orders, headers: {accept: application/json}}",
-    failing_example: "{method: GET, path: /orders, headers: {x-debug: 'true'}}",
+    example_params: super::doc("{header: x-debug, pattern: '.*'}"),
+    passing_example: super::doc("{method: GET, path: /orders, headers: {accept: application/json}}"),
+    failing_example: super::doc("{method: GET, path: /orders, headers: {x-debug: 'true'}}"),
     compile: |params| {
         let p: DenyHeaderParams = parse_params(params)?;
         Ok(Compiled::Http(Box::new(DenyHeader {
@@ -120,16 +132,16 @@ struct HeaderLimits(HeaderLimitsParams);
 pub static HEADER_LIMITS: CheckSpec = CheckSpec {
     id: "http-header-limits",
     target: Target::Http,
-    summary: "Bounds the request headers: how many (`maxCount`), the longest value (`maxValueBytes`) and the total \
-              size of names and values (`maxTotalBytes`). Oversized headers are a common way one tenant hurts another's proxies.",
+    summary: super::doc("Bounds the request headers: how many (`maxCount`), the longest value (`maxValueBytes`) and the total \
+              size of names and values (`maxTotalBytes`). Oversized headers are a common way one tenant hurts another's proxies."),
     params: &[
-        ParamDoc { name: "maxCount", ty: "integer", default: "unset", description: "Most headers allowed." },
-        ParamDoc { name: "maxValueBytes", ty: "integer", default: "unset", description: "Longest header value." },
-        ParamDoc { name: "maxTotalBytes", ty: "integer", default: "unset", description: "Sum of name and value lengths." },
+        ParamDoc { name: "maxCount", ty: "integer", default: "unset", description: super::doc("Most headers allowed.") },
+        ParamDoc { name: "maxValueBytes", ty: "integer", default: "unset", description: super::doc("Longest header value.") },
+        ParamDoc { name: "maxTotalBytes", ty: "integer", default: "unset", description: super::doc("Sum of name and value lengths.") },
     ],
-    example_params: "{maxCount: 3, maxValueBytes: 16}",
-    passing_example: "{method: GET, path: /, headers: {accept: '*/*'}}",
-    failing_example: "{method: GET, path: /, headers: {cookie: 'session=0123456789abcdef0123456789'}}",
+    example_params: super::doc("{maxCount: 3, maxValueBytes: 16}"),
+    passing_example: super::doc("{method: GET, path: /, headers: {accept: '*/*'}}"),
+    failing_example: super::doc("{method: GET, path: /, headers: {cookie: 'session=0123456789abcdef0123456789'}}"),
     compile: |params| {
         let p: HeaderLimitsParams = parse_params(params)?;
         if p.max_count.is_none() && p.max_value_bytes.is_none() && p.max_total_bytes.is_none() {
@@ -220,17 +232,19 @@ struct AllowedMethods {
 pub static ALLOWED_METHODS: CheckSpec = CheckSpec {
     id: "http-allowed-methods",
     target: Target::Http,
-    summary: "Per path (`prefix`, `exact` or `regex`; the first entry that matches applies), only the listed methods \
+    summary: super::doc(
+        "Per path (`prefix`, `exact` or `regex`; the first entry that matches applies), only the listed methods \
               are allowed. Paths no entry matches are not restricted.",
+    ),
     params: &[ParamDoc {
         name: "paths",
         ty: "list of {prefix | exact | regex, methods}",
         default: "required",
-        description: "Path matchers, each with its allowed methods (upper case).",
+        description: super::doc("Path matchers, each with its allowed methods (upper case)."),
     }],
-    example_params: "{paths: [{prefix: /admin, methods: [GET]}, {prefix: /, methods: [GET, POST]}]}",
-    passing_example: "{method: POST, path: /orders}",
-    failing_example: "{method: DELETE, path: /admin/users/7}",
+    example_params: super::doc("{paths: [{prefix: /admin, methods: [GET]}, {prefix: /, methods: [GET, POST]}]}"),
+    passing_example: super::doc("{method: POST, path: /orders}"),
+    failing_example: super::doc("{method: DELETE, path: /admin/users/7}"),
     compile: |params| {
         let p: MethodsParams = parse_params(params)?;
         if p.paths.is_empty() {
@@ -283,14 +297,14 @@ struct TenantHeader(TenantParams);
 pub static TENANT_HEADER: CheckSpec = CheckSpec {
     id: "http-tenant-header",
     target: Target::Http,
-    summary: "The request names its tenant in `header`, and the tenant is one of `allowed` (the callers this service accepts).",
+    summary: super::doc("The request names its tenant in `header`, and the tenant is one of `allowed` (the callers this service accepts)."),
     params: &[
-        ParamDoc { name: "header", ty: "string", default: "x-tenant", description: "Header carrying the tenant." },
-        ParamDoc { name: "allowed", ty: "list of strings", default: "required", description: "Tenants allowed to call." },
+        ParamDoc { name: "header", ty: "string", default: "x-tenant", description: super::doc("Header carrying the tenant.") },
+        ParamDoc { name: "allowed", ty: "list of strings", default: "required", description: super::doc("Tenants allowed to call.") },
     ],
-    example_params: "{allowed: [shop, pay]}",
-    passing_example: "{method: GET, path: /, headers: {x-tenant: shop}}",
-    failing_example: "{method: GET, path: /, headers: {x-tenant: ads}}",
+    example_params: super::doc("{allowed: [shop, pay]}"),
+    passing_example: super::doc("{method: GET, path: /, headers: {x-tenant: shop}}"),
+    failing_example: super::doc("{method: GET, path: /, headers: {x-tenant: ads}}"),
     compile: |params| {
         let mut p: TenantParams = parse_params(params)?;
         if p.allowed.is_empty() {
@@ -321,14 +335,14 @@ struct GrpcShape;
 pub static GRPC_SHAPE: CheckSpec = CheckSpec {
     id: "http-grpc-shape",
     target: Target::Http,
-    summary: "gRPC requests (`content-type: application/grpc*`) are POST with `te: trailers`, as the gRPC over HTTP/2 spec requires; \
-              anything else is a broken or spoofed client.",
+    summary: super::doc("gRPC requests (`content-type: application/grpc*`) are POST with `te: trailers`, as the gRPC over HTTP/2 spec requires; \
+              anything else is a broken or spoofed client."),
     params: &[],
-    example_params: "{}",
-    passing_example: "{method: POST, path: /shop.Orders/Get, headers: {content-type: application/grpc, te: trailers}}",
-    failing_example: "{method: GET, path: /shop.Orders/Get, headers: {content-type: application/grpc}}",
+    example_params: super::doc("{}"),
+    passing_example: super::doc("{method: POST, path: /shop.Orders/Get, headers: {content-type: application/grpc, te: trailers}}"),
+    failing_example: super::doc("{method: GET, path: /shop.Orders/Get, headers: {content-type: application/grpc}}"),
     compile: |params| {
-        parse_params::<super::istio::EmptyParams>(params)?;
+        parse_params::<super::EmptyParams>(params)?;
         Ok(Compiled::Http(Box::new(GrpcShape)))
     },
 };
@@ -385,18 +399,18 @@ struct LocalRateLimit {
 pub static LOCAL_RATE_LIMIT: CheckSpec = CheckSpec {
     id: "http-local-rate-limit",
     target: Target::Http,
-    summary: "A token bucket per key (`global`, `path`, or `header:<name>`), as Envoy's local_ratelimit filter: \
+    summary: super::doc("A token bucket per key (`global`, `path`, or `header:<name>`), as Envoy's local_ratelimit filter: \
               `maxTokens`, refilled by `tokensPerFill` (default 1) every `fillInterval`. One proxy's buckets are shared \
-              by all its worker threads. Denies with 429 (gRPC: RESOURCE_EXHAUSTED).",
+              by all its worker threads. Denies with 429 (gRPC: RESOURCE_EXHAUSTED)."),
     params: &[
-        ParamDoc { name: "key", ty: "global | path | header:<name>", default: "global", description: "What gets its own bucket." },
-        ParamDoc { name: "tokenBucket.maxTokens", ty: "integer", default: "required", description: "Burst size." },
-        ParamDoc { name: "tokenBucket.tokensPerFill", ty: "integer", default: "1", description: "Tokens added per interval." },
-        ParamDoc { name: "tokenBucket.fillInterval", ty: "duration", default: "required", description: "`500ms`, `1s`, `1m`..." },
+        ParamDoc { name: "key", ty: "global | path | header:<name>", default: "global", description: super::doc("What gets its own bucket.") },
+        ParamDoc { name: "tokenBucket.maxTokens", ty: "integer", default: "required", description: super::doc("Burst size.") },
+        ParamDoc { name: "tokenBucket.tokensPerFill", ty: "integer", default: "1", description: super::doc("Tokens added per interval.") },
+        ParamDoc { name: "tokenBucket.fillInterval", ty: "duration", default: "required", description: super::doc("`500ms`, `1s`, `1m`...") },
     ],
-    example_params: "{key: 'header:x-tenant', tokenBucket: {maxTokens: 0, fillInterval: 1s}}",
-    passing_example: "{method: GET, path: /healthz}",
-    failing_example: "{method: GET, path: /, headers: {x-tenant: shop}}",
+    example_params: super::doc("{key: 'header:x-tenant', tokenBucket: {maxTokens: 0, fillInterval: 1s}}"),
+    passing_example: super::doc("{method: GET, path: /healthz}"),
+    failing_example: super::doc("{method: GET, path: /, headers: {x-tenant: shop}}"),
     compile: |params| {
         let p: RateLimitParams = parse_params(params)?;
         let key = match p.key.as_str() {

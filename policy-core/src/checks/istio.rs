@@ -105,17 +105,17 @@ struct PortName {
 pub static PORT_NAME: CheckSpec = CheckSpec {
     id: "istio-port-name",
     target: Target::Kubernetes,
-    summary: "Every Service port declares its protocol: `appProtocol`, or a name `<protocol>` / `<protocol>-<suffix>`. \
+    summary: super::doc("Every Service port declares its protocol: `appProtocol`, or a name `<protocol>` / `<protocol>-<suffix>`. \
               Without it Istio treats the traffic as opaque TCP and HTTP routing, retries and metrics silently stop working. \
-              A name prefix that contradicts `appProtocol` is a warning.",
+              A name prefix that contradicts `appProtocol` is a warning."),
     params: &[ParamDoc {
         name: "protocols",
         ty: "list of strings",
         default: "[http, http2, https, grpc, grpc-web, tcp, tls, udp, mongo, mysql, redis]",
-        description: "Protocols a port name prefix or `appProtocol` may name.",
+        description: super::doc("Protocols a port name prefix or `appProtocol` may name."),
     }],
-    example_params: "{}",
-    passing_example: "\
+    example_params: super::doc("{}"),
+    passing_example: super::doc("\
 apiVersion: v1
 kind: Service
 metadata: {name: api, namespace: shop}
@@ -123,15 +123,15 @@ spec:
   ports:
   - {name: http-web, port: 8080}
   - {name: metrics, appProtocol: http, port: 9090}
-",
-    failing_example: "\
+"),
+    failing_example: super::doc("\
 apiVersion: v1
 kind: Service
 metadata: {name: api, namespace: shop}
 spec:
   ports:
   - {name: web, port: 8080}
-",
+"),
     compile: |params| {
         let p: PortNameParams = parse_params(params)?;
         if p.protocols.is_empty() {
@@ -215,10 +215,11 @@ pub static HEADLESS_PORT_CONFLICT: CheckSpec = CheckSpec {
         name: "protocols",
         ty: "list of strings",
         default: "[http, http2, https, grpc, grpc-web, tcp, tls, udp, mongo, mysql, redis]",
-        description: "Protocols recognised in port names; a port without one counts as `tcp`.",
+        description: super::doc("Protocols recognised in port names; a port without one counts as `tcp`."),
     }],
-    example_params: "{}",
-    passing_example: "\
+    example_params: super::doc("{}"),
+    passing_example: super::doc(
+        "\
 apiVersion: v1
 kind: Service
 metadata: {name: db, namespace: shop}
@@ -233,7 +234,9 @@ spec:
   clusterIP: None
   ports: [{name: http-admin, port: 8080}]
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: v1
 kind: Service
 metadata: {name: db, namespace: shop}
@@ -248,6 +251,7 @@ spec:
   clusterIP: None
   ports: [{name: http-admin, port: 8080}]
 ",
+    ),
     compile: |params| {
         let p: PortNameParams = parse_params(params)?;
         Ok(Compiled::Object(Box::new(HeadlessPortConflict { protocols: p.protocols })))
@@ -359,17 +363,21 @@ struct SidecarStartOrder {
 pub static SIDECAR_START_ORDER: CheckSpec = CheckSpec {
     id: "istio-sidecar-start-order",
     target: Target::Kubernetes,
-    summary: "Pods that get an Istio sidecar wait for the proxy before the app starts: `proxy.istio.io/config` sets \
+    summary: super::doc(
+        "Pods that get an Istio sidecar wait for the proxy before the app starts: `proxy.istio.io/config` sets \
               `holdApplicationUntilProxyStarts: true`, or a container polls `localhost:15020/healthz/ready`. \
               Otherwise the app's first outbound calls fail while Envoy is still starting. A pod gets a sidecar when \
               it opts in (`sidecar.istio.io/inject`), its Namespace in the input is labelled `istio-injection=enabled` \
               or `istio.io/rev`, or its namespace is in `injectedNamespaces`.",
+    ),
     params: &[
         ParamDoc {
             name: "injectedNamespaces",
             ty: "list of globs",
             default: "[]",
-            description: "Namespaces known to have injection on (when their Namespace objects are not in the input).",
+            description: super::doc(
+                "Namespaces known to have injection on (when their Namespace objects are not in the input).",
+            ),
         },
         ParamDoc {
             name: "meshHoldsApplication",
@@ -379,8 +387,9 @@ pub static SIDECAR_START_ORDER: CheckSpec = CheckSpec {
                 "The mesh config already sets holdApplicationUntilProxyStarts; only an explicit `false` fails.",
         },
     ],
-    example_params: "{injectedNamespaces: [shop]}",
-    passing_example: "\
+    example_params: super::doc("{injectedNamespaces: [shop]}"),
+    passing_example: super::doc(
+        "\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -392,7 +401,9 @@ spec:
     spec:
       containers: [{name: api, image: shop/api:1.0}]
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -401,6 +412,7 @@ spec:
     spec:
       containers: [{name: api, image: shop/api:1.0}]
 ",
+    ),
     compile: |params| Ok(Compiled::Object(Box::new(SidecarStartOrder { p: parse_params(params)? }))),
 };
 
@@ -497,21 +509,21 @@ struct GracefulShutdown {
 pub static GRACEFUL_SHUTDOWN: CheckSpec = CheckSpec {
     id: "istio-graceful-shutdown",
     target: Target::Kubernetes,
-    summary: "Workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Pod) give every container a preStop hook that \
+    summary: super::doc("Workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Pod) give every container a preStop hook that \
               sleeps at least `minPreStopSeconds` (an exec `sleep N` or the native `preStop.sleep.seconds`), and a \
               `terminationGracePeriodSeconds` of at least that sleep plus `graceMarginSeconds` (Kubernetes defaults \
-              it to 30 s). Without them endpoints are removed after the pod is already gone and in-flight requests fail.",
+              it to 30 s). Without them endpoints are removed after the pod is already gone and in-flight requests fail."),
     params: &[
-        ParamDoc { name: "minPreStopSeconds", ty: "integer", default: "30", description: "Shortest preStop sleep accepted." },
+        ParamDoc { name: "minPreStopSeconds", ty: "integer", default: "30", description: super::doc("Shortest preStop sleep accepted.") },
         ParamDoc {
             name: "graceMarginSeconds",
             ty: "integer",
             default: "30",
-            description: "Time the app needs after the sleep; the grace period must cover sleep + margin.",
+            description: super::doc("Time the app needs after the sleep; the grace period must cover sleep + margin."),
         },
     ],
-    example_params: "{}",
-    passing_example: "\
+    example_params: super::doc("{}"),
+    passing_example: super::doc("\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -525,8 +537,8 @@ spec:
         lifecycle:
           preStop:
             exec: {command: [sh, -c, sleep 40]}
-",
-    failing_example: "\
+"),
+    failing_example: super::doc("\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -536,7 +548,7 @@ spec:
       containers:
       - name: api
         image: shop/api:1.0
-",
+"),
     compile: |params| Ok(Compiled::Object(Box::new(GracefulShutdown { p: parse_params(params)? }))),
 };
 
@@ -597,18 +609,21 @@ struct HttpDrain {
 pub static HTTP_DRAIN: CheckSpec = CheckSpec {
     id: "istio-http-drain",
     target: Target::Kubernetes,
-    summary: "Workloads that serve HTTP make their sidecar drain on stop: a preStop that calls the proxy admin \
+    summary: super::doc(
+        "Workloads that serve HTTP make their sidecar drain on stop: a preStop that calls the proxy admin \
               `/healthcheck/fail` before sleeping, or `terminationDrainDuration` / `EXIT_ON_ZERO_ACTIVE_CONNECTIONS` \
               in `proxy.istio.io/config`. The protocol comes from the Services in the input that select the pods, \
               else from the containers' named ports.",
+    ),
     params: &[ParamDoc {
         name: "protocols",
         ty: "list of strings",
         default: "[http, http2, grpc, grpc-web]",
-        description: "Protocols that count as HTTP serving.",
+        description: super::doc("Protocols that count as HTTP serving."),
     }],
-    example_params: "{}",
-    passing_example: "\
+    example_params: super::doc("{}"),
+    passing_example: super::doc(
+        "\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -623,7 +638,9 @@ spec:
         image: shop/api:1.0
         ports: [{name: http, containerPort: 8080}]
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -640,6 +657,7 @@ spec:
   selector: {app: api}
   ports: [{name: http, port: 80, targetPort: 8080}]
 ",
+    ),
     compile: |params| {
         let p: DrainParams = parse_params(params)?;
         Ok(Compiled::Object(Box::new(HttpDrain { protocols: p.protocols, all_protocols: default_protocols() })))
@@ -735,32 +753,32 @@ struct InjectionRollout {
 pub static INJECTION_ROLLOUT: CheckSpec = CheckSpec {
     id: "istio-injection-rollout",
     target: Target::Kubernetes,
-    summary: "Sidecar injection follows the rollout plan: only namespaces in `allowedNamespaces` may turn injection on \
+    summary: super::doc("Sidecar injection follows the rollout plan: only namespaces in `allowedNamespaces` may turn injection on \
               (Namespace label `istio-injection=enabled` / `istio.io/rev`, or a pod's `sidecar.istio.io/inject: \"true\"`), \
-              and in `requiredNamespaces` no pod may opt out with `sidecar.istio.io/inject: \"false\"`.",
+              and in `requiredNamespaces` no pod may opt out with `sidecar.istio.io/inject: \"false\"`."),
     params: &[
         ParamDoc {
             name: "allowedNamespaces",
             ty: "list of globs",
             default: "unset (any namespace)",
-            description: "Namespaces of the current rollout waves.",
+            description: super::doc("Namespaces of the current rollout waves."),
         },
         ParamDoc {
             name: "requiredNamespaces",
             ty: "list of globs",
             default: "[]",
-            description: "Namespaces already in the mesh, where opting out is an error.",
+            description: super::doc("Namespaces already in the mesh, where opting out is an error."),
         },
     ],
-    example_params: "{allowedNamespaces: [shop, pay-*], requiredNamespaces: [shop]}",
-    passing_example: "\
+    example_params: super::doc("{allowedNamespaces: [shop, pay-*], requiredNamespaces: [shop]}"),
+    passing_example: super::doc("\
 apiVersion: v1
 kind: Namespace
 metadata:
   name: pay-eu
   labels: {istio-injection: enabled}
-",
-    failing_example: "\
+"),
+    failing_example: super::doc("\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
@@ -770,7 +788,7 @@ spec:
       labels: {sidecar.istio.io/inject: \"false\"}
     spec:
       containers: [{name: api, image: shop/api:1.0}]
-",
+"),
     compile: |params| Ok(Compiled::Object(Box::new(InjectionRollout { p: parse_params(params)? }))),
 };
 
@@ -847,17 +865,20 @@ struct ExportToOwnNamespace {
 pub static EXPORT_TO_OWN_NAMESPACE: CheckSpec = CheckSpec {
     id: "istio-export-to-own-namespace",
     target: Target::Kubernetes,
-    summary: "A tenant's VirtualService, DestinationRule and ServiceEntry set `exportTo: [\".\"]` (or their own \
+    summary: super::doc(
+        "A tenant's VirtualService, DestinationRule and ServiceEntry set `exportTo: [\".\"]` (or their own \
               namespace). Istio exports them to every namespace by default, so one tenant's traffic policy leaks into \
               all others. Objects in `platformNamespaces` are exempt.",
+    ),
     params: &[ParamDoc {
         name: "platformNamespaces",
         ty: "list of globs",
         default: "[istio-system]",
-        description: "Namespaces owned by the platform team.",
+        description: super::doc("Namespaces owned by the platform team."),
     }],
-    example_params: "{}",
-    passing_example: "\
+    example_params: super::doc("{}"),
+    passing_example: super::doc(
+        "\
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: api, namespace: shop}
@@ -865,13 +886,16 @@ spec:
   host: api
   exportTo: [\".\"]
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: api, namespace: shop}
 spec:
   host: api
 ",
+    ),
     compile: |params| Ok(Compiled::Object(Box::new(ExportToOwnNamespace { p: parse_params(params)? }))),
 };
 
@@ -937,34 +961,34 @@ struct HostInOwnNamespace {
 pub static HOST_IN_OWN_NAMESPACE: CheckSpec = CheckSpec {
     id: "istio-host-in-own-namespace",
     target: Target::Kubernetes,
-    summary: "A tenant's VirtualService and DestinationRule hosts are short names or `<name>.<own-namespace>.svc.<clusterDomain>` \
+    summary: super::doc("A tenant's VirtualService and DestinationRule hosts are short names or `<name>.<own-namespace>.svc.<clusterDomain>` \
               (a `*` name allowed there): no bare `*`, no wildcard domains, no other namespace's services. \
-              Otherwise a tenant rewrites routing for traffic it does not own.",
+              Otherwise a tenant rewrites routing for traffic it does not own."),
     params: &[
-        ParamDoc { name: "platformNamespaces", ty: "list of globs", default: "[istio-system]", description: "Namespaces exempt from the check." },
-        ParamDoc { name: "clusterDomain", ty: "string", default: "cluster.local", description: "The cluster's DNS domain." },
+        ParamDoc { name: "platformNamespaces", ty: "list of globs", default: "[istio-system]", description: super::doc("Namespaces exempt from the check.") },
+        ParamDoc { name: "clusterDomain", ty: "string", default: "cluster.local", description: super::doc("The cluster's DNS domain.") },
         ParamDoc {
             name: "allowExternalHosts",
             ty: "bool",
             default: "true",
-            description: "Whether non-cluster FQDNs (e.g. `api.example.com` behind a ServiceEntry) are allowed.",
+            description: super::doc("Whether non-cluster FQDNs (e.g. `api.example.com` behind a ServiceEntry) are allowed."),
         },
     ],
-    example_params: "{}",
-    passing_example: "\
+    example_params: super::doc("{}"),
+    passing_example: super::doc("\
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: api, namespace: shop}
 spec:
   hosts: [api, api.shop.svc.cluster.local]
-",
-    failing_example: "\
+"),
+    failing_example: super::doc("\
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: api, namespace: shop}
 spec:
   hosts: [payments.pay.svc.cluster.local]
-",
+"),
     compile: |params| Ok(Compiled::Object(Box::new(HostInOwnNamespace { p: parse_params(params)? }))),
 };
 
@@ -1065,48 +1089,54 @@ struct PlatformOnlyKinds {
 pub static PLATFORM_ONLY_KINDS: CheckSpec = CheckSpec {
     id: "istio-platform-only-kinds",
     target: Target::Kubernetes,
-    summary: "EnvoyFilter and Gateway objects, and mesh-wide PeerAuthentication, AuthorizationPolicy, Telemetry and \
+    summary: super::doc(
+        "EnvoyFilter and Gateway objects, and mesh-wide PeerAuthentication, AuthorizationPolicy, Telemetry and \
               Sidecar (those in the Istio root namespace), live only in `platformNamespaces`: each changes every \
               tenant's proxies. Run a tenant repo with `platformNamespaces: []` to forbid them there entirely.",
+    ),
     params: &[
         ParamDoc {
             name: "platformNamespaces",
             ty: "list of globs",
             default: "[istio-system]",
-            description: "Namespaces owned by the platform team.",
+            description: super::doc("Namespaces owned by the platform team."),
         },
         ParamDoc {
             name: "rootNamespace",
             ty: "string",
             default: "istio-system",
-            description: "Istio's root namespace (meshConfig.rootNamespace).",
+            description: super::doc("Istio's root namespace (meshConfig.rootNamespace)."),
         },
         ParamDoc {
             name: "platformOnlyKinds",
             ty: "list of strings",
             default: "[EnvoyFilter, Gateway]",
-            description: "Istio kinds allowed only in platform namespaces.",
+            description: super::doc("Istio kinds allowed only in platform namespaces."),
         },
         ParamDoc {
             name: "meshWideKinds",
             ty: "list of strings",
             default: "[PeerAuthentication, AuthorizationPolicy, Telemetry, Sidecar]",
-            description: "Istio kinds that are mesh-wide when placed in the root namespace.",
+            description: super::doc("Istio kinds that are mesh-wide when placed in the root namespace."),
         },
     ],
-    example_params: "{}",
-    passing_example: "\
+    example_params: super::doc("{}"),
+    passing_example: super::doc(
+        "\
 apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
 metadata: {name: lua, namespace: istio-system}
 spec: {}
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
 metadata: {name: lua, namespace: shop}
 spec: {}
 ",
+    ),
     compile: |params| Ok(Compiled::Object(Box::new(PlatformOnlyKinds { p: parse_params(params)? }))),
 };
 
@@ -1140,18 +1170,23 @@ struct SingleDefaultSidecar;
 pub static SINGLE_DEFAULT_SIDECAR: CheckSpec = CheckSpec {
     id: "istio-single-default-sidecar",
     target: Target::Kubernetes,
-    summary: "At most one Sidecar without `workloadSelector` per namespace: with two, Istio picks one arbitrarily. \
+    summary: super::doc(
+        "At most one Sidecar without `workloadSelector` per namespace: with two, Istio picks one arbitrarily. \
               Compares every Sidecar in the input.",
+    ),
     params: &[],
-    example_params: "{}",
-    passing_example: "\
+    example_params: super::doc("{}"),
+    passing_example: super::doc(
+        "\
 apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: default, namespace: shop}
 spec:
   egress: [{hosts: [\"./*\", \"istio-system/*\"]}]
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: default, namespace: shop}
@@ -1164,15 +1199,12 @@ metadata: {name: egress, namespace: shop}
 spec:
   egress: [{hosts: [\"istio-system/*\"]}]
 ",
+    ),
     compile: |params| {
-        parse_params::<EmptyParams>(params)?;
+        parse_params::<super::EmptyParams>(params)?;
         Ok(Compiled::Object(Box::new(SingleDefaultSidecar)))
     },
 };
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EmptyParams {}
 
 fn is_default_sidecar(obj: &Object<'_>) -> bool {
     is_istio(obj, &["Sidecar"]) && obj.spec().and_then(|s| s.get("workloadSelector")).is_none()
@@ -1224,17 +1256,18 @@ pub static CIRCUIT_BREAKER: CheckSpec = CheckSpec {
             name: "requireOutlierDetection",
             ty: "bool",
             default: "true",
-            description: "Require `trafficPolicy.outlierDetection`.",
+            description: super::doc("Require `trafficPolicy.outlierDetection`."),
         },
         ParamDoc {
             name: "requireConnectionPool",
             ty: "bool",
             default: "true",
-            description: "Require `trafficPolicy.connectionPool`.",
+            description: super::doc("Require `trafficPolicy.connectionPool`."),
         },
     ],
-    example_params: "{}",
-    passing_example: "\
+    example_params: super::doc("{}"),
+    passing_example: super::doc(
+        "\
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: api, namespace: shop}
@@ -1244,13 +1277,16 @@ spec:
     connectionPool: {http: {http2MaxRequests: 1000}}
     outlierDetection: {consecutive5xxErrors: 5, interval: 10s}
 ",
-    failing_example: "\
+    ),
+    failing_example: super::doc(
+        "\
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: api, namespace: shop}
 spec:
   host: api
 ",
+    ),
     compile: |params| Ok(Compiled::Object(Box::new(CircuitBreaker { p: parse_params(params)? }))),
 };
 

@@ -2,8 +2,10 @@
 //! failing example; the engine, `meshguard rules`, the README catalog and the example tests all
 //! read this one table, so the docs cannot drift from what runs.
 
+#[cfg(feature = "kubernetes")]
 mod generic;
 pub(crate) mod http_rules;
+#[cfg(feature = "kubernetes")]
 mod istio;
 
 use crate::finding::Violation;
@@ -86,6 +88,10 @@ impl ParamError {
 }
 
 /// Deserializes a check's params, naming the exact field that is wrong or unknown.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EmptyParams {}
+
 pub(crate) fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, ParamError> {
     serde_path_to_error::deserialize(params).map_err(|e| {
         let field = e.path().to_string();
@@ -94,26 +100,52 @@ pub(crate) fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, Par
     })
 }
 
+/// Documentation text of the registry; empty in builds without the `docs` feature, where nobody
+/// reads it and every byte of a wasm module counts.
+pub(crate) const fn doc(text: &'static str) -> &'static str {
+    if cfg!(feature = "docs") {
+        text
+    } else {
+        ""
+    }
+}
+
 pub(crate) fn compile_regex(field: &str, pattern: &str) -> Result<regex_lite::Regex, ParamError> {
     regex_lite::Regex::new(pattern).map_err(|e| ParamError::new(field, format!("invalid regex `{pattern}`: {e}")))
 }
 
 static REGISTRY: &[&CheckSpec] = &[
+    #[cfg(feature = "kubernetes")]
     &istio::PORT_NAME,
+    #[cfg(feature = "kubernetes")]
     &istio::HEADLESS_PORT_CONFLICT,
+    #[cfg(feature = "kubernetes")]
     &istio::SIDECAR_START_ORDER,
+    #[cfg(feature = "kubernetes")]
     &istio::GRACEFUL_SHUTDOWN,
+    #[cfg(feature = "kubernetes")]
     &istio::HTTP_DRAIN,
+    #[cfg(feature = "kubernetes")]
     &istio::INJECTION_ROLLOUT,
+    #[cfg(feature = "kubernetes")]
     &istio::EXPORT_TO_OWN_NAMESPACE,
+    #[cfg(feature = "kubernetes")]
     &istio::HOST_IN_OWN_NAMESPACE,
+    #[cfg(feature = "kubernetes")]
     &istio::PLATFORM_ONLY_KINDS,
+    #[cfg(feature = "kubernetes")]
     &istio::SINGLE_DEFAULT_SIDECAR,
+    #[cfg(feature = "kubernetes")]
     &istio::CIRCUIT_BREAKER,
+    #[cfg(feature = "kubernetes")]
     &generic::REQUIRED_LABELS,
+    #[cfg(feature = "kubernetes")]
     &generic::REQUIRED_ANNOTATIONS,
+    #[cfg(feature = "kubernetes")]
     &generic::FIELD_PATTERN,
+    #[cfg(feature = "kubernetes")]
     &generic::FIELD_RANGE,
+    #[cfg(feature = "kubernetes")]
     &generic::FORBIDDEN_KINDS,
     &http_rules::REQUIRE_HEADER,
     &http_rules::DENY_HEADER,
@@ -122,6 +154,28 @@ static REGISTRY: &[&CheckSpec] = &[
     &http_rules::TENANT_HEADER,
     &http_rules::GRPC_SHAPE,
     &http_rules::LOCAL_RATE_LIMIT,
+];
+
+/// Ids of the Kubernetes checks. A build without the `kubernetes` feature (the Envoy filter, where
+/// only HTTP rules run) still recognises them, so one RuleSet file loads everywhere: such rules are
+/// skipped there, and their params are validated by every host that runs them.
+pub const KUBERNETES_CHECK_IDS: &[&str] = &[
+    "istio-port-name",
+    "istio-headless-port-conflict",
+    "istio-sidecar-start-order",
+    "istio-graceful-shutdown",
+    "istio-http-drain",
+    "istio-injection-rollout",
+    "istio-export-to-own-namespace",
+    "istio-host-in-own-namespace",
+    "istio-platform-only-kinds",
+    "istio-single-default-sidecar",
+    "istio-circuit-breaker",
+    "required-labels",
+    "required-annotations",
+    "field-pattern",
+    "field-range",
+    "forbidden-kinds",
 ];
 
 /// Every built-in check, in catalog order.

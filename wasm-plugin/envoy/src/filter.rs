@@ -1,0 +1,251 @@
+//! proxy-wasm glue. The root context compiles the RuleSet once in `on_configure`; each HTTP
+//! context does per-request work only: one host call for the headers, one policy-core decision,
+//! then a local reply, a warn header, and counters.
+//!
+//! Host calls go through `proxy_wasm::hostcalls` and their `Result`s are handled: the SDK's
+//! convenience methods `unwrap()` host errors, and a trap in a filter answers 503 and (under the
+//! default FAIL_CLOSED failure policy) leaves the VM broken until Envoy restarts.
+
+use crate::translate::{self, LocalReply, WARN_HEADER};
+use policy_core::http::{BucketState, BucketStore};
+use policy_core::{Action, Policy};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{
+    Action as Next, BufferType, ContextType, GrpcStatusCode, LogLevel, MapType, MetricType, Status,
+};
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { filter: None }) });
+}}
+
+fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+fn counter(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            log(LogLevel::Warn, &format!("cannot define metric {name}: {e:?}"));
+            None
+        }
+    }
+}
+
+fn bump(metric: Option<u32>) {
+    if let Some(id) = metric {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// The compiled configuration, shared by every HTTP context of this VM.
+struct Filter {
+    policy: Policy,
+    /// Counters per HTTP rule, indexed like `Policy::http_rule`: [audit, warn, deny].
+    rule_metrics: Vec<[Option<u32>; 3]>,
+    allowed: Option<u32>,
+    denied: Option<u32>,
+    errors: Option<u32>,
+}
+
+struct Root {
+    filter: Option<Rc<Filter>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _: usize) -> bool {
+        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                log(LogLevel::Critical, &format!("cannot read the plugin configuration: {e:?}"));
+                return false;
+            }
+        };
+        let text = match std::str::from_utf8(&config) {
+            Ok(t) => t,
+            Err(e) => {
+                log(LogLevel::Critical, &format!("the plugin configuration is not UTF-8: {e}"));
+                return false;
+            }
+        };
+        // An invalid rule set must stop Envoy from serving, not silently allow traffic.
+        let policy = match Policy::from_text(text) {
+            Ok(p) => p,
+            Err(e) => {
+                log(LogLevel::Critical, &format!("invalid RuleSet in the plugin configuration: line {e}"));
+                return false;
+            }
+        };
+        let rule_metrics = policy
+            .http_rules()
+            .map(|r| {
+                [Action::Audit, Action::Warn, Action::Deny].map(|a| counter(&translate::rule_metric_name(&r.id, a)))
+            })
+            .collect();
+        let ignored = policy.skipped_rules() + policy.rules().count() - policy.http_rules().count();
+        log(
+            LogLevel::Info,
+            &format!(
+                "RuleSet `{}` loaded: {} HTTP rules enforced, {ignored} Kubernetes rules ignored here, failOpen={}",
+                policy.name(),
+                policy.http_rules().count(),
+                policy.fail_open()
+            ),
+        );
+        self.filter = Some(Rc::new(Filter {
+            rule_metrics,
+            allowed: counter(&translate::outcome_metric_name("allow")),
+            denied: counter(&translate::outcome_metric_name("deny")),
+            errors: counter(&translate::outcome_metric_name("error")),
+            policy,
+        }));
+        true
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        let filter = self.filter.clone()?;
+        Some(Box::new(Stream { filter, warn: None, replied: false }))
+    }
+}
+
+struct Stream {
+    filter: Rc<Filter>,
+    /// `x-meshguard-warn` value to add to the response.
+    warn: Option<String>,
+    /// Our own local reply also passes through `on_http_response_headers`; do not decorate it.
+    replied: bool,
+}
+
+impl Context for Stream {}
+
+/// Token buckets in Envoy shared data, shared by every worker thread's VM; compare-and-swap
+/// retries keep concurrent updates from losing tokens.
+struct SharedBuckets;
+
+impl BucketStore for SharedBuckets {
+    fn update(
+        &mut self,
+        key: &str,
+        step: &mut dyn FnMut(Option<BucketState>) -> (BucketState, bool),
+    ) -> Result<bool, String> {
+        for _ in 0..32 {
+            let (data, cas) = hostcalls::get_shared_data(key).map_err(|e| format!("get_shared_data: {e:?}"))?;
+            let (next, allowed) = step(data.as_deref().and_then(BucketState::from_bytes));
+            match hostcalls::set_shared_data(key, Some(&next.to_bytes()), cas) {
+                Ok(()) => return Ok(allowed),
+                Err(Status::CasMismatch) => continue,
+                Err(e) => return Err(format!("set_shared_data: {e:?}")),
+            }
+        }
+        Err(format!("shared data for {key} stayed contended"))
+    }
+}
+
+fn now_ms() -> Result<u64, String> {
+    let t = hostcalls::get_current_time().map_err(|e| format!("get_current_time: {e:?}"))?;
+    Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+}
+
+fn grpc_code(code: u8) -> GrpcStatusCode {
+    match code {
+        7 => GrpcStatusCode::PermissionDenied,
+        8 => GrpcStatusCode::ResourceExhausted,
+        14 => GrpcStatusCode::Unavailable,
+        _ => GrpcStatusCode::Unknown,
+    }
+}
+
+impl Stream {
+    fn reply(&mut self, reply: LocalReply) -> Next {
+        self.replied = true;
+        let sent = match &reply {
+            LocalReply::Http { status, headers, body } => {
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                hostcalls::send_http_response(*status, headers, Some(body))
+            }
+            LocalReply::Grpc { status, message } => {
+                hostcalls::send_grpc_response(grpc_code(*status), Some(message), vec![])
+            }
+        };
+        match sent {
+            Ok(()) => Next::Pause,
+            Err(e) => {
+                log(LogLevel::Error, &format!("cannot send the local reply: {e:?}"));
+                Next::Continue
+            }
+        }
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Next {
+        let filter = Rc::clone(&self.filter);
+        let headers = match hostcalls::get_map(MapType::HttpRequestHeaders) {
+            Ok(h) => h,
+            Err(e) => return self.fail(&filter, false, &format!("get request headers: {e:?}")),
+        };
+        let req = translate::request_from_headers(headers);
+        let decision = now_ms().and_then(|now| filter.policy.decide(&req, now, &mut SharedBuckets));
+        let decision = match decision {
+            Ok(d) => d,
+            Err(e) => return self.fail(&filter, req.is_grpc(), &e),
+        };
+        let mut warned = Vec::new();
+        for (index, action) in &decision.fired {
+            if let Some(ids) = filter.rule_metrics.get(*index) {
+                bump(ids[*action as usize]);
+            }
+            if *action == Action::Warn {
+                if let Some(rule) = filter.policy.http_rule(*index) {
+                    warned.push(rule.id.as_str());
+                }
+            }
+        }
+        if !warned.is_empty() {
+            self.warn = Some(warned.join(","));
+        }
+        match &decision.denied {
+            Some(denial) => {
+                bump(filter.denied);
+                self.reply(translate::deny_reply(denial, req.is_grpc()))
+            }
+            None => {
+                bump(filter.allowed);
+                Next::Continue
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Next {
+        if let (Some(warn), false) = (&self.warn, self.replied) {
+            if let Err(e) = hostcalls::add_map_value(MapType::HttpResponseHeaders, WARN_HEADER, warn) {
+                log(LogLevel::Warn, &format!("cannot add {WARN_HEADER}: {e:?}"));
+            }
+        }
+        Next::Continue
+    }
+}
+
+impl Stream {
+    /// Evaluation failed: the RuleSet's `spec.failOpen` decides, never a panic.
+    fn fail(&mut self, filter: &Filter, grpc: bool, error: &str) -> Next {
+        bump(filter.errors);
+        log(LogLevel::Error, &format!("evaluation failed: {error}"));
+        if filter.policy.fail_open() {
+            Next::Continue
+        } else {
+            self.reply(translate::error_reply(grpc))
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! Host-ABI shells over policy-core (filled in by the Envoy and admission issues).
