@@ -51,7 +51,7 @@ pub fn typical_deployment() -> serde_json::Value {
 /// A typical request between services: 12 headers.
 pub fn typical_request() -> policy_core::Request {
     let headers = [
-        (":authority", "orders.shop.svc.cluster.local"),
+        ("x-forwarded-for", "10.12.4.7"),
         ("user-agent", "grpc-go/1.60.0"),
         ("accept", "application/json"),
         ("x-tenant", "shop"),

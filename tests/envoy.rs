@@ -52,6 +52,8 @@ pub enum Filter {
     None,
     /// A proxy-wasm filter that does nothing: the price of crossing into V8.
     Noop,
+    /// The same, fetching the request header map once: the floor of any header-inspecting filter.
+    NoopReadingHeaders,
     /// meshguard with the example's own RuleSet.
     ExampleRules,
     /// meshguard with this RuleSet text (YAML or JSON).
@@ -64,11 +66,14 @@ pub struct Options {
     /// Envoy's HCM adds `x-request-id` unless told not to; the corpus compares hosts on the
     /// headers the client sent.
     pub generate_request_id: bool,
+    /// Pin Envoy to this CPU (with `taskset`), so a load generator on the other core does not
+    /// compete with it.
+    pub cpu: Option<u32>,
 }
 
 impl Options {
     pub fn new(filter: Filter) -> Self {
-        Options { filter, concurrency: 2, generate_request_id: true }
+        Options { filter, concurrency: 2, generate_request_id: true, cpu: None }
     }
 }
 
@@ -89,6 +94,10 @@ pub fn bootstrap(options: &Options, admin: u16, port: u16) -> Result<Value, Stri
             filters.remove(0);
         }
         Filter::Noop => wasm["vm_config"]["code"]["local"]["filename"] = module("target/wasm-bench/noop-filter.wasm")?,
+        Filter::NoopReadingHeaders => {
+            wasm["vm_config"]["code"]["local"]["filename"] = module("target/wasm-bench/noop-filter.wasm")?;
+            wasm["configuration"]["value"] = json!("read-headers");
+        }
         Filter::ExampleRules => wasm["vm_config"]["code"]["local"]["filename"] = module("dist/meshguard-envoy.wasm")?,
         Filter::Rules(rules) => {
             wasm["vm_config"]["code"]["local"]["filename"] = module("dist/meshguard-envoy.wasm")?;
@@ -112,7 +121,15 @@ impl Envoy {
         let config = dir.path().join("envoy.json");
         std::fs::write(&config, bootstrap(options, admin, port)?.to_string()).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.path().join("envoy.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(envoy_binary()?)
+        let mut cmd = match options.cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string()]).arg(envoy_binary()?);
+                c
+            }
+            None => Command::new(envoy_binary()?),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", &options.concurrency.to_string(), "--disable-hot-restart"])

@@ -1,30 +1,44 @@
 //! The floor any proxy-wasm filter pays: Envoy crosses into V8 for request and response headers,
-//! the filter does nothing and continues.
+//! the filter does nothing and continues. With the plugin configuration `read-headers` it also
+//! fetches the request header map once, the floor of any filter that inspects headers.
 #![cfg(target_arch = "wasm32")]
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(NoopRoot) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(NoopRoot { read_headers: false }) });
 }}
 
-struct NoopRoot;
+struct NoopRoot {
+    read_headers: bool,
+}
 impl Context for NoopRoot {}
 impl RootContext for NoopRoot {
+    fn on_configure(&mut self, _: usize) -> bool {
+        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten();
+        self.read_headers = config.is_some_and(|c| c.starts_with(b"read-headers"));
+        true
+    }
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Noop))
+        Some(Box::new(Noop { read_headers: self.read_headers }))
     }
 }
 
-struct Noop;
+struct Noop {
+    read_headers: bool,
+}
 impl Context for Noop {}
 impl HttpContext for Noop {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        if self.read_headers {
+            let _ = hostcalls::get_map(MapType::HttpRequestHeaders);
+        }
         Action::Continue
     }
 }

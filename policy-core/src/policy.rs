@@ -397,6 +397,11 @@ impl Policy {
         self.http_rules.iter().map(|r| &r.info)
     }
 
+    /// Whether any HTTP rule reads the clock (rate limits); hosts may skip fetching the time otherwise.
+    pub fn needs_clock(&self) -> bool {
+        self.http_rules.iter().any(|r| r.check.needs_clock())
+    }
+
     pub fn has_rules_for(&self, target: Target) -> bool {
         match target {
             Target::Kubernetes => !self.object_rules.is_empty(),

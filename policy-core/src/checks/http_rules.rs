@@ -452,4 +452,8 @@ impl HttpCheck for LocalRateLimit {
     fn default_status(&self) -> u16 {
         429
     }
+
+    fn needs_clock(&self) -> bool {
+        true
+    }
 }

@@ -68,6 +68,10 @@ pub struct HttpContext<'a> {
 /// A compiled HTTP check: `Ok(Some(message))` when the request violates it.
 pub trait HttpCheck: Send + Sync {
     fn evaluate(&self, req: &Request, ctx: &mut HttpContext<'_>) -> Result<Option<String>, String>;
+    /// Whether `evaluate` reads `HttpContext::now_ms`; hosts skip the clock when no rule does.
+    fn needs_clock(&self) -> bool {
+        false
+    }
     /// HTTP status sent on deny (a rule's `status` overrides it).
     fn default_status(&self) -> u16 {
         403

@@ -196,7 +196,8 @@ impl HttpContext for Stream {
             Err(e) => return self.fail(&filter, false, &format!("get request headers: {e:?}")),
         };
         let req = translate::request_from_headers(headers);
-        let decision = now_ms().and_then(|now| filter.policy.decide(&req, now, &mut SharedBuckets));
+        let now = if filter.policy.needs_clock() { now_ms() } else { Ok(0) };
+        let decision = now.and_then(|now| filter.policy.decide(&req, now, &mut SharedBuckets));
         let decision = match decision {
             Ok(d) => d,
             Err(e) => return self.fail(&filter, req.is_grpc(), &e),
