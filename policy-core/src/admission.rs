@@ -1,0 +1,131 @@
+//! Admission decisions, shared by every admission host (Kubewarden waPC, OPA ABI, the webhook):
+//! an AdmissionRequest in, the verdict out. Hosts only translate this into their answer shape.
+//!
+//! What a single request can and cannot show: the request carries the object, its old version and
+//! the request's namespace, but not the namespace's labels. Rules that need them
+//! (`namespaceSelector`, sidecar injection inferred from namespace labels, peers such as other
+//! headless Services) see only what the request carries; the labels need a context-aware host
+//! call, which hosts may supply with [`Input::with_namespace_labels`].
+
+use crate::finding::{Action, Finding};
+use crate::object::Input;
+use crate::policy::Policy;
+use serde_json::Value;
+
+/// The AdmissionRequest inside whatever the host handed over: an AdmissionReview (`.request`),
+/// an AdmissionRequest, or a bare object (treated as a CREATE).
+pub fn admission_request(input: &Value) -> AdmissionRequestView<'_> {
+    let request = match input.get("request") {
+        Some(r) if r.is_object() => r,
+        _ => input,
+    };
+    let is_request =
+        request.get("operation").is_some() || request.get("object").is_some() || request.get("oldObject").is_some();
+    if !is_request {
+        return AdmissionRequestView { operation: "CREATE", namespace: "", object: Some(input), old_object: None };
+    }
+    let str_of = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("");
+    let non_null = |k: &str| request.get(k).filter(|v| !v.is_null());
+    AdmissionRequestView {
+        operation: match str_of("operation") {
+            "" => "CREATE",
+            op => op,
+        },
+        namespace: str_of("namespace"),
+        object: non_null("object"),
+        old_object: non_null("oldObject"),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct AdmissionRequestView<'a> {
+    pub operation: &'a str,
+    pub namespace: &'a str,
+    pub object: Option<&'a Value>,
+    pub old_object: Option<&'a Value>,
+}
+
+/// The verdict for one request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AdmissionVerdict {
+    /// False when any finding's action is `deny`.
+    pub allowed: bool,
+    /// Every finding, in rule order (deny, warn and audit).
+    pub findings: Vec<Finding>,
+}
+
+impl AdmissionVerdict {
+    pub fn with_action(&self, action: Action) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(move |f| f.action == action)
+    }
+
+    /// One line per denying finding, as rejection messages show them.
+    pub fn denial_message(&self) -> Option<String> {
+        let lines: Vec<String> = self.with_action(Action::Deny).map(finding_line).collect();
+        (!lines.is_empty()).then(|| lines.join("; "))
+    }
+
+    /// One entry per `warn` finding, as Kubernetes admission warnings show them.
+    pub fn warnings(&self) -> Vec<String> {
+        self.with_action(Action::Warn).map(finding_line).collect()
+    }
+
+    /// Comma-separated ids of the rules that fired with `action`, for machine-readable annotations.
+    pub fn rule_ids(&self, action: Action) -> String {
+        let mut ids: Vec<&str> = self.with_action(action).map(|f| f.rule.as_str()).collect();
+        ids.dedup();
+        ids.join(",")
+    }
+}
+
+/// `rule-id: message (at path)`.
+pub fn finding_line(f: &Finding) -> String {
+    if f.path.is_root() {
+        format!("{}: {}", f.rule, f.message)
+    } else {
+        format!("{}: {} (at {})", f.rule, f.message, f.path)
+    }
+}
+
+impl Policy {
+    /// Decides one admission request. DELETE and CONNECT are allowed (the rules judge an object's
+    /// content, and removing a non-compliant object is never the problem); CREATE and UPDATE
+    /// review the new object, in the request's namespace when it has none of its own.
+    pub fn review_admission(&self, input: &Value) -> AdmissionVerdict {
+        let req = admission_request(input);
+        let object = match (req.operation, req.object) {
+            ("CREATE" | "UPDATE", Some(o)) => o,
+            _ => return AdmissionVerdict { allowed: true, findings: Vec::new() },
+        };
+        let namespace = if req.namespace.is_empty() { "default" } else { req.namespace };
+        let objects = std::slice::from_ref(object);
+        let findings = self.review(&Input::new(objects, namespace));
+        AdmissionVerdict { allowed: findings.iter().all(|f| f.action != Action::Deny), findings }
+    }
+}
+
+#[cfg(all(test, feature = "kubernetes", feature = "yaml"))]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bad_service() -> Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"}, "spec": {"ports": [{"name": "web", "port": 80}]}})
+    }
+
+    #[test]
+    fn request_shapes_and_operations() {
+        let p = Policy::default_rules().unwrap();
+        let req = json!({"uid": "1", "operation": "CREATE", "namespace": "shop", "object": bad_service()});
+        let v = p.review_admission(&req);
+        assert!(!v.allowed);
+        assert_eq!(v.findings[0].namespace, "shop", "the request's namespace fills in");
+        assert_eq!(v.denial_message().unwrap(), "istio-port-name: port 80 (`web`): name `web` does not start with a protocol (http, http2, https, grpc, grpc-web, tcp, tls, udp, mongo, mysql, redis); rename it to `http-web` or set appProtocol (at spec.ports[0].name)");
+        assert_eq!(p.review_admission(&json!({"request": req.clone()})), v, "an AdmissionReview works too");
+        assert!(!p.review_admission(&bad_service()).allowed, "a bare object is a CREATE");
+        let delete = json!({"operation": "DELETE", "namespace": "shop", "object": null, "oldObject": bad_service()});
+        assert!(p.review_admission(&delete).allowed);
+        let kube = json!({"operation": "UPDATE", "namespace": "kube-system", "object": bad_service(), "oldObject": bad_service()});
+        assert!(p.review_admission(&kube).allowed, "kube-* is excluded by the default rules");
+    }
+}

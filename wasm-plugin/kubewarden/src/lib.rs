@@ -1,0 +1,34 @@
+//! meshguard as a Kubewarden policy: the waPC guest protocol (`validate`, `validate_settings`,
+//! `protocol_version`) over policy-core's admission verdict. `translate` turns payloads into
+//! answers and is tested natively; `guest` registers it with waPC, for wasm only.
+
+pub mod translate;
+
+#[cfg(target_arch = "wasm32")]
+mod guest {
+    use crate::translate::{self, PolicyCache};
+    use std::cell::RefCell;
+
+    thread_local! {
+        static CACHE: RefCell<PolicyCache> = RefCell::new(PolicyCache::default());
+    }
+
+    fn validate(payload: &[u8]) -> wapc_guest::CallResult {
+        CACHE.with(|c| translate::validate(payload, &mut c.borrow_mut())).map_err(Into::into)
+    }
+
+    fn validate_settings(payload: &[u8]) -> wapc_guest::CallResult {
+        Ok(translate::validate_settings(payload))
+    }
+
+    fn protocol_version(_: &[u8]) -> wapc_guest::CallResult {
+        Ok(translate::PROTOCOL_VERSION.to_vec())
+    }
+
+    #[no_mangle]
+    pub extern "C" fn wapc_init() {
+        wapc_guest::register_function("validate", validate);
+        wapc_guest::register_function("validate_settings", validate_settings);
+        wapc_guest::register_function("protocol_version", protocol_version);
+    }
+}
