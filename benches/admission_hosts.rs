@@ -1,0 +1,104 @@
+//! One typical Deployment AdmissionRequest against the whole default rule set: natively, and
+//! through each admission host with meshguard's module and with a floor module (the same ABI,
+//! accepting without evaluating), so each host's own cost is visible. Then OPA's JavaScript SDK,
+//! timed by its own process. Needs `scripts/build-wasm.sh` (and `npm ci --prefix tests/opa-js`).
+
+use criterion::{Criterion, SamplingMode};
+use meshguard_benches::typical_deployment;
+use meshguard_tests::envoy::{built_module, repo_root};
+use policy_core::Policy;
+use serde_json::{json, Value};
+use std::hint::black_box;
+
+fn request() -> Value {
+    json!({"uid": "b", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"}, "operation": "CREATE",
+           "namespace": "team-1", "object": typical_deployment()})
+}
+
+fn native(c: &mut Criterion) {
+    let policy = Policy::default_rules().expect("rules");
+    let req = request();
+    c.bench_function("admission/native", |b| b.iter(|| black_box(policy.review_admission(black_box(&req)))));
+}
+
+fn wapc(c: &mut Criterion) {
+    let payload = json!({"request": request(), "settings": {}}).to_string();
+    let mut g = c.benchmark_group("admission/wapc");
+    g.sampling_mode(SamplingMode::Flat);
+    for (name, path) in
+        [("meshguard", "dist/meshguard-kubewarden.wasm"), ("floor", "target/wasm-bench/kubewarden-floor.wasm")]
+    {
+        let bytes = std::fs::read(built_module(path).expect("module")).expect("read");
+        let engine =
+            wasmtime_provider::WasmtimeEngineProviderBuilder::new().module_bytes(&bytes).build().expect("engine");
+        let host = wapc::WapcHost::new(Box::new(engine), None).expect("host");
+        let answer: Value =
+            serde_json::from_slice(&host.call("validate", payload.as_bytes()).expect("call")).expect("json");
+        assert_eq!(answer["accepted"], true, "{name}: the benchmark Deployment is compliant: {answer}");
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(host.call("validate", black_box(payload.as_bytes())).expect("call")))
+        });
+    }
+    g.finish();
+}
+
+fn opa_rust(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
+    let input = json!({"review": request(), "parameters": {}});
+    let mut g = c.benchmark_group("admission/opa-wasm-rust");
+    g.sampling_mode(SamplingMode::Flat);
+    for (name, path) in [("meshguard", "dist/meshguard-opa.wasm"), ("floor", "target/wasm-bench/opa-floor.wasm")] {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, std::fs::read(built_module(path).expect("module")).expect("read"))
+            .expect("module");
+        let mut store = wasmtime::Store::new(&engine, ());
+        let policy = rt.block_on(async {
+            let runtime = opa_wasm::Runtime::new(&mut store, &module).await.expect("runtime");
+            runtime.with_data(&mut store, &json!({})).await.expect("data")
+        });
+        let first: Value = rt.block_on(policy.evaluate(&mut store, "meshguard/violation", &input)).expect("eval");
+        assert_eq!(first, json!([{"result": []}]), "{name}");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let v: Value =
+                    rt.block_on(policy.evaluate(&mut store, "meshguard/violation", black_box(&input))).expect("eval");
+                v
+            })
+        });
+    }
+    g.finish();
+}
+
+/// OPA's JavaScript SDK, in Node: mean of many evaluations after a warm-up, per module.
+fn opa_js() {
+    let dir = repo_root().join("tests/opa-js");
+    let cases = tempfile::NamedTempFile::new().expect("tmp");
+    let case = json!([{"name": "typical deployment", "request": request(), "rules": null, "allowed": true, "deny": [], "warn": []}]);
+    std::fs::write(cases.path(), case.to_string()).expect("write");
+    for (name, path) in [("meshguard", "dist/meshguard-opa.wasm"), ("floor", "target/wasm-bench/opa-floor.wasm")] {
+        let Ok(module) = built_module(path) else { continue };
+        let out = std::process::Command::new("node")
+            .arg(dir.join("parity.mjs"))
+            .arg(module)
+            .arg(cases.path())
+            .args(["--bench", "20000"])
+            .output();
+        match out {
+            Ok(o) => {
+                let text = String::from_utf8_lossy(&o.stdout);
+                let ns = text.lines().find_map(|l| l.strip_prefix("bench ns_per_eval ")).unwrap_or("?");
+                println!("admission/opa-js/{name}: {ns} ns per evaluate (node, mean of 20000)");
+            }
+            Err(e) => println!("admission/opa-js/{name}: node not available: {e}"),
+        }
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    native(&mut c);
+    wapc(&mut c);
+    opa_rust(&mut c);
+    c.final_summary();
+    opa_js();
+}
