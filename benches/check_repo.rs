@@ -13,18 +13,31 @@ fn repo(c: &mut Criterion) {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(path, text).expect("write");
     }
-    let policy = Policy::default_rules().expect("default rules");
     let paths = vec![dir.path().to_path_buf()];
+    let native = host_runner::check::Reviewer::Native(Policy::default_rules().expect("default rules"));
+    let mut reviewers = vec![("check_10k_objects_default_rules/native", native)];
+    // The deployed Kubewarden module in host-runner's wasmtime host, when scripts/build-wasm.sh built it.
+    if let Ok(bytes) = std::fs::read(meshguard_tests::envoy::repo_root().join("dist/meshguard-kubewarden.wasm")) {
+        let engine = host_runner::wasm::engine().expect("engine");
+        let (module, _) = host_runner::wasm::compile_cached(&engine, &bytes, None).expect("compile");
+        let module = host_runner::wasm::WapcModule::new(&engine, &module, Default::default()).expect("link");
+        reviewers.push((
+            "check_10k_objects_default_rules/wasm",
+            host_runner::check::Reviewer::Wasm { module, rules: serde_json::Value::Null },
+        ));
+    }
     let mut g = c.benchmark_group("repo");
     g.sample_size(10);
     g.throughput(Throughput::Elements(10_000));
-    g.bench_function("check_10k_objects_default_rules", |b| {
-        b.iter(|| {
-            let report = host_runner::check::run(&policy, &paths, "default", Action::Deny).expect("check");
-            assert_eq!(report.summary.objects, 10_000);
-            black_box(report.findings.len())
-        })
-    });
+    for (name, reviewer) in &reviewers {
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                let report = host_runner::check::run(reviewer, &paths, "default", Action::Deny).expect("check");
+                assert_eq!(report.summary.objects, 10_000);
+                black_box(report.findings.len())
+            })
+        });
+    }
     g.finish();
 }
 

@@ -66,26 +66,111 @@ impl std::fmt::Display for RulesError {
 
 impl std::error::Error for RulesError {}
 
-pub fn load_policy(rules: Option<&Path>) -> Result<Policy> {
+/// Loads and validates the rule set (errors carry `file:line`); also returns its document, for
+/// engines that take it as data (`Null` for the built-in one).
+pub fn load_policy(rules: Option<&Path>) -> Result<(Policy, serde_json::Value)> {
     let Some(path) = rules else {
-        return Policy::default_rules().map_err(|e| RulesError(format!("built-in rule set: {e}")).into());
+        let policy = Policy::default_rules().map_err(|e| RulesError(format!("built-in rule set: {e}")))?;
+        return Ok((policy, serde_json::Value::Null));
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read rule set", path.display()))?;
-    Policy::from_text(&text).map_err(|e| RulesError(format!("{}:{e}", path.display())).into())
+    let policy = Policy::from_text(&text).map_err(|e| RulesError(format!("{}:{e}", path.display())))?;
+    let doc = policy_core::yaml::parse_one(&text).map_err(|e| RulesError(format!("{}:{e}", path.display())))?.value;
+    Ok((policy, doc))
 }
 
-pub fn run(policy: &Policy, paths: &[PathBuf], default_namespace: &str, fail_on: Action) -> Result<Report> {
+/// What reviews the objects: policy-core in this process, or the deployed wasm module.
+pub enum Reviewer {
+    Native(Policy),
+    /// The Kubewarden module run by host-runner's wasmtime host, with the RuleSet it gets
+    /// (`Null`: the module's built-in one).
+    Wasm {
+        module: crate::wasm::WapcModule,
+        rules: serde_json::Value,
+    },
+}
+
+/// One finding as either engine reports it, before it is placed in a file.
+#[derive(Debug, serde::Deserialize)]
+struct Reviewed {
+    rule: String,
+    action: Action,
+    message: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    path: String,
+    #[serde(rename = "object")]
+    object_index: usize,
+}
+
+impl Reviewer {
+    fn review(&self, values: &[serde_json::Value], default_namespace: &str) -> Result<Vec<Reviewed>> {
+        match self {
+            Reviewer::Native(policy) => {
+                let input = Input::new(values, default_namespace);
+                let per_object: Vec<Vec<policy_core::Finding>> = (0..values.len())
+                    .into_par_iter()
+                    .map(|i| {
+                        let mut out = Vec::new();
+                        policy.review_object(&input, i, &mut out);
+                        out
+                    })
+                    .collect();
+                Ok(per_object
+                    .into_iter()
+                    .flatten()
+                    .map(|f| Reviewed {
+                        rule: f.rule,
+                        action: f.action,
+                        message: f.message,
+                        kind: f.kind,
+                        namespace: f.namespace,
+                        name: f.name,
+                        path: f.path.to_string(),
+                        object_index: f.object_index,
+                    })
+                    .collect())
+            }
+            Reviewer::Wasm { module, rules } => {
+                // One instance per worker thread, each reviewing a slice with every object as context.
+                let objects = serde_json::to_string(values)?;
+                let rules = serde_json::to_string(rules)?;
+                let namespace = serde_json::to_string(default_namespace)?;
+                let workers = rayon::current_num_threads().max(1);
+                let chunk = values.len().div_ceil(workers).max(1);
+                let ranges: Vec<(usize, usize)> =
+                    (0..values.len()).step_by(chunk).map(|start| (start, (start + chunk).min(values.len()))).collect();
+                let answers: Vec<Result<Vec<Reviewed>>> = ranges
+                    .par_iter()
+                    .map(|(start, end)| {
+                        let payload = format!(
+                            r#"{{"objects":{objects},"rules":{rules},"namespace":{namespace},"range":[{start},{end}]}}"#
+                        );
+                        let answer = module.call("meshguard_review", payload.as_bytes())?;
+                        #[derive(serde::Deserialize)]
+                        struct Answer {
+                            findings: Vec<Reviewed>,
+                        }
+                        let parsed: Answer = serde_json::from_slice(&answer)
+                            .context("the wasm module's review is not the expected JSON")?;
+                        Ok(parsed.findings)
+                    })
+                    .collect();
+                let mut all = Vec::new();
+                for a in answers {
+                    all.extend(a?);
+                }
+                Ok(all)
+            }
+        }
+    }
+}
+
+pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail_on: Action) -> Result<Report> {
     let sources = sources::load(paths)?;
     let values: Vec<serde_json::Value> = sources.objects.iter().map(|o| o.value.clone()).collect();
-    let input = Input::new(&values, default_namespace);
-    let per_object: Vec<Vec<policy_core::Finding>> = (0..values.len())
-        .into_par_iter()
-        .map(|i| {
-            let mut out = Vec::new();
-            policy.review_object(&input, i, &mut out);
-            out
-        })
-        .collect();
+    let reviewed = reviewer.review(&values, default_namespace)?;
     let mut summary = Summary {
         files: sources.files.len(),
         objects: values.len(),
@@ -94,9 +179,11 @@ pub fn run(policy: &Policy, paths: &[PathBuf], default_namespace: &str, fail_on:
         ..Summary::default()
     };
     let mut findings = Vec::new();
-    for f in per_object.into_iter().flatten() {
-        let source = &sources.objects[f.object_index];
-        let at = source.position(&f.path);
+    for f in reviewed {
+        let source =
+            sources.objects.get(f.object_index).context("a finding names an object that is not in the input")?;
+        let path = policy_core::FieldPath::parse(&f.path).unwrap_or_default();
+        let at = source.position(&path);
         match f.action {
             Action::Deny => summary.deny += 1,
             Action::Warn => summary.warn += 1,
@@ -115,7 +202,7 @@ pub fn run(policy: &Policy, paths: &[PathBuf], default_namespace: &str, fail_on:
             kind: f.kind,
             namespace: f.namespace,
             name: f.name,
-            path: f.path.to_string(),
+            path: f.path,
         });
     }
     // Files in argument order, then by line; the sort is stable so rule order breaks ties.

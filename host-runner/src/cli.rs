@@ -56,6 +56,37 @@ pub struct CheckArgs {
     /// When to color text output
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Who decides: the deployed Kubewarden wasm module in an embedded wasmtime host (the very
+    /// artifact admission runs), or policy-core compiled into this binary. Same output either way.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Wasm)]
+    pub engine: EngineChoice,
+    #[command(flatten)]
+    pub wasm: WasmArgs,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct WasmArgs {
+    /// Wasm module for --engine wasm (default: the Kubewarden module embedded at build time)
+    #[arg(long, value_name = "FILE")]
+    pub module: Option<PathBuf>,
+    /// Fuel per wasm call (about one unit per instruction); stops a module that loops forever
+    #[arg(long, value_name = "UNITS", default_value_t = 200_000_000_000)]
+    pub fuel: u64,
+    /// Largest memory a wasm module may use, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    pub max_memory_mb: usize,
+    /// Directory for compiled modules (default: $MESHGUARD_CACHE_DIR, $XDG_CACHE_HOME/meshguard or ~/.cache/meshguard)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not read or write the compiled-module cache
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineChoice {
+    Wasm,
+    Native,
 }
 
 #[derive(Subcommand, Debug)]

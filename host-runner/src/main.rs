@@ -1,8 +1,8 @@
 //! `meshguard`: the CLI over policy-core. Thin by design: parse args, call a command, exit.
 
 use clap::Parser;
-use host_runner::cli::{Cli, ColorChoice, Command, FailOn, RulesCommand};
-use host_runner::{catalog, check, report};
+use host_runner::cli::{Cli, ColorChoice, Command, EngineChoice, FailOn, RulesCommand, WasmArgs};
+use host_runner::{catalog, check, report, wasm};
 use policy_core::Action;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -25,12 +25,16 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => {
-            let policy = check::load_policy(args.rules.as_deref())?;
+            let (policy, rules_doc) = check::load_policy(args.rules.as_deref())?;
+            let reviewer = match args.engine {
+                EngineChoice::Native => check::Reviewer::Native(policy),
+                EngineChoice::Wasm => check::Reviewer::Wasm { module: wasm_module(&args.wasm)?, rules: rules_doc },
+            };
             let fail_on = match args.fail_on {
                 FailOn::Deny => Action::Deny,
                 FailOn::Warn => Action::Warn,
             };
-            let report = check::run(&policy, &args.paths, &args.namespace, fail_on)?;
+            let report = check::run(&reviewer, &args.paths, &args.namespace, fail_on)?;
             let stdout = std::io::stdout();
             let color = match args.color {
                 ColorChoice::Always => true,
@@ -58,4 +62,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The Kubewarden module, compiled once (or loaded from the on-disk cache) and linked once.
+fn wasm_module(args: &WasmArgs) -> anyhow::Result<wasm::WapcModule> {
+    let bytes = wasm::module_bytes(args.module.as_deref())?;
+    let engine = wasm::engine()?;
+    let cache = if args.no_cache { None } else { args.cache_dir.clone().or_else(wasm::default_cache_dir) };
+    let (module, _cached) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
+    let limits = wasm::Limits { fuel: args.fuel, max_memory_bytes: args.max_memory_mb << 20 };
+    wasm::WapcModule::new(&engine, &module, limits)
 }

@@ -210,3 +210,75 @@ fn readme_catalog_is_generated_from_the_registry() {
         "README catalog is stale: run `cargo run -q -p host-runner -- rules docs` and paste it between the markers"
     );
 }
+
+#[test]
+fn wasm_and_native_engines_print_identical_output() {
+    for args in [
+        vec!["check", "--format", "json", "examples/manifests"],
+        vec!["check", "--format", "json", "examples/manifests-fixed"],
+        vec!["check", "examples/manifests", "tests/corpus"],
+    ] {
+        let wasm = meshguard(&[&args[..], &["--engine", "wasm"]].concat(), None);
+        let native = meshguard(&[&args[..], &["--engine", "native"]].concat(), None);
+        assert!(
+            wasm.status.code() == native.status.code() && stdout(&wasm) == stdout(&native),
+            "{args:?}:\n{}\n---\n{}{}",
+            stdout(&wasm),
+            stdout(&native),
+            stderr(&wasm)
+        );
+        assert!(!stdout(&wasm).is_empty());
+    }
+}
+
+const LOOPS_FOREVER: &str = r#"(module (memory (export "memory") 1)
+  (func (export "__guest_call") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+
+const ALLOCATES_FOREVER: &str = r#"(module (memory (export "memory") 1)
+  (func (export "__guest_call") (param i32 i32) (result i32)
+    (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+    unreachable))"#;
+
+#[test]
+fn runaway_modules_are_stopped_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let looping = write(dir.path(), "loop.wat", LOOPS_FOREVER);
+    let out =
+        meshguard(&["check", "--module", &looping, "--fuel", "50000000", "--no-cache", "examples/manifests"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "ran out of fuel after 50000000 units and was stopped: it may loop forever (raise it with --fuel)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    let hungry = write(dir.path(), "alloc.wat", ALLOCATES_FOREVER);
+    let out =
+        meshguard(&["check", "--module", &hungry, "--max-memory-mb", "64", "--no-cache", "examples/manifests"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("tried to use more than 64 MiB of memory and was stopped (raise it with --max-memory-mb)"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = meshguard(&["check", "--module", "no/such.wasm", "examples/manifests"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no/such.wasm: cannot read the wasm module"), "{}", stderr(&out));
+}
+
+#[test]
+fn compiled_modules_are_cached_on_disk() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().to_str().unwrap();
+    let first = meshguard(&["check", "--cache-dir", dir, "examples/manifests-fixed"], None);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let files: Vec<_> = std::fs::read_dir(cache.path()).unwrap().filter_map(|e| e.ok()).collect();
+    assert_eq!(files.len(), 1, "one compiled module");
+    assert!(files[0].file_name().to_string_lossy().ends_with(".cwasm"));
+    let second = meshguard(&["check", "--cache-dir", dir, "examples/manifests-fixed"], None);
+    assert_eq!(stdout(&second), stdout(&first));
+}

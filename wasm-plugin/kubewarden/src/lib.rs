@@ -1,5 +1,6 @@
 //! meshguard as a Kubewarden policy: the waPC guest protocol (`validate`, `validate_settings`,
-//! `protocol_version`) over policy-core's admission verdict. `translate` turns payloads into
+//! `protocol_version`) over policy-core's admission verdict, plus `meshguard_review`, which
+//! host-runner's wasm engine calls to check a whole manifest repo with this very module. `translate` turns payloads into
 //! answers and is tested natively; `guest` registers it with waPC, for wasm only.
 
 pub mod translate;
@@ -17,6 +18,10 @@ mod guest {
         CACHE.with(|c| translate::validate(payload, &mut c.borrow_mut())).map_err(Into::into)
     }
 
+    fn review(payload: &[u8]) -> wapc_guest::CallResult {
+        CACHE.with(|c| translate::review(payload, &mut c.borrow_mut())).map_err(Into::into)
+    }
+
     fn validate_settings(payload: &[u8]) -> wapc_guest::CallResult {
         Ok(translate::validate_settings(payload))
     }
@@ -30,5 +35,6 @@ mod guest {
         wapc_guest::register_function("validate", validate);
         wapc_guest::register_function("validate_settings", validate_settings);
         wapc_guest::register_function("protocol_version", protocol_version);
+        wapc_guest::register_function("meshguard_review", review);
     }
 }

@@ -98,6 +98,36 @@ fn accept() -> ValidationResponse {
     }
 }
 
+/// `meshguard_review`, meshguard's own operation (Kubewarden never calls it): reviews a whole
+/// input as `meshguard check` does, for host-runner's wasm engine.
+/// In: `{"objects": [...], "rules": <RuleSet or null>, "namespace": "default", "range": [start, end]?}`.
+/// Out: `{"findings": [{"rule", "action", "message", "kind", "namespace", "name", "path", "object"}]}`.
+pub fn review(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>, String> {
+    let request: Value = serde_json::from_slice(payload).map_err(|e| format!("the review payload is not JSON: {e}"))?;
+    let objects = request.get("objects").and_then(Value::as_array).ok_or("the review payload has no `objects` list")?;
+    let namespace = request.get("namespace").and_then(Value::as_str).unwrap_or("default");
+    let policy = cache.policy(request.get("rules").unwrap_or(&Value::Null))?;
+    let input = policy_core::Input::new(objects, namespace);
+    // `range: [start, end]` reviews only those objects (with all of them as context), so a host
+    // can split one input over several instances.
+    let range = request.get("range").and_then(Value::as_array);
+    let bound =
+        |i: usize, default: usize| range.and_then(|r| r.get(i)).and_then(Value::as_u64).map_or(default, |v| v as usize);
+    let (start, end) = (bound(0, 0), bound(1, objects.len()).min(objects.len()));
+    let mut findings = Vec::new();
+    for index in start..end {
+        policy.review_object(&input, index, &mut findings);
+    }
+    let wire: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({"rule": f.rule, "action": f.action, "message": f.message, "kind": f.kind,
+                               "namespace": f.namespace, "name": f.name, "path": f.path, "object": f.object_index})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "findings": wire })).map_err(|e| e.to_string())
+}
+
 /// `validate_settings`: the same checks and error text as `meshguard check --rules`.
 pub fn validate_settings(payload: &[u8]) -> Vec<u8> {
     let result = serde_json::from_slice::<Value>(payload)

@@ -1,0 +1,197 @@
+//! The waPC host protocol (what Kubewarden's host speaks) over wasmtime, plus the handful of
+//! WASI calls a wasm32-wasip1 guest imports.
+
+use super::Limits;
+use anyhow::{anyhow, Result};
+use wasmtime::{Caller, Engine, Extern, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
+
+struct Call {
+    op: Vec<u8>,
+    payload: Vec<u8>,
+    response: Option<Vec<u8>>,
+    error: Option<String>,
+    limits: MemoryLimit,
+}
+
+/// Denies memory growth past the limit and remembers that it did, to explain the trap after.
+struct MemoryLimit {
+    max: usize,
+    denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let ok = desired <= self.max;
+        self.denied |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+fn memory(caller: &mut Caller<'_, Call>) -> wasmtime::Result<wasmtime::Memory> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => Ok(m),
+        _ => Err(wasmtime::Error::msg("the guest exports no memory")),
+    }
+}
+
+fn read(caller: &mut Caller<'_, Call>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
+    let mem = memory(caller)?;
+    let mut buf = vec![0; len.max(0) as usize];
+    mem.read(&*caller, ptr as u32 as usize, &mut buf).map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+    Ok(buf)
+}
+
+fn write(caller: &mut Caller<'_, Call>, ptr: i32, bytes: &[u8]) -> wasmtime::Result<()> {
+    let mem = memory(caller)?;
+    mem.write(caller, ptr as u32 as usize, bytes).map_err(|e| wasmtime::Error::msg(e.to_string()))
+}
+
+fn linker(engine: &Engine) -> Result<Linker<Call>> {
+    let mut l: Linker<Call> = Linker::new(engine);
+    let w = |e: wasmtime::Error| anyhow!("{e}");
+    l.func_wrap("wapc", "__guest_request", |mut c: Caller<'_, Call>, op_ptr: i32, ptr: i32| -> wasmtime::Result<()> {
+        let (op, payload) = (c.data().op.clone(), c.data().payload.clone());
+        write(&mut c, op_ptr, &op)?;
+        write(&mut c, ptr, &payload)
+    })
+    .map_err(w)?;
+    l.func_wrap("wapc", "__guest_response", |mut c: Caller<'_, Call>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+        let bytes = read(&mut c, ptr, len)?;
+        c.data_mut().response = Some(bytes);
+        Ok(())
+    })
+    .map_err(w)?;
+    l.func_wrap("wapc", "__guest_error", |mut c: Caller<'_, Call>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+        let bytes = read(&mut c, ptr, len)?;
+        c.data_mut().error = Some(String::from_utf8_lossy(&bytes).into_owned());
+        Ok(())
+    })
+    .map_err(w)?;
+    l.func_wrap("wapc", "__console_log", |mut c: Caller<'_, Call>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+        let bytes = read(&mut c, ptr, len)?;
+        eprintln!("wasm guest: {}", String::from_utf8_lossy(&bytes));
+        Ok(())
+    })
+    .map_err(w)?;
+    // meshguard's guests make no host calls: answer every one with "failed".
+    l.func_wrap(
+        "wapc",
+        "__host_call",
+        |_: Caller<'_, Call>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 { 0 },
+    )
+    .map_err(w)?;
+    l.func_wrap("wapc", "__host_response_len", |_: Caller<'_, Call>| -> i32 { 0 }).map_err(w)?;
+    l.func_wrap("wapc", "__host_response", |_: Caller<'_, Call>, _: i32| {}).map_err(w)?;
+    l.func_wrap("wapc", "__host_error_len", |_: Caller<'_, Call>| -> i32 { 0 }).map_err(w)?;
+    l.func_wrap("wapc", "__host_error", |_: Caller<'_, Call>, _: i32| {}).map_err(w)?;
+
+    // WASI preview 1, as little as a wasip1 guest built by Rust imports; no files, no environment.
+    let wasi = "wasi_snapshot_preview1";
+    l.func_wrap(wasi, "random_get", |mut c: Caller<'_, Call>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+        // Hash seeds only; determinism is a feature for an offline checker.
+        write(&mut c, ptr, &vec![0x5a; len.max(0) as usize])?;
+        Ok(0)
+    })
+    .map_err(w)?;
+    l.func_wrap(wasi, "environ_sizes_get", |mut c: Caller<'_, Call>, count: i32, size: i32| -> wasmtime::Result<i32> {
+        write(&mut c, count, &0u32.to_le_bytes())?;
+        write(&mut c, size, &0u32.to_le_bytes())?;
+        Ok(0)
+    })
+    .map_err(w)?;
+    l.func_wrap(wasi, "environ_get", |_: Caller<'_, Call>, _: i32, _: i32| -> i32 { 0 }).map_err(w)?;
+    l.func_wrap(
+        wasi,
+        "fd_write",
+        |mut c: Caller<'_, Call>, fd: i32, iovs: i32, n: i32, written: i32| -> wasmtime::Result<i32> {
+            let mut total = 0u32;
+            for i in 0..n.max(0) {
+                let iov = read(&mut c, iovs + i * 8, 8)?;
+                let ptr = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
+                let len = i32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
+                let bytes = read(&mut c, ptr, len)?;
+                if fd == 1 || fd == 2 {
+                    eprint!("{}", String::from_utf8_lossy(&bytes));
+                }
+                total += len.max(0) as u32;
+            }
+            write(&mut c, written, &total.to_le_bytes())?;
+            Ok(0)
+        },
+    )
+    .map_err(w)?;
+    l.func_wrap(wasi, "proc_exit", |_: Caller<'_, Call>, code: i32| -> wasmtime::Result<()> {
+        Err(wasmtime::Error::msg(format!("the guest exited with status {code}")))
+    })
+    .map_err(w)?;
+    Ok(l)
+}
+
+/// A waPC guest ready to be called: compiled, linked and pre-instantiated once.
+pub struct WapcModule {
+    pre: InstancePre<Call>,
+    limits: Limits,
+}
+
+impl WapcModule {
+    pub fn new(engine: &Engine, module: &Module, limits: Limits) -> Result<Self> {
+        let mut l = linker(engine)?;
+        l.define_unknown_imports_as_traps(module).map_err(|e| anyhow!("{e}"))?;
+        let pre = l.instantiate_pre(module).map_err(|e| anyhow!("linking the wasm module: {e}"))?;
+        Ok(WapcModule { pre, limits })
+    }
+
+    /// Calls operation `op` in a fresh instance (a new `Store`): calls never share state.
+    pub fn call(&self, op: &str, payload: &[u8]) -> Result<Vec<u8>> {
+        let call = Call {
+            op: op.as_bytes().to_vec(),
+            payload: payload.to_vec(),
+            response: None,
+            error: None,
+            limits: MemoryLimit { max: self.limits.max_memory_bytes, denied: false },
+        };
+        let mut store = Store::new(self.pre.module().engine(), call);
+        store.limiter(|c| &mut c.limits);
+        store.set_fuel(self.limits.fuel).map_err(|e| anyhow!("{e}"))?;
+        let result = self.run(&mut store, op, payload.len());
+        result.map_err(|e| self.explain(&store, e))
+    }
+
+    fn run(&self, store: &mut Store<Call>, op: &str, payload_len: usize) -> wasmtime::Result<Vec<u8>> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        for init in ["_initialize", "wapc_init"] {
+            if let Ok(f) = instance.get_typed_func::<(), ()>(&mut *store, init) {
+                f.call(&mut *store, ())?;
+            }
+        }
+        let guest_call = instance.get_typed_func::<(i32, i32), i32>(&mut *store, "__guest_call")?;
+        let ok = guest_call.call(&mut *store, (op.len() as i32, payload_len as i32))?;
+        let data = store.data_mut();
+        match (ok, data.response.take(), data.error.take()) {
+            (1, Some(response), _) => Ok(response),
+            (_, _, Some(error)) => Err(wasmtime::Error::msg(format!("the guest failed `{op}`: {error}"))),
+            _ => Err(wasmtime::Error::msg(format!("the guest answered `{op}` with no response"))),
+        }
+    }
+
+    /// Turns traps into messages that say which limit tripped and how to raise it.
+    fn explain(&self, store: &Store<Call>, e: wasmtime::Error) -> anyhow::Error {
+        if store.data().limits.denied {
+            return anyhow!(
+                "the wasm module tried to use more than {} MiB of memory and was stopped (raise it with --max-memory-mb)",
+                self.limits.max_memory_bytes >> 20
+            );
+        }
+        if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
+            return anyhow!(
+                "the wasm module ran out of fuel after {} units and was stopped: it may loop forever (raise it with --fuel)",
+                self.limits.fuel
+            );
+        }
+        anyhow!("{e:#}")
+    }
+}
