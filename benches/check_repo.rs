@@ -23,7 +23,11 @@ fn repo(c: &mut Criterion) {
         let module = host_runner::wasm::WapcModule::new(&engine, &module, Default::default()).expect("link");
         reviewers.push((
             "check_10k_objects_default_rules/wasm",
-            host_runner::check::Reviewer::Wasm { module, rules: serde_json::Value::Null },
+            host_runner::check::Reviewer::Wasm {
+                module,
+                rules: serde_json::Value::Null,
+                policy: Policy::default_rules().expect("rules"),
+            },
         ));
     }
     let mut g = c.benchmark_group("repo");

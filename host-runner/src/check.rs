@@ -35,11 +35,26 @@ pub struct Summary {
     pub failing: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Report {
     pub findings: Vec<LocatedFinding>,
     pub errors: Vec<InputError>,
     pub summary: Summary,
+    /// Every object reviewed, in input order (for formats that report passes too).
+    pub objects: Vec<ObjectRef>,
+    /// Ids of the rule set's Kubernetes rules.
+    pub rules: Vec<String>,
+    pub fail_on: Action,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectRef {
+    pub file: String,
+    pub line: u32,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
 }
 
 impl Report {
@@ -83,10 +98,12 @@ pub fn load_policy(rules: Option<&Path>) -> Result<(Policy, serde_json::Value)> 
 pub enum Reviewer {
     Native(Policy),
     /// The Kubewarden module run by host-runner's wasmtime host, with the RuleSet it gets
-    /// (`Null`: the module's built-in one).
+    /// (`Null`: the module's built-in one). `policy` is the same RuleSet loaded natively, for
+    /// validation errors with lines and for rule ids; it decides nothing here.
     Wasm {
         module: crate::wasm::WapcModule,
         rules: serde_json::Value,
+        policy: Policy,
     },
 }
 
@@ -105,6 +122,14 @@ struct Reviewed {
 }
 
 impl Reviewer {
+    fn kubernetes_rule_ids(&self) -> Vec<String> {
+        let policy = match self {
+            Reviewer::Native(p) | Reviewer::Wasm { policy: p, .. } => p,
+        };
+        let http: Vec<&str> = policy.http_rules().map(|r| r.id.as_str()).collect();
+        policy.rules().filter(|r| !http.contains(&r.id.as_str())).map(|r| r.id.clone()).collect()
+    }
+
     fn review(&self, values: &[serde_json::Value], default_namespace: &str) -> Result<Vec<Reviewed>> {
         match self {
             Reviewer::Native(policy) => {
@@ -132,7 +157,7 @@ impl Reviewer {
                     })
                     .collect())
             }
-            Reviewer::Wasm { module, rules } => {
+            Reviewer::Wasm { module, rules, .. } => {
                 // One instance per worker thread, each reviewing a slice with every object as context.
                 let objects = serde_json::to_string(values)?;
                 let rules = serde_json::to_string(rules)?;
@@ -170,6 +195,20 @@ impl Reviewer {
 pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail_on: Action) -> Result<Report> {
     let sources = sources::load(paths)?;
     let values: Vec<serde_json::Value> = sources.objects.iter().map(|o| o.value.clone()).collect();
+    let input = Input::new(&values, default_namespace);
+    let objects: Vec<ObjectRef> = input
+        .objects
+        .iter()
+        .zip(&sources.objects)
+        .map(|(o, s)| ObjectRef {
+            file: sources.files[s.file].clone(),
+            line: s.spans.at.line,
+            api_version: o.value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+            kind: o.kind.to_string(),
+            namespace: o.namespace.to_string(),
+            name: o.name.to_string(),
+        })
+        .collect();
     let reviewed = reviewer.review(&values, default_namespace)?;
     let mut summary = Summary {
         files: sources.files.len(),
@@ -208,5 +247,5 @@ pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail
     // Files in argument order, then by line; the sort is stable so rule order breaks ties.
     let file_rank = |name: &str| sources.files.iter().position(|f| f == name).unwrap_or(usize::MAX);
     findings.sort_by_key(|f| (file_rank(&f.file), f.line, f.column));
-    Ok(Report { findings, errors: sources.errors, summary })
+    Ok(Report { findings, errors: sources.errors, summary, objects, rules: reviewer.kubernetes_rule_ids(), fail_on })
 }

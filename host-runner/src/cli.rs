@@ -110,6 +110,12 @@ pub enum Format {
     Text,
     /// One JSON document: findings, errors and a summary
     Json,
+    /// SARIF 2.1.0, for GitHub code scanning annotations on the exact line
+    Sarif,
+    /// JUnit XML: one testcase per object and rule
+    Junit,
+    /// wgpolicyk8s.io/v1alpha2 PolicyReports (one per namespace) and a ClusterPolicyReport, as a List
+    Policyreport,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

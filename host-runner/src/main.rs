@@ -28,7 +28,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let (policy, rules_doc) = check::load_policy(args.rules.as_deref())?;
             let reviewer = match args.engine {
                 EngineChoice::Native => check::Reviewer::Native(policy),
-                EngineChoice::Wasm => check::Reviewer::Wasm { module: wasm_module(&args.wasm)?, rules: rules_doc },
+                EngineChoice::Wasm => {
+                    check::Reviewer::Wasm { module: wasm_module(&args.wasm)?, rules: rules_doc, policy }
+                }
             };
             let fail_on = match args.fail_on {
                 FailOn::Deny => Action::Deny,

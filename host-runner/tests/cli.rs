@@ -282,3 +282,79 @@ fn compiled_modules_are_cached_on_disk() {
     let second = meshguard(&["check", "--cache-dir", dir, "examples/manifests-fixed"], None);
     assert_eq!(stdout(&second), stdout(&first));
 }
+
+#[test]
+fn sarif_validates_against_the_published_schema_and_points_at_lines() {
+    let out = meshguard(&["check", "--format", "sarif", "examples/manifests"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json(&out);
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("host-runner/tests/fixtures/sarif-schema-2.1.0.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let result =
+        doc["runs"][0]["results"].as_array().unwrap().iter().find(|r| r["ruleId"] == "istio-port-name").unwrap();
+    assert_eq!(result["level"], "error");
+    let loc = &result["locations"][0]["physicalLocation"];
+    assert_eq!(
+        (loc["artifactLocation"]["uri"].as_str(), loc["region"]["startLine"].as_u64()),
+        (Some("examples/manifests/payments/service.yaml"), Some(10))
+    );
+
+    // A broken file is a tool notification, and the document still validates.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bad.yaml", "a: [\n");
+    let doc = json(&meshguard(&["check", "--format", "sarif", dir.path().to_str().unwrap()], None));
+    assert!(validator.iter_errors(&doc).next().is_none());
+    assert_eq!(doc["runs"][0]["invocations"][0]["executionSuccessful"], false);
+}
+
+#[test]
+fn junit_has_a_testcase_per_object_and_rule() {
+    let out = meshguard(&["check", "--format", "junit", "examples/manifests"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = stdout(&out);
+    let rules = 12; // Kubernetes rules of the built-in rule set
+    assert!(
+        xml.contains(&format!(r#"<testsuites name="meshguard" tests="{}" failures="13" errors="0">"#, 14 * rules)),
+        "{}",
+        &xml[..300]
+    );
+    assert_eq!(xml.matches("<testcase ").count(), 14 * rules);
+    assert_eq!(xml.matches("<failure ").count(), 13);
+    assert!(xml.contains(
+        r#"name="Service payments/ledger [istio-port-name]" file="examples/manifests/payments/service.yaml""#
+    ));
+    assert!(xml.contains("examples/manifests/payments/service.yaml:10: deny spec.ports[0].name: port 80 (`web`)"));
+    assert_eq!(xml.matches("<testsuite ").count(), xml.matches("</testsuite>").count());
+}
+
+#[test]
+fn policyreport_has_a_report_per_namespace_with_pass_and_fail_results() {
+    let doc = json(&meshguard(&["check", "--format", "policyreport", "examples/manifests"], None));
+    assert_eq!(doc["kind"], "List");
+    let items = doc["items"].as_array().unwrap();
+    let payments = items.iter().find(|r| r["metadata"]["namespace"] == "payments").unwrap();
+    assert_eq!(
+        (payments["apiVersion"].as_str(), payments["kind"].as_str()),
+        (Some("wgpolicyk8s.io/v1alpha2"), Some("PolicyReport"))
+    );
+    let fail = payments["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "istio-port-name" && r["result"] == "fail")
+        .unwrap();
+    assert_eq!(
+        fail["resources"][0],
+        serde_json::json!({"apiVersion": "v1", "kind": "Service", "name": "ledger", "namespace": "payments"})
+    );
+    assert_eq!(fail["properties"]["path"], "spec.ports[0].name");
+    assert_eq!(payments["summary"]["fail"], 13);
+    assert_eq!(payments["summary"]["warn"], 2);
+    let cluster = items.iter().find(|r| r["kind"] == "ClusterPolicyReport").unwrap();
+    assert!(cluster["summary"]["pass"].as_u64().unwrap() > 0 && cluster["summary"]["fail"] == 0);
+}

@@ -1,6 +1,9 @@
 //! Output formats behind one interface: each printer renders a whole [`Report`].
 
 mod json;
+mod junit;
+mod policyreport;
+mod sarif;
 mod text;
 
 use crate::check::Report;
@@ -15,5 +18,8 @@ pub fn printer(format: Format, color: bool) -> Box<dyn Printer> {
     match format {
         Format::Text => Box::new(text::TextPrinter { color }),
         Format::Json => Box::new(json::JsonPrinter),
+        Format::Sarif => Box::new(sarif::SarifPrinter),
+        Format::Junit => Box::new(junit::JunitPrinter),
+        Format::Policyreport => Box::new(policyreport::PolicyReportPrinter),
     }
 }
