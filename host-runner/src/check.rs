@@ -100,8 +100,9 @@ pub enum Reviewer {
     /// The Kubewarden module run by host-runner's wasmtime host, with the RuleSet it gets
     /// (`Null`: the module's built-in one). `policy` is the same RuleSet loaded natively, for
     /// validation errors with lines and for rule ids; it decides nothing here.
+    /// The module is shared: `meshguard test` runs several rule sets through one compile.
     Wasm {
-        module: crate::wasm::WapcModule,
+        module: std::sync::Arc<crate::wasm::WapcModule>,
         rules: serde_json::Value,
         policy: Policy,
     },
@@ -157,39 +158,45 @@ impl Reviewer {
                     })
                     .collect())
             }
-            Reviewer::Wasm { module, rules, .. } => {
-                // One instance per worker thread, each reviewing a slice with every object as context.
-                let objects = serde_json::to_string(values)?;
-                let rules = serde_json::to_string(rules)?;
-                let namespace = serde_json::to_string(default_namespace)?;
-                let workers = rayon::current_num_threads().max(1);
-                let chunk = values.len().div_ceil(workers).max(1);
-                let ranges: Vec<(usize, usize)> =
-                    (0..values.len()).step_by(chunk).map(|start| (start, (start + chunk).min(values.len()))).collect();
-                let answers: Vec<Result<Vec<Reviewed>>> = ranges
-                    .par_iter()
-                    .map(|(start, end)| {
-                        let payload = format!(
-                            r#"{{"objects":{objects},"rules":{rules},"namespace":{namespace},"range":[{start},{end}]}}"#
-                        );
-                        let answer = module.call("meshguard_review", payload.as_bytes())?;
-                        #[derive(serde::Deserialize)]
-                        struct Answer {
-                            findings: Vec<Reviewed>,
-                        }
-                        let parsed: Answer = serde_json::from_slice(&answer)
-                            .context("the wasm module's review is not the expected JSON")?;
-                        Ok(parsed.findings)
-                    })
-                    .collect();
-                let mut all = Vec::new();
-                for a in answers {
-                    all.extend(a?);
-                }
-                Ok(all)
-            }
+            Reviewer::Wasm { module, rules, .. } => review_in_wasm(module, rules, values, default_namespace),
         }
     }
+}
+
+/// One instance per worker thread, each reviewing a slice with every object as context.
+fn review_in_wasm(
+    module: &crate::wasm::WapcModule,
+    rules: &serde_json::Value,
+    values: &[serde_json::Value],
+    default_namespace: &str,
+) -> Result<Vec<Reviewed>> {
+    let objects = serde_json::to_string(values)?;
+    let rules = serde_json::to_string(rules)?;
+    let namespace = serde_json::to_string(default_namespace)?;
+    let workers = rayon::current_num_threads().max(1);
+    let chunk = values.len().div_ceil(workers).max(1);
+    let ranges: Vec<(usize, usize)> =
+        (0..values.len()).step_by(chunk).map(|start| (start, (start + chunk).min(values.len()))).collect();
+    let answers: Vec<Result<Vec<Reviewed>>> = ranges
+        .par_iter()
+        .map(|(start, end)| {
+            let payload =
+                format!(r#"{{"objects":{objects},"rules":{rules},"namespace":{namespace},"range":[{start},{end}]}}"#);
+            let answer = module.call("meshguard_review", payload.as_bytes())?;
+            #[derive(serde::Deserialize)]
+            struct Answer {
+                findings: Vec<Reviewed>,
+            }
+            let parsed: Answer =
+                serde_json::from_slice(&answer).context("the wasm module's review is not the expected JSON")?;
+            Ok(parsed.findings)
+        })
+        .collect();
+    let mut all = Vec::new();
+    for a in answers {
+        all.extend(a?);
+    }
+    Ok(all)
 }
 
 pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail_on: Action) -> Result<Report> {

@@ -29,6 +29,20 @@ pub enum Command {
                             Exit codes: 0 nothing fails, 1 a finding fails the check, 2 usage or input error \
                             (malformed YAML, an invalid rule set; the other files are still checked).")]
     Check(CheckArgs),
+    /// Run policy test suites: every meshguard-test.yaml under DIR
+    #[command(after_help = "A suite file names a rule set (`rules: rules.yaml`, default built-in) and cases:\n\
+                            \n  cases:\n  - name: unnamed port is denied\n    resources: [service.yaml]\n    expect: {rules: [istio-port-name]}\n\
+                            - name: fixed service passes\n    resources: [service-fixed.yaml]\n    expect: {allow: true}\n\
+                            - name: request without tenant\n    request: {method: GET, path: /api}\n    expect: {deny: tenant}\n\n\
+                            Exit codes: 0 all passed, 1 a case failed, 2 a suite could not be read.")]
+    Test {
+        /// Directory (searched recursively) or one suite file
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = EngineChoice::Wasm)]
+        engine: EngineChoice,
+        #[command(flatten)]
+        wasm: WasmArgs,
+    },
     /// Show the built-in checks and the default rule set
     Rules {
         #[command(subcommand)]

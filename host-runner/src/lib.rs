@@ -6,4 +6,5 @@ pub mod check;
 pub mod cli;
 pub mod report;
 pub mod sources;
+pub mod suite;
 pub mod wasm;

@@ -28,9 +28,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let (policy, rules_doc) = check::load_policy(args.rules.as_deref())?;
             let reviewer = match args.engine {
                 EngineChoice::Native => check::Reviewer::Native(policy),
-                EngineChoice::Wasm => {
-                    check::Reviewer::Wasm { module: wasm_module(&args.wasm)?, rules: rules_doc, policy }
-                }
+                EngineChoice::Wasm => check::Reviewer::Wasm {
+                    module: std::sync::Arc::new(wasm_module(&args.wasm)?),
+                    rules: rules_doc,
+                    policy,
+                },
             };
             let fail_on = match args.fail_on {
                 FailOn::Deny => Action::Deny,
@@ -51,6 +53,29 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 other => other?,
             }
             Ok(report.exit_code() as u8)
+        }
+        Command::Test { dir, engine, wasm } => {
+            // One compiled module for every suite; each suite brings its own rule set.
+            let module = match engine {
+                EngineChoice::Wasm => Some(std::sync::Arc::new(wasm_module(&wasm)?)),
+                EngineChoice::Native => None,
+            };
+            let make = |policy, rules| -> anyhow::Result<check::Reviewer> {
+                Ok(match &module {
+                    Some(m) => check::Reviewer::Wasm { module: m.clone(), rules, policy },
+                    None => check::Reviewer::Native(policy),
+                })
+            };
+            let outcomes = host_runner::suite::run(&dir, &make)?;
+            let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+            for o in &outcomes {
+                match &o.failure {
+                    None => println!("PASS  {}", o.name),
+                    Some(why) => println!("FAIL  {}\n      {why}", o.name),
+                }
+            }
+            println!("{} passed, {failed} failed", outcomes.len() - failed);
+            Ok(u8::from(failed > 0))
         }
         Command::Rules { command } => {
             let text = match command {

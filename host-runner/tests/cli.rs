@@ -358,3 +358,31 @@ fn policyreport_has_a_report_per_namespace_with_pass_and_fail_results() {
     let cluster = items.iter().find(|r| r["kind"] == "ClusterPolicyReport").unwrap();
     assert!(cluster["summary"]["pass"].as_u64().unwrap() > 0 && cluster["summary"]["fail"] == 0);
 }
+
+#[test]
+fn test_suites_pass_on_the_examples_and_fail_loudly_on_wrong_expectations() {
+    let out = meshguard(&["test", "examples/tests"], None);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).trim_end().ends_with("6 passed, 0 failed"), "{}", stdout(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "svc.yaml", BAD_SERVICE);
+    write(dir.path(), "rules.yaml", "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: t}\nspec:\n  rules:\n  - {id: tenant, check: http-tenant-header, params: {allowed: [shop]}}\n  - {id: ports, check: istio-port-name}\n");
+    write(
+        dir.path(),
+        "meshguard-test.yaml",
+        "rules: rules.yaml\ncases:\n- name: wrongly expected to pass\n  resources: [svc.yaml]\n  expect: {allow: true}\n- name: right about the rule\n  resources: [svc.yaml]\n  expect: {rules: [ports]}\n- name: request denied by tenant\n  request: {method: GET, path: /, headers: {x-tenant: ads}}\n  expect: {deny: tenant}\n- name: wrongly expected allowed\n  request: {method: GET, path: /}\n  expect: {allow: true}\n",
+    );
+    for engine in ["wasm", "native"] {
+        let out = meshguard(&["test", "--engine", engine, dir.path().to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(1), "{engine}: {}", stdout(&out));
+        let text = stdout(&out);
+        assert!(text.contains("FAIL  "), "{text}");
+        assert!(text.contains("wrongly expected to pass\n      expected allow, got deny"), "{text}");
+        assert!(text.contains("PASS  ") && text.contains(": right about the rule"), "{text}");
+        assert!(text.contains("wrongly expected allowed\n      expected allow, got deny by tenant"), "{text}");
+        assert!(text.trim_end().ends_with("2 passed, 2 failed"), "{text}");
+    }
+    let out = meshguard(&["test", "no/such/dir"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
