@@ -119,10 +119,9 @@ fn run_case(case: &Case, base: &Path, reviewer: &Reviewer, http: &Policy, namesp
             (Some(allow), _, _) if allow == got.is_none() => Ok(()),
             (_, Some(rule), _) if got.as_ref() == Some(rule) => Ok(()),
             (_, _, Some(rules)) if sorted(rules.clone()) == sorted(fired.clone()) => Ok(()),
-            _ => bail!(
-                "expected {e:?}, got {} (fired: {fired:?})",
-                got.map_or("allow".into(), |r| format!("deny by {r}"))
-            ),
+            _ => {
+                bail!("expected {e}, got {} (fired: {fired:?})", got.map_or("allow".into(), |r| format!("deny by {r}")))
+            }
         };
     }
     if case.resources.is_empty() {
