@@ -29,6 +29,22 @@ pub enum Command {
                             Exit codes: 0 nothing fails, 1 a finding fails the check, 2 usage or input error \
                             (malformed YAML, an invalid rule set; the other files are still checked).")]
     Check(CheckArgs),
+    /// Replay recorded requests (JSON Lines) through the Envoy filter artifact, without Envoy
+    #[command(
+        after_help = "Each line: {\"method\": \"GET\", \"path\": \"/api\", \"authority\": \"api.shop\", \"headers\": {\"x-tenant\": \"shop\"},\n\
+                            \"at_ms\": 1000, \"expect\": \"allow\" | \"deny\" | {\"decision\": \"deny\", \"rule\": \"tenant\", \"status\": 403}}\n\
+                            (`authority`, `headers`, `at_ms` and `expect` are optional; `at_ms` drives rate-limit refills).\n\n\
+                            Exit codes: 0 every request as expected, 1 a request contradicted its `expect`, 2 usage or input error."
+    )]
+    Replay {
+        /// RuleSet file given to the filter as its plugin configuration (default: the built-in rule set)
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Requests file (JSON Lines), or - for stdin
+        requests: PathBuf,
+        #[command(flatten)]
+        wasm: WasmArgs,
+    },
     /// Run policy test suites: every meshguard-test.yaml under DIR
     #[command(after_help = "A suite file names a rule set (`rules: rules.yaml`, default built-in) and cases:\n\
                             \n  cases:\n  - name: unnamed port is denied\n    resources: [service.yaml]\n    expect: {rules: [istio-port-name]}\n\
@@ -80,7 +96,8 @@ pub struct CheckArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct WasmArgs {
-    /// Wasm module for --engine wasm (default: the Kubewarden module embedded at build time)
+    /// Wasm module to run (default: the module embedded at build time: the Kubewarden policy, or for
+    /// `replay` the Envoy filter)
     #[arg(long, value_name = "FILE")]
     pub module: Option<PathBuf>,
     /// Fuel per wasm call (about one unit per instruction); stops a module that loops forever

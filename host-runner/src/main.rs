@@ -54,6 +54,25 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(report.exit_code() as u8)
         }
+        Command::Replay { rules, requests, wasm: args } => {
+            let config = match &rules {
+                Some(path) => {
+                    // Validate here first, for errors with the file's line numbers.
+                    check::load_policy(Some(path))?;
+                    std::fs::read(path)?
+                }
+                None => policy_core::DEFAULT_RULES_YAML.as_bytes().to_vec(),
+            };
+            let bytes = wasm::filter_bytes(args.module.as_deref())?;
+            let engine = wasm::engine()?;
+            let cache = if args.no_cache { None } else { args.cache_dir.clone().or_else(wasm::default_cache_dir) };
+            let (module, _) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
+            let limits = wasm::Limits { fuel: args.fuel, max_memory_bytes: args.max_memory_mb << 20 };
+            let mut filter = wasm::proxy::ProxyFilter::new(&engine, &module, &config, limits)?;
+            let stdout = std::io::stdout();
+            let summary = host_runner::replay::run(&mut filter, &requests, &mut stdout.lock())?;
+            Ok(u8::from(summary.unexpected > 0))
+        }
         Command::Test { dir, engine, wasm } => {
             // One compiled module for every suite; each suite brings its own rule set.
             let module = match engine {

@@ -386,3 +386,52 @@ fn test_suites_pass_on_the_examples_and_fail_loudly_on_wrong_expectations() {
     let out = meshguard(&["test", "no/such/dir"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn replay_runs_the_envoy_filter_over_recorded_requests() {
+    let out = meshguard(&["replay", "--rules", "examples/envoy/rules.yaml", "examples/requests.jsonl"], None);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("examples/requests.jsonl:2  GET /api/orders  -> deny 403 by tenant"), "{text}");
+    assert!(
+        text.contains("examples/requests.jsonl:7  POST /shop.Orders/Get  -> deny grpc-status 7 by grpc-shape"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("7 requests: 3 allowed, 4 denied, 2 warned; 0 unexpected"), "{text}");
+
+    // Rate limits follow the recorded clock; a wrong expectation fails loudly.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(dir.path(), "rl.yaml", "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: rl}\nspec:\n  rules:\n  - {id: rate, check: http-local-rate-limit, params: {tokenBucket: {maxTokens: 2, tokensPerFill: 2, fillInterval: 1s}}}\n");
+    let reqs = write(
+        dir.path(),
+        "r.jsonl",
+        "{\"method\": \"GET\", \"path\": \"/\", \"at_ms\": 0, \"expect\": \"allow\"}\n{\"method\": \"GET\", \"path\": \"/\", \"at_ms\": 10, \"expect\": \"allow\"}\n{\"method\": \"GET\", \"path\": \"/\", \"at_ms\": 20, \"expect\": {\"decision\": \"deny\", \"status\": 429}}\n{\"method\": \"GET\", \"path\": \"/\", \"at_ms\": 1000, \"expect\": \"allow\"}\n{\"method\": \"GET\", \"path\": \"/\", \"at_ms\": 1001, \"expect\": \"deny\"}\n{\"method\": \"GET\", \"path\": \"/\", \"at_ms\": 1002, \"expect\": \"deny\"}\n",
+    );
+    let out = meshguard(&["replay", "--rules", &rules, &reqs], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(":5  GET /  -> allow  UNEXPECTED (expected \"deny\")"),
+        "two tokens came back at 1 s: {text}"
+    );
+    assert!(text.contains(":6  GET /  -> deny 429 by rate") && text.matches("UNEXPECTED").count() == 1, "{text}");
+    assert!(text.trim_end().ends_with("6 requests: 4 allowed, 2 denied, 0 warned; 1 unexpected"), "{text}");
+
+    let bad = write(dir.path(), "bad.jsonl", "{\"method\": \"GET\"}\n");
+    let out = meshguard(&["replay", "--rules", &rules, &bad], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad.jsonl:1: missing field `path`"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_envoy_example_and_its_rules_file_hold_the_same_rule_set() {
+    let envoy = std::fs::read_to_string(repo().join("examples/envoy/envoy.yaml")).unwrap();
+    let doc = policy_core::yaml::parse_one(&envoy).unwrap().value;
+    let inline = doc.pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/configuration/value").unwrap();
+    let inline = policy_core::yaml::parse_one(inline.as_str().unwrap()).unwrap().value;
+    let file =
+        policy_core::yaml::parse_one(&std::fs::read_to_string(repo().join("examples/envoy/rules.yaml")).unwrap())
+            .unwrap()
+            .value;
+    assert_eq!(inline, file, "examples/envoy/rules.yaml drifted from the RuleSet inside examples/envoy/envoy.yaml");
+}

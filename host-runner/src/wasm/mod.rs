@@ -5,6 +5,7 @@
 //! `Linker` pre-instantiated (`InstancePre`), a cheap `Store` per call, fuel so a module that loops
 //! forever is stopped, and a memory limit so one that allocates without bound is too.
 
+pub mod proxy;
 mod wapc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -20,6 +21,12 @@ pub use wapc::WapcModule;
 pub const EMBEDDED_MODULE: Option<&[u8]> = Some(include_bytes!("../../../dist/meshguard-kubewarden.wasm"));
 #[cfg(not(embedded_module))]
 pub const EMBEDDED_MODULE: Option<&[u8]> = None;
+
+/// The Envoy filter `scripts/build-wasm.sh` built, embedded at build time (for `replay`).
+#[cfg(embedded_filter)]
+pub const EMBEDDED_FILTER: Option<&[u8]> = Some(include_bytes!("../../../dist/meshguard-envoy.wasm"));
+#[cfg(not(embedded_filter))]
+pub const EMBEDDED_FILTER: Option<&[u8]> = None;
 
 /// Guards against runaway modules.
 #[derive(Clone, Copy, Debug)]
@@ -85,15 +92,24 @@ pub fn compile_cached(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -
     Ok((module, false))
 }
 
-/// The module bytes for `--module FILE`, or the embedded module.
+/// The module bytes for `--module FILE`, or `embedded`.
 pub fn module_bytes(module: Option<&Path>) -> Result<Vec<u8>> {
+    bytes_or(module, EMBEDDED_MODULE, "dist/meshguard-kubewarden.wasm")
+}
+
+/// The filter bytes for `--module FILE`, or the embedded Envoy filter.
+pub fn filter_bytes(module: Option<&Path>) -> Result<Vec<u8>> {
+    bytes_or(module, EMBEDDED_FILTER, "dist/meshguard-envoy.wasm")
+}
+
+fn bytes_or(module: Option<&Path>, embedded: Option<&[u8]>, artifact: &str) -> Result<Vec<u8>> {
     match module {
         Some(path) => std::fs::read(path).with_context(|| format!("{}: cannot read the wasm module", path.display())),
-        None => match EMBEDDED_MODULE {
+        None => match embedded {
             Some(bytes) => Ok(bytes.to_vec()),
             None => bail!(
-                "this meshguard was built without an embedded module: run scripts/build-wasm.sh and rebuild, \
-                 pass --module dist/meshguard-kubewarden.wasm, or use --engine native"
+                "this meshguard was built without an embedded {artifact}: run scripts/build-wasm.sh and rebuild, \
+                 pass --module {artifact}, or use --engine native where there is one"
             ),
         },
     }

@@ -1,0 +1,389 @@
+//! An emulation of the proxy-wasm host ABI (0.2.1), the subset the meshguard filter uses:
+//! plugin configuration, request/response headers, local responses, shared data with CAS,
+//! metrics, time and logging. Lets CI run the very filter Envoy loads over recorded requests.
+
+use super::Limits;
+use anyhow::{anyhow, bail, Result};
+use std::collections::HashMap;
+use wasmtime::{Caller, Engine, Extern, Instance, Linker, Module, Store, TypedFunc};
+
+const OK: i32 = 0;
+const NOT_FOUND: i32 = 1;
+const BAD_ARGUMENT: i32 = 2;
+const CAS_MISMATCH: i32 = 8;
+const PLUGIN_CONFIGURATION: i32 = 7;
+const REQUEST_HEADERS: i32 = 0;
+const RESPONSE_HEADERS: i32 = 2;
+
+/// A local response the filter sent instead of letting the request through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalResponse {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// -1 for plain HTTP; else the gRPC status of a trailers-only answer.
+    pub grpc_status: i32,
+}
+
+#[derive(Default)]
+struct Host {
+    config: Vec<u8>,
+    request_headers: Vec<(String, String)>,
+    response_headers: Vec<(String, String)>,
+    local_response: Option<LocalResponse>,
+    shared: HashMap<String, (Vec<u8>, u32)>,
+    metrics: Vec<(String, i64)>,
+    now_ns: u64,
+    logs: Vec<String>,
+}
+
+fn mem(c: &mut Caller<'_, Host>) -> wasmtime::Result<wasmtime::Memory> {
+    match c.get_export("memory") {
+        Some(Extern::Memory(m)) => Ok(m),
+        _ => Err(wasmtime::Error::msg("the filter exports no memory")),
+    }
+}
+
+fn read(c: &mut Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
+    let m = mem(c)?;
+    let mut buf = vec![0; len.max(0) as usize];
+    m.read(&*c, ptr as u32 as usize, &mut buf).map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+    Ok(buf)
+}
+
+fn read_str(c: &mut Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<String> {
+    Ok(String::from_utf8_lossy(&read(c, ptr, len)?).into_owned())
+}
+
+fn write(c: &mut Caller<'_, Host>, ptr: i32, bytes: &[u8]) -> wasmtime::Result<()> {
+    let m = mem(c)?;
+    m.write(c, ptr as u32 as usize, bytes).map_err(|e| wasmtime::Error::msg(e.to_string()))
+}
+
+/// Copies `bytes` into guest memory allocated with the guest's `malloc`, and stores the address
+/// and size at `ptr_ptr` / `size_ptr`, as the ABI's "return buffers" work.
+fn give(c: &mut Caller<'_, Host>, bytes: &[u8], ptr_ptr: i32, size_ptr: i32) -> wasmtime::Result<()> {
+    let malloc = match c.get_export("malloc") {
+        Some(Extern::Func(f)) => f.typed::<i32, i32>(&*c)?,
+        _ => return Err(wasmtime::Error::msg("the filter exports no malloc")),
+    };
+    let addr = malloc.call(&mut *c, bytes.len() as i32)?;
+    write(c, addr, bytes)?;
+    write(c, ptr_ptr, &addr.to_le_bytes())?;
+    write(c, size_ptr, &(bytes.len() as u32).to_le_bytes())
+}
+
+fn serialize_map(map: &[(String, String)]) -> Vec<u8> {
+    let mut out = (map.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in map {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in map {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
+    let word = |at: usize| bytes.get(at..at + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let n = word(0);
+    let mut p = 4 + n * 8;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let (kl, vl) = (word(4 + i * 8), word(8 + i * 8));
+        let k = String::from_utf8_lossy(bytes.get(p..p + kl).unwrap_or_default()).into_owned();
+        p += kl + 1;
+        let v = String::from_utf8_lossy(bytes.get(p..p + vl).unwrap_or_default()).into_owned();
+        p += vl + 1;
+        out.push((k, v));
+    }
+    out
+}
+
+fn map_of(host: &mut Host, map_type: i32) -> Option<&mut Vec<(String, String)>> {
+    match map_type {
+        REQUEST_HEADERS => Some(&mut host.request_headers),
+        RESPONSE_HEADERS => Some(&mut host.response_headers),
+        _ => None,
+    }
+}
+
+fn linker(engine: &Engine) -> Result<Linker<Host>> {
+    let mut l: Linker<Host> = Linker::new(engine);
+    let w = |e: wasmtime::Error| anyhow!("{e}");
+    l.func_wrap(
+        "env",
+        "proxy_log",
+        |mut c: Caller<'_, Host>, _level: i32, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            let msg = read_str(&mut c, ptr, len)?;
+            c.data_mut().logs.push(msg);
+            Ok(OK)
+        },
+    )
+    .map_err(w)?;
+    l.func_wrap(
+        "env",
+        "proxy_get_buffer_bytes",
+        |mut c: Caller<'_, Host>,
+         buffer: i32,
+         start: i32,
+         max: i32,
+         ptr_ptr: i32,
+         size_ptr: i32|
+         -> wasmtime::Result<i32> {
+            if buffer != PLUGIN_CONFIGURATION {
+                return Ok(NOT_FOUND);
+            }
+            let config = c.data().config.clone();
+            let start = (start.max(0) as usize).min(config.len());
+            let end = start.saturating_add(max as u32 as usize).min(config.len());
+            give(&mut c, &config[start..end], ptr_ptr, size_ptr)?;
+            Ok(OK)
+        },
+    )
+    .map_err(w)?;
+    l.func_wrap(
+        "env",
+        "proxy_get_header_map_pairs",
+        |mut c: Caller<'_, Host>, map_type: i32, ptr_ptr: i32, size_ptr: i32| -> wasmtime::Result<i32> {
+            let Some(map) = map_of(c.data_mut(), map_type) else { return Ok(NOT_FOUND) };
+            let bytes = serialize_map(map);
+            give(&mut c, &bytes, ptr_ptr, size_ptr)?;
+            Ok(OK)
+        },
+    )
+    .map_err(w)?;
+    l.func_wrap(
+        "env",
+        "proxy_add_header_map_value",
+        |mut c: Caller<'_, Host>, map_type: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> wasmtime::Result<i32> {
+            let (k, v) = (read_str(&mut c, kp, kl)?, read_str(&mut c, vp, vl)?);
+            match map_of(c.data_mut(), map_type) {
+                Some(map) => {
+                    map.push((k, v));
+                    Ok(OK)
+                }
+                None => Ok(NOT_FOUND),
+            }
+        },
+    )
+    .map_err(w)?;
+    l.func_wrap(
+        "env",
+        "proxy_send_local_response",
+        |mut c: Caller<'_, Host>,
+         status: i32,
+         _dp: i32,
+         _dl: i32,
+         bp: i32,
+         bl: i32,
+         hp: i32,
+         hl: i32,
+         grpc: i32|
+         -> wasmtime::Result<i32> {
+            let body = read_str(&mut c, bp, bl)?;
+            let headers = deserialize_map(&read(&mut c, hp, hl)?);
+            c.data_mut().local_response =
+                Some(LocalResponse { status: status as u32, headers, body, grpc_status: grpc });
+            Ok(OK)
+        },
+    )
+    .map_err(w)?;
+    l.func_wrap(
+        "env",
+        "proxy_get_shared_data",
+        |mut c: Caller<'_, Host>,
+         kp: i32,
+         kl: i32,
+         ptr_ptr: i32,
+         size_ptr: i32,
+         cas_ptr: i32|
+         -> wasmtime::Result<i32> {
+            let key = read_str(&mut c, kp, kl)?;
+            let Some((value, cas)) = c.data().shared.get(&key).cloned() else { return Ok(NOT_FOUND) };
+            give(&mut c, &value, ptr_ptr, size_ptr)?;
+            write(&mut c, cas_ptr, &cas.to_le_bytes())?;
+            Ok(OK)
+        },
+    )
+    .map_err(w)?;
+    l.func_wrap(
+        "env",
+        "proxy_set_shared_data",
+        |mut c: Caller<'_, Host>, kp: i32, kl: i32, vp: i32, vl: i32, cas: i32| -> wasmtime::Result<i32> {
+            let (key, value) = (read_str(&mut c, kp, kl)?, read(&mut c, vp, vl)?);
+            let shared = &mut c.data_mut().shared;
+            let current = shared.get(&key).map_or(0, |(_, v)| *v);
+            if cas != 0 && cas as u32 != current {
+                return Ok(CAS_MISMATCH);
+            }
+            shared.insert(key, (value, current.wrapping_add(1).max(1)));
+            Ok(OK)
+        },
+    )
+    .map_err(w)?;
+    l.func_wrap(
+        "env",
+        "proxy_define_metric",
+        |mut c: Caller<'_, Host>, _t: i32, np: i32, nl: i32, id_ptr: i32| -> wasmtime::Result<i32> {
+            let name = read_str(&mut c, np, nl)?;
+            let metrics = &mut c.data_mut().metrics;
+            let id = metrics.iter().position(|(n, _)| *n == name).unwrap_or_else(|| {
+                metrics.push((name, 0));
+                metrics.len() - 1
+            });
+            write(&mut c, id_ptr, &(id as u32).to_le_bytes())?;
+            Ok(OK)
+        },
+    )
+    .map_err(w)?;
+    l.func_wrap("env", "proxy_increment_metric", |mut c: Caller<'_, Host>, id: i32, by: i64| -> i32 {
+        match c.data_mut().metrics.get_mut(id as usize) {
+            Some((_, v)) => {
+                *v += by;
+                OK
+            }
+            None => BAD_ARGUMENT,
+        }
+    })
+    .map_err(w)?;
+    l.func_wrap(
+        "env",
+        "proxy_get_current_time_nanoseconds",
+        |mut c: Caller<'_, Host>, ptr: i32| -> wasmtime::Result<i32> {
+            let now = c.data().now_ns;
+            write(&mut c, ptr, &now.to_le_bytes())?;
+            Ok(OK)
+        },
+    )
+    .map_err(w)?;
+    l.func_wrap("env", "proxy_set_tick_period_milliseconds", |_: Caller<'_, Host>, _: i32| -> i32 { OK }).map_err(w)?;
+    l.func_wrap("env", "proxy_set_effective_context", |_: Caller<'_, Host>, _: i32| -> i32 { OK }).map_err(w)?;
+    l.func_wrap("env", "proxy_done", |_: Caller<'_, Host>| -> i32 { OK }).map_err(w)?;
+    Ok(l)
+}
+
+/// What the filter did with one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub local_response: Option<LocalResponse>,
+    /// Headers the filter added to the response (e.g. `x-meshguard-warn`).
+    pub added_response_headers: Vec<(String, String)>,
+}
+
+/// One filter instance (one Envoy worker's VM), configured once, fed requests in order.
+pub struct ProxyFilter {
+    store: Store<Host>,
+    on_create: TypedFunc<(i32, i32), ()>,
+    on_request: TypedFunc<(i32, i32, i32), i32>,
+    on_response: TypedFunc<(i32, i32, i32), i32>,
+    on_done: TypedFunc<i32, i32>,
+    on_delete: TypedFunc<i32, ()>,
+    next_context: i32,
+    fuel: u64,
+}
+
+const ROOT: i32 = 1;
+
+impl ProxyFilter {
+    /// Instantiates the filter and runs `proxy_on_vm_start` and `proxy_on_configure` with
+    /// `config` as the plugin configuration; `Err` carries the filter's own log when it refuses.
+    pub fn new(engine: &Engine, module: &Module, config: &[u8], limits: Limits) -> Result<Self> {
+        let mut l = linker(engine)?;
+        l.define_unknown_imports_as_traps(module).map_err(|e| anyhow!("{e}"))?;
+        let mut store =
+            Store::new(engine, Host { config: config.to_vec(), now_ns: 1_000_000_000_000, ..Host::default() });
+        store.set_fuel(limits.fuel).map_err(|e| anyhow!("{e}"))?;
+        let instance: Instance =
+            l.instantiate(&mut store, module).map_err(|e| anyhow!("instantiating the filter: {e}"))?;
+        let func = |store: &mut Store<Host>, name: &str| {
+            instance.get_func(&mut *store, name).ok_or_else(|| anyhow!("the filter does not export {name}"))
+        };
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+            init.call(&mut store, ()).map_err(|e| anyhow!("{e:#}"))?;
+        }
+        let on_create =
+            func(&mut store, "proxy_on_context_create")?.typed::<(i32, i32), ()>(&store).map_err(|e| anyhow!("{e}"))?;
+        let on_vm_start =
+            func(&mut store, "proxy_on_vm_start")?.typed::<(i32, i32), i32>(&store).map_err(|e| anyhow!("{e}"))?;
+        let on_configure =
+            func(&mut store, "proxy_on_configure")?.typed::<(i32, i32), i32>(&store).map_err(|e| anyhow!("{e}"))?;
+        let typed3 = |store: &mut Store<Host>, name: &str| -> Result<TypedFunc<(i32, i32, i32), i32>> {
+            func(store, name)?.typed(&*store).map_err(|e| anyhow!("{e}"))
+        };
+        let on_request = typed3(&mut store, "proxy_on_request_headers")?;
+        let on_response = typed3(&mut store, "proxy_on_response_headers")?;
+        let on_done = func(&mut store, "proxy_on_done")?.typed::<i32, i32>(&store).map_err(|e| anyhow!("{e}"))?;
+        let on_delete = func(&mut store, "proxy_on_delete")?.typed::<i32, ()>(&store).map_err(|e| anyhow!("{e}"))?;
+        on_create.call(&mut store, (ROOT, 0)).map_err(|e| anyhow!("{e:#}"))?;
+        on_vm_start.call(&mut store, (ROOT, 0)).map_err(|e| anyhow!("{e:#}"))?;
+        let configured = on_configure.call(&mut store, (ROOT, config.len() as i32)).map_err(|e| anyhow!("{e:#}"))?;
+        if configured == 0 {
+            bail!("the filter rejected its configuration: {}", store.data().logs.join("; "));
+        }
+        Ok(ProxyFilter {
+            store,
+            on_create,
+            on_request,
+            on_response,
+            on_done,
+            on_delete,
+            next_context: 2,
+            fuel: limits.fuel,
+        })
+    }
+
+    /// Runs one request through the filter at host time `now_ms`.
+    pub fn request(&mut self, headers: Vec<(String, String)>, now_ms: u64) -> Result<Outcome> {
+        let ctx = self.next_context;
+        self.next_context += 1;
+        let fuel = self.fuel;
+        let host = self.store.data_mut();
+        host.now_ns = now_ms.saturating_mul(1_000_000);
+        host.local_response = None;
+        host.response_headers = vec![(":status".into(), "200".into())];
+        let n = headers.len() as i32;
+        host.request_headers = headers;
+        self.store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
+        let run = |s: &mut Self| -> wasmtime::Result<()> {
+            s.on_create.call(&mut s.store, (ctx, ROOT))?;
+            s.on_request.call(&mut s.store, (ctx, n, 1))?;
+            // Envoy runs the response path for the filter's own local reply too.
+            let replied = s.store.data().local_response.clone();
+            if let Some(reply) = &replied {
+                let mut h = vec![(":status".to_string(), reply.status.to_string())];
+                h.extend(reply.headers.iter().cloned());
+                s.store.data_mut().response_headers = h;
+            }
+            let count = s.store.data().response_headers.len() as i32;
+            s.on_response.call(&mut s.store, (ctx, count, 1))?;
+            s.on_done.call(&mut s.store, ctx)?;
+            s.on_delete.call(&mut s.store, ctx)?;
+            Ok(())
+        };
+        run(self).map_err(|e| {
+            if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) {
+                anyhow!("the filter ran out of fuel after {fuel} units on one request (raise it with --fuel)")
+            } else {
+                anyhow!("the filter trapped (Envoy would answer 503): {e:#}")
+            }
+        })?;
+        let host = self.store.data();
+        let base = match &host.local_response {
+            Some(r) => 1 + r.headers.len(),
+            None => 1,
+        };
+        Ok(Outcome {
+            local_response: host.local_response.clone(),
+            added_response_headers: host.response_headers.iter().skip(base).cloned().collect(),
+        })
+    }
+
+    pub fn metrics(&self) -> &[(String, i64)] {
+        &self.store.data().metrics
+    }
+}

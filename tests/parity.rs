@@ -1,0 +1,286 @@
+//! Differential test: the whole corpus, and generated manifests and requests, through native
+//! policy-core and through each deployed wasm artifact in host-runner's wasmtime host. Any
+//! difference in decision, rule ids, messages or paths fails.
+
+use host_runner::wasm::{self, proxy::ProxyFilter, Limits, WapcModule};
+use meshguard_tests::envoy::built_module;
+use meshguard_tests::load_corpus;
+use policy_core::{Input, MemoryBuckets, Policy, Request};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn kubewarden() -> WapcModule {
+    let engine = wasm::engine().unwrap();
+    let bytes = std::fs::read(built_module("dist/meshguard-kubewarden.wasm").unwrap()).unwrap();
+    let (module, _) = wasm::compile_cached(&engine, &bytes, None).unwrap();
+    WapcModule::new(&engine, &module, Limits::default()).unwrap()
+}
+
+/// The filter compiled once per test binary; each caller gets a fresh instance (a fresh VM).
+fn filter(rules: &str) -> ProxyFilter {
+    static COMPILED: std::sync::OnceLock<(wasmtime::Engine, wasmtime::Module)> = std::sync::OnceLock::new();
+    let (engine, module) = COMPILED.get_or_init(|| {
+        let engine = wasm::engine().unwrap();
+        let bytes = std::fs::read(built_module("dist/meshguard-envoy.wasm").unwrap()).unwrap();
+        let (module, _) = wasm::compile_cached(&engine, &bytes, None).unwrap();
+        (engine, module)
+    });
+    ProxyFilter::new(engine, module, rules.as_bytes(), Limits::default()).unwrap()
+}
+
+/// (rule, action, message, path, object) for every finding, in order.
+fn native_findings(objects: &[Value], rules: Option<&Value>, ns: &str) -> Vec<(String, String, String, String, usize)> {
+    let policy = match rules {
+        Some(r) => Policy::from_value(r).unwrap(),
+        None => Policy::default_rules().unwrap(),
+    };
+    policy
+        .review(&Input::new(objects, ns))
+        .into_iter()
+        .map(|f| (f.rule, f.action.as_str().to_string(), f.message, f.path.to_string(), f.object_index))
+        .collect()
+}
+
+fn wasm_findings(
+    m: &WapcModule,
+    objects: &[Value],
+    rules: Option<&Value>,
+    ns: &str,
+) -> Vec<(String, String, String, String, usize)> {
+    let payload = json!({"objects": objects, "rules": rules, "namespace": ns});
+    let answer: Value =
+        serde_json::from_slice(&m.call("meshguard_review", payload.to_string().as_bytes()).unwrap()).unwrap();
+    answer["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
+            (s("rule"), s("action"), s("message"), s("path"), f["object"].as_u64().unwrap() as usize)
+        })
+        .collect()
+}
+
+/// Envoy-style headers for a request, as the filter receives them.
+fn envoy_headers(req: &Request) -> Vec<(String, String)> {
+    let mut h = vec![(":method".into(), req.method.clone()), (":path".into(), req.path.clone())];
+    h.push((":authority".into(), if req.authority.is_empty() { "replay.local".into() } else { req.authority.clone() }));
+    h.extend(req.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
+    h
+}
+
+/// (decision, rule, status, message) natively and through the filter.
+fn compare_requests(rules_text: &str, requests: &[(Request, u64)]) -> Result<(), String> {
+    let policy = Policy::from_text(rules_text).map_err(|e| e.to_string())?;
+    let mut buckets = MemoryBuckets::default();
+    let mut f = filter(rules_text);
+    for (i, (req, at)) in requests.iter().enumerate() {
+        // The filter sees the authority the way Envoy passes it; natively the model carries it.
+        let mut native_req = req.clone();
+        if native_req.authority.is_empty() {
+            native_req.authority = "replay.local".into();
+        }
+        let d = policy.decide(&native_req, *at, &mut buckets).map_err(|e| e.to_string())?;
+        let native = d.denied.map(|x| {
+            let status = if req.is_grpc() { u32::from(x.grpc_status) } else { u32::from(x.status) };
+            (x.rule, status, x.message)
+        });
+        let outcome = f.request(envoy_headers(req), *at).map_err(|e| e.to_string())?;
+        let filtered = outcome.local_response.map(|r| {
+            if r.grpc_status >= 0 {
+                let (rule, message) = r.body.split_once(": ").unwrap_or(("", ""));
+                (rule.to_string(), r.grpc_status as u32, message.to_string())
+            } else {
+                let body: Value = serde_json::from_str(&r.body).unwrap_or_default();
+                (
+                    body["rule"].as_str().unwrap_or("").to_string(),
+                    r.status,
+                    body["message"].as_str().unwrap_or("").to_string(),
+                )
+            }
+        });
+        if native != filtered {
+            return Err(format!("request {i} {} {}: native {native:?}, filter {filtered:?}", req.method, req.path));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn corpus_objects_review_identically_in_the_kubewarden_module() {
+    let m = kubewarden();
+    let mut compared = 0;
+    for case in load_corpus().unwrap().iter().filter(|c| !c.objects.is_empty()) {
+        let native = native_findings(&case.objects, case.rules.as_ref(), &case.namespace);
+        let wasm = wasm_findings(&m, &case.objects, case.rules.as_ref(), &case.namespace);
+        assert_eq!(native, wasm, "{}", case.source);
+        compared += native.len();
+    }
+    assert!(compared > 50, "only {compared} findings compared");
+}
+
+#[test]
+fn corpus_requests_decide_identically_in_the_envoy_filter() {
+    for case in load_corpus().unwrap().iter().filter(|c| !c.requests.is_empty()) {
+        let rules = match &case.rules {
+            Some(doc) => doc.to_string(),
+            None => policy_core::DEFAULT_RULES_YAML.to_string(),
+        };
+        let requests: Vec<(Request, u64)> =
+            case.requests.iter().map(|r| (serde_json::from_value(r.request.clone()).unwrap(), r.at_ms)).collect();
+        compare_requests(&rules, &requests).unwrap_or_else(|e| panic!("{}: {e}", case.source));
+    }
+}
+
+fn port_name() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        Just(None),
+        prop::sample::select(vec![
+            "http", "http-web", "grpc", "tcp-db", "web", "metrics", "HTTP2-x", "grpc-web", "redis", "udp-dns"
+        ])
+        .prop_map(|s| Some(s.to_string())),
+    ]
+}
+
+fn service() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(vec!["shop", "pay", "kube-system", "istio-system"]),
+        "[a-z]{1,6}",
+        any::<bool>(),
+        prop::collection::vec(
+            (
+                port_name(),
+                prop::sample::select(vec![80u16, 443, 7000, 8080, 9090]),
+                prop::option::of(prop::sample::select(vec!["http", "grpc", "websocket"])),
+            ),
+            1..4,
+        ),
+    )
+        .prop_map(|(ns, name, headless, ports)| {
+            let ports: Vec<Value> = ports
+                .into_iter()
+                .map(|(n, p, app)| {
+                    let mut port = json!({"port": p});
+                    if let Some(n) = n {
+                        port["name"] = json!(n);
+                    }
+                    if let Some(a) = app {
+                        port["appProtocol"] = json!(a);
+                    }
+                    port
+                })
+                .collect();
+            let mut spec = json!({"ports": ports, "selector": {"app": name}});
+            if headless {
+                spec["clusterIP"] = json!("None");
+            }
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+        })
+}
+
+fn workload() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(vec!["Deployment", "StatefulSet", "DaemonSet", "Pod"]),
+        prop::sample::select(vec!["shop", "pay"]),
+        "[a-z]{1,6}",
+        prop::option::of(0u64..90),
+        prop::option::of(0u64..120),
+        any::<bool>(),
+        prop::option::of(prop::sample::select(vec!["true", "false"])),
+    )
+        .prop_map(|(kind, ns, name, sleep, grace, hold, inject)| {
+            let mut container = json!({"name": name, "image": "registry.example.com/app:1", "ports": [{"name": "http", "containerPort": 8080}]});
+            if let Some(s) = sleep {
+                container["lifecycle"] = json!({"preStop": {"exec": {"command": ["sh", "-c", format!("sleep {s}")]}}});
+            }
+            let mut pod_spec = json!({"containers": [container]});
+            if let Some(g) = grace {
+                pod_spec["terminationGracePeriodSeconds"] = json!(g);
+            }
+            let mut meta = json!({"labels": {"app": name}});
+            if hold {
+                meta["annotations"] = json!({"proxy.istio.io/config": "holdApplicationUntilProxyStarts: true"});
+            }
+            if let Some(i) = inject {
+                meta["labels"]["sidecar.istio.io/inject"] = json!(i);
+            }
+            if kind == "Pod" {
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": meta["labels"], "annotations": meta.get("annotations").cloned().unwrap_or(json!({}))}, "spec": pod_spec})
+            } else {
+                json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": ns}, "spec": {"template": {"metadata": meta, "spec": pod_spec}}})
+            }
+        })
+}
+
+fn istio_object() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(vec!["VirtualService", "DestinationRule", "ServiceEntry", "Sidecar", "EnvoyFilter"]),
+        prop::sample::select(vec!["shop", "pay", "istio-system"]),
+        prop::sample::select(vec!["api", "api.shop.svc.cluster.local", "*", "x.pay.svc.cluster.local", "ext.example.com"]),
+        prop::option::of(prop::collection::vec(prop::sample::select(vec![".", "shop", "*"]), 0..3)),
+    )
+        .prop_map(|(kind, ns, host, export)| {
+            let mut spec = json!({"hosts": [host], "host": host});
+            if let Some(e) = export {
+                spec["exportTo"] = json!(e);
+            }
+            json!({"apiVersion": "networking.istio.io/v1", "kind": kind, "metadata": {"name": "o", "namespace": ns}, "spec": spec})
+        })
+}
+
+fn request() -> impl Strategy<Value = (Request, u64)> {
+    (
+        prop::sample::select(vec!["GET", "POST", "DELETE", "HEAD"]),
+        prop::sample::select(vec!["/", "/api/orders", "/admin/x", "/pkg.Svc/M?x=1"]),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec!["x-tenant", "x-debug", "content-type", "te", "x-request-id", "cookie"]),
+                "[a-z0-9/+.-]{0,40}",
+            ),
+            0..6,
+        ),
+        0u64..5_000,
+    )
+        .prop_map(|(m, p, h, at)| {
+            (
+                Request {
+                    method: m.into(),
+                    path: p.into(),
+                    authority: String::new(),
+                    headers: h.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                },
+                at,
+            )
+        })
+}
+
+const HTTP_RULES: &str = "apiVersion: meshguard.dev/v1alpha1
+kind: RuleSet
+metadata: {name: generated}
+spec:
+  rules:
+  - {id: tenant, check: http-tenant-header, params: {allowed: [shop, pay]}, when: {pathPrefix: /api}}
+  - {id: debug, check: http-deny-header, action: warn, params: {header: x-debug, pattern: '^1'}}
+  - {id: admin, check: http-allowed-methods, params: {paths: [{prefix: /admin, methods: [GET]}]}}
+  - {id: limits, check: http-header-limits, status: 431, params: {maxCount: 4, maxValueBytes: 30}}
+  - {id: grpc, check: http-grpc-shape}
+  - {id: rate, check: http-local-rate-limit, params: {key: 'header:x-tenant', tokenBucket: {maxTokens: 3, tokensPerFill: 1, fillInterval: 500ms}}}
+";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn generated_manifests_review_identically(objects in prop::collection::vec(prop_oneof![service(), workload(), istio_object()], 1..12)) {
+        thread_local! { static M: WapcModule = kubewarden(); }
+        let native = native_findings(&objects, None, "default");
+        let wasm = M.with(|m| wasm_findings(m, &objects, None, "default"));
+        prop_assert_eq!(native, wasm);
+    }
+
+    #[test]
+    fn generated_requests_decide_identically(mut requests in prop::collection::vec(request(), 1..20)) {
+        requests.sort_by_key(|(_, at)| *at);
+        prop_assert_eq!(compare_requests(HTTP_RULES, &requests), Ok(()));
+    }
+}
