@@ -24,7 +24,7 @@ fn repo(c: &mut Criterion) {
         reviewers.push((
             "check_10k_objects_default_rules/wasm",
             host_runner::check::Reviewer::Wasm {
-                module,
+                module: std::sync::Arc::new(module),
                 rules: serde_json::Value::Null,
                 policy: Policy::default_rules().expect("rules"),
             },
