@@ -75,12 +75,30 @@ fn read(path: &Path) -> std::io::Result<String> {
     }
 }
 
+/// A progress bar only for people: on a terminal, outside CI, and for runs long enough to need one.
+pub fn show_progress(stderr_is_terminal: bool, in_ci: bool, files: usize) -> bool {
+    stderr_is_terminal && !in_ci && files >= 200
+}
+
 /// Reads and parses every path. A path that does not exist is a usage error (`Err`); a file that
 /// does not parse is an [`InputError`] and the rest are still loaded.
 pub fn load(paths: &[PathBuf]) -> Result<Sources> {
+    use std::io::IsTerminal;
     let files = expand(paths)?;
+    let progress = if show_progress(std::io::stderr().is_terminal(), std::env::var_os("CI").is_some(), files.len()) {
+        let bar = indicatif::ProgressBar::new(files.len() as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} reading {pos}/{len} files {wide_bar} {eta}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let parsed: Vec<(String, Result<Vec<(Value, Spans)>, InputError>)> = files
         .par_iter()
+        .inspect(|_| progress.inc(1))
         .map(|path| {
             let name = if path.as_os_str() == "-" { STDIN.to_string() } else { path.display().to_string() };
             let result = read(path)
@@ -93,6 +111,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Sources> {
             (name, result)
         })
         .collect();
+    progress.finish_and_clear();
     let mut sources = Sources::default();
     for (file, (name, result)) in parsed.into_iter().enumerate() {
         sources.files.push(name);
@@ -133,5 +152,16 @@ impl Sources {
 impl SourceObject {
     pub fn position(&self, path: &policy_core::FieldPath) -> Position {
         self.spans.locate(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_only_on_a_terminal_outside_ci_for_big_runs() {
+        assert!(super::show_progress(true, false, 5_000));
+        assert!(!super::show_progress(false, false, 5_000), "piped");
+        assert!(!super::show_progress(true, true, 5_000), "CI");
+        assert!(!super::show_progress(true, false, 10), "too short to need one");
     }
 }
