@@ -47,6 +47,19 @@ pub struct Report {
     pub fail_on: Action,
 }
 
+type FindingKey<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+
+pub struct FindingIndex<'a>(std::collections::HashMap<FindingKey<'a>, Vec<&'a LocatedFinding>>);
+
+impl<'a> FindingIndex<'a> {
+    /// The findings of `rule` on object `o`.
+    pub fn on(&self, o: &'a ObjectRef, rule: &'a str) -> &[&'a LocatedFinding] {
+        self.0
+            .get(&(o.file.as_str(), o.kind.as_str(), o.namespace.as_str(), o.name.as_str(), rule))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectRef {
     pub file: String,
@@ -58,6 +71,17 @@ pub struct ObjectRef {
 }
 
 impl Report {
+    /// Findings grouped by object and rule, for formats that report every (object, rule) pair:
+    /// look up with [`FindingIndex::on`].
+    pub fn findings_index(&self) -> FindingIndex<'_> {
+        let mut map: std::collections::HashMap<(&str, &str, &str, &str, &str), Vec<&LocatedFinding>> =
+            Default::default();
+        for f in &self.findings {
+            map.entry((&f.file, &f.kind, &f.namespace, &f.name, &f.rule)).or_default().push(f);
+        }
+        FindingIndex(map)
+    }
+
     pub fn exit_code(&self) -> i32 {
         if !self.errors.is_empty() {
             2

@@ -26,6 +26,7 @@ fn esc(s: &str) -> String {
 impl Printer for JunitPrinter {
     fn print(&self, report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         let fails = |a: Action| a != Action::Audit && a >= report.fail_on;
+        let index = report.findings_index();
         let mut files: Vec<&str> = Vec::new();
         for o in &report.objects {
             if !files.contains(&o.file.as_str()) {
@@ -56,17 +57,7 @@ impl Printer for JunitPrinter {
                     format!("{} {}/{}", o.kind, o.namespace, o.name)
                 };
                 for rule in &report.rules {
-                    let hits: Vec<_> = report
-                        .findings
-                        .iter()
-                        .filter(|f| {
-                            &f.rule == rule
-                                && f.file == o.file
-                                && f.kind == o.kind
-                                && f.namespace == o.namespace
-                                && f.name == o.name
-                        })
-                        .collect();
+                    let hits = index.on(o, rule);
                     write!(
                         out,
                         r#"    <testcase classname="{}" name="{} [{}]" file="{}" line="{}""#,
@@ -81,7 +72,7 @@ impl Printer for JunitPrinter {
                         continue;
                     }
                     writeln!(out, ">")?;
-                    for f in hits {
+                    for f in hits.iter().copied() {
                         let text = format!("{}:{}: {} {}: {}", f.file, f.line, f.action, f.path, f.message);
                         if fails(f.action) {
                             writeln!(

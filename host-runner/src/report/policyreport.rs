@@ -20,28 +20,19 @@ fn result(a: Action) -> &'static str {
 impl Printer for PolicyReportPrinter {
     fn print(&self, report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         let mut by_namespace: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        let index = report.findings_index();
         for o in &report.objects {
             let mut resource = json!({"apiVersion": o.api_version, "kind": o.kind, "name": o.name});
             if !o.namespace.is_empty() {
                 resource["namespace"] = json!(o.namespace);
             }
             for rule in &report.rules {
-                let hits: Vec<_> = report
-                    .findings
-                    .iter()
-                    .filter(|f| {
-                        &f.rule == rule
-                            && f.file == o.file
-                            && f.kind == o.kind
-                            && f.namespace == o.namespace
-                            && f.name == o.name
-                    })
-                    .collect();
+                let hits = index.on(o, rule);
                 let results = by_namespace.entry(o.namespace.as_str()).or_default();
                 if hits.is_empty() {
                     results.push(json!({"policy": "meshguard", "rule": rule, "result": "pass", "source": "meshguard", "scored": true, "resources": [resource]}));
                 }
-                for f in hits {
+                for f in hits.iter().copied() {
                     results.push(json!({
                         "policy": "meshguard", "rule": rule, "result": result(f.action), "message": f.message,
                         "source": "meshguard", "scored": true, "resources": [resource],

@@ -5,6 +5,7 @@
 //! `Linker` pre-instantiated (`InstancePre`), a cheap `Store` per call, fuel so a module that loops
 //! forever is stopped, and a memory limit so one that allocates without bound is too.
 
+mod guest_memory;
 pub mod proxy;
 mod wapc;
 

@@ -2,6 +2,7 @@
 //! plugin configuration, request/response headers, local responses, shared data with CAS,
 //! metrics, time and logging. Lets CI run the very filter Envoy loads over recorded requests.
 
+use super::guest_memory::{read, read_str, write};
 use super::Limits;
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
@@ -35,29 +36,6 @@ struct Host {
     metrics: Vec<(String, i64)>,
     now_ns: u64,
     logs: Vec<String>,
-}
-
-fn mem(c: &mut Caller<'_, Host>) -> wasmtime::Result<wasmtime::Memory> {
-    match c.get_export("memory") {
-        Some(Extern::Memory(m)) => Ok(m),
-        _ => Err(wasmtime::Error::msg("the filter exports no memory")),
-    }
-}
-
-fn read(c: &mut Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
-    let m = mem(c)?;
-    let mut buf = vec![0; len.max(0) as usize];
-    m.read(&*c, ptr as u32 as usize, &mut buf).map_err(|e| wasmtime::Error::msg(e.to_string()))?;
-    Ok(buf)
-}
-
-fn read_str(c: &mut Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<String> {
-    Ok(String::from_utf8_lossy(&read(c, ptr, len)?).into_owned())
-}
-
-fn write(c: &mut Caller<'_, Host>, ptr: i32, bytes: &[u8]) -> wasmtime::Result<()> {
-    let m = mem(c)?;
-    m.write(c, ptr as u32 as usize, bytes).map_err(|e| wasmtime::Error::msg(e.to_string()))
 }
 
 /// Copies `bytes` into guest memory allocated with the guest's `malloc`, and stores the address

@@ -1,9 +1,10 @@
 //! The waPC host protocol (what Kubewarden's host speaks) over wasmtime, plus the handful of
 //! WASI calls a wasm32-wasip1 guest imports.
 
+use super::guest_memory::{read, write};
 use super::Limits;
 use anyhow::{anyhow, Result};
-use wasmtime::{Caller, Engine, Extern, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
+use wasmtime::{Caller, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
 
 struct Call {
     op: Vec<u8>,
@@ -29,25 +30,6 @@ impl ResourceLimiter for MemoryLimit {
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
-}
-
-fn memory(caller: &mut Caller<'_, Call>) -> wasmtime::Result<wasmtime::Memory> {
-    match caller.get_export("memory") {
-        Some(Extern::Memory(m)) => Ok(m),
-        _ => Err(wasmtime::Error::msg("the guest exports no memory")),
-    }
-}
-
-fn read(caller: &mut Caller<'_, Call>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
-    let mem = memory(caller)?;
-    let mut buf = vec![0; len.max(0) as usize];
-    mem.read(&*caller, ptr as u32 as usize, &mut buf).map_err(|e| wasmtime::Error::msg(e.to_string()))?;
-    Ok(buf)
-}
-
-fn write(caller: &mut Caller<'_, Call>, ptr: i32, bytes: &[u8]) -> wasmtime::Result<()> {
-    let mem = memory(caller)?;
-    mem.write(caller, ptr as u32 as usize, bytes).map_err(|e| wasmtime::Error::msg(e.to_string()))
 }
 
 fn linker(engine: &Engine) -> Result<Linker<Call>> {
