@@ -10,12 +10,12 @@ mod path;
 #[path = "src/yaml.rs"]
 mod yaml;
 
-fn main() {
+fn main() -> Result<(), String> {
     let source = "src/default-rules.yaml";
     println!("cargo:rerun-if-changed={source}");
-    let text = std::fs::read_to_string(source).unwrap_or_else(|e| panic!("{source}: {e}"));
-    let doc = yaml::parse_one(&text).unwrap_or_else(|e| panic!("{source}:{e}"));
-    let out = std::path::Path::new(&std::env::var("OUT_DIR").unwrap_or_else(|e| panic!("OUT_DIR: {e}")))
-        .join("default-rules.json");
-    std::fs::write(&out, doc.value.to_string()).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    let text = std::fs::read_to_string(source).map_err(|e| format!("{source}: {e}"))?;
+    let doc = yaml::parse_one(&text).map_err(|e| format!("{source}:{e}"))?;
+    let out_dir = std::env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?;
+    let out = std::path::Path::new(&out_dir).join("default-rules.json");
+    std::fs::write(&out, doc.value.to_string()).map_err(|e| format!("{}: {e}", out.display()))
 }

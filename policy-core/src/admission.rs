@@ -104,7 +104,8 @@ impl Policy {
     }
 }
 
-#[cfg(all(test, feature = "kubernetes", feature = "yaml"))]
+#[cfg(test)]
+#[cfg(all(feature = "kubernetes", feature = "yaml"))]
 mod tests {
     use super::*;
     use serde_json::json;
