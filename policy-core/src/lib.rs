@@ -21,6 +21,7 @@ pub mod http;
 pub mod matching;
 pub mod object;
 pub mod path;
+pub mod pattern;
 pub mod policy;
 #[cfg(feature = "yaml")]
 pub mod yaml;

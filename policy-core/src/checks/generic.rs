@@ -5,7 +5,7 @@ use crate::finding::Violation;
 use crate::matching::KindSelector;
 use crate::object::{map_str, Input, Object};
 use crate::path::{FieldPath, FieldSelector};
-use regex_lite::Regex;
+use crate::pattern::Pattern;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -40,7 +40,7 @@ struct RequiredMetaParams {
 struct RequiredMeta {
     field: &'static str,
     target: MetaTarget,
-    keys: Vec<(String, Option<Regex>)>,
+    keys: Vec<(String, Option<Pattern>)>,
 }
 
 fn compile_required_meta(field: &'static str, params: &Value) -> Result<Compiled, ParamError> {
@@ -200,7 +200,7 @@ fn yes() -> bool {
 
 struct FieldPattern {
     selector: FieldSelector,
-    pattern: Regex,
+    pattern: Pattern,
     must_match: bool,
     required: bool,
 }

@@ -2,7 +2,7 @@
 
 use super::{compile_regex, parse_params, CheckSpec, Compiled, HttpCheck, HttpContext, ParamDoc, ParamError, Target};
 use crate::http::{parse_duration_ms, Request, TokenBucket};
-use regex_lite::Regex;
+use crate::pattern::Pattern;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -15,7 +15,7 @@ struct RequireHeaderParams {
 
 struct RequireHeader {
     header: String,
-    pattern: Option<Regex>,
+    pattern: Option<Pattern>,
 }
 
 pub static REQUIRE_HEADER: CheckSpec = CheckSpec {
@@ -71,7 +71,7 @@ struct DenyHeaderParams {
 
 struct DenyHeader {
     header: String,
-    pattern: Regex,
+    pattern: Pattern,
 }
 
 pub static DENY_HEADER: CheckSpec = CheckSpec {
@@ -197,7 +197,7 @@ struct PathMethods {
 pub(crate) enum PathMatcher {
     Prefix(String),
     Exact(String),
-    Regex(Regex),
+    Regex(Pattern),
 }
 
 impl PathMatcher {

@@ -114,8 +114,8 @@ pub(crate) const fn doc(text: &'static str) -> &'static str {
     }
 }
 
-pub(crate) fn compile_regex(field: &str, pattern: &str) -> Result<regex_lite::Regex, ParamError> {
-    regex_lite::Regex::new(pattern).map_err(|e| ParamError::new(field, format!("invalid regex `{pattern}`: {e}")))
+pub(crate) fn compile_regex(field: &str, pattern: &str) -> Result<crate::pattern::Pattern, ParamError> {
+    crate::pattern::Pattern::new(pattern).map_err(|e| ParamError::new(field, format!("invalid regex `{pattern}`: {e}")))
 }
 
 static REGISTRY: &[&CheckSpec] = &[
