@@ -147,10 +147,16 @@ struct Reviewed {
 }
 
 impl Reviewer {
-    fn kubernetes_rule_ids(&self) -> Vec<String> {
-        let policy = match self {
+    /// The rule set, compiled natively (with the wasm engine it only names rules and decides
+    /// HTTP cases in `meshguard test`; the module reviews the objects).
+    pub fn policy(&self) -> &Policy {
+        match self {
             Reviewer::Native(p) | Reviewer::Wasm { policy: p, .. } => p,
-        };
+        }
+    }
+
+    fn kubernetes_rule_ids(&self) -> Vec<String> {
+        let policy = self.policy();
         let http: Vec<&str> = policy.http_rules().map(|r| r.id.as_str()).collect();
         policy.rules().filter(|r| !http.contains(&r.id.as_str())).map(|r| r.id.clone()).collect()
     }

@@ -91,26 +91,21 @@ pub fn run(dir: &Path, make_reviewer: &dyn Fn(Policy, serde_json::Value) -> Resu
         let base = file.parent().unwrap_or(Path::new("."));
         let rules = suite.rules.as_ref().map(|r| base.join(r));
         let (policy, rules_doc) = check::load_policy(rules.as_deref())?;
-        let http = Policy::from_value(&if rules_doc.is_null() { default_rules_doc()? } else { rules_doc.clone() })
-            .map_err(|e| anyhow!("{e}"))?;
         let reviewer = make_reviewer(policy, rules_doc)?;
         let namespace = suite.namespace.as_deref().unwrap_or("default");
         let prefix = suite.name.clone().unwrap_or_else(|| file.display().to_string());
         for case in &suite.cases {
             let name = format!("{prefix}: {}", case.name);
-            let failure = run_case(case, base, &reviewer, &http, namespace).err().map(|e| format!("{e:#}"));
+            let failure = run_case(case, base, &reviewer, namespace).err().map(|e| format!("{e:#}"));
             outcomes.push(Outcome { name, failure });
         }
     }
     Ok(outcomes)
 }
 
-fn default_rules_doc() -> Result<serde_json::Value> {
-    Ok(policy_core::yaml::parse_one(policy_core::DEFAULT_RULES_YAML).map_err(|e| anyhow!("{e}"))?.value)
-}
-
-fn run_case(case: &Case, base: &Path, reviewer: &Reviewer, http: &Policy, namespace: &str) -> Result<()> {
+fn run_case(case: &Case, base: &Path, reviewer: &Reviewer, namespace: &str) -> Result<()> {
     let e = &case.expect;
+    let http = reviewer.policy();
     if let Some(req) = &case.request {
         let d = http.decide(req, 0, &mut MemoryBuckets::default()).map_err(|e| anyhow!(e))?;
         let got = d.denied.as_ref().map(|x| x.rule.clone());
