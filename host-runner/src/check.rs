@@ -113,9 +113,10 @@ pub fn load_policy(rules: Option<&Path>) -> Result<(Policy, serde_json::Value)> 
         return Ok((policy, serde_json::Value::Null));
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read rule set", path.display()))?;
-    let policy = Policy::from_text(&text).map_err(|e| RulesError(format!("{}:{e}", path.display())))?;
-    let doc = policy_core::yaml::parse_one(&text).map_err(|e| RulesError(format!("{}:{e}", path.display())))?.value;
-    Ok((policy, doc))
+    let located = |e: &dyn std::fmt::Display| RulesError(format!("{}:{e}", path.display()));
+    let doc = policy_core::yaml::parse_one(&text).map_err(|e| located(&e))?;
+    let policy = Policy::from_document(&doc).map_err(|e| located(&e))?;
+    Ok((policy, doc.value))
 }
 
 /// What reviews the objects: policy-core in this process, or the deployed wasm module.

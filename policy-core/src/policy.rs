@@ -225,6 +225,12 @@ impl Policy {
             column: e.at.column,
             message: e.message,
         })?;
+        Policy::from_document(&doc)
+    }
+
+    /// Loads an already parsed YAML document; validation errors point at the field's line.
+    #[cfg(feature = "yaml")]
+    pub fn from_document(doc: &crate::yaml::Document) -> Result<Policy, LoadError> {
         Policy::from_value(&doc.value).map_err(|e| {
             let at = crate::path::FieldPath::parse(&e.field).map(|p| doc.spans.locate(&p)).unwrap_or(doc.spans.at);
             LoadError::Invalid { line: at.line, error: e }
