@@ -1,6 +1,8 @@
 //! Generated workloads for benchmarks: a manifest repo of mixed objects, a typical Deployment,
 //! a typical request. Deterministic, so runs compare.
 
+pub mod peers;
+
 use std::fmt::Write;
 
 /// One team's namespace worth of objects (10 objects), some with mistakes, as a YAML stream.
