@@ -50,6 +50,35 @@ pub fn typical_deployment() -> serde_json::Value {
     docs.into_iter().map(|d| d.value).find(|v| v["kind"] == "Deployment").unwrap_or_default()
 }
 
+/// One team namespace's objects of `kinds`, in file order (team 1 is compliant).
+pub fn team_objects(kinds: &[&str]) -> Vec<serde_json::Value> {
+    let docs = policy_core::yaml::parse_documents(&team_file(1)).unwrap_or_default();
+    docs.into_iter().map(|d| d.value).filter(|v| kinds.iter().any(|k| v["kind"] == *k)).collect()
+}
+
+/// The workloads objects are measured on: (name, objects reviewed together).
+pub fn object_workloads() -> Vec<(&'static str, Vec<serde_json::Value>)> {
+    let service = team_objects(&["Service"]).into_iter().take(1).collect();
+    vec![
+        ("deployment", vec![typical_deployment()]),
+        ("service", service),
+        ("virtualservice_destinationrule", team_objects(&["VirtualService", "DestinationRule"])),
+    ]
+}
+
+/// The request headers as Envoy hands them to a filter: pseudo-headers first.
+pub fn typical_request_headers() -> Vec<(String, String)> {
+    let r = typical_request();
+    let mut headers = vec![
+        (":method".to_string(), r.method.clone()),
+        (":path".to_string(), r.path.clone()),
+        (":authority".to_string(), r.authority.clone()),
+        (":scheme".to_string(), "http".to_string()),
+    ];
+    headers.extend(r.headers);
+    headers
+}
+
 /// A typical request between services: 12 headers.
 pub fn typical_request() -> policy_core::Request {
     let headers = [

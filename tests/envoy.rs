@@ -58,6 +58,9 @@ pub enum Filter {
     ExampleRules,
     /// meshguard with this RuleSet text (YAML or JSON).
     Rules(String),
+    /// Other HTTP filters in the wasm filter's place (the benchmarks' RBAC and Lua peers), with
+    /// fields merged into the HTTP connection manager's config and into the bootstrap.
+    Replace { http_filters: Vec<Value>, hcm: serde_json::Map<String, Value>, bootstrap: serde_json::Map<String, Value> },
 }
 
 pub struct Options {
@@ -102,6 +105,17 @@ pub fn bootstrap(options: &Options, admin: u16, port: u16) -> Result<Value, Stri
         Filter::Rules(rules) => {
             wasm["vm_config"]["code"]["local"]["filename"] = module("dist/meshguard-envoy.wasm")?;
             wasm["configuration"]["value"] = json!(rules);
+        }
+        Filter::Replace { http_filters, hcm: fields, .. } => {
+            filters.splice(0..1, http_filters.iter().cloned());
+            for (k, v) in fields {
+                hcm[k.as_str()] = v.clone();
+            }
+        }
+    }
+    if let Filter::Replace { bootstrap, .. } = &options.filter {
+        for (k, v) in bootstrap {
+            doc[k.as_str()] = v.clone();
         }
     }
     Ok(doc)

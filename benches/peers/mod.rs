@@ -4,6 +4,7 @@
 //! hold it to policy-core's decisions before a benchmark compares their cost.
 
 pub mod cel;
+pub mod envoy;
 
 use anyhow::{anyhow, Context, Result};
 use serde::Deserialize;
@@ -62,6 +63,11 @@ impl RegoPeer {
     pub fn eval_input(&mut self, input: regorus::Value) -> Result<regorus::Value> {
         self.engine.set_input(input);
         self.engine.eval_rule(REGO_QUERY.into()).map_err(|e| anyhow!("eval {REGO_QUERY}: {e}"))
+    }
+
+    /// regorus's ahead-of-time compiled form of `query`.
+    pub fn compile(&mut self, query: &str) -> Result<regorus::CompiledPolicy> {
+        self.engine.compile_with_entrypoint(&query.into()).map_err(|e| anyhow!("compile {query}: {e}"))
     }
 
     pub fn findings(&mut self, objects: &[Value], namespace: &str) -> Result<BTreeSet<PeerFinding>> {
