@@ -1,12 +1,14 @@
 //! Load comparison for the Envoy filter, in one run on one machine: plain Envoy, Envoy with an
-//! empty proxy-wasm filter (the floor any wasm filter pays), and Envoy with meshguard (10 HTTP rules
-//! + 1 rate limit), all with the same concurrency, driven by wrk on loopback with bounded runs.
-//! Variants are interleaved over several rounds and the median round is reported, because a shared
-//! 2-core machine drifts. Writes the table into BENCHMARKS.md between the envoy-load markers.
+//! empty proxy-wasm filter (the floor any wasm filter pays), Envoy with meshguard (10 HTTP rules
+//! + 1 rate limit), and the same checks with Envoy's RBAC + local_ratelimit filters and with a Lua
+//! filter (benches/peers/), all with the same concurrency, driven by wrk on loopback with bounded
+//! runs. Variants are interleaved over several rounds and the median round is reported, because a
+//! shared 2-core machine drifts. Writes target/bench/envoy-load.json for `bench-report`.
 //!
 //! `cargo run --release -p meshguard-benches --bin envoy-load -- [--rounds N] [--seconds S]`
 
-use meshguard_benches::{typical_request, HTTP_RULES};
+use meshguard_benches::peers::envoy::{lua, rbac};
+use meshguard_benches::{typical_headers, HTTP_RULES};
 use meshguard_tests::envoy::{request, Envoy, Filter, Http, Options};
 use std::process::Command;
 
@@ -70,22 +72,26 @@ fn main() -> Result<(), String> {
             .unwrap_or(default)
     };
     let (rounds, seconds) = (flag("--rounds", 3), flag("--seconds", 5));
-    let headers = typical_request().headers;
+    let headers = typical_headers();
     // `--rules FILE` measures another RuleSet in meshguard's place (for profiling).
     let rules = match args.iter().position(|a| a == "--rules").and_then(|i| args.get(i + 1)) {
         Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
         None => HTTP_RULES.to_string(),
     };
     let variants = [
-        ("plain Envoy", Filter::None),
-        ("Envoy + empty proxy-wasm filter", Filter::Noop),
-        ("Envoy + empty filter reading the header map", Filter::NoopReadingHeaders),
-        ("Envoy + meshguard (10 HTTP rules + 1 rate limit)", Filter::Rules(rules)),
+        ("plain", "plain Envoy", Filter::None),
+        ("empty", "Envoy + empty proxy-wasm filter (the floor)", Filter::Noop),
+        ("empty_reading_headers", "Envoy + empty filter reading the header map", Filter::NoopReadingHeaders),
+        ("meshguard", "Envoy + meshguard (10 HTTP rules + 1 rate limit)", Filter::Rules(rules)),
+        ("rbac", "Envoy + RBAC + local_ratelimit (same checks)", rbac().map_err(|e| format!("{e:#}"))?),
+        ("lua", "Envoy + Lua filter (same checks)", lua()),
     ];
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
-        for (i, (name, filter)) in variants.iter().enumerate() {
-            let envoy = Envoy::start(&Options { concurrency: 1, cpu: Some(0), ..Options::new(filter.clone()) })?;
+        for (i, (_, name, filter)) in variants.iter().enumerate() {
+            let options =
+                Options { concurrency: 1, cpu: Some(0), generate_request_id: false, ..Options::new(filter.clone()) };
+            let envoy = Envoy::start(&options)?;
             let url = envoy.url("/api/orders/42?expand=items");
             let check = request(&url, Http::H1, "GET", &headers)?;
             if check.status != 200 {
@@ -103,49 +109,34 @@ fn main() -> Result<(), String> {
             samples[i].push(s);
         }
     }
-    let m: Vec<Sample> = samples.into_iter().map(median).collect();
-    let (plain, noop, mesh) = (m[0], m[1], m[3]);
-    let floor = noop.p50_us - plain.p50_us;
-    let ours = mesh.p50_us - plain.p50_us;
-    // Envoy's one worker is saturated, so 1/throughput is its CPU time per request: a second,
-    // less queue-sensitive view of the same cost.
-    let cpu_us = |s: Sample| 1e6 / s.rps;
-    let (floor_cpu, ours_cpu) = (cpu_us(noop) - cpu_us(plain), cpu_us(mesh) - cpu_us(plain));
-    let mut table = format!(
-        "wrk -t1 -c4 pinned to CPU 1, {seconds} s per run after a 1 s warm-up, Envoy 1.40 --concurrency 1 pinned to CPU 0, loopback, \
-         median of {rounds} interleaved rounds; request: GET with 12 headers, allowed by every rule.\n\n\
-         | setup | requests/s | p50 | p99 | added p50 over plain | added CPU per request (1/rps) |\n|---|---|---|---|---|---|\n"
-    );
-    for ((name, _), s) in variants.iter().zip(&m) {
-        table.push_str(&format!(
-            "| {name} | {:.0} | {:.1} us | {:.1} us | {:+.1} us | {:+.1} us |\n",
-            s.rps,
-            s.p50_us,
-            s.p99_us,
-            s.p50_us - plain.p50_us,
-            cpu_us(*s) - cpu_us(plain)
-        ));
-    }
-    let ratio = if floor > 0.0 { format!("{:.2}x", ours / floor) } else { "n/a (floor within noise)".into() };
-    table.push_str(&format!(
-        "\nmeshguard's added median latency is {ratio} the empty filter's ({ours:.1} us vs {floor:.1} us); \
-         its added CPU per request is {:.2}x ({ours_cpu:.1} us vs {floor_cpu:.1} us). Target: at most 1.5x.\n",
-        ours_cpu / floor_cpu
-    ));
-    println!("{table}");
-    let path = meshguard_tests::envoy::repo_root().join("BENCHMARKS.md");
-    let doc = std::fs::read_to_string(&path).map_err(|e| format!("BENCHMARKS.md: {e}"))?;
-    let (start, end) = ("<!-- envoy-load:start -->\n", "<!-- envoy-load:end -->");
-    let (Some(a), Some(b)) = (doc.find(start), doc.find(end)) else {
-        return Err("BENCHMARKS.md lacks the envoy-load markers".into());
-    };
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
+    // Envoy's one worker is saturated, so 1/throughput is its CPU time per request.
+    let results: Vec<serde_json::Value> = variants
+        .iter()
+        .zip(samples)
+        .map(|((id, name, _), runs)| {
+            let m = median(runs.clone());
+            serde_json::json!({
+                "id": id, "name": name, "rps": m.rps, "p50_us": m.p50_us, "p99_us": m.p99_us,
+                "cpu_us_per_request": 1e6 / m.rps,
+                "rounds": runs.iter().map(|s| serde_json::json!({"rps": s.rps, "p50_us": s.p50_us})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let envoy_version = Command::new(meshguard_tests::envoy::envoy_binary()?)
+        .arg("--version")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let updated = format!("{}{start}Measured {date}.\n\n{table}{}", &doc[..a], &doc[b..]);
-    std::fs::write(&path, updated).map_err(|e| e.to_string())?;
+    let report = serde_json::json!({
+        "setup": format!("wrk -t1 -c4 pinned to CPU 1, {seconds} s per run after a 1 s warm-up; Envoy --concurrency 1 pinned to CPU 0; loopback; median of {rounds} interleaved rounds; GET with 12 headers, allowed by every rule"),
+        "envoy_version": envoy_version,
+        "variants": results,
+    });
+    let out = meshguard_tests::envoy::repo_root().join("target/bench/envoy-load.json");
+    std::fs::create_dir_all(out.parent().ok_or("target/bench")?).map_err(|e| e.to_string())?;
+    std::fs::write(&out, serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    eprintln!("wrote {}", out.display());
     Ok(())
 }

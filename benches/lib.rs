@@ -68,20 +68,19 @@ pub fn object_workloads() -> Vec<(&'static str, Vec<serde_json::Value>)> {
 
 /// The request headers as Envoy hands them to a filter: pseudo-headers first.
 pub fn typical_request_headers() -> Vec<(String, String)> {
-    let r = typical_request();
     let mut headers = vec![
-        (":method".to_string(), r.method.clone()),
-        (":path".to_string(), r.path.clone()),
-        (":authority".to_string(), r.authority.clone()),
+        (":method".to_string(), TYPICAL_METHOD.to_string()),
+        (":path".to_string(), TYPICAL_PATH.to_string()),
+        (":authority".to_string(), TYPICAL_AUTHORITY.to_string()),
         (":scheme".to_string(), "http".to_string()),
     ];
-    headers.extend(r.headers);
+    headers.extend(typical_headers());
     headers
 }
 
 /// A typical request between services: 12 headers.
-pub fn typical_request() -> policy_core::Request {
-    let headers = [
+pub fn typical_headers() -> Vec<(String, String)> {
+    [
         ("x-forwarded-for", "10.12.4.7"),
         ("user-agent", "grpc-go/1.60.0"),
         ("accept", "application/json"),
@@ -94,13 +93,21 @@ pub fn typical_request() -> policy_core::Request {
         ("x-envoy-attempt-count", "1"),
         ("content-type", "application/json"),
         ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx_Zmeo"),
-    ];
-    policy_core::Request {
-        method: "GET".into(),
-        path: "/api/orders/42?expand=items".into(),
-        authority: "orders.shop.svc.cluster.local".into(),
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-    }
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub const TYPICAL_METHOD: &str = "GET";
+pub const TYPICAL_PATH: &str = "/api/orders/42?expand=items";
+pub const TYPICAL_AUTHORITY: &str = "orders.shop.svc.cluster.local";
+
+/// The typical request as policy-core's model.
+pub fn typical_request() -> policy_core::Request<'static> {
+    let headers = typical_headers();
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    policy_core::Request::owned(TYPICAL_METHOD, TYPICAL_PATH, TYPICAL_AUTHORITY, &pairs)
 }
 
 /// Ten HTTP rules and one rate limit, the shape the Envoy benchmark uses.

@@ -148,6 +148,7 @@ fn requests(c: &mut Criterion) {
     for (name, path, config) in [
         ("wasmtime", "dist/meshguard-envoy.wasm", HTTP_RULES.as_bytes()),
         ("wasmtime_empty_filter", "target/wasm-bench/noop-filter.wasm", &b""[..]),
+        ("wasmtime_empty_filter_reading_headers", "target/wasm-bench/noop-filter.wasm", &b"read-headers"[..]),
     ] {
         let Some(bytes) = built_module(path).ok().and_then(|p| std::fs::read(p).ok()) else { continue };
         let (module, _) = host_runner::wasm::compile_cached(&engine, &bytes, None).expect("compile");

@@ -63,9 +63,12 @@ fn wasm_findings(
 
 /// Envoy-style headers for a request, as the filter receives them.
 fn envoy_headers(req: &Request) -> Vec<(String, String)> {
-    let mut h = vec![(":method".into(), req.method.clone()), (":path".into(), req.path.clone())];
-    h.push((":authority".into(), if req.authority.is_empty() { "replay.local".into() } else { req.authority.clone() }));
-    h.extend(req.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
+    let mut h = vec![(":method".into(), req.method.to_string()), (":path".into(), req.path.to_string())];
+    h.push((
+        ":authority".into(),
+        if req.authority.is_empty() { "replay.local".into() } else { req.authority.to_string() },
+    ));
+    h.extend(req.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())));
     h
 }
 
@@ -228,7 +231,7 @@ fn istio_object() -> impl Strategy<Value = Value> {
         })
 }
 
-fn request() -> impl Strategy<Value = (Request, u64)> {
+fn request() -> impl Strategy<Value = (Request<'static>, u64)> {
     (
         prop::sample::select(vec!["GET", "POST", "DELETE", "HEAD"]),
         prop::sample::select(vec!["/", "/api/orders", "/admin/x", "/pkg.Svc/M?x=1"]),
@@ -246,8 +249,8 @@ fn request() -> impl Strategy<Value = (Request, u64)> {
                 Request {
                     method: m.into(),
                     path: p.into(),
-                    authority: String::new(),
-                    headers: h.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                    authority: "".into(),
+                    headers: h.into_iter().map(|(k, v)| (k.to_string().into(), v.into())).collect(),
                 },
                 at,
             )

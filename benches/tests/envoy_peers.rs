@@ -4,7 +4,7 @@
 //! by all three (Lua with meshguard's status too; RBAC always answers 403).
 
 use meshguard_benches::peers::envoy::{lua, rbac};
-use meshguard_benches::{typical_request, HTTP_RULES};
+use meshguard_benches::{typical_headers, HTTP_RULES};
 use meshguard_tests::envoy::{request, Envoy, Filter, Http, Options};
 
 /// (what it violates, method, path, headers changed: None removes the header)
@@ -27,7 +27,7 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, Vec<(&'static str, 
 }
 
 fn headers(changes: &[(&str, Option<&str>)]) -> Vec<(String, String)> {
-    let mut headers = typical_request().headers;
+    let mut headers = typical_headers();
     for (name, value) in changes {
         headers.retain(|(k, _)| k != name);
         if let Some(v) = value {

@@ -30,7 +30,7 @@ struct Case {
     #[serde(default)]
     resources: Vec<PathBuf>,
     #[serde(default)]
-    request: Option<Request>,
+    request: Option<Request<'static>>,
     expect: Expect,
 }
 

@@ -4,27 +4,45 @@
 //! natively); policy-core only says how a bucket changes, through [`BucketStore`].
 
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// One request as the rules see it. Header names are matched case-insensitively.
+/// Fields borrow where the host lends its buffers (the Envoy filter decides on the header map
+/// the proxy wrote into guest memory, without a copy per header) and own otherwise.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Request {
-    pub method: String,
-    pub path: String,
+pub struct Request<'a> {
+    pub method: Cow<'a, str>,
+    pub path: Cow<'a, str>,
     #[serde(default)]
-    pub authority: String,
+    pub authority: Cow<'a, str>,
     #[serde(default, deserialize_with = "headers_from_map_or_pairs")]
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
-impl Request {
+impl<'a> Request<'a> {
+    /// A request from owned parts (tests, replays, native callers).
+    pub fn owned(method: &str, path: &str, authority: &str, headers: &[(&str, &str)]) -> Request<'static> {
+        Request {
+            method: Cow::Owned(method.to_string()),
+            path: Cow::Owned(path.to_string()),
+            authority: Cow::Owned(authority.to_string()),
+            headers: headers.iter().map(|(k, v)| (Cow::Owned(k.to_string()), Cow::Owned(v.to_string()))).collect(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        // Length first: most names differ in length, and that test inlines where the
+        // case-insensitive compare (a call in size-optimized wasm) does not.
+        self.headers
+            .iter()
+            .find(|(k, _)| k.len() == name.len() && k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
     }
 
     /// The path without its query string.
     pub fn path_only(&self) -> &str {
-        self.path.split_once('?').map_or(self.path.as_str(), |(p, _)| p)
+        self.path.split_once('?').map_or(self.path.as_ref(), |(p, _)| p)
     }
 
     pub fn is_grpc(&self) -> bool {
@@ -32,17 +50,20 @@ impl Request {
     }
 }
 
-fn headers_from_map_or_pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+type HeaderPairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+fn headers_from_map_or_pairs<'de, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<HeaderPairs<'a>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Headers {
         Map(std::collections::BTreeMap<String, String>),
         Pairs(Vec<(String, String)>),
     }
-    Ok(match Headers::deserialize(d)? {
+    let pairs: Vec<(String, String)> = match Headers::deserialize(d)? {
         Headers::Map(m) => m.into_iter().collect(),
         Headers::Pairs(p) => p,
-    })
+    };
+    Ok(pairs.into_iter().map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))).collect())
 }
 
 /// Envoy local_ratelimit's token bucket: `maxTokens`, refilled by `tokensPerFill` every `fillInterval`.

@@ -187,6 +187,8 @@ pub struct Policy {
     skipped_rules: usize,
     object_rules: Vec<ObjectRule>,
     http_rules: Vec<HttpRule>,
+    /// Whether any HTTP rule reads the clock, computed once: hosts ask on every request.
+    needs_clock: bool,
 }
 
 impl fmt::Debug for Policy {
@@ -279,6 +281,7 @@ impl Policy {
             skipped_rules: 0,
             object_rules: Vec::new(),
             http_rules: Vec::new(),
+            needs_clock: false,
         };
         let mut seen: Vec<String> = Vec::new();
         for (i, value) in raw.spec.rules.iter().enumerate() {
@@ -382,6 +385,7 @@ impl Policy {
                 }
             }
         }
+        policy.needs_clock = policy.http_rules.iter().any(|r| r.check.needs_clock());
         Ok(policy)
     }
 
@@ -411,7 +415,7 @@ impl Policy {
 
     /// Whether any HTTP rule reads the clock (rate limits); hosts may skip fetching the time otherwise.
     pub fn needs_clock(&self) -> bool {
-        self.http_rules.iter().any(|r| r.check.needs_clock())
+        self.needs_clock
     }
 
     pub fn has_rules_for(&self, target: Target) -> bool {

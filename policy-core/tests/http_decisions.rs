@@ -9,13 +9,8 @@ fn policy(rules: &str) -> Policy {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
-    Request {
-        method: method.into(),
-        path: path.into(),
-        authority: "api.shop:8080".into(),
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-    }
+fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<'static> {
+    Request::owned(method, path, "api.shop:8080", headers)
 }
 
 const RULES: &str = "  - id: tenant

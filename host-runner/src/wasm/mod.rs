@@ -47,6 +47,10 @@ impl Default for Limits {
 pub fn engine() -> Result<Engine> {
     let mut config = Config::new();
     config.consume_fuel(true);
+    // `MESHGUARD_WASM_PROFILE=perfmap perf record meshguard ...` names guest functions in perf.
+    if std::env::var_os("MESHGUARD_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config).map_err(|e| anyhow!("wasmtime engine: {e}"))
 }
 

@@ -4,7 +4,8 @@
 use super::guest_memory::{read, write};
 use super::Limits;
 use anyhow::{anyhow, Result};
-use wasmtime::{Caller, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
+use std::sync::Mutex;
+use wasmtime::{Caller, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, TypedFunc};
 
 struct Call {
     op: Vec<u8>,
@@ -117,6 +118,15 @@ fn linker(engine: &Engine) -> Result<Linker<Call>> {
 pub struct WapcModule {
     pre: InstancePre<Call>,
     limits: Limits,
+    /// Instances that finished a call cleanly, kept for the next one. The guest compiles its
+    /// RuleSet on first use and caches it (as under Kubewarden's host, which also keeps its
+    /// instances); a fresh instance per call would pay that compile on every admission request.
+    warm: Mutex<Vec<Warm>>,
+}
+
+struct Warm {
+    store: Store<Call>,
+    guest_call: TypedFunc<(i32, i32), i32>,
 }
 
 impl WapcModule {
@@ -124,14 +134,41 @@ impl WapcModule {
         let mut l = linker(engine)?;
         l.define_unknown_imports_as_traps(module).map_err(|e| anyhow!("{e}"))?;
         let pre = l.instantiate_pre(module).map_err(|e| anyhow!("linking the wasm module: {e}"))?;
-        Ok(WapcModule { pre, limits })
+        Ok(WapcModule { pre, limits, warm: Mutex::new(Vec::new()) })
     }
 
-    /// Calls operation `op` in a fresh instance (a new `Store`): calls never share state.
+    /// Calls operation `op`, in an instance that has only ever completed calls without a trap
+    /// (a trapped instance is dropped, so no call sees state a failure left behind).
     pub fn call(&self, op: &str, payload: &[u8]) -> Result<Vec<u8>> {
+        let reused = self.warm.lock().ok().and_then(|mut pool| pool.pop());
+        let mut warm = match reused {
+            Some(w) => w,
+            None => self.instantiate()?,
+        };
+        let data = warm.store.data_mut();
+        data.op = op.as_bytes().to_vec();
+        data.payload = payload.to_vec();
+        data.response = None;
+        data.error = None;
+        warm.store.set_fuel(self.limits.fuel).map_err(|e| anyhow!("{e}"))?;
+        let ok = warm.guest_call.call(&mut warm.store, (op.len() as i32, payload.len() as i32));
+        let data = warm.store.data_mut();
+        let answer = match (ok, data.response.take(), data.error.take()) {
+            (Ok(1), Some(response), _) => Ok(response),
+            (Ok(_), _, Some(error)) => Err(anyhow!("the guest failed `{op}`: {error}")),
+            (Ok(_), _, None) => Err(anyhow!("the guest answered `{op}` with no response")),
+            (Err(trap), _, _) => return Err(self.explain(&warm.store, trap)),
+        };
+        if let Ok(mut pool) = self.warm.lock() {
+            pool.push(warm);
+        }
+        answer
+    }
+
+    fn instantiate(&self) -> Result<Warm> {
         let call = Call {
-            op: op.as_bytes().to_vec(),
-            payload: payload.to_vec(),
+            op: Vec::new(),
+            payload: Vec::new(),
             response: None,
             error: None,
             limits: MemoryLimit { max: self.limits.max_memory_bytes, denied: false },
@@ -139,24 +176,18 @@ impl WapcModule {
         let mut store = Store::new(self.pre.module().engine(), call);
         store.limiter(|c| &mut c.limits);
         store.set_fuel(self.limits.fuel).map_err(|e| anyhow!("{e}"))?;
-        let result = self.run(&mut store, op, payload.len());
-        result.map_err(|e| self.explain(&store, e))
-    }
-
-    fn run(&self, store: &mut Store<Call>, op: &str, payload_len: usize) -> wasmtime::Result<Vec<u8>> {
-        let instance = self.pre.instantiate(&mut *store)?;
-        for init in ["_initialize", "wapc_init"] {
-            if let Ok(f) = instance.get_typed_func::<(), ()>(&mut *store, init) {
-                f.call(&mut *store, ())?;
+        let started = (|| -> wasmtime::Result<TypedFunc<(i32, i32), i32>> {
+            let instance = self.pre.instantiate(&mut store)?;
+            for init in ["_initialize", "wapc_init"] {
+                if let Ok(f) = instance.get_typed_func::<(), ()>(&mut store, init) {
+                    f.call(&mut store, ())?;
+                }
             }
-        }
-        let guest_call = instance.get_typed_func::<(i32, i32), i32>(&mut *store, "__guest_call")?;
-        let ok = guest_call.call(&mut *store, (op.len() as i32, payload_len as i32))?;
-        let data = store.data_mut();
-        match (ok, data.response.take(), data.error.take()) {
-            (1, Some(response), _) => Ok(response),
-            (_, _, Some(error)) => Err(wasmtime::Error::msg(format!("the guest failed `{op}`: {error}"))),
-            _ => Err(wasmtime::Error::msg(format!("the guest answered `{op}` with no response"))),
+            instance.get_typed_func::<(i32, i32), i32>(&mut store, "__guest_call")
+        })();
+        match started {
+            Ok(guest_call) => Ok(Warm { store, guest_call }),
+            Err(e) => Err(self.explain(&store, e)),
         }
     }
 

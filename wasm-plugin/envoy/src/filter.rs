@@ -152,6 +152,30 @@ impl BucketStore for SharedBuckets {
     }
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+}
+
+/// The request header map in the host's serialized form. The SDK's `get_map` would copy every
+/// name and value into its own `String` (and panic on a non-UTF-8 byte); the filter decides on
+/// this one buffer instead (`translate::request_from_map`).
+fn request_header_map() -> Result<Vec<u8>, String> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer to `size` bytes it allocated through the SDK's
+    // `proxy_on_memory_allocate` (a `Vec<u8>` with capacity `size`), which this takes ownership of.
+    match unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) } {
+        Status::Ok if data.is_null() => Ok(Vec::new()),
+        Status::Ok => Ok(unsafe { Vec::from_raw_parts(data, size, size) }),
+        status => Err(format!("get request headers: {status:?}")),
+    }
+}
+
 fn now_ms() -> Result<u64, String> {
     let t = hostcalls::get_current_time().map_err(|e| format!("get_current_time: {e:?}"))?;
     Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
@@ -191,11 +215,14 @@ impl Stream {
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Next {
         let filter = Rc::clone(&self.filter);
-        let headers = match hostcalls::get_map(MapType::HttpRequestHeaders) {
-            Ok(h) => h,
-            Err(e) => return self.fail(&filter, false, &format!("get request headers: {e:?}")),
+        let bytes = match request_header_map() {
+            Ok(b) => b,
+            Err(e) => return self.fail(&filter, false, &e),
         };
-        let req = translate::request_from_headers(headers);
+        let req = match translate::request_from_map(&bytes) {
+            Ok(r) => r,
+            Err(e) => return self.fail(&filter, false, &e),
+        };
         let now = if filter.policy.needs_clock() { now_ms() } else { Ok(0) };
         let decision = now.and_then(|now| filter.policy.decide(&req, now, &mut SharedBuckets));
         let decision = match decision {

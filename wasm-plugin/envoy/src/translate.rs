@@ -1,31 +1,76 @@
 //! Envoy's view of a request and response, to and from policy-core's model.
 
 use policy_core::{Action, Denial, Request};
+use std::borrow::Cow;
 
 /// Response header naming the `warn` rules a request tripped.
 pub const WARN_HEADER: &str = "x-meshguard-warn";
 
-/// Builds the rule model from Envoy's header map: pseudo-headers become method, path and
-/// authority; the rest are the headers rules see.
-pub fn request_from_headers(mut headers: Vec<(String, String)>) -> Request {
+/// Builds the rule model from the header map exactly as proxy-wasm hosts serialize it (a count,
+/// then the key and value lengths of each pair, then each key and value NUL-terminated),
+/// borrowing every name and value from `bytes`: one request costs no allocation per header.
+/// Pseudo-headers become method, path and authority; the rest are the headers rules see.
+/// Bytes that are not UTF-8 (HTTP allows obs-text) are replaced rather than trapping, which is
+/// what the SDK's own `get_map` would do.
+pub fn request_from_map(bytes: &[u8]) -> Result<Request<'_>, String> {
     let mut req = Request::default();
-    headers.retain_mut(|(name, value)| {
-        let slot = match name.as_str() {
-            ":method" => &mut req.method,
-            ":path" => &mut req.path,
-            ":authority" => &mut req.authority,
-            _ => return !name.starts_with(':'),
+    if bytes.is_empty() {
+        return Ok(req);
+    }
+    let u32_at = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let Some(count) = u32_at(0) else { return Err(truncated(bytes)) };
+    let mut at = match count.checked_mul(8).and_then(|n| n.checked_add(4)) {
+        Some(at) if at <= bytes.len() => at,
+        _ => return Err(truncated(bytes)),
+    };
+    let mut headers = Vec::with_capacity(count);
+    let mut host = None;
+    for n in 0..count {
+        let (Some(key_len), Some(value_len)) = (u32_at(4 + n * 8), u32_at(8 + n * 8)) else {
+            return Err(truncated(bytes));
         };
-        *slot = std::mem::take(value);
-        false
-    });
+        let (Some(key), Some(value)) =
+            (bytes.get(at..at + key_len), bytes.get(at + key_len + 1..at + key_len + 1 + value_len))
+        else {
+            return Err(truncated(bytes));
+        };
+        at += key_len + value_len + 2;
+        let (key, value) = (text(key), text(value));
+        match key.as_ref() {
+            ":method" => req.method = value,
+            ":path" => req.path = value,
+            ":authority" => req.authority = value,
+            k if k.starts_with(':') => {}
+            k => {
+                if k.eq_ignore_ascii_case("host") {
+                    host = Some(value.clone());
+                }
+                headers.push((key, value));
+            }
+        }
+    }
     if req.authority.is_empty() {
-        if let Some((_, host)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("host")) {
-            req.authority = host.clone();
+        if let Some(host) = host {
+            req.authority = host;
         }
     }
     req.headers = headers;
-    req
+    Ok(req)
+}
+
+fn truncated(bytes: &[u8]) -> String {
+    format!("header map of {} bytes is truncated", bytes.len())
+}
+
+/// Borrowed when it is UTF-8 (the usual case, checked on the fast path), replaced otherwise.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// A local reply Envoy sends instead of forwarding the request.
@@ -84,23 +129,52 @@ pub fn outcome_metric_name(outcome: &str) -> String {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    /// The proxy-wasm header map encoding, as Envoy (and host-runner) write it.
+    fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend((k.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend(k.as_bytes());
+            out.push(0);
+            out.extend(*v);
+            out.push(0);
+        }
+        out
     }
 
     #[test]
     fn pseudo_headers_become_request_fields() {
-        let req = request_from_headers(h(&[
-            (":method", "POST"),
-            (":path", "/a?b"),
-            (":authority", "api:80"),
-            (":scheme", "http"),
-            ("x-tenant", "shop"),
-        ]));
-        assert_eq!((req.method.as_str(), req.path.as_str(), req.authority.as_str()), ("POST", "/a?b", "api:80"));
-        assert_eq!(req.headers, h(&[("x-tenant", "shop")]));
-        let req = request_from_headers(h(&[(":method", "GET"), ("host", "legacy")]));
-        assert_eq!(req.authority, "legacy");
+        let bytes = serialize(&[
+            (":method", b"POST"),
+            (":path", b"/a?b"),
+            (":authority", b"api:80"),
+            (":scheme", b"http"),
+            ("x-tenant", b"shop"),
+            ("x-empty", b""),
+        ]);
+        let req = request_from_map(&bytes).unwrap();
+        assert_eq!((req.method.as_ref(), req.path.as_ref(), req.authority.as_ref()), ("POST", "/a?b", "api:80"));
+        let headers: Vec<(&str, &str)> = req.headers.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+        assert_eq!(headers, [("x-tenant", "shop"), ("x-empty", "")]);
+        assert!(req.headers.iter().all(|(k, v)| matches!((k, v), (Cow::Borrowed(_), Cow::Borrowed(_)))), "no copies");
+        let bytes = serialize(&[(":method", b"GET"), ("host", b"legacy")]);
+        assert_eq!(request_from_map(&bytes).unwrap().authority, "legacy");
+        assert_eq!(request_from_map(&[]).unwrap(), Request::default());
+    }
+
+    #[test]
+    fn malformed_maps_are_errors_and_odd_bytes_are_replaced() {
+        let bytes = serialize(&[(":method", b"GET"), ("x-tenant", b"shop")]);
+        for cut in [2, 10, bytes.len() - 3] {
+            assert!(request_from_map(&bytes[..cut]).unwrap_err().contains("truncated"), "cut at {cut}");
+        }
+        assert!(request_from_map(&[0xff, 0xff, 0xff, 0xff]).is_err(), "a huge count is an error, not an overflow");
+        let bytes = serialize(&[("x-name", b"caf\xe9")]);
+        let req = request_from_map(&bytes).unwrap();
+        assert_eq!(req.header("x-name"), Some("caf\u{fffd}"));
     }
 
     #[test]
