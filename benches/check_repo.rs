@@ -6,6 +6,11 @@ use meshguard_benches::{repo_files, typical_deployment, typical_request, HTTP_RU
 use policy_core::{Action, Input, MemoryBuckets, Policy};
 use std::hint::black_box;
 
+// The allocator the `meshguard` binary uses, so in-process figures match the CLI's; the peers
+// measured here run on it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn repo(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, text) in repo_files(10_000) {

@@ -15,6 +15,11 @@ use meshguard_tests::envoy::built_module;
 use policy_core::{Input, MemoryBuckets, Policy};
 use serde_json::{json, Value};
 use std::hint::black_box;
+
+// The allocator the `meshguard` binary uses, so in-process figures match the CLI's; the peers
+// measured here run on it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Duration;
 
 fn admission_payload(object: &Value) -> Vec<u8> {

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use policy_core::{Action, Input, Policy};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A finding placed in its file: what every output format prints.
@@ -194,25 +195,44 @@ impl Reviewer {
     }
 }
 
-/// One instance per worker thread, each reviewing a slice with every object as context.
+/// Every cross-object check looks only within a namespace (and at that namespace's Namespace
+/// object), so the input splits into namespaces, and calls get batches of whole namespaces: no
+/// object is parsed or reviewed twice, findings equal a review of the whole input at once
+/// (`wasm_and_native_engines_print_identical_output`), and each call's guest memory stays small
+/// and is reused by the next call on that worker's warm instance instead of growing fresh pages.
 fn review_in_wasm(
     module: &crate::wasm::WapcModule,
     rules: &serde_json::Value,
     values: &[serde_json::Value],
     default_namespace: &str,
 ) -> Result<Vec<Reviewed>> {
-    let objects = serde_json::to_string(values)?;
+    const BATCH_OBJECTS: usize = 256;
     let rules = serde_json::to_string(rules)?;
     let namespace = serde_json::to_string(default_namespace)?;
-    let workers = rayon::current_num_threads().max(1);
-    let chunk = values.len().div_ceil(workers).max(1);
-    let ranges: Vec<(usize, usize)> =
-        (0..values.len()).step_by(chunk).map(|start| (start, (start + chunk).min(values.len()))).collect();
-    let answers: Vec<Result<Vec<Reviewed>>> = ranges
-        .par_iter()
-        .map(|(start, end)| {
-            let payload =
-                format!(r#"{{"objects":{objects},"rules":{rules},"namespace":{namespace},"range":[{start},{end}]}}"#);
+    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, v) in values.iter().enumerate() {
+        let o = policy_core::object::Object::new(v, default_namespace);
+        groups.entry(if o.kind == "Namespace" { o.name } else { o.namespace }).or_default().push(i);
+    }
+    let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
+    groups.sort_by_key(|g| g[0]);
+    let mut bins: Vec<Vec<usize>> = vec![Vec::new()];
+    for g in groups {
+        if bins.last().is_some_and(|b| !b.is_empty() && b.len() + g.len() > BATCH_OBJECTS) {
+            bins.push(Vec::new());
+        }
+        if let Some(bin) = bins.last_mut() {
+            bin.extend(g);
+        }
+    }
+    let answers: Vec<Result<Vec<Reviewed>>> = bins
+        .par_iter_mut()
+        .filter(|bin| !bin.is_empty())
+        .map(|bin| {
+            bin.sort_unstable();
+            let objects: Vec<&serde_json::Value> = bin.iter().map(|&i| &values[i]).collect();
+            let objects = serde_json::to_string(&objects)?;
+            let payload = format!(r#"{{"objects":{objects},"rules":{rules},"namespace":{namespace}}}"#);
             let answer = module.call("meshguard_review", payload.as_bytes())?;
             #[derive(serde::Deserialize)]
             struct Answer {
@@ -220,19 +240,29 @@ fn review_in_wasm(
             }
             let parsed: Answer =
                 serde_json::from_slice(&answer).context("the wasm module's review is not the expected JSON")?;
-            Ok(parsed.findings)
+            parsed
+                .findings
+                .into_iter()
+                .map(|mut f| {
+                    f.object_index = *bin.get(f.object_index).context("a finding names an object it was not given")?;
+                    Ok(f)
+                })
+                .collect()
         })
         .collect();
     let mut all = Vec::new();
     for a in answers {
         all.extend(a?);
     }
+    // Input order, as the native engine reports them.
+    all.sort_by_key(|f| f.object_index);
     Ok(all)
 }
 
 pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail_on: Action) -> Result<Report> {
-    let sources = sources::load(paths)?;
-    let values: Vec<serde_json::Value> = sources.objects.iter().map(|o| o.value.clone()).collect();
+    let mut sources = sources::load(paths)?;
+    // The objects move out of `sources`; findings are located through the spans kept there.
+    let values: Vec<serde_json::Value> = sources.objects.iter_mut().map(|o| std::mem::take(&mut o.value)).collect();
     let input = Input::new(&values, default_namespace);
     let objects: Vec<ObjectRef> = input
         .objects
@@ -283,7 +313,8 @@ pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail
         });
     }
     // Files in argument order, then by line; the sort is stable so rule order breaks ties.
-    let file_rank = |name: &str| sources.files.iter().position(|f| f == name).unwrap_or(usize::MAX);
+    let ranks: HashMap<&str, usize> = sources.files.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
+    let file_rank = |name: &str| ranks.get(name).copied().unwrap_or(usize::MAX);
     findings.sort_by_key(|f| (file_rank(&f.file), f.line, f.column));
     Ok(Report { findings, errors: sources.errors, summary, objects, rules: reviewer.kubernetes_rule_ids(), fail_on })
 }
