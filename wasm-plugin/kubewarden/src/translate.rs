@@ -100,24 +100,15 @@ fn accept() -> ValidationResponse {
 
 /// `meshguard_review`, meshguard's own operation (Kubewarden never calls it): reviews a whole
 /// input as `meshguard check` does, for host-runner's wasm engine.
-/// In: `{"objects": [...], "rules": <RuleSet or null>, "namespace": "default", "range": [start, end]?}`.
+/// In: `{"objects": [...], "rules": <RuleSet or null>, "namespace": "default"}`.
 /// Out: `{"findings": [{"rule", "action", "message", "kind", "namespace", "name", "path", "object"}]}`.
 pub fn review(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>, String> {
     let request: Value = serde_json::from_slice(payload).map_err(|e| format!("the review payload is not JSON: {e}"))?;
     let objects = request.get("objects").and_then(Value::as_array).ok_or("the review payload has no `objects` list")?;
     let namespace = request.get("namespace").and_then(Value::as_str).unwrap_or("default");
     let policy = cache.policy(request.get("rules").unwrap_or(&Value::Null))?;
-    let input = policy_core::Input::new(objects, namespace);
-    // `range: [start, end]` reviews only those objects (with all of them as context), so a host
-    // can split one input over several instances.
-    let range = request.get("range").and_then(Value::as_array);
-    let bound =
-        |i: usize, default: usize| range.and_then(|r| r.get(i)).and_then(Value::as_u64).map_or(default, |v| v as usize);
-    let (start, end) = (bound(0, 0), bound(1, objects.len()).min(objects.len()));
-    let mut findings = Vec::new();
-    for index in start..end {
-        policy.review_object(&input, index, &mut findings);
-    }
+    // Hosts split a big input by namespace (host-runner's check does), never inside one.
+    let findings = policy.review(&policy_core::Input::new(objects, namespace));
     let wire: Vec<Value> = findings
         .iter()
         .map(|f| {
