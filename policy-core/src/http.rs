@@ -157,8 +157,14 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
         "h" => 3_600_000,
         _ => return Err(format!("`{text}` has no unit: use ms, s, m or h")),
     };
-    Ok(n * scale)
+    // A wrapped product would turn a huge interval into a tiny one: a far looser rate limit.
+    n.checked_mul(scale)
+        .filter(|ms| *ms <= MAX_DURATION_MS)
+        .ok_or_else(|| format!("`{text}` is longer than the largest duration meshguard takes (365 days)"))
 }
+
+/// The longest duration a RuleSet may name: a year; longer is a typo, not a rate limit.
+pub const MAX_DURATION_MS: u64 = 365 * 24 * 3_600_000;
 
 #[cfg(test)]
 mod tests {
@@ -184,6 +190,9 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration_ms("1s"), Ok(1000));
         assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert!(parse_duration_ms("2305843009213693953s").unwrap_err().contains("365 days"), "no wrap to 1s");
+        assert!(parse_duration_ms("18446744073709551616ms").is_err(), "beyond u64");
+        assert_eq!(parse_duration_ms("8760h"), Ok(MAX_DURATION_MS));
         assert!(parse_duration_ms("10").is_err());
         assert!(parse_duration_ms("s").is_err());
     }

@@ -4,6 +4,56 @@
 //! it; whatever else a pattern says goes to regex-lite.
 
 use regex_lite::Regex;
+use std::fmt;
+
+/// Longest pattern a RuleSet may hold, in bytes. Real header, path and image patterns are a few
+/// dozen bytes; a long generated alternation is better as a list param.
+pub const MAX_PATTERN_BYTES: usize = 16 << 10;
+
+/// Most regex work one check may do on one object or request, counted as pattern bytes × text
+/// bytes (regex-lite's PikeVM is linear in each): about 0.1 s natively at worst. It bounds a rule's
+/// time the way fuel bounds the wasm engine, and because it lives here, every host stops at the
+/// same match with the same answer.
+pub const MATCH_BUDGET: u64 = 1 << 24;
+
+/// What is left of [`MATCH_BUDGET`] for one check on one object or request.
+#[derive(Debug)]
+pub struct Budget {
+    left: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget { left: MATCH_BUDGET }
+    }
+}
+
+/// A match that would overspend the [`Budget`]: the caller fails closed (a finding at admission
+/// and in CI, the RuleSet's fail mode in Envoy), never a silent pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverBudget {
+    pub text_bytes: usize,
+    pub pattern_bytes: usize,
+}
+
+impl fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "matching a {}-byte value against a {}-byte pattern exceeds meshguard's evaluation budget",
+            self.text_bytes, self.pattern_bytes
+        )
+    }
+}
+
+/// At most `max` characters of `text`, with the size of what was cut: for messages that quote
+/// user input (a 1 MB pattern or value must not become a 1 MB log line).
+pub fn excerpt(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}… ({} bytes)", &text[..cut], text.len())),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Pattern {
@@ -40,7 +90,10 @@ impl Pattern {
     /// Compiles `source`; every pattern is also checked by the regex parser, so errors read the same
     /// whichever path it takes.
     pub fn new(source: &str) -> Result<Self, String> {
-        let regex = Regex::new(source).map_err(|e| e.to_string())?;
+        if source.len() > MAX_PATTERN_BYTES {
+            return Err(format!("the pattern is {} bytes; the limit is {MAX_PATTERN_BYTES}", source.len()));
+        }
+        let regex = Regex::new(source).map_err(|e| excerpt(&e.to_string(), 300).into_owned())?;
         let start = source.starts_with('^');
         let rest = source.strip_prefix('^').unwrap_or(source);
         let end = rest.ends_with('$') && !rest.ends_with("\\$");
@@ -57,7 +110,20 @@ impl Pattern {
         Ok(Pattern { source: source.to_string(), kind })
     }
 
-    pub fn is_match(&self, text: &str) -> bool {
+    /// Whether `text` matches, or [`OverBudget`] when finding out would overspend `budget`.
+    /// Fast paths are one pass over the text and cost nothing from it.
+    pub fn is_match(&self, text: &str, budget: &mut Budget) -> Result<bool, OverBudget> {
+        if let Kind::Regex(_) = self.kind {
+            let cost = (self.source.len() as u64 + 1).saturating_mul(text.len() as u64 + 1);
+            budget.left = budget
+                .left
+                .checked_sub(cost)
+                .ok_or(OverBudget { text_bytes: text.len(), pattern_bytes: self.source.len() })?;
+        }
+        Ok(self.matches_unbounded(text))
+    }
+
+    fn matches_unbounded(&self, text: &str) -> bool {
         match &self.kind {
             Kind::Always => true,
             Kind::Literal { needle, start: true, end: true } => text == needle,
@@ -144,7 +210,7 @@ fn class_run(body: &str) -> Option<Kind> {
 
 #[cfg(test)]
 mod tests {
-    use super::Pattern;
+    use super::{Budget, Pattern};
 
     #[test]
     fn literal_fast_paths_agree_with_the_regex() {
@@ -201,7 +267,7 @@ mod tests {
             };
             let p = Pattern::new(src).unwrap();
             for t in texts {
-                assert_eq!(p.is_match(t), r.is_match(t), "pattern {src:?} on {t:?}");
+                assert_eq!(p.is_match(t, &mut Budget::default()), Ok(r.is_match(t)), "pattern {src:?} on {t:?}");
             }
         }
         assert!(Pattern::new("(unclosed").is_err());
@@ -211,5 +277,31 @@ mod tests {
             let p = Pattern::new(src).unwrap();
             assert_eq!(!matches!(p.kind, super::Kind::Regex(_)), fast, "{src:?} takes the fast path: {fast}");
         }
+    }
+
+    #[test]
+    fn patterns_and_matches_are_bounded() {
+        let huge = "a".repeat(super::MAX_PATTERN_BYTES + 1);
+        let err = Pattern::new(&huge).unwrap_err();
+        assert!(err.contains("limit is 16384") && err.len() < 100, "{err}");
+        // A costly regex on a big value fails closed instead of running for minutes.
+        let p = Pattern::new("^(a|b)*c(d|e)+$").unwrap();
+        let big = "ab".repeat(1 << 20);
+        let over = p.is_match(&big, &mut Budget::default()).unwrap_err();
+        assert_eq!(over.text_bytes, big.len());
+        assert_eq!(p.is_match("abcd", &mut Budget::default()), Ok(true));
+        // The budget is shared by every match of one check: many mid-sized values run out too.
+        let mut budget = Budget::default();
+        let mid = "ab".repeat(1 << 15);
+        let results: Vec<_> = (0..20).map(|_| p.is_match(&mid, &mut budget)).collect();
+        assert!(results[0].is_ok() && results[19].is_err(), "{results:?}");
+        // Fast paths cost one pass over the text and are never refused.
+        assert_eq!(Pattern::new("^abc").unwrap().is_match(&big, &mut Budget::default()), Ok(false));
+        // Error messages quote at most a slice of what they were given.
+        let bad = format!("({}", "x".repeat(5000));
+        let err = Pattern::new(&bad).unwrap_err();
+        assert!(err.len() < 400, "{}", err.len());
+        assert_eq!(super::excerpt("héllo", 2), "hé… (6 bytes)");
+        assert_eq!(super::excerpt("hi", 2), "hi");
     }
 }

@@ -122,11 +122,15 @@ struct When {
 }
 
 impl When {
-    fn applies(&self, req: &Request) -> bool {
-        self.path.as_ref().is_none_or(|m| m.matches(req.path_only()))
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method)))
+    fn applies(&self, req: &Request) -> Result<bool, String> {
+        if let Some(m) = &self.path {
+            if !m.matches(req.path_only())? {
+                return Ok(false);
+            }
+        }
+        Ok((self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method)))
             && self.authority.as_ref().is_none_or(|a| crate::matching::glob_match(a, authority_host(&req.authority)))
-            && self.header_present.as_ref().is_none_or(|h| req.header(h).is_some())
+            && self.header_present.as_ref().is_none_or(|h| req.header(h).is_some()))
     }
 }
 
@@ -242,6 +246,7 @@ impl Policy {
     /// Loads a RuleSet from JSON text.
     #[cfg(not(feature = "yaml"))]
     pub fn from_text(text: &str) -> Result<Policy, LoadError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let value: Value = serde_json::from_str(text).map_err(|e| LoadError::Syntax {
             line: e.line() as u32,
             column: e.column() as u32,
@@ -469,11 +474,14 @@ impl Policy {
     pub fn decide(&self, req: &Request, now_ms: u64, buckets: &mut dyn BucketStore) -> Result<HttpDecision, String> {
         let mut decision = HttpDecision::default();
         for (index, rule) in self.http_rules.iter().enumerate() {
-            if rule.when.as_ref().is_some_and(|w| !w.applies(req)) {
-                continue;
+            let rule_error = |e: String| format!("rule `{}`: {e}", rule.info.id);
+            if let Some(when) = &rule.when {
+                if !when.applies(req).map_err(rule_error)? {
+                    continue;
+                }
             }
             let mut ctx = HttpContext { rule_id: &rule.info.id, now_ms, buckets: &mut *buckets };
-            let Some(detail) = rule.check.evaluate(req, &mut ctx)? else {
+            let Some(detail) = rule.check.evaluate(req, &mut ctx).map_err(rule_error)? else {
                 continue;
             };
             let action = rule.info.action;

@@ -2,7 +2,12 @@
 //!
 //! Built on `yaml-rust2`'s event parser so one pass yields both the value and the positions.
 //! Kubernetes semantics where they differ from a generic loader: duplicate keys are an error
-//! (as `kubectl` rejects them), and empty documents in a stream are skipped.
+//! (as `kubectl` rejects them), and empty documents in a stream are skipped. What `kubectl` accepts
+//! is read the way it reads it, so nothing hides from a check: a byte-order mark is dropped, and
+//! merge keys (`<<: *base`) are applied, explicit keys winning.
+//!
+//! Every input is bounded ([`Limits`]): text size, nesting depth, and the nodes that anchors and
+//! aliases copy (a few hundred bytes of nested aliases otherwise expand to gigabytes).
 
 use crate::path::{FieldPath, Segment};
 use serde_json::{Map, Number, Value};
@@ -78,10 +83,61 @@ impl fmt::Display for YamlError {
 
 impl std::error::Error for YamlError {}
 
+/// The bounds of the YAML front end. Every host that parses YAML uses [`Limits::DEFAULT`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest text, in bytes.
+    pub max_bytes: usize,
+    /// Deepest nesting of mappings and sequences. Kubernetes objects stay far below it, and JSON
+    /// handed to the wasm modules (which wrap it two levels deeper) stays within serde_json's 128.
+    pub max_depth: usize,
+    /// Nodes that anchors and aliases may copy in one stream (a "billion laughs" stops here).
+    pub max_alias_nodes: usize,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits { max_bytes: 32 << 20, max_depth: 100, max_alias_nodes: 1_000_000 };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// The byte-order mark `kubectl` drops before it parses; meshguard drops it too, at the start of
+/// the text and of any line (where `cat a.yaml b.yaml` puts a second file's mark).
+pub const BOM: char = '\u{feff}';
+
+/// `text` without byte-order marks at line starts (borrowed when there are none).
+pub fn strip_bom(text: &str) -> std::borrow::Cow<'_, str> {
+    let text = text.strip_prefix(BOM).unwrap_or(text);
+    if !text.contains(BOM) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        out.push_str(line.strip_prefix(BOM).unwrap_or(line));
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Parses every non-empty document of a YAML stream (JSON is YAML, so it parses too).
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, YamlError> {
-    let mut builder = Builder::default();
-    let mut parser = Parser::new_from_str(text);
+    parse_documents_with(text, Limits::DEFAULT)
+}
+
+/// [`parse_documents`] within explicit [`Limits`].
+pub fn parse_documents_with(text: &str, limits: Limits) -> Result<Vec<Document>, YamlError> {
+    if text.len() > limits.max_bytes {
+        return Err(YamlError {
+            at: Position { line: 1, column: 1 },
+            message: format!("the text is {} bytes; the limit is {} bytes", text.len(), limits.max_bytes),
+        });
+    }
+    let text = strip_bom(text);
+    let mut builder = Builder { limits, ..Builder::default() };
+    let mut parser = Parser::new_from_str(&text);
     let scan = parser.load(&mut builder, true);
     if let Some(err) = builder.error.take() {
         return Err(err);
@@ -104,26 +160,64 @@ fn position(m: &Marker) -> Position {
     Position { line: m.line() as u32, column: m.col() as u32 + 1 }
 }
 
+/// How big a finished node is: what copying it through an alias costs, and how deep it reaches.
+#[derive(Clone, Copy, Debug, Default)]
+struct Size {
+    nodes: usize,
+    height: usize,
+}
+
+impl Size {
+    const LEAF: Size = Size { nodes: 1, height: 1 };
+
+    fn add_child(&mut self, child: Size) {
+        self.nodes = self.nodes.saturating_add(child.nodes);
+        self.height = self.height.max(child.height + 1);
+    }
+}
+
+/// The key `<<` of a YAML merge: its value's entries fill in the keys the mapping lacks.
+const MERGE_KEY: &str = "<<";
+
 enum Frame {
     Seq {
         anchor: usize,
         at: Position,
+        size: Size,
         items: Vec<Value>,
         spans: Vec<Spans>,
     },
     Map {
         anchor: usize,
         at: Position,
+        size: Size,
         entries: Map<String, Value>,
         spans: Vec<(String, Spans)>,
         key: Option<(String, Position)>,
+        /// The pending key is a plain `<<`: its value is merged, not stored.
+        merge_next: bool,
+        /// The mapping already had a `<<`.
+        merged_once: bool,
+        /// Mappings named by `<<`, in the order they take precedence.
+        merged: Vec<(Map<String, Value>, Spans)>,
     },
+}
+
+impl Frame {
+    fn size_mut(&mut self) -> &mut Size {
+        match self {
+            Frame::Seq { size, .. } | Frame::Map { size, .. } => size,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Builder {
+    limits: Limits,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, (Value, Spans)>,
+    anchors: HashMap<usize, (Value, Spans, Size)>,
+    /// Nodes copied so far by anchors and aliases in this stream.
+    copied: usize,
     documents: Vec<Document>,
     error: Option<YamlError>,
 }
@@ -135,10 +229,40 @@ impl Builder {
         }
     }
 
+    /// Counts `nodes` against the copy budget; false (with the error set) when it is spent.
+    fn copy(&mut self, nodes: usize, at: Position) -> bool {
+        self.copied = self.copied.saturating_add(nodes);
+        if self.copied > self.limits.max_alias_nodes {
+            self.fail(
+                at,
+                format!(
+                    "anchors and aliases expand to more than {} nodes (the limit; a \"billion laughs\" document?)",
+                    self.limits.max_alias_nodes
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Opens a mapping or sequence, unless that nests deeper than the limit.
+    fn open(&mut self, frame: Frame, at: Position) {
+        if self.stack.len() >= self.limits.max_depth {
+            return self.fail(at, format!("nesting is deeper than {} levels (the limit)", self.limits.max_depth));
+        }
+        self.stack.push(frame);
+    }
+
     /// Attaches a finished node to its parent (or ends the document).
-    fn push_node(&mut self, value: Value, spans: Spans, anchor: usize) {
+    fn push_node(&mut self, value: Value, spans: Spans, anchor: usize, size: Size) {
         if anchor != 0 {
-            self.anchors.insert(anchor, (value.clone(), spans.clone()));
+            if !self.copy(size.nodes, spans.at) {
+                return;
+            }
+            self.anchors.insert(anchor, (value.clone(), spans.clone(), size));
+        }
+        if let Some(parent) = self.stack.last_mut() {
+            parent.size_mut().add_child(size);
         }
         match self.stack.last_mut() {
             None => {
@@ -150,7 +274,7 @@ impl Builder {
                 items.push(value);
                 item_spans.push(spans);
             }
-            Some(Frame::Map { entries, spans: entry_spans, key, .. }) => match key.take() {
+            Some(Frame::Map { entries, spans: entry_spans, key, merge_next, merged, .. }) => match key.take() {
                 None => {
                     let at = spans.at;
                     let Value::String(name) = value else {
@@ -160,6 +284,27 @@ impl Builder {
                         return self.fail(at, format!("duplicate key `{name}`"));
                     }
                     *key = Some((name, at));
+                }
+                Some((_, key_at)) if *merge_next => {
+                    *merge_next = false;
+                    let sources = match (value, spans.children) {
+                        (Value::Object(map), children) => vec![(map, Spans { at: spans.at, children })],
+                        (Value::Array(items), Children::Seq(item_spans)) => {
+                            let mut sources = Vec::with_capacity(items.len());
+                            for (item, item_spans) in items.into_iter().zip(item_spans) {
+                                let Value::Object(map) = item else {
+                                    return self.fail(
+                                        item_spans.at,
+                                        "a merge key `<<` takes a mapping or a list of mappings".into(),
+                                    );
+                                };
+                                sources.push((map, item_spans));
+                            }
+                            sources
+                        }
+                        _ => return self.fail(key_at, "a merge key `<<` takes a mapping or a list of mappings".into()),
+                    };
+                    merged.extend(sources);
                 }
                 Some((name, key_at)) => {
                     // A field's line is its key's line: that is where a reader looks for it.
@@ -172,6 +317,30 @@ impl Builder {
     }
 }
 
+/// Applies `<<` merges: a key the mapping lacks comes from the first merged mapping that has it.
+/// Merged fields keep the spans of where they were written (the anchor), so findings point there.
+fn apply_merges(
+    entries: &mut Map<String, Value>,
+    spans: &mut Vec<(String, Spans)>,
+    merged: Vec<(Map<String, Value>, Spans)>,
+) {
+    for (map, map_spans) in merged {
+        let Children::Map(mut field_spans) = map_spans.children else { continue };
+        for (name, value) in map {
+            if entries.contains_key(&name) {
+                continue;
+            }
+            let span = field_spans
+                .iter_mut()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| std::mem::take(s))
+                .unwrap_or(Spans { at: map_spans.at, children: Children::Leaf });
+            spans.push((name.clone(), span));
+            entries.insert(name, value);
+        }
+    }
+}
+
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         if self.error.is_some() {
@@ -179,9 +348,20 @@ impl MarkedEventReceiver for Builder {
         }
         let at = position(&mark);
         match ev {
-            Event::Scalar(text, _, anchor, _) if matches!(self.stack.last(), Some(Frame::Map { key: None, .. })) => {
-                // A mapping key: keep its text as written (`80`, `true` stay strings).
-                self.push_node(Value::String(text), Spans { at, children: Children::Leaf }, anchor);
+            Event::Scalar(text, style, anchor, _)
+                if matches!(self.stack.last(), Some(Frame::Map { key: None, .. })) =>
+            {
+                // A mapping key: keep its text as written (`80`, `true` stay strings). A plain `<<`
+                // is a merge (a quoted one is an ordinary key).
+                if style == TScalarStyle::Plain && text == MERGE_KEY {
+                    if let Some(Frame::Map { merge_next, merged_once, .. }) = self.stack.last_mut() {
+                        if *merged_once {
+                            return self.fail(at, format!("duplicate key `{MERGE_KEY}`"));
+                        }
+                        (*merge_next, *merged_once) = (true, true);
+                    }
+                }
+                self.push_node(Value::String(text), Spans { at, children: Children::Leaf }, anchor, Size::LEAF);
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let forced_string = tag.as_ref().is_some_and(|t| t.suffix == "str");
@@ -190,30 +370,57 @@ impl MarkedEventReceiver for Builder {
                 } else {
                     Value::String(text)
                 };
-                self.push_node(value, Spans { at, children: Children::Leaf }, anchor);
+                self.push_node(value, Spans { at, children: Children::Leaf }, anchor, Size::LEAF);
             }
             Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq { anchor, at, items: Vec::new(), spans: Vec::new() })
+                let frame = Frame::Seq { anchor, at, size: Size::LEAF, items: Vec::new(), spans: Vec::new() };
+                self.open(frame, at)
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map { anchor, at, entries: Map::new(), spans: Vec::new(), key: None })
+                let frame = Frame::Map {
+                    anchor,
+                    at,
+                    size: Size::LEAF,
+                    entries: Map::new(),
+                    spans: Vec::new(),
+                    key: None,
+                    merge_next: false,
+                    merged_once: false,
+                    merged: Vec::new(),
+                };
+                self.open(frame, at)
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq { anchor, at, items, spans }) => {
-                    self.push_node(Value::Array(items), Spans { at, children: Children::Seq(spans) }, anchor)
+                Some(Frame::Seq { anchor, at, size, items, spans }) => {
+                    self.push_node(Value::Array(items), Spans { at, children: Children::Seq(spans) }, anchor, size)
                 }
-                Some(Frame::Map { anchor, at, entries, spans, .. }) => {
+                Some(Frame::Map { anchor, at, size, mut entries, mut spans, merged, .. }) => {
                     // The parser marks a block mapping where its first value starts; its first key is
                     // where a reader sees it begin (the line after `- ` in a list).
                     let at = spans.first().map_or(at, |(_, first)| first.at);
-                    self.push_node(Value::Object(entries), Spans { at, children: Children::Map(spans) }, anchor)
+                    apply_merges(&mut entries, &mut spans, merged);
+                    let spans = Spans { at, children: Children::Map(spans) };
+                    self.push_node(Value::Object(entries), spans, anchor, size)
                 }
                 None => self.fail(at, "unbalanced collection end".into()),
             },
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some((value, spans)) => self.push_node(value, spans, 0),
-                None => self.fail(at, "alias to an unknown anchor".into()),
-            },
+            Event::Alias(id) => {
+                let Some(&(_, _, size)) = self.anchors.get(&id) else {
+                    return self.fail(at, "alias to an unknown anchor".into());
+                };
+                if self.stack.len() + size.height > self.limits.max_depth {
+                    return self.fail(
+                        at,
+                        format!("this alias nests deeper than {} levels (the limit)", self.limits.max_depth),
+                    );
+                }
+                if !self.copy(size.nodes, at) {
+                    return;
+                }
+                if let Some((value, spans, size)) = self.anchors.get(&id).cloned() {
+                    self.push_node(value, spans, 0, size)
+                }
+            }
             Event::DocumentEnd => self.anchors.clear(),
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart => {}
         }
@@ -311,5 +518,71 @@ kind: Namespace
     fn anchors_and_aliases_expand() {
         let d = parse_one("base: &b {x: 1}\nother: *b\n").unwrap();
         assert_eq!(d.value["other"], json!({"x": 1}));
+    }
+
+    #[test]
+    fn byte_order_marks_are_dropped_as_kubectl_does() {
+        let d = parse_documents("\u{feff}kind: Service\n---\n\u{feff}kind: Pod\n").unwrap();
+        assert_eq!(d[0].value, json!({"kind": "Service"}), "a BOM must not hide the first key");
+        assert_eq!(d[1].value, json!({"kind": "Pod"}), "nor the first key of a later document");
+        assert_eq!(d[1].spans.at.line, 3);
+        let j = parse_one("\u{feff}{\"kind\": \"Service\"}").unwrap();
+        assert_eq!(j.value["kind"], "Service");
+    }
+
+    #[test]
+    fn merge_keys_are_applied_and_explicit_keys_win() {
+        let text = "\
+base: &base
+  name: tcp-hidden
+  port: 80
+svc:
+  <<: *base
+  port: 8080
+";
+        let d = parse_one(text).unwrap();
+        assert_eq!(d.value["svc"], json!({"name": "tcp-hidden", "port": 8080}));
+        let at = |p: &str| d.spans.locate(&FieldPath::parse(p).unwrap()).line;
+        assert_eq!(at("svc.name"), 2, "a merged field points where it was written");
+        assert_eq!(at("svc.port"), 6);
+        // A list of mappings: earlier ones take precedence.
+        let d = parse_one("a: &a {x: 1, y: 1}\nb: &b {y: 2, z: 2}\nc: {<<: [*a, *b]}\n").unwrap();
+        assert_eq!(d.value["c"], json!({"x": 1, "y": 1, "z": 2}));
+        // Inline mappings merge too, and a quoted `<<` is an ordinary key.
+        let d = parse_one("c: {<<: {x: 1}, '<<': 2}\n").unwrap();
+        assert_eq!(d.value["c"], json!({"x": 1, "<<": 2}));
+        let err = parse_one("c: {<<: 3}\n").unwrap_err();
+        assert!(err.message.contains("merge key"), "{err}");
+        let err = parse_one("c:\n  <<: {x: 1}\n  <<: {y: 1}\n").unwrap_err();
+        assert!(err.message.contains("duplicate key `<<`"), "{err}");
+    }
+
+    #[test]
+    fn alias_expansion_is_bounded() {
+        let mut laughs = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            laughs.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev.as_str(); 9].join(", ")));
+        }
+        assert!(laughs.len() < 600, "{}", laughs.len());
+        let err = parse_documents(&laughs).unwrap_err();
+        assert!(err.message.contains("billion laughs"), "{err}");
+        // Ordinary reuse stays well within the budget.
+        let small = parse_documents(&laughs.lines().take(3).collect::<Vec<_>>().join("\n")).unwrap();
+        assert_eq!(small[0].value["a2"].as_array().unwrap().len(), 9);
+    }
+
+    #[test]
+    fn depth_and_size_are_bounded() {
+        let limits = Limits::DEFAULT;
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_documents(&nested(limits.max_depth)).is_ok());
+        let err = parse_documents(&nested(limits.max_depth + 1)).unwrap_err();
+        assert!(err.message.contains("deeper than 100"), "{err}");
+        // An alias cannot smuggle depth past the limit.
+        let deep = format!("a: &x {}\nb: {}*x{}\n", nested(60), "[".repeat(60), "]".repeat(60));
+        assert!(parse_documents(&deep).unwrap_err().message.contains("alias nests deeper"));
+        let tiny = Limits { max_bytes: 10, ..limits };
+        assert!(parse_documents_with("kind: Service\n", tiny).unwrap_err().message.contains("limit is 10 bytes"));
     }
 }

@@ -5,7 +5,7 @@ use crate::finding::Violation;
 use crate::matching::KindSelector;
 use crate::object::{map_str, Input, Object};
 use crate::path::{FieldPath, FieldSelector};
-use crate::pattern::Pattern;
+use crate::pattern::{excerpt, Budget, Pattern};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -147,21 +147,30 @@ impl ObjectCheck for RequiredMeta {
             }
         };
         let singular = self.field.trim_end_matches('s');
+        let mut budget = Budget::default();
         for (key, re) in &self.keys {
             match (map_str(map, key), re) {
                 (None, _) => out.push(Violation::new(
                     base.key(key),
                     format!("{} `{}` is missing {singular} `{key}`", obj.kind, obj.name),
                 )),
-                (Some(v), Some(re)) if !re.is_match(&v) => out.push(Violation::new(
-                    base.key(key),
-                    format!(
-                        "{} `{}`: {singular} `{key}` is `{v}`, which does not match `{}`",
-                        obj.kind,
-                        obj.name,
-                        trim_anchors(re.as_str())
-                    ),
-                )),
+                (Some(v), Some(re)) => match re.is_match(&v, &mut budget) {
+                    Ok(true) => {}
+                    Ok(false) => out.push(Violation::new(
+                        base.key(key),
+                        format!(
+                            "{} `{}`: {singular} `{key}` is `{}`, which does not match `{}`",
+                            obj.kind,
+                            obj.name,
+                            excerpt(&v, 200),
+                            trim_anchors(re.as_str())
+                        ),
+                    )),
+                    Err(over) => out.push(Violation::new(
+                        base.key(key),
+                        format!("{} `{}`: {singular} `{key}`: {over}; the rule fails closed", obj.kind, obj.name),
+                    )),
+                },
                 _ => {}
             }
         }
@@ -284,17 +293,21 @@ impl ObjectCheck for FieldPattern {
                 format!("{} `{}` has no `{}`", obj.kind, obj.name, self.selector.as_str()),
             ));
         }
+        let mut budget = Budget::default();
         for (path, value) in found {
             let Some(text) = scalar_text(value) else {
                 continue;
             };
-            let hit = self.pattern.is_match(&text);
-            if hit != self.must_match {
-                let verb = if self.must_match { "does not match" } else { "matches forbidden pattern" };
-                out.push(Violation::new(
-                    path.clone(),
-                    format!("{path} is `{text}`, which {verb} `{}`", self.pattern.as_str()),
-                ));
+            match self.pattern.is_match(&text, &mut budget) {
+                Ok(hit) if hit == self.must_match => {}
+                Ok(_) => {
+                    let verb = if self.must_match { "does not match" } else { "matches forbidden pattern" };
+                    out.push(Violation::new(
+                        path.clone(),
+                        format!("{path} is `{}`, which {verb} `{}`", excerpt(&text, 200), self.pattern.as_str()),
+                    ));
+                }
+                Err(over) => out.push(Violation::new(path.clone(), format!("{path}: {over}; the rule fails closed"))),
             }
         }
     }

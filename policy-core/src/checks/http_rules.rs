@@ -2,7 +2,7 @@
 
 use super::{compile_regex, parse_params, CheckSpec, Compiled, HttpCheck, HttpContext, ParamDoc, ParamError, Target};
 use crate::http::{parse_duration_ms, Request, TokenBucket};
-use crate::pattern::Pattern;
+use crate::pattern::{Budget, Pattern};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -52,7 +52,9 @@ impl HttpCheck for RequireHeader {
     fn evaluate(&self, req: &Request, _: &mut HttpContext<'_>) -> Result<Option<String>, String> {
         Ok(match (req.header(&self.header), &self.pattern) {
             (None, _) => Some(format!("missing required header `{}`", self.header)),
-            (Some(v), Some(re)) if !re.is_match(v) => {
+            (Some(v), Some(re))
+                if !re.is_match(v, &mut Budget::default()).map_err(|e| format!("header `{}`: {e}", self.header))? =>
+            {
                 Some(format!("header `{}` does not match `{}`", self.header, re.as_str()))
             }
             _ => None,
@@ -107,10 +109,13 @@ pub static DENY_HEADER: CheckSpec = CheckSpec {
 
 impl HttpCheck for DenyHeader {
     fn evaluate(&self, req: &Request, _: &mut HttpContext<'_>) -> Result<Option<String>, String> {
-        Ok(req
-            .header(&self.header)
-            .filter(|v| self.pattern.is_match(v))
-            .map(|_| format!("header `{}` has a forbidden value (matches `{}`)", self.header, self.pattern.as_str())))
+        let Some(value) = req.header(&self.header) else { return Ok(None) };
+        let forbidden = self
+            .pattern
+            .is_match(value, &mut Budget::default())
+            .map_err(|e| format!("header `{}`: {e}", self.header))?;
+        Ok(forbidden
+            .then(|| format!("header `{}` has a forbidden value (matches `{}`)", self.header, self.pattern.as_str())))
     }
 }
 
@@ -216,11 +221,12 @@ impl PathMatcher {
         }
     }
 
-    pub(crate) fn matches(&self, path: &str) -> bool {
+    /// `Err` when a regex match would exceed the evaluation budget (the caller's fail mode applies).
+    pub(crate) fn matches(&self, path: &str) -> Result<bool, String> {
         match self {
-            PathMatcher::Prefix(p) => path.starts_with(p.as_str()),
-            PathMatcher::Exact(e) => path == e,
-            PathMatcher::Regex(r) => r.is_match(path),
+            PathMatcher::Prefix(p) => Ok(path.starts_with(p.as_str())),
+            PathMatcher::Exact(e) => Ok(path == e),
+            PathMatcher::Regex(r) => r.is_match(path, &mut Budget::default()).map_err(|e| format!("path: {e}")),
         }
     }
 }
@@ -267,10 +273,14 @@ pub static ALLOWED_METHODS: CheckSpec = CheckSpec {
 impl HttpCheck for AllowedMethods {
     fn evaluate(&self, req: &Request, _: &mut HttpContext<'_>) -> Result<Option<String>, String> {
         let path = req.path_only();
-        Ok(self.paths.iter().find(|(m, _)| m.matches(path)).and_then(|(_, methods)| {
-            (!methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method)))
-                .then(|| format!("method {} is not allowed on {path} (allowed: {})", req.method, methods.join(", ")))
-        }))
+        for (matcher, methods) in &self.paths {
+            if matcher.matches(path)? {
+                return Ok((!methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method))).then(|| {
+                    format!("method {} is not allowed on {path} (allowed: {})", req.method, methods.join(", "))
+                }));
+            }
+        }
+        Ok(None)
     }
 
     fn default_status(&self) -> u16 {

@@ -115,7 +115,8 @@ pub(crate) const fn doc(text: &'static str) -> &'static str {
 }
 
 pub(crate) fn compile_regex(field: &str, pattern: &str) -> Result<crate::pattern::Pattern, ParamError> {
-    crate::pattern::Pattern::new(pattern).map_err(|e| ParamError::new(field, format!("invalid regex `{pattern}`: {e}")))
+    crate::pattern::Pattern::new(pattern)
+        .map_err(|e| ParamError::new(field, format!("invalid regex `{}`: {e}", crate::pattern::excerpt(pattern, 80))))
 }
 
 static REGISTRY: &[&CheckSpec] = &[
