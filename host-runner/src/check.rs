@@ -83,6 +83,27 @@ impl Report {
         FindingIndex(map)
     }
 
+    /// Makes an input without a single Kubernetes object an error: when `kustomize build` or
+    /// `helm template` fails upstream, `... | meshguard check -` must not pass on nothing.
+    pub fn require_objects(&mut self) {
+        if self.summary.objects == 0 && self.errors.is_empty() {
+            let skipped = match self.summary.skipped_documents {
+                0 => String::new(),
+                n => format!(" ({n} documents without apiVersion and kind were skipped)"),
+            };
+            self.errors.push(InputError {
+                file: "<input>".into(),
+                line: 0,
+                column: 0,
+                message: format!(
+                    "no Kubernetes objects found in {} file(s){skipped}; pass --allow-empty if that is expected",
+                    self.summary.files
+                ),
+            });
+            self.summary.errors += 1;
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         if !self.errors.is_empty() {
             2
@@ -113,7 +134,8 @@ pub fn load_policy(rules: Option<&Path>) -> Result<(Policy, serde_json::Value)> 
         let policy = Policy::default_rules().map_err(|e| RulesError(format!("built-in rule set: {e}")))?;
         return Ok((policy, serde_json::Value::Null));
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read rule set", path.display()))?;
+    let text = sources::read_text(path, sources::MAX_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("rule set {}: {}", e.location(), e.message))?;
     let located = |e: &dyn std::fmt::Display| RulesError(format!("{}:{e}", path.display()));
     let doc = policy_core::yaml::parse_one(&text).map_err(|e| located(&e))?;
     let policy = Policy::from_document(&doc).map_err(|e| located(&e))?;

@@ -80,6 +80,10 @@ pub struct CheckArgs {
     /// Lowest action that makes the exit code 1 (`audit` findings never fail)
     #[arg(long, value_enum, default_value_t = FailOn::Deny)]
     pub fail_on: FailOn,
+    /// Exit 0 when the input holds no Kubernetes objects (by default that is an input error, exit 2,
+    /// so a failed `kustomize build | meshguard check -` does not pass)
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Namespace assumed for namespaced objects without metadata.namespace (as kubectl does)
     #[arg(long, value_name = "NAMESPACE", default_value = "default")]
     pub namespace: String,
@@ -103,9 +107,9 @@ pub struct WasmArgs {
     /// Fuel per wasm call (about one unit per instruction); stops a module that loops forever
     #[arg(long, value_name = "UNITS", default_value_t = 200_000_000_000)]
     pub fuel: u64,
-    /// Largest memory a wasm module may use, in MiB
-    #[arg(long, value_name = "MIB", default_value_t = 2048)]
-    pub max_memory_mb: usize,
+    /// Largest memory a wasm module may use, in MiB (1 to 4096, what a 32-bit wasm memory can address)
+    #[arg(long, value_name = "MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_memory_mb: u64,
     /// Directory for compiled modules (default: $MESHGUARD_CACHE_DIR, $XDG_CACHE_HOME/meshguard or ~/.cache/meshguard)
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

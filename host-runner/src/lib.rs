@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod check;
 pub mod cli;
+pub mod printable;
 pub mod replay;
 pub mod report;
 pub mod sources;

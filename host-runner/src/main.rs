@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use host_runner::cli::{Cli, ColorChoice, Command, EngineChoice, FailOn, RulesCommand, WasmArgs};
+use host_runner::printable::printable;
 use host_runner::{catalog, check, report, wasm};
 use policy_core::Action;
 use std::io::{IsTerminal, Write};
@@ -17,11 +18,12 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if e.downcast_ref::<check::RulesError>().is_some() {
-                eprintln!("error: invalid rule set: {e}");
+            let message = if e.downcast_ref::<check::RulesError>().is_some() {
+                format!("invalid rule set: {e}")
             } else {
-                eprintln!("error: {e:#}");
-            }
+                format!("{e:#}")
+            };
+            eprintln!("error: {}", printable(&message));
             ExitCode::from(2)
         }
     }
@@ -43,7 +45,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 FailOn::Deny => Action::Deny,
                 FailOn::Warn => Action::Warn,
             };
-            let report = check::run(&reviewer, &args.paths, &args.namespace, fail_on)?;
+            let mut report = check::run(&reviewer, &args.paths, &args.namespace, fail_on)?;
+            if !args.allow_empty {
+                report.require_objects();
+            }
             let stdout = std::io::stdout();
             let color = match args.color {
                 ColorChoice::Always => true,
@@ -72,7 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let engine = wasm::engine()?;
             let cache = if args.no_cache { None } else { args.cache_dir.clone().or_else(wasm::default_cache_dir) };
             let (module, _) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
-            let limits = wasm::Limits { fuel: args.fuel, max_memory_bytes: args.max_memory_mb << 20 };
+            let limits = wasm::Limits { fuel: args.fuel, max_memory_bytes: (args.max_memory_mb as usize) << 20 };
             let mut filter = wasm::proxy::ProxyFilter::new(&engine, &module, &config, limits)?;
             let stdout = std::io::stdout();
             let summary = host_runner::replay::run(&mut filter, &requests, &mut stdout.lock())?;
@@ -94,8 +99,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
             for o in &outcomes {
                 match &o.failure {
-                    None => println!("PASS  {}", o.name),
-                    Some(why) => println!("FAIL  {}\n      {why}", o.name),
+                    None => println!("PASS  {}", printable(&o.name)),
+                    Some(why) => println!("FAIL  {}\n      {}", printable(&o.name), printable(why)),
                 }
             }
             println!("{} passed, {failed} failed", outcomes.len() - failed);
@@ -121,6 +126,6 @@ fn wasm_module(args: &WasmArgs) -> anyhow::Result<wasm::WapcModule> {
     let engine = wasm::engine()?;
     let cache = if args.no_cache { None } else { args.cache_dir.clone().or_else(wasm::default_cache_dir) };
     let (module, _cached) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
-    let limits = wasm::Limits { fuel: args.fuel, max_memory_bytes: args.max_memory_mb << 20 };
+    let limits = wasm::Limits { fuel: args.fuel, max_memory_bytes: (args.max_memory_mb as usize) << 20 };
     wasm::WapcModule::new(&engine, &module, limits)
 }

@@ -1,8 +1,9 @@
 //! `meshguard replay`: recorded requests through the proxy-wasm filter artifact, in host-runner's
 //! emulation of Envoy's proxy-wasm host, so CI tests header rules and rate limits without Envoy.
 
+use crate::printable::printable;
 use crate::wasm::proxy::{Outcome, ProxyFilter};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 use serde_json::Value;
 use std::io::Write;
@@ -68,11 +69,9 @@ fn matches(expect: &Value, got: &(String, Option<String>, Option<u32>)) -> bool 
 }
 
 pub fn run(filter: &mut ProxyFilter, requests: &Path, out: &mut dyn Write) -> Result<Summary> {
-    let text = if requests.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())?
-    } else {
-        std::fs::read_to_string(requests).with_context(|| format!("{}: cannot read", requests.display()))?
-    };
+    let text = crate::sources::read_text(requests, crate::sources::MAX_FILE_BYTES)
+        .map_err(|e| anyhow!("{}: {}", e.location(), e.message))?;
+    let text = text.strip_prefix(policy_core::yaml::BOM).unwrap_or(&text);
     let name = requests.display().to_string();
     let mut s = Summary { requests: 0, allowed: 0, denied: 0, warned: 0, unexpected: 0 };
     let mut now_ms = 1_000_000;
@@ -127,7 +126,8 @@ pub fn run(filter: &mut ProxyFilter, requests: &Path, out: &mut dyn Write) -> Re
         } else {
             String::new()
         };
-        writeln!(out, "{name}:{line_no}  {} {}  -> {detail}{warn}{flag}", r.method, r.path)?;
+        let line = format!("{name}:{line_no}  {} {}  -> {detail}{warn}{flag}", r.method, r.path);
+        writeln!(out, "{}", printable(&line))?;
     }
     if s.requests == 0 {
         bail!("{name}: no requests");

@@ -23,6 +23,17 @@ pub struct InputError {
     pub message: String,
 }
 
+impl InputError {
+    /// `file`, `file:line:column` when the error has a position.
+    pub fn location(&self) -> String {
+        if self.line > 0 {
+            format!("{}:{}:{}", self.file, self.line, self.column)
+        } else {
+            self.file.clone()
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Sources {
     pub files: Vec<String>,
@@ -34,45 +45,160 @@ pub struct Sources {
 
 const STDIN: &str = "<stdin>";
 
+/// Largest file (or stdin stream) read, in bytes: the YAML front end's own limit, checked before
+/// reading so `/dev/zero` or a runaway generator cannot exhaust memory.
+pub const MAX_FILE_BYTES: usize = policy_core::yaml::Limits::DEFAULT.max_bytes;
+
 fn is_manifest(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
 }
 
-/// Expands directories (recursively, skipping hidden ones) into manifest files, in a stable order.
-fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
+/// What `expand` found: files to read, in a stable order, and paths it could not use.
+#[derive(Default)]
+struct Expanded {
+    files: Vec<PathBuf>,
+    errors: Vec<InputError>,
+}
+
+fn path_error(path: &Path, message: impl Into<String>) -> InputError {
+    InputError { file: path.display().to_string(), line: 0, column: 0, message: message.into() }
+}
+
+/// Expands directories (recursively, following symlinks with loop detection, skipping hidden
+/// entries) into manifest files. A file reached twice (named and inside a named directory, or
+/// through a symlink) is read once. A path that does not exist is a usage error (`Err`); an
+/// unreadable directory or a symlink loop is an [`InputError`] and the rest are still checked.
+fn expand(paths: &[PathBuf]) -> Result<Expanded> {
+    let mut out = Expanded::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut push = |out: &mut Expanded, path: PathBuf| {
+        // Two names for one file are one file; a path that cannot be resolved is kept as named.
+        let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if seen.insert(key) {
+            out.files.push(path);
+        }
+    };
     for path in paths {
         if path.as_os_str() == "-" {
-            files.push(path.clone());
+            push(&mut out, path.clone());
             continue;
         }
         let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
         if !meta.is_dir() {
-            files.push(path.clone());
+            push(&mut out, path.clone());
             continue;
         }
         let walker = walkdir::WalkDir::new(path)
+            .follow_links(true)
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.')));
         for entry in walker {
-            let entry = entry.with_context(|| format!("{}: cannot walk", path.display()))?;
-            if entry.file_type().is_file() && is_manifest(entry.path()) {
-                files.push(entry.into_path());
+            match entry {
+                Ok(entry) if entry.file_type().is_dir() => {}
+                Ok(entry) if is_manifest(entry.path()) => push(&mut out, entry.into_path()),
+                Ok(_) => {}
+                Err(e) => {
+                    let at = e.path().unwrap_or(path);
+                    let message = match e.loop_ancestor() {
+                        Some(ancestor) => format!("symlink loop back to {}; not followed", ancestor.display()),
+                        None => format!(
+                            "cannot read: {}",
+                            e.io_error().map_or_else(|| e.to_string(), std::string::ToString::to_string)
+                        ),
+                    };
+                    out.errors.push(path_error(at, message));
+                }
             }
         }
     }
-    Ok(files)
+    Ok(out)
 }
 
-fn read(path: &Path) -> std::io::Result<String> {
-    if path.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        Ok(text)
+/// What a file's type is called in an error, for the types meshguard refuses to read.
+fn file_type_name(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
     } else {
-        std::fs::read_to_string(path)
+        "not a regular file"
     }
+}
+
+/// Reads a file as UTF-8 text: only regular files (a FIFO would block, a device never ends), at
+/// most `max_bytes`, UTF-16 named as such, invalid UTF-8 located by line and column.
+pub fn read_text(path: &Path, max_bytes: usize) -> Result<String, InputError> {
+    let name = if path.as_os_str() == "-" { STDIN.to_string() } else { path.display().to_string() };
+    let fail = |line: u32, column: u32, message: String| InputError { file: name.clone(), line, column, message };
+    let too_big =
+        || fail(0, 0, format!("larger than the {} MiB input limit; split it into smaller files", max_bytes >> 20));
+    let bytes = if path.as_os_str() == "-" {
+        read_capped(std::io::stdin().lock(), max_bytes).map_err(|e| fail(0, 0, e.to_string()))?
+    } else {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO must not wait for a writer before its type can be checked.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| fail(0, 0, format!("cannot read: {e}")))?;
+        let meta = file.metadata().map_err(|e| fail(0, 0, format!("cannot read: {e}")))?;
+        if !meta.file_type().is_file() {
+            return Err(fail(
+                0,
+                0,
+                format!("{}; meshguard reads regular files only", file_type_name(meta.file_type())),
+            ));
+        }
+        if meta.len() > max_bytes as u64 {
+            return Err(too_big());
+        }
+        read_capped(file, max_bytes).map_err(|e| fail(0, 0, format!("cannot read: {e}")))?
+    };
+    let Some(bytes) = bytes else { return Err(too_big()) };
+    decode(bytes).map_err(|(line, column, message)| fail(line, column, message))
+}
+
+/// Reads at most `max` bytes; `None` when there is more.
+fn read_capped(reader: impl Read, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader.take(max as u64 + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() <= max).then_some(bytes))
+}
+
+/// UTF-8 text from `bytes`, or `(line, column, message)` naming the first byte that is not.
+pub fn decode(bytes: Vec<u8>) -> Result<String, (u32, u32, String)> {
+    let utf16 = match bytes.get(..2) {
+        Some([0xff, 0xfe]) => Some("FF FE, little-endian"),
+        Some([0xfe, 0xff]) => Some("FE FF, big-endian"),
+        // No mark, but ASCII text in UTF-16 has a NUL beside every character.
+        Some([a, 0]) | Some([0, a]) if *a != 0 && bytes.iter().take(64).filter(|b| **b == 0).count() >= 8 => {
+            Some("no byte-order mark, but NUL bytes between the characters")
+        }
+        _ => None,
+    };
+    if let Some(how) = utf16 {
+        return Err((
+            1,
+            1,
+            format!("the file is UTF-16 ({how}); meshguard reads UTF-8: convert it with `iconv -f UTF-16 -t UTF-8`"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let before = &bytes[..at];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        (line as u32, column as u32, format!("invalid UTF-8 (byte 0x{:02x}); meshguard reads UTF-8 text", bytes[at]))
+    })
 }
 
 /// A progress bar only for people: on a terminal, outside CI, and for runs long enough to need one.
@@ -81,10 +207,10 @@ pub fn show_progress(stderr_is_terminal: bool, in_ci: bool, files: usize) -> boo
 }
 
 /// Reads and parses every path. A path that does not exist is a usage error (`Err`); a file that
-/// does not parse is an [`InputError`] and the rest are still loaded.
+/// cannot be read or does not parse is an [`InputError`] and the rest are still loaded.
 pub fn load(paths: &[PathBuf]) -> Result<Sources> {
     use std::io::IsTerminal;
-    let files = expand(paths)?;
+    let Expanded { files, errors } = expand(paths)?;
     let progress = if show_progress(std::io::stderr().is_terminal(), std::env::var_os("CI").is_some(), files.len()) {
         let bar = indicatif::ProgressBar::new(files.len() as u64);
         if let Ok(style) =
@@ -101,18 +227,16 @@ pub fn load(paths: &[PathBuf]) -> Result<Sources> {
         .inspect(|_| progress.inc(1))
         .map(|path| {
             let name = if path.as_os_str() == "-" { STDIN.to_string() } else { path.display().to_string() };
-            let result = read(path)
-                .map_err(|e| InputError { file: name.clone(), line: 0, column: 0, message: e.to_string() })
-                .and_then(|text| {
-                    parse_documents(&text).map(|docs| docs.into_iter().map(|d| (d.value, d.spans)).collect()).map_err(
-                        |e| InputError { file: name.clone(), line: e.at.line, column: e.at.column, message: e.message },
-                    )
-                });
+            let result = read_text(path, MAX_FILE_BYTES).and_then(|text| {
+                parse_documents(&text).map(|docs| docs.into_iter().map(|d| (d.value, d.spans)).collect()).map_err(|e| {
+                    InputError { file: name.clone(), line: e.at.line, column: e.at.column, message: e.message }
+                })
+            });
             (name, result)
         })
         .collect();
     progress.finish_and_clear();
-    let mut sources = Sources::default();
+    let mut sources = Sources { errors, ..Sources::default() };
     for (file, (name, result)) in parsed.into_iter().enumerate() {
         sources.files.push(name);
         match result {
@@ -157,6 +281,37 @@ impl SourceObject {
 
 #[cfg(test)]
 mod tests {
+    use super::decode;
+
+    /// Found by fuzzing (fuzz/regressions/yaml/float-round-trip.yaml): serde_json's default float
+    /// parser read `2.2222222222222282e31` back one ulp off, so the wasm engine, which parses the
+    /// JSON this host writes, saw another number than the native engine.
+    #[test]
+    fn parsed_numbers_survive_the_json_the_wasm_engine_reads() {
+        let text = include_str!("../../fuzz/regressions/yaml/float-round-trip.yaml");
+        for doc in policy_core::yaml::parse_documents(text).unwrap() {
+            let json = serde_json::to_string(&doc.value).unwrap();
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&json).unwrap(), doc.value, "{json}");
+        }
+        let value = policy_core::yaml::parse_one("x: 22222222222222282222222222222222\n").unwrap().value;
+        let back: serde_json::Value = serde_json::from_str(&value.to_string()).unwrap();
+        assert_eq!(back["x"].as_f64(), value["x"].as_f64());
+    }
+
+    #[test]
+    fn decoding_names_utf16_and_locates_invalid_utf8() {
+        assert_eq!(decode(b"kind: Service\n".to_vec()).unwrap(), "kind: Service\n");
+        let utf16: Vec<u8> = "\u{feff}kind: Service\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let (line, _, message) = decode(utf16).unwrap_err();
+        assert_eq!(line, 1);
+        assert!(message.contains("UTF-16 (FF FE"), "{message}");
+        let no_bom: Vec<u8> = "kind: Service\n".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert!(decode(no_bom).unwrap_err().2.contains("UTF-16"));
+        let (line, column, message) = decode(b"a: 1\nname: x\xffy\n".to_vec()).unwrap_err();
+        assert_eq!((line, column), (2, 8));
+        assert!(message.contains("0xff"), "{message}");
+    }
+
     #[test]
     fn progress_only_on_a_terminal_outside_ci_for_big_runs() {
         assert!(super::show_progress(true, false, 5_000));

@@ -85,9 +85,14 @@ fn find_suites(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn run(dir: &Path, make_reviewer: &dyn Fn(Policy, serde_json::Value) -> Result<Reviewer>) -> Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     for file in find_suites(dir)? {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let text = crate::sources::read_text(&file, crate::sources::MAX_FILE_BYTES)
+            .map_err(|e| anyhow!("{}: {}", e.location(), e.message))?;
         let doc = policy_core::yaml::parse_one(&text).map_err(|e| anyhow!("{}:{e}", file.display()))?;
         let suite: Suite = serde_json::from_value(doc.value).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        if suite.cases.is_empty() {
+            // A suite that tests nothing must not read as a passing one.
+            bail!("{}: `cases` is empty; a suite needs at least one case", file.display());
+        }
         let base = file.parent().unwrap_or(Path::new("."));
         let rules = suite.rules.as_ref().map(|r| base.join(r));
         let (policy, rules_doc) = check::load_policy(rules.as_deref())?;
@@ -125,7 +130,10 @@ fn run_case(case: &Case, base: &Path, reviewer: &Reviewer, namespace: &str) -> R
     let paths: Vec<PathBuf> = case.resources.iter().map(|r| base.join(r)).collect();
     let report = check::run(reviewer, &paths, namespace, Action::Deny)?;
     if let Some(err) = report.errors.first() {
-        bail!("{}:{}:{}: {}", err.file, err.line, err.column, err.message);
+        bail!("{}: {}", err.location(), err.message);
+    }
+    if report.summary.objects == 0 {
+        bail!("the resources hold no Kubernetes objects, so the case would test nothing");
     }
     let fired = sorted(report.findings.iter().map(|f| f.rule.clone()).collect());
     let denied = report.findings.iter().any(|f| f.action == Action::Deny);

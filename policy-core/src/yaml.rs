@@ -112,14 +112,11 @@ pub const BOM: char = '\u{feff}';
 /// `text` without byte-order marks at line starts (borrowed when there are none).
 pub fn strip_bom(text: &str) -> std::borrow::Cow<'_, str> {
     let text = text.strip_prefix(BOM).unwrap_or(text);
-    if !text.contains(BOM) {
-        return std::borrow::Cow::Borrowed(text);
+    if text.contains(BOM) {
+        std::borrow::Cow::Owned(text.replace("\n\u{feff}", "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        out.push_str(line.strip_prefix(BOM).unwrap_or(line));
-    }
-    std::borrow::Cow::Owned(out)
 }
 
 /// Parses every non-empty document of a YAML stream (JSON is YAML, so it parses too).
@@ -196,10 +193,8 @@ enum Frame {
         key: Option<(String, Position)>,
         /// The pending key is a plain `<<`: its value is merged, not stored.
         merge_next: bool,
-        /// The mapping already had a `<<`.
-        merged_once: bool,
-        /// Mappings named by `<<`, in the order they take precedence.
-        merged: Vec<(Map<String, Value>, Spans)>,
+        /// The value of `<<`: a mapping, or mappings in the order they take precedence.
+        merged: Option<(Value, Spans)>,
     },
 }
 
@@ -285,26 +280,9 @@ impl Builder {
                     }
                     *key = Some((name, at));
                 }
-                Some((_, key_at)) if *merge_next => {
+                Some(_) if *merge_next => {
                     *merge_next = false;
-                    let sources = match (value, spans.children) {
-                        (Value::Object(map), children) => vec![(map, Spans { at: spans.at, children })],
-                        (Value::Array(items), Children::Seq(item_spans)) => {
-                            let mut sources = Vec::with_capacity(items.len());
-                            for (item, item_spans) in items.into_iter().zip(item_spans) {
-                                let Value::Object(map) = item else {
-                                    return self.fail(
-                                        item_spans.at,
-                                        "a merge key `<<` takes a mapping or a list of mappings".into(),
-                                    );
-                                };
-                                sources.push((map, item_spans));
-                            }
-                            sources
-                        }
-                        _ => return self.fail(key_at, "a merge key `<<` takes a mapping or a list of mappings".into()),
-                    };
-                    merged.extend(sources);
+                    *merged = Some((value, spans));
                 }
                 Some((name, key_at)) => {
                     // A field's line is its key's line: that is where a reader looks for it.
@@ -317,28 +295,32 @@ impl Builder {
     }
 }
 
-/// Applies `<<` merges: a key the mapping lacks comes from the first merged mapping that has it.
+/// Applies a `<<` merge: a key the mapping lacks comes from the first merged mapping that has it.
 /// Merged fields keep the spans of where they were written (the anchor), so findings point there.
-fn apply_merges(
+/// `Err` holds the position of a merged value that is not a mapping.
+fn apply_merge(
     entries: &mut Map<String, Value>,
     spans: &mut Vec<(String, Spans)>,
-    merged: Vec<(Map<String, Value>, Spans)>,
-) {
-    for (map, map_spans) in merged {
-        let Children::Map(mut field_spans) = map_spans.children else { continue };
+    (value, merged_spans): (Value, Spans),
+) -> Result<(), Position> {
+    let sources: Vec<(Value, Spans)> = match (value, merged_spans.children) {
+        (Value::Array(items), Children::Seq(item_spans)) => items.into_iter().zip(item_spans).collect(),
+        (value, children) => vec![(value, Spans { at: merged_spans.at, children })],
+    };
+    for (value, source_spans) in sources {
+        let (Value::Object(map), Children::Map(mut field_spans)) = (value, source_spans.children) else {
+            return Err(source_spans.at);
+        };
         for (name, value) in map {
             if entries.contains_key(&name) {
                 continue;
             }
-            let span = field_spans
-                .iter_mut()
-                .find(|(n, _)| *n == name)
-                .map(|(_, s)| std::mem::take(s))
-                .unwrap_or(Spans { at: map_spans.at, children: Children::Leaf });
-            spans.push((name.clone(), span));
+            let span = field_spans.iter_mut().find(|(n, _)| *n == name).map(|(_, s)| std::mem::take(s));
+            spans.push((name.clone(), span.unwrap_or_default()));
             entries.insert(name, value);
         }
     }
+    Ok(())
 }
 
 impl MarkedEventReceiver for Builder {
@@ -354,11 +336,11 @@ impl MarkedEventReceiver for Builder {
                 // A mapping key: keep its text as written (`80`, `true` stay strings). A plain `<<`
                 // is a merge (a quoted one is an ordinary key).
                 if style == TScalarStyle::Plain && text == MERGE_KEY {
-                    if let Some(Frame::Map { merge_next, merged_once, .. }) = self.stack.last_mut() {
-                        if *merged_once {
+                    if let Some(Frame::Map { merge_next, merged, .. }) = self.stack.last_mut() {
+                        if merged.is_some() {
                             return self.fail(at, format!("duplicate key `{MERGE_KEY}`"));
                         }
-                        (*merge_next, *merged_once) = (true, true);
+                        *merge_next = true;
                     }
                 }
                 self.push_node(Value::String(text), Spans { at, children: Children::Leaf }, anchor, Size::LEAF);
@@ -385,8 +367,7 @@ impl MarkedEventReceiver for Builder {
                     spans: Vec::new(),
                     key: None,
                     merge_next: false,
-                    merged_once: false,
-                    merged: Vec::new(),
+                    merged: None,
                 };
                 self.open(frame, at)
             }
@@ -398,7 +379,11 @@ impl MarkedEventReceiver for Builder {
                     // The parser marks a block mapping where its first value starts; its first key is
                     // where a reader sees it begin (the line after `- ` in a list).
                     let at = spans.first().map_or(at, |(_, first)| first.at);
-                    apply_merges(&mut entries, &mut spans, merged);
+                    if let Some(merged) = merged {
+                        if let Err(at) = apply_merge(&mut entries, &mut spans, merged) {
+                            return self.fail(at, "a merge key `<<` takes a mapping or a list of mappings".into());
+                        }
+                    }
                     let spans = Spans { at, children: Children::Map(spans) };
                     self.push_node(Value::Object(entries), spans, anchor, size)
                 }

@@ -1,5 +1,6 @@
 use super::Printer;
 use crate::check::Report;
+use crate::printable::printable as p;
 use policy_core::Action;
 use std::io::Write;
 
@@ -30,8 +31,7 @@ impl TextPrinter {
 impl Printer for TextPrinter {
     fn print(&self, report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         for e in &report.errors {
-            let at = if e.line > 0 { format!("{}:{}:{}", e.file, e.line, e.column) } else { e.file.clone() };
-            writeln!(out, "{}: {} {}", at, self.paint("1;31", "error:"), e.message)?;
+            writeln!(out, "{}: {} {}", p(&e.location()), self.paint("1;31", "error:"), p(&e.message))?;
         }
         let mut current: Option<&str> = None;
         for f in &report.findings {
@@ -39,21 +39,22 @@ impl Printer for TextPrinter {
                 if current.is_some() || !report.errors.is_empty() {
                     writeln!(out)?;
                 }
-                writeln!(out, "{}", self.paint("1", &f.file))?;
+                writeln!(out, "{}", self.paint("1", &p(&f.file)))?;
                 current = Some(&f.file);
             }
             let object = if f.namespace.is_empty() { f.name.clone() } else { format!("{}/{}", f.namespace, f.name) };
+            // Everything below comes from the input (names, paths, messages quoting values).
             writeln!(
                 out,
                 "  {:>4}:{:<3} {} {}  {} {}  {}: {}",
                 f.line,
                 f.column,
                 self.action(f.action),
-                self.paint("2", &f.rule),
-                f.kind,
-                object,
-                f.path,
-                f.message
+                self.paint("2", &p(&f.rule)),
+                p(&f.kind),
+                p(&object),
+                p(&f.path),
+                p(&f.message)
             )?;
         }
         let s = &report.summary;

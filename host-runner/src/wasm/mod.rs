@@ -44,9 +44,77 @@ impl Default for Limits {
     }
 }
 
+/// Denies memory growth past the limit and remembers that it did, to explain the trap after.
+pub(crate) struct MemoryLimit {
+    pub max: usize,
+    pub denied: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimit {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let ok = desired <= self.max;
+        self.denied |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Turns a trap into a message that says which limit tripped and how to raise it: no wasmtime
+/// backtrace reaches a user.
+pub(crate) fn explain(what: &str, limits: &Limits, memory_denied: bool, e: &wasmtime::Error) -> anyhow::Error {
+    if memory_denied {
+        return anyhow!(
+            "{what} tried to use more than {} MiB of memory and was stopped (raise it with --max-memory-mb)",
+            limits.max_memory_bytes >> 20
+        );
+    }
+    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) {
+        return anyhow!(
+            "{what} ran out of fuel after {} units and was stopped: it may loop forever (raise it with --fuel)",
+            limits.fuel
+        );
+    }
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => anyhow!("{what} trapped: {trap}"),
+        // The first line: the error itself, without the wasm backtrace wasmtime appends.
+        None => anyhow!("{what} failed: {}", e.to_string().lines().next().unwrap_or("")),
+    }
+}
+
+/// Address space each linear memory reserves when the process has an address-space limit
+/// (`ulimit -v`, as CI containers set): wasmtime's default reserves 4 GiB plus guard pages per
+/// memory, so two worker instances alone would exceed a 4 GB limit. Memories then grow by
+/// moving and every access is bounds-checked, which costs a little speed, so unlimited
+/// processes keep the defaults.
+const LIMITED_RESERVATION: u64 = 64 << 20;
+
+/// The process's address-space limit in bytes, when it has one.
+fn address_space_limit() -> Option<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } == 0;
+    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
+/// The engine for this process: small memory reservations when it runs under an address-space limit.
 pub fn engine() -> Result<Engine> {
+    engine_for(address_space_limit().is_some())
+}
+
+/// The engine with small memory reservations (`limited_address_space`) or wasmtime's defaults;
+/// benches/check_repo.rs measures both.
+pub fn engine_for(limited_address_space: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.consume_fuel(true);
+    if limited_address_space {
+        config
+            .memory_reservation(LIMITED_RESERVATION)
+            .memory_guard_size(64 << 10)
+            .memory_reservation_for_growth(LIMITED_RESERVATION);
+    }
     // `MESHGUARD_WASM_PROFILE=perfmap perf record meshguard ...` names guest functions in perf.
     if std::env::var_os("MESHGUARD_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -66,31 +134,91 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("meshguard"))
 }
 
+/// The secret that authenticates cache files: `$MESHGUARD_CACHE_KEY` (to share a cache on
+/// purpose, e.g. from a CI secret), else a random key made on first use in
+/// `$XDG_CONFIG_HOME/meshguard/cache-key` or `~/.config/meshguard/cache-key` (mode 0600).
+/// It lives outside the cache directory, so a cache restored from elsewhere (a CI cache, a shared
+/// volume) does not carry a key its files verify against. `None`: no cache.
+fn cache_key() -> Option<Vec<u8>> {
+    if let Some(key) = std::env::var_os("MESHGUARD_CACHE_KEY") {
+        return Some(key.into_encoded_bytes());
+    }
+    let dir = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?
+        .join("meshguard");
+    let path = dir.join("cache-key");
+    if let Ok(key) = std::fs::read(&path) {
+        return (key.len() >= 32).then_some(key);
+    }
+    let mut key = vec![0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut r| std::io::Read::read_exact(&mut r, &mut key)).ok()?;
+    std::fs::create_dir_all(&dir).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).ok()?;
+    std::io::Write::write_all(&mut file, &key).ok()?;
+    Some(key)
+}
+
+type Mac = hmac::Hmac<Sha256>;
+const TAG_BYTES: usize = 32;
+
+fn tag(key: &[u8], name: &str, serialized: &[u8]) -> Option<[u8; TAG_BYTES]> {
+    use hmac::Mac as _;
+    let mut mac = Mac::new_from_slice(key).ok()?;
+    mac.update(name.as_bytes());
+    mac.update(serialized);
+    Some(mac.finalize().into_bytes().into())
+}
+
+/// A cache file's compiled module, if its tag proves this machine's meshguard wrote it.
+fn verified<'a>(key: &[u8], name: &str, file: &'a [u8]) -> Option<&'a [u8]> {
+    use hmac::Mac as _;
+    let (stored, serialized) = file.split_at_checked(TAG_BYTES)?;
+    let mut mac = Mac::new_from_slice(key).ok()?;
+    mac.update(name.as_bytes());
+    mac.update(serialized);
+    mac.verify_slice(stored).ok()?;
+    Some(serialized)
+}
+
 /// Compiles `bytes`, or loads the serialized result of an earlier compile from `cache_dir`.
 /// Returns the module and whether it came from the cache.
+///
+/// Deserializing runs native code from the file, so a cache file is used only when its HMAC
+/// (keyed by [`cache_key`], over the file name and contents) verifies; the file is read once and
+/// checked and deserialized from the same bytes. Anything else (corruption, a truncated write, a
+/// file planted through a shared cache) is ignored and overwritten by a fresh compile.
 pub fn compile_cached(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> Result<(Module, bool)> {
     let mut compat = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut compat);
     let digest = Sha256::digest(bytes);
-    let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    let file = cache_dir.map(|d| d.join(format!("{key}-{:016x}.cwasm", compat.finish())));
-    if let Some(path) = &file {
-        if path.exists() {
-            // SAFETY: the file was written by `Module::serialize` for an engine with the same
-            // compatibility hash (part of its name) from a module with the same sha256.
-            if let Ok(module) = unsafe { Module::deserialize_file(engine, path) } {
+    let key_hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let name = format!("{key_hex}-{:016x}.cwasm", compat.finish());
+    let secret = cache_dir.and_then(|_| cache_key());
+    let file = cache_dir.filter(|_| secret.is_some()).map(|d| d.join(&name));
+    if let (Some(path), Some(secret)) = (&file, &secret) {
+        if let Some(serialized) = std::fs::read(path).ok().as_deref().and_then(|f| verified(secret, &name, f)) {
+            // SAFETY: the bytes carry a valid HMAC under this user's secret key, so they are what
+            // `Module::serialize` wrote for an engine with the same compatibility hash (part of
+            // the authenticated name) from a module with the same sha256.
+            if let Ok(module) = unsafe { Module::deserialize(engine, serialized) } {
                 return Ok((module, true));
             }
         }
     }
     let module = Module::new(engine, bytes).map_err(|e| anyhow!("compiling the wasm module: {e}"))?;
-    if let Some(path) = &file {
+    if let (Some(path), Some(secret)) = (&file, &secret) {
         // A cache that cannot be written only costs the next run a compile.
-        if let Ok(serialized) = module.serialize() {
-            let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
-            let tmp = path.with_extension("tmp");
-            if std::fs::write(&tmp, serialized).is_ok() {
-                let _ = std::fs::rename(&tmp, path);
+        if let (Ok(serialized), Some(parent)) = (module.serialize(), path.parent()) {
+            if let Some(t) = tag(secret, &name, &serialized) {
+                let _ = std::fs::create_dir_all(parent);
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                let mut contents = t.to_vec();
+                contents.extend_from_slice(&serialized);
+                if std::fs::write(&tmp, contents).is_ok() {
+                    let _ = std::fs::rename(&tmp, path);
+                }
             }
         }
     }

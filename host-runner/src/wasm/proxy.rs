@@ -3,7 +3,7 @@
 //! metrics, time and logging. Lets CI run the very filter Envoy loads over recorded requests.
 
 use super::guest_memory::{read, read_str, write};
-use super::Limits;
+use super::{explain, Limits, MemoryLimit};
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use wasmtime::{Caller, Engine, Extern, Instance, Linker, Module, Store, TypedFunc};
@@ -36,6 +36,7 @@ struct Host {
     metrics: Vec<(String, i64)>,
     now_ns: u64,
     logs: Vec<String>,
+    limits: Option<MemoryLimit>,
 }
 
 /// Copies `bytes` into guest memory allocated with the guest's `malloc`, and stores the address
@@ -262,7 +263,7 @@ pub struct ProxyFilter {
     on_done: TypedFunc<i32, i32>,
     on_delete: TypedFunc<i32, ()>,
     next_context: i32,
-    fuel: u64,
+    limits: Limits,
 }
 
 const ROOT: i32 = 1;
@@ -273,16 +274,19 @@ impl ProxyFilter {
     pub fn new(engine: &Engine, module: &Module, config: &[u8], limits: Limits) -> Result<Self> {
         let mut l = linker(engine)?;
         l.define_unknown_imports_as_traps(module).map_err(|e| anyhow!("{e}"))?;
-        let mut store =
-            Store::new(engine, Host { config: config.to_vec(), now_ns: 1_000_000_000_000, ..Host::default() });
+        let memory = MemoryLimit { max: limits.max_memory_bytes, denied: false };
+        let host = Host { config: config.to_vec(), now_ns: 1_000_000_000_000, limits: Some(memory), ..Host::default() };
+        let mut store = Store::new(engine, host);
+        store.limiter(|h| h.limits.as_mut().expect("set before the store was made"));
         store.set_fuel(limits.fuel).map_err(|e| anyhow!("{e}"))?;
-        let instance: Instance =
-            l.instantiate(&mut store, module).map_err(|e| anyhow!("instantiating the filter: {e}"))?;
+        let denied = |store: &Store<Host>| store.data().limits.as_ref().is_some_and(|l| l.denied);
+        let fail = |store: &Store<Host>, e: wasmtime::Error| explain("the filter", &limits, denied(store), &e);
+        let instance: Instance = l.instantiate(&mut store, module).map_err(|e| fail(&store, e))?;
         let func = |store: &mut Store<Host>, name: &str| {
             instance.get_func(&mut *store, name).ok_or_else(|| anyhow!("the filter does not export {name}"))
         };
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
-            init.call(&mut store, ()).map_err(|e| anyhow!("{e:#}"))?;
+            init.call(&mut store, ()).map_err(|e| fail(&store, e))?;
         }
         let on_create =
             func(&mut store, "proxy_on_context_create")?.typed::<(i32, i32), ()>(&store).map_err(|e| anyhow!("{e}"))?;
@@ -297,29 +301,20 @@ impl ProxyFilter {
         let on_response = typed3(&mut store, "proxy_on_response_headers")?;
         let on_done = func(&mut store, "proxy_on_done")?.typed::<i32, i32>(&store).map_err(|e| anyhow!("{e}"))?;
         let on_delete = func(&mut store, "proxy_on_delete")?.typed::<i32, ()>(&store).map_err(|e| anyhow!("{e}"))?;
-        on_create.call(&mut store, (ROOT, 0)).map_err(|e| anyhow!("{e:#}"))?;
-        on_vm_start.call(&mut store, (ROOT, 0)).map_err(|e| anyhow!("{e:#}"))?;
-        let configured = on_configure.call(&mut store, (ROOT, config.len() as i32)).map_err(|e| anyhow!("{e:#}"))?;
+        on_create.call(&mut store, (ROOT, 0)).map_err(|e| fail(&store, e))?;
+        on_vm_start.call(&mut store, (ROOT, 0)).map_err(|e| fail(&store, e))?;
+        let configured = on_configure.call(&mut store, (ROOT, config.len() as i32)).map_err(|e| fail(&store, e))?;
         if configured == 0 {
             bail!("the filter rejected its configuration: {}", store.data().logs.join("; "));
         }
-        Ok(ProxyFilter {
-            store,
-            on_create,
-            on_request,
-            on_response,
-            on_done,
-            on_delete,
-            next_context: 2,
-            fuel: limits.fuel,
-        })
+        Ok(ProxyFilter { store, on_create, on_request, on_response, on_done, on_delete, next_context: 2, limits })
     }
 
     /// Runs one request through the filter at host time `now_ms`.
     pub fn request(&mut self, headers: Vec<(String, String)>, now_ms: u64) -> Result<Outcome> {
         let ctx = self.next_context;
         self.next_context += 1;
-        let fuel = self.fuel;
+        let fuel = self.limits.fuel;
         let host = self.store.data_mut();
         host.now_ns = now_ms.saturating_mul(1_000_000);
         host.local_response = None;
@@ -344,11 +339,8 @@ impl ProxyFilter {
             Ok(())
         };
         run(self).map_err(|e| {
-            if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) {
-                anyhow!("the filter ran out of fuel after {fuel} units on one request (raise it with --fuel)")
-            } else {
-                anyhow!("the filter trapped (Envoy would answer 503): {e:#}")
-            }
+            let denied = self.store.data().limits.as_ref().is_some_and(|l| l.denied);
+            explain("the filter", &self.limits, denied, &e).context("on this request Envoy would answer 503")
         })?;
         let host = self.store.data();
         let base = match &host.local_response {

@@ -2,10 +2,10 @@
 //! WASI calls a wasm32-wasip1 guest imports.
 
 use super::guest_memory::{read, write};
-use super::Limits;
+use super::{explain, Limits, MemoryLimit};
 use anyhow::{anyhow, Result};
 use std::sync::Mutex;
-use wasmtime::{Caller, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, TypedFunc};
+use wasmtime::{Caller, Engine, InstancePre, Linker, Module, Store, TypedFunc};
 
 struct Call {
     op: Vec<u8>,
@@ -13,24 +13,6 @@ struct Call {
     response: Option<Vec<u8>>,
     error: Option<String>,
     limits: MemoryLimit,
-}
-
-/// Denies memory growth past the limit and remembers that it did, to explain the trap after.
-struct MemoryLimit {
-    max: usize,
-    denied: bool,
-}
-
-impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let ok = desired <= self.max;
-        self.denied |= !ok;
-        Ok(ok)
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
 }
 
 fn linker(engine: &Engine) -> Result<Linker<Call>> {
@@ -191,20 +173,7 @@ impl WapcModule {
         }
     }
 
-    /// Turns traps into messages that say which limit tripped and how to raise it.
     fn explain(&self, store: &Store<Call>, e: wasmtime::Error) -> anyhow::Error {
-        if store.data().limits.denied {
-            return anyhow!(
-                "the wasm module tried to use more than {} MiB of memory and was stopped (raise it with --max-memory-mb)",
-                self.limits.max_memory_bytes >> 20
-            );
-        }
-        if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
-            return anyhow!(
-                "the wasm module ran out of fuel after {} units and was stopped: it may loop forever (raise it with --fuel)",
-                self.limits.fuel
-            );
-        }
-        anyhow!("{e:#}")
+        explain("the wasm module", &self.limits, store.data().limits.denied, &e)
     }
 }

@@ -217,9 +217,10 @@ struct FieldPattern {
 pub static FIELD_PATTERN: CheckSpec = CheckSpec {
     id: "field-pattern",
     target: Target::Kubernetes,
-    summary:
+    summary: super::doc(
         "Every value a field path reaches (`[*]` walks lists) must match a regex, or with `mustMatch: false` must \
               not. With `required: true` the field must exist.",
+    ),
     params: &[
         ParamDoc {
             name: "path",

@@ -79,8 +79,9 @@ struct DenyHeader {
 pub static DENY_HEADER: CheckSpec = CheckSpec {
     id: "http-deny-header",
     target: Target::Http,
-    summary:
+    summary: super::doc(
         "The request does not carry `header` with a value matching `pattern` (e.g. debug or internal-only headers).",
+    ),
     params: &[
         ParamDoc {
             name: "header",

@@ -207,10 +207,11 @@ struct HeadlessPortConflict {
 pub static HEADLESS_PORT_CONFLICT: CheckSpec = CheckSpec {
     id: "istio-headless-port-conflict",
     target: Target::Kubernetes,
-    summary:
+    summary: super::doc(
         "Headless Services (`clusterIP: None`) in one namespace do not use one port number with different protocols: \
               Istio builds listeners per pod IP and port for them, so the second protocol breaks the first. \
               Compares every headless Service in the input (one object alone at admission).",
+    ),
     params: &[ParamDoc {
         name: "protocols",
         ty: "list of strings",
@@ -1248,9 +1249,10 @@ struct CircuitBreaker {
 pub static CIRCUIT_BREAKER: CheckSpec = CheckSpec {
     id: "istio-circuit-breaker",
     target: Target::Kubernetes,
-    summary:
+    summary: super::doc(
         "A DestinationRule's `trafficPolicy` sets `outlierDetection` and `connectionPool`, so one slow or failing \
               backend cannot take its callers down with it (cascading failures).",
+    ),
     params: &[
         ParamDoc {
             name: "requireOutlierDetection",

@@ -110,9 +110,7 @@ unsafe fn value<'a>(addr: i32) -> Option<&'a Value> {
 
 unsafe fn parse(addr: i32, len: i32) -> Option<Value> {
     let bytes = core::slice::from_raw_parts(addr as usize as *const u8, len.max(0) as usize);
-    // The Rust SDK counts a C string's trailing NUL in `len`.
-    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-    in_host_memory(|| serde_json::from_slice(&bytes[..end]).ok())
+    in_host_memory(|| crate::translate::parse_json(bytes))
 }
 
 fn dump(v: &Value) -> i32 {

@@ -15,6 +15,14 @@ pub fn entrypoints() -> Value {
     Value::Object(ENTRYPOINTS.iter().enumerate().map(|(i, name)| (name.to_string(), json!(i))).collect())
 }
 
+/// A JSON value as a host hands it over (`opa_json_parse`, `opa_value_parse`). The Rust SDK
+/// counts a C string's trailing NUL in `len`; a leading byte-order mark is dropped.
+pub fn parse_json(bytes: &[u8]) -> Option<Value> {
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let bytes = &bytes[..end];
+    serde_json::from_slice(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)).ok()
+}
+
 fn non_empty(v: Option<&Value>) -> Option<&Value> {
     v.filter(|v| !v.is_null() && v.as_object().is_none_or(|m| !m.is_empty()))
 }

@@ -1,0 +1,22 @@
+//! Admission from raw bytes, as the Kubewarden guest receives them: `validate` with the built-in
+//! rule set and with settings from the payload, and `review_admission` on whatever JSON parses.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use meshguard_kubewarden::translate::{validate, PolicyCache};
+use policy_core::Policy;
+use std::sync::OnceLock;
+
+static DEFAULT: OnceLock<Policy> = OnceLock::new();
+
+fuzz_target!(|data: &[u8]| {
+    let mut cache = PolicyCache::default();
+    if let Ok(answer) = validate(data, &mut cache) {
+        let parsed: serde_json::Value = serde_json::from_slice(&answer).expect("the guest answers JSON");
+        assert!(parsed["accepted"].is_boolean(), "{parsed}");
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        let policy = DEFAULT.get_or_init(|| Policy::default_rules().expect("built-in rules"));
+        let verdict = policy.review_admission(&value);
+        let _ = (verdict.denial_message(), verdict.warnings());
+    }
+});
