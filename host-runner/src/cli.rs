@@ -24,10 +24,13 @@ pub struct Cli {
 pub enum Command {
     /// Check manifests (files, directories, or - for stdin) against a rule set
     #[command(after_help = "Directories are searched recursively for *.yaml, *.yml and *.json (hidden directories \
-                            are skipped). Multi-document YAML and `kind: List` are expanded. Documents without \
-                            apiVersion and kind (e.g. Helm values) are skipped.\n\n\
+                            are skipped, symlinks followed, a file reached twice read once). Multi-document YAML \
+                            and `kind: List` are expanded. Documents without apiVersion and kind (e.g. Helm \
+                            values) are skipped.\n\n\
+                            Limits: regular UTF-8 files only, 32 MiB per file or stdin, 100 levels of nesting, \
+                            1,000,000 nodes copied by YAML aliases; a regex too costly for a value fails closed.\n\n\
                             Exit codes: 0 nothing fails, 1 a finding fails the check, 2 usage or input error \
-                            (malformed YAML, an invalid rule set; the other files are still checked).")]
+                            (malformed YAML, an invalid rule set, no objects at all; the other files are still checked).")]
     Check(CheckArgs),
     /// Replay recorded requests (JSON Lines) through the Envoy filter artifact, without Envoy
     #[command(
@@ -110,7 +113,9 @@ pub struct WasmArgs {
     /// Largest memory a wasm module may use, in MiB (1 to 4096, what a 32-bit wasm memory can address)
     #[arg(long, value_name = "MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_memory_mb: u64,
-    /// Directory for compiled modules (default: $MESHGUARD_CACHE_DIR, $XDG_CACHE_HOME/meshguard or ~/.cache/meshguard)
+    /// Directory for compiled modules (default: $MESHGUARD_CACHE_DIR, $XDG_CACHE_HOME/meshguard or
+    /// ~/.cache/meshguard). A file there runs only if its HMAC verifies under this user's key
+    /// (~/.config/meshguard/cache-key, or $MESHGUARD_CACHE_KEY to share a cache on purpose)
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Do not read or write the compiled-module cache
