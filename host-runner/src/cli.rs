@@ -62,6 +62,26 @@ pub enum Command {
         #[command(flatten)]
         wasm: WasmArgs,
     },
+    /// Run the validating admission webhook (AdmissionReview over HTTPS on /validate)
+    #[command(after_help = "Examples:\n  meshguard certs --out certs --dns-name meshguard.meshguard.svc\n  \
+                            meshguard serve --tls-cert certs/tls.crt --tls-key certs/tls.key --rules rules.yaml\n  \
+                            meshguard serve --self-signed /tmp/meshguard-certs   # for a trial\n\n\
+                            The certificate, key and rule set are re-read when their files change (the rule set \
+                            also on SIGHUP); one that does not load is logged and counted, and the last good one \
+                            keeps serving. SIGTERM: /readyz turns 503, requests are still answered for \
+                            --shutdown-delay-ms, then in-flight ones finish and the process exits 0.\n\n\
+                            Exit codes: 0 after a clean shutdown, 2 when it cannot start (an invalid rule set \
+                            names the rule and field, so a bad rollout never replaces healthy pods).")]
+    Serve(ServeArgs),
+    /// Make a CA and a serving certificate for the webhook (for trials; use cert-manager in production)
+    Certs {
+        /// Directory for ca.crt, tls.crt and tls.key
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// DNS names of the webhook's Service (repeat for several)
+        #[arg(long = "dns-name", value_name = "NAME", default_values_t = default_dns_names())]
+        dns_names: Vec<String>,
+    },
     /// Show the built-in checks and the default rule set
     Rules {
         #[command(subcommand)]
@@ -99,6 +119,65 @@ pub struct CheckArgs {
     pub engine: EngineChoice,
     #[command(flatten)]
     pub wasm: WasmArgs,
+}
+
+pub fn default_dns_names() -> Vec<String> {
+    ["meshguard", "meshguard.meshguard", "meshguard.meshguard.svc", "localhost"].map(String::from).to_vec()
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Rule set file (default: the built-in rule set); re-read when it changes and on SIGHUP
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Serving certificate chain (PEM); re-read when it changes
+    #[arg(long, value_name = "FILE", required_unless_present = "self_signed", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the certificate (PEM); re-read when it changes
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Make a CA and serving certificate in DIR (see `meshguard certs`) and serve with them
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub self_signed: Option<PathBuf>,
+    /// DNS names for --self-signed
+    #[arg(long = "dns-name", value_name = "NAME", default_values_t = default_dns_names())]
+    pub dns_names: Vec<String>,
+    /// HTTPS address for /validate, /healthz and /readyz
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: std::net::SocketAddr,
+    /// Plain-HTTP address for Prometheus metrics (GET /metrics)
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Who decides (same answers either way)
+    #[arg(long, value_enum, default_value_t = EngineChoice::Wasm)]
+    pub engine: EngineChoice,
+    /// When a request cannot be evaluated in time or the engine fails: refuse it (fail) or allow it
+    /// with a warning (ignore). Match the ValidatingWebhookConfiguration's failurePolicy.
+    #[arg(long, value_enum, default_value_t = FailurePolicy::Fail)]
+    pub failure_policy: FailurePolicy,
+    /// Deadline for one review, in milliseconds (keep it under the webhook's timeoutSeconds)
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub review_timeout_ms: u64,
+    /// Deadline for a client to send its headers and body, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub read_timeout_ms: u64,
+    /// Largest request body, in bytes (the API server sends objects up to about 3 MiB)
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    pub max_body_bytes: usize,
+    /// How often the certificate and rule-set files are checked for changes, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub poll_ms: u64,
+    /// After SIGTERM, how long to keep answering while /readyz reports 503, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub shutdown_delay_ms: u64,
+    #[command(flatten)]
+    pub wasm: WasmArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailurePolicy {
+    Fail,
+    Ignore,
 }
 
 #[derive(clap::Args, Debug, Clone)]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod printable;
 pub mod replay;
 pub mod report;
+pub mod serve;
 pub mod sources;
 pub mod suite;
 pub mod wasm;

@@ -1,7 +1,7 @@
 //! `meshguard`: the CLI over policy-core. Thin by design: parse args, call a command, exit.
 
 use clap::Parser;
-use host_runner::cli::{Cli, ColorChoice, Command, EngineChoice, FailOn, RulesCommand, WasmArgs};
+use host_runner::cli::{Cli, ColorChoice, Command, EngineChoice, FailOn, FailurePolicy, RulesCommand, WasmArgs};
 use host_runner::printable::printable;
 use host_runner::{catalog, check, report, wasm};
 use policy_core::Action;
@@ -105,6 +105,47 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             println!("{} passed, {failed} failed", outcomes.len() - failed);
             Ok(u8::from(failed > 0))
+        }
+        Command::Serve(args) => {
+            let (cert, key) = match (&args.self_signed, args.tls_cert, args.tls_key) {
+                (Some(dir), _, _) => {
+                    let made = host_runner::serve::tls::self_signed(dir, &args.dns_names)?;
+                    (made.cert, made.key)
+                }
+                (None, Some(cert), Some(key)) => (cert, key),
+                _ => anyhow::bail!("--tls-cert and --tls-key, or --self-signed DIR"),
+            };
+            let module = match args.engine {
+                EngineChoice::Wasm => Some(std::sync::Arc::new(wasm_module(&args.wasm)?)),
+                EngineChoice::Native => None,
+            };
+            let ms = std::time::Duration::from_millis;
+            host_runner::serve::run(host_runner::serve::Options {
+                rules: args.rules,
+                cert,
+                key,
+                addr: args.addr,
+                metrics_addr: args.metrics_addr,
+                module,
+                fail_closed: args.failure_policy == FailurePolicy::Fail,
+                review_timeout: ms(args.review_timeout_ms),
+                read_timeout: ms(args.read_timeout_ms),
+                max_body_bytes: args.max_body_bytes,
+                poll: ms(args.poll_ms),
+                shutdown_delay: ms(args.shutdown_delay_ms),
+            })?;
+            Ok(0)
+        }
+        Command::Certs { out, dns_names } => {
+            let made = host_runner::serve::tls::self_signed(&out, &dns_names)?;
+            println!(
+                "wrote {}, {} and {} for {}",
+                made.ca.display(),
+                made.cert.display(),
+                made.key.display(),
+                dns_names.join(", ")
+            );
+            Ok(0)
         }
         Command::Rules { command } => {
             let text = match command {

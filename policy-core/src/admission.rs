@@ -65,9 +65,11 @@ impl AdmissionVerdict {
         (!lines.is_empty()).then(|| lines.join("; "))
     }
 
-    /// One entry per `warn` finding, as Kubernetes admission warnings show them.
+    /// One entry per `warn` finding, as Kubernetes admission warnings show them, within the API
+    /// server's limits ([`MAX_WARNING_CHARS`] each, [`MAX_WARNINGS_BYTES`] in all): a long entry
+    /// is shortened at a word, and entries that do not fit become one `+N more` entry.
     pub fn warnings(&self) -> Vec<String> {
-        self.with_action(Action::Warn).map(finding_line).collect()
+        fit_warnings(self.with_action(Action::Warn).map(finding_line).collect())
     }
 
     /// Comma-separated ids of the rules that fired with `action`, for machine-readable annotations.
@@ -76,6 +78,48 @@ impl AdmissionVerdict {
         ids.dedup();
         ids.join(",")
     }
+}
+
+/// The API server truncates a warning over 256 characters and drops warnings past 4 KiB in all.
+pub const MAX_WARNING_CHARS: usize = 256;
+pub const MAX_WARNINGS_BYTES: usize = 4096;
+
+/// `lines` within the API server's warning limits (see [`AdmissionVerdict::warnings`]).
+pub fn fit_warnings(lines: Vec<String>) -> Vec<String> {
+    // Room kept for the `+N more` entry, so adding it never breaks the total.
+    const MORE_ROOM: usize = 64;
+    let total = lines.len();
+    let mut out = Vec::with_capacity(total);
+    let mut bytes = 0;
+    for line in lines {
+        let line = shorten(line, MAX_WARNING_CHARS);
+        let last = out.len() + 1 == total;
+        let budget = if last { MAX_WARNINGS_BYTES } else { MAX_WARNINGS_BYTES - MORE_ROOM };
+        if bytes + line.len() > budget {
+            break;
+        }
+        bytes += line.len();
+        out.push(line);
+    }
+    if out.len() < total {
+        let more = total - out.len();
+        out.push(format!(
+            "+{more} more warning{} (all rule ids are in the audit annotations)",
+            if more == 1 { "" } else { "s" }
+        ));
+    }
+    out
+}
+
+/// `line` in at most `max` characters: cut at the last space that fits, ending in `…`.
+fn shorten(line: String, max: usize) -> String {
+    if line.chars().count() <= max {
+        return line;
+    }
+    let cut = line.char_indices().nth(max - 1).map_or(line.len(), |(i, _)| i);
+    let head = &line[..cut];
+    let head = head.rfind(' ').filter(|at| *at > max / 2).map_or(head, |at| &head[..at]);
+    format!("{}…", head.trim_end_matches([',', ';', ':', ' ']))
 }
 
 /// `rule-id: message (at path)`.
@@ -112,6 +156,24 @@ mod tests {
 
     fn bad_service() -> Value {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"}, "spec": {"ports": [{"name": "web", "port": 80}]}})
+    }
+
+    #[test]
+    fn warnings_fit_the_api_server_limits() {
+        assert_eq!(fit_warnings(vec!["a: short".into()]), vec!["a: short".to_string()]);
+        let long = format!("rule: {}", "word ".repeat(80));
+        let fitted = fit_warnings(vec![long]);
+        assert!(fitted[0].chars().count() <= MAX_WARNING_CHARS, "{}", fitted[0]);
+        assert!(fitted[0].ends_with("word…"), "cut at a word: {}", fitted[0]);
+        let many: Vec<String> = (0..100).map(|i| format!("rule-{i}: {}", "x".repeat(100))).collect();
+        let fitted = fit_warnings(many);
+        let total: usize = fitted.iter().map(String::len).sum();
+        assert!(total <= MAX_WARNINGS_BYTES, "{total}");
+        let last = fitted.last().unwrap();
+        assert!(last.starts_with(&format!("+{} more warnings", 100 - (fitted.len() - 1))), "{last}");
+        // Exactly at the limit nothing is dropped.
+        let exact: Vec<String> = (0..16).map(|_| "y".repeat(256)).collect();
+        assert_eq!(fit_warnings(exact).len(), 16);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! (Kubewarden sends them with every request).
 
 use policy_core::{Action, Policy};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -45,14 +45,16 @@ fn compile(settings: &Value) -> Result<Policy, String> {
     }
 }
 
-#[derive(Serialize)]
-struct ValidationResponse {
-    accepted: bool,
-    message: Option<String>,
-    code: Option<u16>,
-    warnings: Option<Vec<String>>,
-    audit_annotations: Option<BTreeMap<&'static str, String>>,
-    mutated_object: Option<Value>,
+/// Kubewarden's ValidationResponse; meshguard's webhook reads it back from the module (or builds
+/// it natively with [`respond`]) and turns it into an AdmissionReview response.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ValidationResponse {
+    pub accepted: bool,
+    pub message: Option<String>,
+    pub code: Option<u16>,
+    pub warnings: Option<Vec<String>>,
+    pub audit_annotations: Option<BTreeMap<String, String>>,
+    pub mutated_object: Option<Value>,
 }
 
 /// `validate`: a ValidationRequest in, a ValidationResponse out. `Err` for a payload that is not
@@ -65,26 +67,32 @@ pub fn validate(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>, Stri
         return serde_json::to_vec(&accept()).map_err(|e| e.to_string());
     }
     let settings = request.get("settings").unwrap_or(&Value::Null);
-    let verdict = cache.policy(settings)?.review_admission(admission);
+    let response = respond(cache.policy(settings)?, admission);
+    serde_json::to_vec(&response).map_err(|e| e.to_string())
+}
+
+/// The answer to one AdmissionRequest under `policy`: what `validate` sends, and what the webhook
+/// builds natively, so both engines answer alike.
+pub fn respond(policy: &Policy, admission: &Value) -> ValidationResponse {
+    let verdict = policy.review_admission(admission);
     let mut annotations = BTreeMap::new();
     for (key, action) in
         [(DENY_ANNOTATION, Action::Deny), (WARN_ANNOTATION, Action::Warn), (AUDIT_ANNOTATION, Action::Audit)]
     {
         let ids = verdict.rule_ids(action);
         if !ids.is_empty() {
-            annotations.insert(key, ids);
+            annotations.insert(key.to_string(), ids);
         }
     }
     let warnings = verdict.warnings();
-    let response = ValidationResponse {
+    ValidationResponse {
         accepted: verdict.allowed,
         message: verdict.denial_message(),
         code: (!verdict.allowed).then_some(403),
         warnings: (!warnings.is_empty()).then_some(warnings),
         audit_annotations: (!annotations.is_empty()).then_some(annotations),
         mutated_object: None,
-    };
-    serde_json::to_vec(&response).map_err(|e| e.to_string())
+    }
 }
 
 fn accept() -> ValidationResponse {

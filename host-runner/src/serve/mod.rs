@@ -1,0 +1,401 @@
+//! `meshguard serve`: a validating admission webhook over HTTPS, deciding with the same engine as
+//! `meshguard check` (the Kubewarden module in the wasmtime host, or policy-core natively).
+//!
+//! Operations: certificates and the rule set are re-read when their files change (and the rule
+//! set on SIGHUP) without dropping a connection; a rule set that does not load leaves the last
+//! good one serving. `/healthz`, `/readyz`, Prometheus metrics on a separate plain-HTTP port,
+//! JSON logs on stderr, a body-size limit, read and review deadlines, and on SIGTERM: unready
+//! first, then in-flight requests finish, then exit.
+
+pub mod metrics;
+pub mod review;
+pub mod tls;
+
+use crate::check::{self, Reviewer};
+use crate::wasm::WapcModule;
+use anyhow::{anyhow, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use meshguard_kubewarden::translate::{
+    respond, ValidationResponse, AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION,
+};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Everything `serve` is told on its command line.
+pub struct Options {
+    pub rules: Option<PathBuf>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    /// `None`: decide natively.
+    pub module: Option<Arc<WapcModule>>,
+    pub fail_closed: bool,
+    pub review_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub poll: Duration,
+    /// How long `/readyz` reports unready before the listener closes, on SIGTERM.
+    pub shutdown_delay: Duration,
+}
+
+/// One JSON log line on stderr.
+pub fn log(level: &str, msg: &str, fields: Value) {
+    let ts = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let mut line = json!({"ts": ts, "level": level, "msg": msg});
+    if let (Some(line), Value::Object(fields)) = (line.as_object_mut(), fields) {
+        line.extend(fields);
+    }
+    eprintln!("{line}");
+}
+
+/// The rule set in force, swapped whole on reload.
+struct Rules {
+    reviewer: Reviewer,
+    source: String,
+}
+
+struct App {
+    opts: Options,
+    rules: RwLock<Arc<Rules>>,
+    metrics: metrics::Metrics,
+    ready: AtomicBool,
+    cert: Arc<tls::LiveCert>,
+}
+
+fn load_rules(opts: &Options) -> Result<Rules> {
+    let (policy, doc) = check::load_policy(opts.rules.as_deref())?;
+    let reviewer = match &opts.module {
+        Some(module) => Reviewer::Wasm { module: module.clone(), rules: doc, policy },
+        None => Reviewer::Native(policy),
+    };
+    let source = opts.rules.as_ref().map_or("built-in".to_string(), |p| p.display().to_string());
+    Ok(Rules { reviewer, source })
+}
+
+/// Decides one AdmissionRequest with the rule set in force.
+fn decide(rules: &Rules, request: &Value) -> Result<ValidationResponse> {
+    match &rules.reviewer {
+        Reviewer::Native(policy) => Ok(respond(policy, request)),
+        Reviewer::Wasm { module, rules: settings, .. } => {
+            let payload = serde_json::to_vec(&json!({"request": request, "settings": settings}))?;
+            let answer = module.call("validate", &payload)?;
+            serde_json::from_slice(&answer).context("the wasm module's answer is not a ValidationResponse")
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
+    r
+}
+
+fn json_response(value: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    Ok(match (req.method(), req.uri().path()) {
+        (&Method::POST, "/validate") => validate(&app, req).await,
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") if app.ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n"),
+        (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+        _ => text(StatusCode::NOT_FOUND, "meshguard serves POST /validate, GET /healthz and GET /readyz\n"),
+    })
+}
+
+async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let max = app.opts.max_body_bytes;
+    let declared =
+        req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        app.metrics.error("body_too_large");
+        return text(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is over the {max}-byte limit\n"));
+    }
+    let body = match tokio::time::timeout(app.opts.read_timeout, Limited::new(req.into_body(), max).collect()).await {
+        Err(_) => {
+            app.metrics.error("read_timeout");
+            return text(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time\n");
+        }
+        Ok(Err(e)) => {
+            let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            app.metrics.error(if too_large { "body_too_large" } else { "read_error" });
+            return if too_large {
+                text(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is over the {max}-byte limit\n"))
+            } else {
+                text(StatusCode::BAD_REQUEST, &format!("reading the body: {e}\n"))
+            };
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let started = Instant::now();
+    let (review, asked) = match review::parse(&body) {
+        Ok(parsed) => parsed,
+        Err(review::BadReview::NotJson(e)) => {
+            app.metrics.error("not_json");
+            return text(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}\n"));
+        }
+        Err(review::BadReview::Invalid { uid, message }) => {
+            app.metrics.error("invalid_review");
+            return json_response(&review::invalid(&uid, &message));
+        }
+    };
+    // DELETE and CONNECT are allowed by every rule set (policy-core judges object content only).
+    let decided = if matches!(asked.operation.as_str(), "DELETE" | "CONNECT") {
+        Ok(ValidationResponse {
+            accepted: true,
+            message: None,
+            code: None,
+            warnings: None,
+            audit_annotations: None,
+            mutated_object: None,
+        })
+    } else {
+        let rules = app.rules.read().map(|r| r.clone()).map_err(|_| anyhow!("rule set lock poisoned"));
+        let work = tokio::task::spawn_blocking(move || decide(&*rules?, &review["request"]));
+        match tokio::time::timeout(app.opts.review_timeout, work).await {
+            Err(_) => Err(anyhow!("the review took longer than {:?}", app.opts.review_timeout)),
+            Ok(Err(e)) => Err(anyhow!("the review failed: {e}")),
+            Ok(Ok(result)) => result,
+        }
+    };
+    let answer = match &decided {
+        Ok(d) => review::answer(&asked.uid, d),
+        Err(e) => {
+            app.metrics.error("evaluation");
+            log("error", "review failed", json!({"uid": asked.uid, "error": format!("{e:#}")}));
+            review::failed(&asked.uid, app.opts.fail_closed, &format!("{e:#}"))
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let allowed = answer["response"]["allowed"].as_bool().unwrap_or(false);
+    let annotations = decided.as_ref().ok().and_then(|d| d.audit_annotations.clone()).unwrap_or_default();
+    let ids = |key: &str| {
+        annotations.get(key).map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>()).unwrap_or_default()
+    };
+    let fired: Vec<String> = [ids(DENY_ANNOTATION), ids(WARN_ANNOTATION)].concat();
+    let fired: Vec<&str> = fired.iter().map(String::as_str).collect();
+    app.metrics.request(if allowed { "allow" } else { "deny" }, &asked.operation, &asked.kind, &fired, seconds);
+    if !asked.dry_run {
+        for rule in ids(AUDIT_ANNOTATION) {
+            app.metrics.audit(&rule);
+            log(
+                "info",
+                "audit finding",
+                json!({"uid": asked.uid, "rule": rule, "kind": asked.kind, "operation": asked.operation}),
+            );
+        }
+    }
+    json_response(&answer)
+}
+
+/// A file's identity for change detection: modification time and length.
+fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+impl App {
+    fn reload_rules(&self, why: &str) {
+        match load_rules(&self.opts) {
+            Ok(next) => {
+                let source = next.source.clone();
+                if let Ok(mut rules) = self.rules.write() {
+                    *rules = Arc::new(next);
+                }
+                self.metrics.reload("rules", true);
+                log("info", "rule set reloaded", json!({"source": source, "trigger": why}));
+            }
+            Err(e) => {
+                self.metrics.reload("rules", false);
+                log(
+                    "error",
+                    "rule set rejected; the last good one keeps serving",
+                    json!({"trigger": why, "error": format!("{e:#}")}),
+                );
+            }
+        }
+    }
+
+    fn reload_cert(&self) {
+        match tls::load(&self.opts.cert, &self.opts.key) {
+            Ok(next) => {
+                self.cert.replace(next);
+                self.metrics.reload("certificate", true);
+                log("info", "certificate reloaded", json!({"cert": self.opts.cert.display().to_string()}));
+            }
+            Err(e) => {
+                self.metrics.reload("certificate", false);
+                log(
+                    "error",
+                    "certificate rejected; the last good one keeps serving",
+                    json!({"error": format!("{e:#}")}),
+                );
+            }
+        }
+    }
+}
+
+/// Watches the rule set and certificate files (and SIGHUP) until shutdown.
+async fn watch(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        log("error", "cannot listen for SIGHUP; reloads follow file changes only", json!({}));
+        return;
+    };
+    let rules_stamp = |app: &App| app.opts.rules.as_deref().and_then(stamp);
+    let cert_stamp = |app: &App| (stamp(&app.opts.cert), stamp(&app.opts.key));
+    let (mut rules_seen, mut cert_seen) = (rules_stamp(&app), cert_stamp(&app));
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                rules_seen = rules_stamp(&app);
+                app.reload_rules("SIGHUP");
+            }
+            _ = tokio::time::sleep(app.opts.poll) => {
+                let now = rules_stamp(&app);
+                if now != rules_seen {
+                    rules_seen = now;
+                    app.reload_rules("file change");
+                }
+                let now = cert_stamp(&app);
+                if now != cert_seen {
+                    cert_seen = now;
+                    app.reload_cert();
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn serve_metrics(app: Arc<App>, listener: tokio::net::TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let conn = tokio::select! {
+            c = listener.accept() => c,
+            _ = stop.changed() => return,
+        };
+        let Ok((tcp, _)) = conn else { continue };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let app = app.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(match (req.method(), req.uri().path()) {
+                        (&Method::GET, "/metrics") => text(StatusCode::OK, &app.metrics.render()),
+                        _ => text(StatusCode::NOT_FOUND, "GET /metrics\n"),
+                    })
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+/// Runs the webhook until SIGTERM or SIGINT. `Err` for what stops it from starting (an invalid
+/// rule set is a [`check::RulesError`], exit 2).
+pub fn run(opts: Options) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    runtime.block_on(run_async(opts))
+}
+
+async fn run_async(opts: Options) -> Result<()> {
+    let first_rules = load_rules(&opts)?;
+    let cert = Arc::new(tls::LiveCert::new(tls::load(&opts.cert, &opts.key)?));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(cert.clone())?));
+    let listener =
+        tokio::net::TcpListener::bind(opts.addr).await.with_context(|| format!("listening on {}", opts.addr))?;
+    let metrics_listener = tokio::net::TcpListener::bind(opts.metrics_addr)
+        .await
+        .with_context(|| format!("listening on {} for metrics", opts.metrics_addr))?;
+    let app = Arc::new(App {
+        rules: RwLock::new(Arc::new(first_rules)),
+        metrics: metrics::Metrics::default(),
+        ready: AtomicBool::new(true),
+        cert,
+        opts,
+    });
+    log(
+        "info",
+        "serving",
+        json!({
+            "addr": listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "metrics": metrics_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "engine": if app.opts.module.is_some() { "wasm" } else { "native" },
+            "rules": app.rules.read().map(|r| r.source.clone()).unwrap_or_default(),
+        }),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(watch(app.clone(), stop_rx.clone()));
+    tokio::spawn(serve_metrics(app.clone(), metrics_listener, stop_rx.clone()));
+
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(app.opts.read_timeout);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    // On SIGTERM: unready first, so endpoints drop this pod while it still answers for
+    // `shutdown_delay`; then stop accepting and let in-flight requests finish.
+    let mut stop_accepting: Option<tokio::time::Instant> = None;
+    loop {
+        let until = stop_accepting.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
+        let (tcp, peer) = tokio::select! {
+            conn = listener.accept() => match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    log("error", "accept failed", json!({"error": e.to_string()}));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = term.recv(), if stop_accepting.is_none() => {
+                app.ready.store(false, Ordering::SeqCst);
+                log("info", "SIGTERM: unready, still serving until the shutdown delay ends", json!({}));
+                stop_accepting = Some(tokio::time::Instant::now() + app.opts.shutdown_delay);
+                continue;
+            }
+            _ = int.recv() => break,
+            _ = tokio::time::sleep_until(until), if stop_accepting.is_some() => break,
+        };
+        let (acceptor, app, builder, watcher) = (acceptor.clone(), app.clone(), builder.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(app.opts.read_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    log("warn", "TLS handshake failed", json!({"peer": peer.to_string(), "error": e.to_string()}));
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
+            let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+            let _ = watcher.watch(conn).await;
+        });
+    }
+    app.ready.store(false, Ordering::SeqCst);
+    log("info", "shutting down: no new connections, finishing in-flight requests", json!({}));
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    let _ = stop_tx.send(true);
+    log("info", "stopped", json!({}));
+    Ok(())
+}

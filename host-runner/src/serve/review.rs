@@ -1,0 +1,162 @@
+//! One AdmissionReview in, one AdmissionReview out: the webhook's translation, kept free of I/O so
+//! it is tested directly. The decision itself is policy-core's (natively, or in the Kubewarden
+//! module through the wasm host); this file only reshapes it.
+
+use meshguard_kubewarden::translate::{ValidationResponse, AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION};
+use serde_json::{json, Value};
+
+/// What a request asks, read before any evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asked {
+    pub uid: String,
+    pub operation: String,
+    pub kind: String,
+    pub dry_run: bool,
+}
+
+/// Why a body is not an AdmissionReview this webhook can answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BadReview {
+    /// Not JSON at all: answered with HTTP 400.
+    NotJson(String),
+    /// JSON, but not an `admission.k8s.io/v1` AdmissionReview with a `request.uid`: answered with
+    /// an AdmissionReview that refuses (the API server shows the message), echoing any uid.
+    Invalid { uid: String, message: String },
+}
+
+/// Parses the body and checks the envelope: `apiVersion`, `kind`, `request`, `request.uid`.
+pub fn parse(body: &[u8]) -> Result<(Value, Asked), BadReview> {
+    let review: Value = serde_json::from_slice(body).map_err(|e| BadReview::NotJson(e.to_string()))?;
+    let request = review.get("request");
+    let uid = request.and_then(|r| r.get("uid")).and_then(Value::as_str).unwrap_or("").to_string();
+    let invalid = |message: &str| BadReview::Invalid { uid: uid.clone(), message: message.to_string() };
+    if review.get("apiVersion").and_then(Value::as_str) != Some("admission.k8s.io/v1") {
+        return Err(invalid("expected apiVersion admission.k8s.io/v1"));
+    }
+    if review.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
+        return Err(invalid("expected kind AdmissionReview"));
+    }
+    let Some(request) = request.filter(|r| r.is_object()) else {
+        return Err(invalid("the AdmissionReview has no request"));
+    };
+    if uid.is_empty() {
+        return Err(invalid("the AdmissionReview's request has no uid"));
+    }
+    let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let asked = Asked {
+        uid: uid.clone(),
+        operation: text("operation"),
+        kind: request.pointer("/kind/kind").and_then(Value::as_str).unwrap_or("").to_string(),
+        dry_run: request.get("dryRun").and_then(Value::as_bool).unwrap_or(false),
+    };
+    Ok((review, asked))
+}
+
+/// Audit annotation keys as the API server accepts them from a webhook (it prefixes them with the
+/// webhook's name, so they carry no domain of their own).
+fn annotation_key(key: &str) -> &str {
+    match key {
+        DENY_ANNOTATION => "deny",
+        WARN_ANNOTATION => "warn",
+        AUDIT_ANNOTATION => "audit",
+        other => other.rsplit('/').next().unwrap_or(other),
+    }
+}
+
+/// The AdmissionReview answering `uid` with `decided`.
+pub fn answer(uid: &str, decided: &ValidationResponse) -> Value {
+    let mut response = json!({"uid": uid, "allowed": decided.accepted});
+    if !decided.accepted {
+        response["status"] = json!({
+            "code": decided.code.unwrap_or(403),
+            "message": decided.message.clone().unwrap_or_else(|| "denied by meshguard".into()),
+        });
+    }
+    if let Some(w) = decided.warnings.as_ref().filter(|w| !w.is_empty()) {
+        response["warnings"] = json!(w);
+    }
+    if let Some(a) = decided.audit_annotations.as_ref().filter(|a| !a.is_empty()) {
+        let map: serde_json::Map<String, Value> =
+            a.iter().map(|(k, v)| (annotation_key(k).to_string(), Value::String(v.clone()))).collect();
+        response["auditAnnotations"] = Value::Object(map);
+    }
+    envelope(response)
+}
+
+/// The AdmissionReview for a request that could not be evaluated: refused (`fail`) or allowed
+/// with a warning saying so (`ignore`), as `--failure-policy` says.
+pub fn failed(uid: &str, fail_closed: bool, why: &str) -> Value {
+    let message = format!("meshguard could not evaluate this request: {why}");
+    let response = if fail_closed {
+        json!({"uid": uid, "allowed": false, "status": {"code": 500, "message": message}})
+    } else {
+        let warning = policy_core::admission::fit_warnings(vec![message]);
+        json!({"uid": uid, "allowed": true, "warnings": warning})
+    };
+    envelope(response)
+}
+
+/// The AdmissionReview refusing a malformed review (the API server reads `status.message`).
+pub fn invalid(uid: &str, message: &str) -> Value {
+    envelope(json!({"uid": uid, "allowed": false, "status": {"code": 400, "message": message}}))
+}
+
+fn envelope(response: Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(request: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}))
+            .unwrap()
+    }
+
+    #[test]
+    fn envelopes_are_checked_and_uids_echoed() {
+        let (_, asked) = parse(&review(
+            json!({"uid": "u1", "operation": "CREATE", "kind": {"group": "apps", "kind": "Deployment"}, "dryRun": true}),
+        ))
+        .unwrap();
+        assert_eq!(
+            asked,
+            Asked { uid: "u1".into(), operation: "CREATE".into(), kind: "Deployment".into(), dry_run: true }
+        );
+        assert!(matches!(parse(b"{not json"), Err(BadReview::NotJson(_))));
+        let wrong = serde_json::to_vec(
+            &json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "u2"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            parse(&wrong),
+            Err(BadReview::Invalid { uid: "u2".into(), message: "expected apiVersion admission.k8s.io/v1".into() })
+        );
+        assert!(
+            matches!(parse(&review(json!({"operation": "CREATE"}))), Err(BadReview::Invalid { message, .. }) if message.contains("no uid"))
+        );
+    }
+
+    #[test]
+    fn answers_carry_status_warnings_and_short_annotation_keys() {
+        let decided = ValidationResponse {
+            accepted: false,
+            message: Some("istio-port-name: bad (at spec.ports[0].name)".into()),
+            code: Some(403),
+            warnings: Some(vec!["trace: missing".into()]),
+            audit_annotations: Some([(DENY_ANNOTATION.to_string(), "istio-port-name".to_string())].into()),
+            mutated_object: None,
+        };
+        let a = answer("u1", &decided);
+        assert_eq!(a["response"]["uid"], "u1");
+        assert_eq!(a["response"]["allowed"], false);
+        assert_eq!(a["response"]["status"]["code"], 403);
+        assert_eq!(a["response"]["warnings"][0], "trace: missing");
+        assert_eq!(a["response"]["auditAnnotations"]["deny"], "istio-port-name");
+        let f = failed("u2", false, "deadline");
+        assert_eq!(f["response"]["allowed"], true);
+        assert!(f["response"]["warnings"][0].as_str().unwrap().contains("deadline"));
+        assert_eq!(failed("u2", true, "x")["response"]["status"]["code"], 500);
+    }
+}

@@ -1,0 +1,273 @@
+//! `meshguard serve` over real TLS, driven by curl as a client would: AdmissionReviews as the API
+//! server sends them, both engines, reloads of rules and certificates, and SIGTERM.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    addr: String,
+    metrics: String,
+    ca: PathBuf,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, extra: &[&str]) -> Server {
+    let certs = dir.join("certs");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshguard"))
+        .args(["serve", "--self-signed"])
+        .arg(&certs)
+        .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--poll-ms", "100"])
+        .args(extra)
+        .env("MESHGUARD_CACHE_DIR", dir.join("cache"))
+        .env("MESHGUARD_CACHE_KEY", "serve-tests")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("\"msg\":\"serving\"") {
+                let _ = tx.send(line.clone());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let serving: Value = serde_json::from_str(&rx.recv_timeout(Duration::from_secs(120)).expect("serving")).unwrap();
+    Server {
+        child,
+        addr: serving["addr"].as_str().unwrap().replace("127.0.0.1", "localhost"),
+        metrics: serving["metrics"].as_str().unwrap().to_string(),
+        ca: certs.join("ca.crt"),
+        log,
+    }
+}
+
+/// `curl` over TLS, verifying the server against the CA: (HTTP status, body).
+fn curl(server: &Server, path: &str, body: Option<&str>, extra: &[&str]) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+        .arg(&server.ca)
+        .args(extra)
+        .arg(format!("https://{}{path}", server.addr));
+    if let Some(b) = body {
+        cmd.args(["-H", "content-type: application/json", "--data-binary", "@-"]).stdin(Stdio::piped());
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(b) = body {
+        child.stdin.take().unwrap().write_all(b.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn review(uid: &str, operation: &str, object: Value, dry_run: bool) -> String {
+    let kind = object["kind"].clone();
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": kind},
+            "resource": {"group": "", "version": "v1", "resource": "services"},
+            "namespace": "shop",
+            "operation": operation,
+            "userInfo": {"username": "dev"},
+            "object": if operation == "DELETE" { Value::Null } else { object.clone() },
+            "oldObject": if operation == "DELETE" { object } else { Value::Null },
+            "dryRun": dry_run,
+        }
+    })
+    .to_string()
+}
+
+fn service(port_name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "shop"},
+           "spec": {"ports": [{"name": port_name, "port": 80}]}})
+}
+
+fn validate(server: &Server, body: &str) -> Value {
+    let (code, text) = curl(server, "/validate", Some(body), &[]);
+    assert_eq!(code, 200, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not happen within 20 s");
+}
+
+fn metrics(server: &Server) -> String {
+    let out = Command::new("curl").args(["-sS", &format!("http://{}/metrics", server.metrics)]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const WARN_RULES: &str = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: t}\nspec:\n  rules:\n  - {id: ports, check: istio-port-name, action: warn}\n";
+const DENY_RULES: &str = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: t}\nspec:\n  rules:\n  - {id: ports, check: istio-port-name, action: deny}\n";
+
+#[test]
+fn admission_reviews_get_the_same_answers_from_both_engines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut answers = Vec::new();
+    for engine in ["native", "wasm"] {
+        let server = start(&dir.path().join(engine), &["--engine", engine]);
+        let deny = validate(&server, &review("u-deny", "CREATE", service("web"), false));
+        let r = &deny["response"];
+        assert_eq!((r["uid"].as_str(), r["allowed"].as_bool()), (Some("u-deny"), Some(false)), "{deny}");
+        assert_eq!(r["status"]["code"], 403);
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(message.starts_with("istio-port-name:") && message.contains("(at spec.ports[0].name)"), "{message}");
+        assert_eq!(r["auditAnnotations"]["deny"], "istio-port-name");
+        let allow = validate(&server, &review("u-allow", "CREATE", service("http-web"), false));
+        assert_eq!(allow["response"]["allowed"], true, "{allow}");
+        assert!(allow["response"].get("status").is_none());
+        let dry = validate(&server, &review("u-dry", "UPDATE", service("web"), true));
+        assert_eq!(dry["response"]["allowed"], false, "a server-side dry run shows the denial: {dry}");
+        let delete = validate(&server, &review("u-del", "DELETE", service("web"), false));
+        assert_eq!(delete["response"]["allowed"], true);
+        // Malformed input: a 400 for a body that is not JSON, a refusing review for a wrong envelope.
+        let (code, text) = curl(&server, "/validate", Some("{not json"), &[]);
+        assert_eq!(code, 400, "{text}");
+        let wrong = validate(
+            &server,
+            &json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "u-old"}})
+                .to_string(),
+        );
+        assert_eq!(
+            (wrong["response"]["uid"].as_str(), wrong["response"]["allowed"].as_bool()),
+            (Some("u-old"), Some(false))
+        );
+        let no_uid = validate(&server, &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE"}}).to_string());
+        assert!(no_uid["response"]["status"]["message"].as_str().unwrap().contains("no uid"));
+        // HTTP/2 as the API server speaks it, and the probes.
+        assert_eq!(curl(&server, "/readyz", None, &["--http2"]), (200, "ready\n".into()));
+        assert_eq!(curl(&server, "/healthz", None, &[]).0, 200);
+        let m = metrics(&server);
+        assert!(m.contains("meshguard_admission_requests_total{decision=\"deny\",operation=\"CREATE\",kind=\"Service\",rule=\"istio-port-name\"} 1"), "{m}");
+        assert!(m.contains("meshguard_admission_errors_total{reason=\"not_json\"} 1"), "{m}");
+        answers.push((deny, allow, dry));
+    }
+    assert_eq!(answers[0], answers[1], "native and wasm answer alike");
+}
+
+#[test]
+fn oversized_and_slow_requests_are_refused_without_harm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--engine", "native", "--max-body-bytes", "4096", "--read-timeout-ms", "500"]);
+    let big = review(
+        "u-big",
+        "CREATE",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "v".repeat(10_000)}}),
+        false,
+    );
+    assert_eq!(curl(&server, "/validate", Some(&big), &[]).0, 413);
+    // A client that opens a connection and sends nothing is cut off; the server keeps answering.
+    let idle = std::net::TcpStream::connect(server.addr.replace("localhost", "127.0.0.1")).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    drop(idle);
+    let ok = validate(&server, &review("u-after", "CREATE", service("http-web"), false));
+    assert_eq!(ok["response"]["allowed"], true);
+}
+
+#[test]
+fn rules_reload_on_change_and_sighup_and_a_bad_one_keeps_the_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, WARN_RULES).unwrap();
+    let server = start(dir.path(), &["--engine", "wasm", "--rules", rules.to_str().unwrap()]);
+    let bad = review("u1", "CREATE", service("web"), false);
+    let warned = validate(&server, &bad);
+    assert_eq!(warned["response"]["allowed"], true, "{warned}");
+    assert!(warned["response"]["warnings"][0].as_str().unwrap().starts_with("ports:"), "{warned}");
+    std::fs::write(&rules, DENY_RULES).unwrap();
+    eventually("the deny rule set to load", || validate(&server, &bad)["response"]["allowed"] == false);
+    // An invalid rule set is rejected; the last good one keeps deciding.
+    std::fs::write(&rules, "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: t}\nspec:\n  rules:\n  - {id: ports, check: no-such-check}\n").unwrap();
+    eventually("the rejection to be counted", || {
+        metrics(&server).contains("meshguard_reloads_total{what=\"rules\",result=\"failure\"} 1")
+    });
+    assert_eq!(validate(&server, &bad)["response"]["allowed"], false);
+    let logged = server.log.lock().unwrap().join("\n");
+    assert!(logged.contains("rule set rejected") && logged.contains("no-such-check"), "{logged}");
+    // SIGHUP re-reads it too.
+    std::fs::write(&rules, WARN_RULES).unwrap();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    eventually("SIGHUP to reload", || validate(&server, &bad)["response"]["allowed"] == true);
+}
+
+#[test]
+fn certificates_rotate_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &["--engine", "native"]);
+    assert_eq!(curl(&server, "/healthz", None, &[]).0, 200);
+    // cert-manager writes a new certificate (here from a new CA) over the served files.
+    let next = host_runner::serve::tls::self_signed(&dir.path().join("next"), &["localhost".into()]).unwrap();
+    let served = dir.path().join("certs");
+    std::fs::copy(&next.key, served.join("tls.key.new")).unwrap();
+    std::fs::copy(&next.cert, served.join("tls.crt.new")).unwrap();
+    std::fs::rename(served.join("tls.key.new"), served.join("tls.key")).unwrap();
+    std::fs::rename(served.join("tls.crt.new"), served.join("tls.crt")).unwrap();
+    let old_ca = server.ca.clone();
+    server.ca = next.ca.clone();
+    eventually("the new certificate to be served", || curl(&server, "/healthz", None, &[]).0 == 200);
+    server.ca = old_ca;
+    assert_eq!(curl(&server, "/healthz", None, &[]).0, 0, "the old CA no longer verifies the server");
+}
+
+#[test]
+fn sigterm_turns_unready_keeps_answering_then_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &["--engine", "native", "--shutdown-delay-ms", "1500"]);
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    eventually("/readyz to report 503", || curl(&server, "/readyz", None, &[]).0 == 503);
+    let still = validate(&server, &review("u-late", "CREATE", service("http-web"), false));
+    assert_eq!(still["response"]["allowed"], true, "answers during the shutdown delay");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn an_invalid_rule_set_at_startup_exits_2_naming_the_rule_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: t}\nspec:\n  rules:\n  - {id: ports, check: istio-port-name, params: {protocol: [http]}}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meshguard"))
+        .args(["serve", "--engine", "native", "--self-signed"])
+        .arg(dir.path().join("certs"))
+        .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rules.yaml:6: rule `ports`") && err.contains("params.protocol"), "{err}");
+}
