@@ -63,7 +63,7 @@ fn curl(server: &Server, path: &str, body: Option<&str>, extra: &[&str]) -> (u16
         .arg(&server.ca)
         .args(extra)
         .arg(format!("https://{}{path}", server.addr));
-    if let Some(b) = body {
+    if body.is_some() {
         cmd.args(["-H", "content-type: application/json", "--data-binary", "@-"]).stdin(Stdio::piped());
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
