@@ -271,3 +271,56 @@ fn an_invalid_rule_set_at_startup_exits_2_naming_the_rule_and_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rules.yaml:6: rule `ports`") && err.contains("params.protocol"), "{err}");
 }
+
+#[test]
+fn deploy_manifests_parse_and_pass_meshguards_own_default_rules() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meshguard"))
+        .args(["check", "--engine", "native", "--format", "json", "deploy"])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["findings"], json!([]), "not even a warning");
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(repo.join("deploy")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in policy_core::yaml::parse_documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+            kinds.push(doc.value["kind"].as_str().unwrap().to_string());
+            match doc.value["kind"].as_str().unwrap() {
+                "Deployment" => {
+                    let spec = &doc.value["spec"];
+                    assert_eq!(spec["replicas"], 3);
+                    let c = &spec["template"]["spec"]["containers"][0];
+                    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+                    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+                    assert_eq!(spec["template"]["spec"]["securityContext"]["runAsNonRoot"], true);
+                    assert!(c["resources"]["limits"]["memory"].is_string());
+                }
+                "ValidatingWebhookConfiguration" => {
+                    let w = &doc.value["webhooks"][0];
+                    assert_eq!(w["sideEffects"], "None");
+                    assert_eq!(w["clientConfig"]["service"]["path"], "/validate");
+                    assert!(w["timeoutSeconds"].as_u64().unwrap() <= 10);
+                    let excluded = w["namespaceSelector"]["matchExpressions"][0]["values"].to_string();
+                    assert!(excluded.contains("kube-system") && excluded.contains("meshguard"), "{excluded}");
+                }
+                _ => {}
+            }
+        }
+    }
+    kinds.sort();
+    for kind in [
+        "Certificate",
+        "ConfigMap",
+        "Deployment",
+        "Namespace",
+        "PodDisruptionBudget",
+        "Service",
+        "ValidatingWebhookConfiguration",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "deploy/ has no {kind}: {kinds:?}");
+    }
+}
