@@ -77,7 +77,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let engine = wasm::engine()?;
             let cache = if args.no_cache { None } else { args.cache_dir.clone().or_else(wasm::default_cache_dir) };
             let (module, _) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
-            let limits = wasm::Limits { fuel: args.fuel, max_memory_bytes: (args.max_memory_mb as usize) << 20 };
+            let limits = wasm::Limits {
+                fuel: args.fuel,
+                max_memory_bytes: (args.max_memory_mb as usize) << 20,
+                deadline_ticks: None,
+            };
             let mut filter = wasm::proxy::ProxyFilter::new(&engine, &module, &config, limits)?;
             let stdout = std::io::stdout();
             let summary = host_runner::replay::run(&mut filter, &requests, &mut stdout.lock())?;
@@ -116,7 +120,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 _ => anyhow::bail!("--tls-cert and --tls-key, or --self-signed DIR"),
             };
             let module = match args.engine {
-                EngineChoice::Wasm => Some(std::sync::Arc::new(wasm_module(&args.wasm)?)),
+                EngineChoice::Wasm => Some(std::sync::Arc::new(wasm_module_with(
+                    &args.wasm,
+                    Some(std::time::Duration::from_millis(args.review_timeout_ms)),
+                )?)),
                 EngineChoice::Native => None,
             };
             let ms = std::time::Duration::from_millis;
@@ -163,10 +170,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 
 /// The Kubewarden module, compiled once (or loaded from the on-disk cache) and linked once.
 fn wasm_module(args: &WasmArgs) -> anyhow::Result<wasm::WapcModule> {
+    wasm_module_with(args, None)
+}
+
+/// [`wasm_module`], each call also bounded by `deadline` of wall-clock time (the webhook).
+fn wasm_module_with(args: &WasmArgs, deadline: Option<std::time::Duration>) -> anyhow::Result<wasm::WapcModule> {
     let bytes = wasm::module_bytes(args.module.as_deref())?;
-    let engine = wasm::engine()?;
+    let engine = if deadline.is_some() { wasm::engine_with_deadlines()? } else { wasm::engine()? };
     let cache = if args.no_cache { None } else { args.cache_dir.clone().or_else(wasm::default_cache_dir) };
     let (module, _cached) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
-    let limits = wasm::Limits { fuel: args.fuel, max_memory_bytes: (args.max_memory_mb as usize) << 20 };
+    let limits = wasm::Limits {
+        fuel: args.fuel,
+        max_memory_bytes: (args.max_memory_mb as usize) << 20,
+        deadline_ticks: deadline.map(|d| (d.as_millis() / wasm::EPOCH_TICK.as_millis()).max(1) as u64),
+    };
     wasm::WapcModule::new(&engine, &module, limits)
 }

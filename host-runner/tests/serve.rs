@@ -324,3 +324,30 @@ fn deploy_manifests_parse_and_pass_meshguards_own_default_rules() {
         assert!(kinds.iter().any(|k| k == kind), "deploy/ has no {kind}: {kinds:?}");
     }
 }
+
+#[test]
+fn a_guest_past_its_deadline_is_stopped_and_answered_by_the_failure_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let looping = dir.path().join("loop.wat");
+    std::fs::write(
+        &looping,
+        r#"(module (memory (export "memory") 1)
+  (func (export "__guest_call") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 0)))"#,
+    )
+    .unwrap();
+    for (policy, allowed) in [("ignore", true), ("fail", false)] {
+        let server = start(
+            &dir.path().join(policy),
+            &["--module", looping.to_str().unwrap(), "--review-timeout-ms", "300", "--failure-policy", policy],
+        );
+        let started = Instant::now();
+        let answer = validate(&server, &review("u-loop", "CREATE", service("web"), false));
+        assert!(started.elapsed() < Duration::from_secs(3), "answered at the deadline: {:?}", started.elapsed());
+        assert_eq!(answer["response"]["allowed"], allowed, "{answer}");
+        let said = answer["response"].to_string();
+        assert!(said.contains("ran past its 300 ms deadline and was stopped"), "{said}");
+        // The stopped guest's instance is dropped; the next request gets a fresh one and the same answer.
+        let again = validate(&server, &review("u-loop-2", "CREATE", service("web"), false));
+        assert_eq!(again["response"]["allowed"], allowed);
+    }
+}

@@ -165,7 +165,9 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     } else {
         let rules = app.rules.read().map(|r| r.clone()).map_err(|_| anyhow!("rule set lock poisoned"));
         let work = tokio::task::spawn_blocking(move || decide(&*rules?, &review["request"]));
-        match tokio::time::timeout(app.opts.review_timeout, work).await {
+        // The wasm engine stops the guest itself at the deadline (epoch interruption) and says so;
+        // this margin only catches what has no such stop.
+        match tokio::time::timeout(app.opts.review_timeout + Duration::from_millis(250), work).await {
             Err(_) => Err(anyhow!("the review took longer than {:?}", app.opts.review_timeout)),
             Ok(Err(e)) => Err(anyhow!("the review failed: {e}")),
             Ok(Ok(result)) => result,

@@ -36,12 +36,38 @@ pub struct Limits {
     pub fuel: u64,
     /// Largest linear memory a module may grow to.
     pub max_memory_bytes: usize,
+    /// Wall-clock bound per call, in [`EPOCH_TICK`]s, for engines made by [`engine_with_deadlines`]
+    /// (the webhook: a review must end within its deadline whatever the guest does).
+    pub deadline_ticks: Option<u64>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { fuel: 200_000_000_000, max_memory_bytes: 2 << 30 }
+        Limits { fuel: 200_000_000_000, max_memory_bytes: 2 << 30, deadline_ticks: None }
     }
+}
+
+/// How often an engine made by [`engine_with_deadlines`] advances its epoch.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// An engine whose calls also stop at a wall-clock deadline (wasmtime epoch interruption): a
+/// background thread advances the epoch every [`EPOCH_TICK`] for as long as the process lives.
+pub fn engine_with_deadlines() -> Result<Engine> {
+    let mut config = config(address_space_limit().is_some());
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config).map_err(|e| anyhow!("wasmtime engine: {e}"))?;
+    let ticking = engine.weak();
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = ticking.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .context("starting the epoch thread")?;
+    Ok(engine)
 }
 
 /// Denies memory growth past the limit and remembers that it did, to explain the trap after.
@@ -70,6 +96,10 @@ pub(crate) fn explain(what: &str, limits: &Limits, memory_denied: bool, e: &wasm
             "{what} tried to use more than {} MiB of memory and was stopped (raise it with --max-memory-mb)",
             limits.max_memory_bytes >> 20
         );
+    }
+    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        let ms = limits.deadline_ticks.unwrap_or(0) * EPOCH_TICK.as_millis() as u64;
+        return anyhow!("{what} ran past its {ms} ms deadline and was stopped");
     }
     if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) {
         return anyhow!(
@@ -107,6 +137,10 @@ pub fn engine() -> Result<Engine> {
 /// The engine with small memory reservations (`limited_address_space`) or wasmtime's defaults;
 /// benches/check_repo.rs measures both.
 pub fn engine_for(limited_address_space: bool) -> Result<Engine> {
+    Engine::new(&config(limited_address_space)).map_err(|e| anyhow!("wasmtime engine: {e}"))
+}
+
+fn config(limited_address_space: bool) -> Config {
     let mut config = Config::new();
     config.consume_fuel(true);
     if limited_address_space {
@@ -119,7 +153,7 @@ pub fn engine_for(limited_address_space: bool) -> Result<Engine> {
     if std::env::var_os("MESHGUARD_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
-    Engine::new(&config).map_err(|e| anyhow!("wasmtime engine: {e}"))
+    config
 }
 
 /// Where compiled modules are cached: `$MESHGUARD_CACHE_DIR`, else `$XDG_CACHE_HOME/meshguard`,

@@ -133,6 +133,9 @@ impl WapcModule {
         data.response = None;
         data.error = None;
         warm.store.set_fuel(self.limits.fuel).map_err(|e| anyhow!("{e}"))?;
+        if let Some(ticks) = self.limits.deadline_ticks {
+            warm.store.set_epoch_deadline(ticks);
+        }
         let ok = warm.guest_call.call(&mut warm.store, (op.len() as i32, payload.len() as i32));
         let data = warm.store.data_mut();
         let answer = match (ok, data.response.take(), data.error.take()) {
@@ -158,6 +161,8 @@ impl WapcModule {
         let mut store = Store::new(self.pre.module().engine(), call);
         store.limiter(|c| &mut c.limits);
         store.set_fuel(self.limits.fuel).map_err(|e| anyhow!("{e}"))?;
+        // Instantiation runs guest code too; without a deadline the epoch never interrupts.
+        store.set_epoch_deadline(self.limits.deadline_ticks.unwrap_or(u64::MAX / 2));
         let started = (|| -> wasmtime::Result<TypedFunc<(i32, i32), i32>> {
             let instance = self.pre.instantiate(&mut store)?;
             for init in ["_initialize", "wapc_init"] {
