@@ -27,9 +27,9 @@ pub mod policy;
 pub mod yaml;
 
 pub use admission::AdmissionVerdict;
-pub use checks::{registry, CheckSpec, Target};
+pub use checks::{registry, Applies, CheckSpec, Target};
 pub use finding::{Action, Finding};
 pub use http::{BucketStore, MemoryBuckets, Request};
 pub use object::Input;
 pub use path::FieldPath;
-pub use policy::{Denial, HttpDecision, LoadError, Policy, RuleSetError, DEFAULT_RULES_YAML};
+pub use policy::{Coverage, Denial, HttpDecision, LoadError, Policy, RuleSetError, DEFAULT_RULES_YAML};

@@ -27,6 +27,10 @@ const CLUSTER_SCOPED_KINDS: &[&str] = &[
     "ClusterAdmissionPolicy",
 ];
 
+/// Kinds with a pod template (the keys of [`POD_TEMPLATE_PATHS`]).
+pub const POD_TEMPLATE_KINDS: &[&str] =
+    &["Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job", "CronJob"];
+
 /// Kinds whose pod template the workload checks read, with the path to it.
 const POD_TEMPLATE_PATHS: &[(&str, &[&str])] = &[
     ("Pod", &[]),

@@ -141,6 +141,29 @@ fn authority_host(authority: &str) -> &str {
         .map_or(authority, |(h, _)| h)
 }
 
+/// What a rule set's Kubernetes rules can flag; see [`Policy::coverage`].
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Coverage {
+    /// Some rule may flag any object.
+    pub any: bool,
+    /// Kinds flagged in any API group.
+    pub kinds: std::collections::BTreeSet<&'static str>,
+    /// API group suffixes whose every kind may be flagged.
+    pub group_suffixes: std::collections::BTreeSet<&'static str>,
+    /// Rules' own `match.kinds`.
+    pub selectors: Vec<crate::matching::KindSelector>,
+}
+
+impl Coverage {
+    /// Whether some rule may flag an object of `group`/`kind`.
+    pub fn covers(&self, group: &str, kind: &str) -> bool {
+        self.any
+            || self.kinds.contains(kind)
+            || self.group_suffixes.iter().any(|s| group.ends_with(s))
+            || self.selectors.iter().any(|k| k.matches(group, kind))
+    }
+}
+
 /// What every rule has, whatever it checks.
 #[derive(Clone, Debug)]
 pub struct RuleInfo {
@@ -174,6 +197,7 @@ struct ObjectRule {
     info: RuleInfo,
     matcher: Match,
     check: Box<dyn ObjectCheck>,
+    applies: checks::Applies,
 }
 
 struct HttpRule {
@@ -363,7 +387,7 @@ impl Policy {
                         })?,
                     };
                     matcher.validate().map_err(|m| err("match", m))?;
-                    policy.object_rules.push(ObjectRule { info, matcher, check });
+                    policy.object_rules.push(ObjectRule { info, matcher, check, applies: spec.applies_to });
                 }
                 Compiled::Http(check) => {
                     if rule.match_.is_some() {
@@ -407,6 +431,25 @@ impl Policy {
     /// Every rule, Kubernetes rules first, each in document order.
     pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.object_rules.iter().map(|r| &r.info).chain(self.http_rules.iter().map(|r| &r.info))
+    }
+
+    /// Which objects this rule set's Kubernetes rules can flag: a rule's `match.kinds` when it
+    /// names some, else what its check applies to. Admission hosts skip objects nothing covers
+    /// (the answer, no findings, is the same), and webhook configurations are generated from it.
+    pub fn coverage(&self) -> Coverage {
+        let mut cover = Coverage::default();
+        for r in &self.object_rules {
+            if !r.matcher.kinds.is_empty() {
+                cover.selectors.extend(r.matcher.kinds.iter().cloned());
+                continue;
+            }
+            match r.applies {
+                checks::Applies::Any => cover.any = true,
+                checks::Applies::Kinds(kinds) => cover.kinds.extend(kinds.iter().copied()),
+                checks::Applies::GroupSuffix(suffix) => cover.group_suffixes.extend([suffix]),
+            }
+        }
+        cover
     }
 
     /// Rules this build recognised but cannot run (Kubernetes rules in the Envoy filter).

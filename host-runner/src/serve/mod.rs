@@ -61,6 +61,8 @@ pub fn log(level: &str, msg: &str, fields: Value) {
 struct Rules {
     reviewer: Reviewer,
     source: String,
+    /// What the rule set can flag: other kinds are allowed without asking the engine.
+    coverage: policy_core::Coverage,
 }
 
 struct App {
@@ -73,12 +75,13 @@ struct App {
 
 fn load_rules(opts: &Options) -> Result<Rules> {
     let (policy, doc) = check::load_policy(opts.rules.as_deref())?;
+    let coverage = policy.coverage();
     let reviewer = match &opts.module {
         Some(module) => Reviewer::Wasm { module: module.clone(), rules: doc, policy },
         None => Reviewer::Native(policy),
     };
     let source = opts.rules.as_ref().map_or("built-in".to_string(), |p| p.display().to_string());
-    Ok(Rules { reviewer, source })
+    Ok(Rules { reviewer, source, coverage })
 }
 
 /// Decides one AdmissionRequest with the rule set in force.
@@ -152,8 +155,11 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
             return json_response(&review::invalid(&uid, &message));
         }
     };
-    // DELETE and CONNECT are allowed by every rule set (policy-core judges object content only).
-    let decided = if matches!(asked.operation.as_str(), "DELETE" | "CONNECT") {
+    let rules = app.rules.read().map(|r| r.clone()).map_err(|_| anyhow!("rule set lock poisoned"));
+    // DELETE and CONNECT are allowed by every rule set (policy-core judges object content only),
+    // and so is a kind no rule can flag: answered without the engine.
+    let uncovered = rules.as_ref().is_ok_and(|r| !r.coverage.covers(&asked.group, &asked.kind));
+    let decided = if uncovered || matches!(asked.operation.as_str(), "DELETE" | "CONNECT") {
         Ok(ValidationResponse {
             accepted: true,
             message: None,
@@ -163,7 +169,6 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
             mutated_object: None,
         })
     } else {
-        let rules = app.rules.read().map(|r| r.clone()).map_err(|_| anyhow!("rule set lock poisoned"));
         let work = tokio::task::spawn_blocking(move || decide(&*rules?, &review["request"]));
         // The wasm engine stops the guest itself at the deadline (epoch interruption) and says so;
         // this margin only catches what has no such stop.
@@ -251,11 +256,7 @@ impl App {
 }
 
 /// Watches the rule set and certificate files (and SIGHUP) until shutdown.
-async fn watch(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        log("error", "cannot listen for SIGHUP; reloads follow file changes only", json!({}));
-        return;
-    };
+async fn watch(app: Arc<App>, mut hup: tokio::signal::unix::Signal, mut stop: tokio::sync::watch::Receiver<bool>) {
     let rules_stamp = |app: &App| app.opts.rules.as_deref().and_then(stamp);
     let cert_stamp = |app: &App| (stamp(&app.opts.cert), stamp(&app.opts.key));
     let (mut rules_seen, mut cert_seen) = (rules_stamp(&app), cert_stamp(&app));
@@ -325,6 +326,12 @@ async fn run_async(opts: Options) -> Result<()> {
     let metrics_listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await
         .with_context(|| format!("listening on {} for metrics", opts.metrics_addr))?;
+    // Handlers before anything says "serving": from then on SIGTERM is a graceful shutdown and
+    // SIGHUP a reload, never the default action (exit).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let app = Arc::new(App {
         rules: RwLock::new(Arc::new(first_rules)),
         metrics: metrics::Metrics::default(),
@@ -343,13 +350,9 @@ async fn run_async(opts: Options) -> Result<()> {
         }),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(watch(app.clone(), stop_rx.clone()));
+    tokio::spawn(watch(app.clone(), hup, stop_rx.clone()));
     tokio::spawn(serve_metrics(app.clone(), metrics_listener, stop_rx.clone()));
 
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(app.opts.read_timeout);

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 pub struct Asked {
     pub uid: String,
     pub operation: String,
+    pub group: String,
     pub kind: String,
     pub dry_run: bool,
 }
@@ -43,10 +44,17 @@ pub fn parse(body: &[u8]) -> Result<(Value, Asked), BadReview> {
         return Err(invalid("the AdmissionReview's request has no uid"));
     }
     let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let object = request.get("object").filter(|o| o.is_object()).or_else(|| request.get("oldObject"));
+    let object_str = |k: &str| object.and_then(|o| o.get(k)).and_then(Value::as_str).unwrap_or("");
     let asked = Asked {
         uid: uid.clone(),
         operation: text("operation"),
-        kind: request.pointer("/kind/kind").and_then(Value::as_str).unwrap_or("").to_string(),
+        group: match request.pointer("/kind/group").and_then(Value::as_str) {
+            Some(group) => group.to_string(),
+            // No `request.kind` (not from an API server): the object's own apiVersion says it.
+            None => object_str("apiVersion").rsplit_once('/').map_or("", |(g, _)| g).to_string(),
+        },
+        kind: request.pointer("/kind/kind").and_then(Value::as_str).unwrap_or_else(|| object_str("kind")).to_string(),
         dry_run: request.get("dryRun").and_then(Value::as_bool).unwrap_or(false),
     };
     Ok((review, asked))
@@ -122,9 +130,20 @@ mod tests {
         .unwrap();
         assert_eq!(
             asked,
-            Asked { uid: "u1".into(), operation: "CREATE".into(), kind: "Deployment".into(), dry_run: true }
+            Asked {
+                uid: "u1".into(),
+                operation: "CREATE".into(),
+                group: "apps".into(),
+                kind: "Deployment".into(),
+                dry_run: true
+            }
         );
         assert!(matches!(parse(b"{not json"), Err(BadReview::NotJson(_))));
+        let (_, bare) = parse(&review(
+            json!({"uid": "u3", "operation": "CREATE", "object": {"apiVersion": "apps/v1", "kind": "Deployment"}}),
+        ))
+        .unwrap();
+        assert_eq!((bare.group.as_str(), bare.kind.as_str()), ("apps", "Deployment"), "kind from the object");
         let wrong = serde_json::to_vec(
             &json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "u2"}}),
         )

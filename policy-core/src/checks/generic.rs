@@ -1,6 +1,6 @@
 //! Templates for a team's own rules: the same check backs many rules with different params.
 
-use super::{compile_regex, parse_params, CheckSpec, Compiled, ObjectCheck, ParamDoc, ParamError, Target};
+use super::{compile_regex, parse_params, Applies, CheckSpec, Compiled, ObjectCheck, ParamDoc, ParamError, Target};
 use crate::finding::Violation;
 use crate::matching::KindSelector;
 use crate::object::{map_str, Input, Object};
@@ -79,6 +79,7 @@ const TARGET_DOC: ParamDoc = ParamDoc {
 pub static REQUIRED_LABELS: CheckSpec = CheckSpec {
     id: "required-labels",
     target: Target::Kubernetes,
+    applies_to: Applies::Any,
     summary: super::doc(
         "Objects (or their pod templates) carry the listed labels, optionally with values matching a regex. \
               Istio's telemetry and routing read `app` and `version` from pod labels.",
@@ -111,6 +112,7 @@ spec:
 pub static REQUIRED_ANNOTATIONS: CheckSpec = CheckSpec {
     id: "required-annotations",
     target: Target::Kubernetes,
+    applies_to: Applies::Any,
     summary: super::doc(
         "Objects (or their pod templates) carry the listed annotations, optionally with values matching a regex.",
     ),
@@ -217,6 +219,7 @@ struct FieldPattern {
 pub static FIELD_PATTERN: CheckSpec = CheckSpec {
     id: "field-pattern",
     target: Target::Kubernetes,
+    applies_to: Applies::Any,
     summary: super::doc(
         "Every value a field path reaches (`[*]` walks lists) must match a regex, or with `mustMatch: false` must \
               not. With `required: true` the field must exist.",
@@ -338,6 +341,7 @@ struct FieldRange {
 pub static FIELD_RANGE: CheckSpec = CheckSpec {
     id: "field-range",
     target: Target::Kubernetes,
+    applies_to: Applies::Any,
     summary: super::doc(
         "Every number a field path reaches lies within `min` and `max` (inclusive). Numeric strings count; \
               other values are reported. With `required: true` the field must exist.",
@@ -428,6 +432,7 @@ struct ForbiddenKinds {
 pub static FORBIDDEN_KINDS: CheckSpec = CheckSpec {
     id: "forbidden-kinds",
     target: Target::Kubernetes,
+    applies_to: Applies::Any,
     summary: super::doc("Objects of the listed kinds (`apiGroups` + `kinds`, as in `match.kinds`) are not allowed."),
     params: &[ParamDoc {
         name: "kinds",

@@ -1,6 +1,8 @@
 //! Request checks the Envoy filter enforces; they decide on the plain [`Request`] model.
 
-use super::{compile_regex, parse_params, CheckSpec, Compiled, HttpCheck, HttpContext, ParamDoc, ParamError, Target};
+use super::{
+    compile_regex, parse_params, Applies, CheckSpec, Compiled, HttpCheck, HttpContext, ParamDoc, ParamError, Target,
+};
 use crate::http::{parse_duration_ms, Request, TokenBucket};
 use crate::pattern::{Budget, Pattern};
 use serde::Deserialize;
@@ -21,6 +23,7 @@ struct RequireHeader {
 pub static REQUIRE_HEADER: CheckSpec = CheckSpec {
     id: "http-require-header",
     target: Target::Http,
+    applies_to: Applies::Any,
     summary: super::doc("The request carries `header`, and when `pattern` is set its value matches it."),
     params: &[
         ParamDoc {
@@ -79,6 +82,7 @@ struct DenyHeader {
 pub static DENY_HEADER: CheckSpec = CheckSpec {
     id: "http-deny-header",
     target: Target::Http,
+    applies_to: Applies::Any,
     summary: super::doc(
         "The request does not carry `header` with a value matching `pattern` (e.g. debug or internal-only headers).",
     ),
@@ -138,6 +142,7 @@ struct HeaderLimits(HeaderLimitsParams);
 pub static HEADER_LIMITS: CheckSpec = CheckSpec {
     id: "http-header-limits",
     target: Target::Http,
+    applies_to: Applies::Any,
     summary: super::doc("Bounds the request headers: how many (`maxCount`), the longest value (`maxValueBytes`) and the total \
               size of names and values (`maxTotalBytes`). Oversized headers are a common way one tenant hurts another's proxies."),
     params: &[
@@ -239,6 +244,7 @@ struct AllowedMethods {
 pub static ALLOWED_METHODS: CheckSpec = CheckSpec {
     id: "http-allowed-methods",
     target: Target::Http,
+    applies_to: Applies::Any,
     summary: super::doc(
         "Per path (`prefix`, `exact` or `regex`; the first entry that matches applies), only the listed methods \
               are allowed. Paths no entry matches are not restricted.",
@@ -308,6 +314,7 @@ struct TenantHeader(TenantParams);
 pub static TENANT_HEADER: CheckSpec = CheckSpec {
     id: "http-tenant-header",
     target: Target::Http,
+    applies_to: Applies::Any,
     summary: super::doc("The request names its tenant in `header`, and the tenant is one of `allowed` (the callers this service accepts)."),
     params: &[
         ParamDoc { name: "header", ty: "string", default: "x-tenant", description: super::doc("Header carrying the tenant.") },
@@ -346,6 +353,7 @@ struct GrpcShape;
 pub static GRPC_SHAPE: CheckSpec = CheckSpec {
     id: "http-grpc-shape",
     target: Target::Http,
+    applies_to: Applies::Any,
     summary: super::doc("gRPC requests (`content-type: application/grpc*`) are POST with `te: trailers`, as the gRPC over HTTP/2 spec requires; \
               anything else is a broken or spoofed client."),
     params: &[],
@@ -410,6 +418,7 @@ struct LocalRateLimit {
 pub static LOCAL_RATE_LIMIT: CheckSpec = CheckSpec {
     id: "http-local-rate-limit",
     target: Target::Http,
+    applies_to: Applies::Any,
     summary: super::doc("A token bucket per key (`global`, `path`, or `header:<name>`), as Envoy's local_ratelimit filter: \
               `maxTokens`, refilled by `tokensPerFill` (default 1) every `fillInterval`. One proxy's buckets are shared \
               by all its worker threads. Denies with 429 (gRPC: RESOURCE_EXHAUSTED)."),

@@ -1,6 +1,6 @@
 //! The Istio guardrail pack: the tenant mistakes that cause mesh incidents.
 
-use super::{parse_params, CheckSpec, Compiled, ObjectCheck, ParamDoc, ParamError, Target};
+use super::{parse_params, Applies, CheckSpec, Compiled, ObjectCheck, ParamDoc, ParamError, Target};
 use crate::finding::Violation;
 use crate::matching::any_glob;
 use crate::object::{map_str, Input, Object, PodTemplate};
@@ -105,6 +105,7 @@ struct PortName {
 pub static PORT_NAME: CheckSpec = CheckSpec {
     id: "istio-port-name",
     target: Target::Kubernetes,
+    applies_to: Applies::Kinds(&["Service"]),
     summary: super::doc("Every Service port declares its protocol: `appProtocol`, or a name `<protocol>` / `<protocol>-<suffix>`. \
               Without it Istio treats the traffic as opaque TCP and HTTP routing, retries and metrics silently stop working. \
               A name prefix that contradicts `appProtocol` is a warning."),
@@ -207,6 +208,7 @@ struct HeadlessPortConflict {
 pub static HEADLESS_PORT_CONFLICT: CheckSpec = CheckSpec {
     id: "istio-headless-port-conflict",
     target: Target::Kubernetes,
+    applies_to: Applies::Kinds(&["Service"]),
     summary: super::doc(
         "Headless Services (`clusterIP: None`) in one namespace do not use one port number with different protocols: \
               Istio builds listeners per pod IP and port for them, so the second protocol breaks the first. \
@@ -364,6 +366,7 @@ struct SidecarStartOrder {
 pub static SIDECAR_START_ORDER: CheckSpec = CheckSpec {
     id: "istio-sidecar-start-order",
     target: Target::Kubernetes,
+    applies_to: Applies::Kinds(crate::object::POD_TEMPLATE_KINDS),
     summary: super::doc(
         "Pods that get an Istio sidecar wait for the proxy before the app starts: `proxy.istio.io/config` sets \
               `holdApplicationUntilProxyStarts: true`, or a container polls `localhost:15020/healthz/ready`. \
@@ -459,6 +462,19 @@ impl ObjectCheck for SidecarStartOrder {
 
 const LONG_RUNNING: &[&str] = &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"];
 
+/// A Namespace (its injection label) and every kind with a pod template.
+const INJECTION_ROLLOUT_KINDS: &[&str] = &[
+    "Namespace",
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+    "CronJob",
+];
+
 struct PreStop {
     /// The exec command joined by spaces, or empty.
     command: String,
@@ -510,6 +526,7 @@ struct GracefulShutdown {
 pub static GRACEFUL_SHUTDOWN: CheckSpec = CheckSpec {
     id: "istio-graceful-shutdown",
     target: Target::Kubernetes,
+    applies_to: Applies::Kinds(LONG_RUNNING),
     summary: super::doc("Workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Pod) give every container a preStop hook that \
               sleeps at least `minPreStopSeconds` (an exec `sleep N` or the native `preStop.sleep.seconds`), and a \
               `terminationGracePeriodSeconds` of at least that sleep plus `graceMarginSeconds` (Kubernetes defaults \
@@ -610,6 +627,7 @@ struct HttpDrain {
 pub static HTTP_DRAIN: CheckSpec = CheckSpec {
     id: "istio-http-drain",
     target: Target::Kubernetes,
+    applies_to: Applies::Kinds(LONG_RUNNING),
     summary: super::doc(
         "Workloads that serve HTTP make their sidecar drain on stop: a preStop that calls the proxy admin \
               `/healthcheck/fail` before sleeping, or `terminationDrainDuration` / `EXIT_ON_ZERO_ACTIVE_CONNECTIONS` \
@@ -754,6 +772,7 @@ struct InjectionRollout {
 pub static INJECTION_ROLLOUT: CheckSpec = CheckSpec {
     id: "istio-injection-rollout",
     target: Target::Kubernetes,
+    applies_to: Applies::Kinds(INJECTION_ROLLOUT_KINDS),
     summary: super::doc("Sidecar injection follows the rollout plan: only namespaces in `allowedNamespaces` may turn injection on \
               (Namespace label `istio-injection=enabled` / `istio.io/rev`, or a pod's `sidecar.istio.io/inject: \"true\"`), \
               and in `requiredNamespaces` no pod may opt out with `sidecar.istio.io/inject: \"false\"`."),
@@ -866,6 +885,7 @@ struct ExportToOwnNamespace {
 pub static EXPORT_TO_OWN_NAMESPACE: CheckSpec = CheckSpec {
     id: "istio-export-to-own-namespace",
     target: Target::Kubernetes,
+    applies_to: Applies::Kinds(&["VirtualService", "DestinationRule", "ServiceEntry"]),
     summary: super::doc(
         "A tenant's VirtualService, DestinationRule and ServiceEntry set `exportTo: [\".\"]` (or their own \
               namespace). Istio exports them to every namespace by default, so one tenant's traffic policy leaks into \
@@ -962,6 +982,7 @@ struct HostInOwnNamespace {
 pub static HOST_IN_OWN_NAMESPACE: CheckSpec = CheckSpec {
     id: "istio-host-in-own-namespace",
     target: Target::Kubernetes,
+    applies_to: Applies::Kinds(&["VirtualService", "DestinationRule"]),
     summary: super::doc("A tenant's VirtualService and DestinationRule hosts are short names or `<name>.<own-namespace>.svc.<clusterDomain>` \
               (a `*` name allowed there): no bare `*`, no wildcard domains, no other namespace's services. \
               Otherwise a tenant rewrites routing for traffic it does not own."),
@@ -1090,6 +1111,7 @@ struct PlatformOnlyKinds {
 pub static PLATFORM_ONLY_KINDS: CheckSpec = CheckSpec {
     id: "istio-platform-only-kinds",
     target: Target::Kubernetes,
+    applies_to: Applies::GroupSuffix("istio.io"),
     summary: super::doc(
         "EnvoyFilter and Gateway objects, and mesh-wide PeerAuthentication, AuthorizationPolicy, Telemetry and \
               Sidecar (those in the Istio root namespace), live only in `platformNamespaces`: each changes every \
@@ -1171,6 +1193,7 @@ struct SingleDefaultSidecar;
 pub static SINGLE_DEFAULT_SIDECAR: CheckSpec = CheckSpec {
     id: "istio-single-default-sidecar",
     target: Target::Kubernetes,
+    applies_to: Applies::Kinds(&["Sidecar"]),
     summary: super::doc(
         "At most one Sidecar without `workloadSelector` per namespace: with two, Istio picks one arbitrarily. \
               Compares every Sidecar in the input.",
@@ -1249,6 +1272,7 @@ struct CircuitBreaker {
 pub static CIRCUIT_BREAKER: CheckSpec = CheckSpec {
     id: "istio-circuit-breaker",
     target: Target::Kubernetes,
+    applies_to: Applies::Kinds(&["DestinationRule"]),
     summary: super::doc(
         "A DestinationRule's `trafficPolicy` sets `outlierDetection` and `connectionPool`, so one slow or failing \
               backend cannot take its callers down with it (cascading failures).",

@@ -32,10 +32,33 @@ pub struct ParamDoc {
     pub description: &'static str,
 }
 
+/// Which objects a check can flag whatever its params: what an admission webhook must be sent,
+/// and what a host may skip without asking the engine (the answer, no findings, is the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applies {
+    /// Any object its rule's `match` selects.
+    Any,
+    /// Objects of these kinds, in any API group.
+    Kinds(&'static [&'static str]),
+    /// Objects of any kind in an API group ending with this suffix (`istio.io`).
+    GroupSuffix(&'static str),
+}
+
+impl Applies {
+    pub fn covers(&self, group: &str, kind: &str) -> bool {
+        match self {
+            Applies::Any => true,
+            Applies::Kinds(kinds) => kinds.contains(&kind),
+            Applies::GroupSuffix(suffix) => group.ends_with(suffix),
+        }
+    }
+}
+
 /// One built-in check: everything the engine and the docs know about it.
 pub struct CheckSpec {
     pub id: &'static str,
     pub target: Target,
+    pub applies_to: Applies,
     pub summary: &'static str,
     pub params: &'static [ParamDoc],
     /// Params the examples run with (YAML flow or JSON).
