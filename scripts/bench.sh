@@ -34,6 +34,11 @@ else
   echo "bench: wrk not found (apt-get install wrk); skipping the Envoy load comparison" >&2
 fi
 
+echo "== admission webhook under load"
+command -v oha >/dev/null || cargo install oha --locked
+cargo build --locked --release -p host-runner
+if $quick; then python3 scripts/webhook-load.py --seconds 6; else python3 scripts/webhook-load.py --seconds 30; fi
+
 echo "== report"
 cargo build --locked --release -p meshguard-benches --bin instructions
 cargo run --locked --release -p meshguard-benches --bin bench-report

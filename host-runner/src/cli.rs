@@ -221,6 +221,25 @@ pub enum RulesCommand {
     },
     /// Print the check catalog as Markdown (the README's catalog is generated from it)
     Docs,
+    /// Print the ValidatingWebhookConfiguration for `meshguard serve` whose rules cover exactly the
+    /// kinds the rule set can flag (so other writes never wait on the webhook)
+    WebhookConfig {
+        /// Rule set file (default: the built-in rule set)
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Namespace of the webhook's Service
+        #[arg(long, default_value = "meshguard")]
+        namespace: String,
+        /// Name of the webhook's Service
+        #[arg(long, default_value = "meshguard")]
+        service: String,
+        /// What the API server does when the webhook cannot answer (start with Ignore)
+        #[arg(long, value_enum, default_value_t = FailurePolicy::Ignore)]
+        failure_policy: FailurePolicy,
+        /// Seconds the API server waits for an answer (1 to 30)
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=30))]
+        timeout_seconds: u8,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

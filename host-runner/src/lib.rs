@@ -11,3 +11,4 @@ pub mod serve;
 pub mod sources;
 pub mod suite;
 pub mod wasm;
+pub mod webhook_config;

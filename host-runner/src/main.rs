@@ -159,6 +159,22 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 RulesCommand::PrintDefault => policy_core::DEFAULT_RULES_YAML.to_string(),
                 RulesCommand::List => catalog::list(),
                 RulesCommand::Docs => catalog::markdown(),
+                RulesCommand::WebhookConfig { rules, namespace, service, failure_policy, timeout_seconds } => {
+                    let (policy, _) = check::load_policy(rules.as_deref())?;
+                    host_runner::webhook_config::render(
+                        &policy,
+                        &host_runner::webhook_config::Options {
+                            name: "meshguard",
+                            namespace: &namespace,
+                            service: &service,
+                            failure_policy: match failure_policy {
+                                FailurePolicy::Fail => "Fail",
+                                FailurePolicy::Ignore => "Ignore",
+                            },
+                            timeout_seconds,
+                        },
+                    )
+                }
                 RulesCommand::Explain { check } => catalog::explain(&check)
                     .ok_or_else(|| anyhow::anyhow!("unknown check `{check}`; `meshguard rules list` shows them all"))?,
             };
