@@ -362,3 +362,78 @@ fn a_guest_past_its_deadline_is_stopped_and_answered_by_the_failure_policy() {
         assert_eq!(again["response"]["allowed"], allowed);
     }
 }
+
+/// A Rust client (hyper over rustls, HTTP/2) keeps one connection open across a certificate
+/// rotation: established connections keep working, new handshakes get the new certificate.
+#[test]
+fn an_open_connection_survives_certificate_rotation() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--engine", "native"]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let connect = |ca: PathBuf| {
+            let addr = server.addr.replace("localhost", "127.0.0.1");
+            async move {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_file_iter(&ca).unwrap() {
+                    roots.add(cert.unwrap()).unwrap();
+                }
+                let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                config.alpn_protocols = vec![b"h2".to_vec()];
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await?;
+                let (sender, conn) =
+                    hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls))
+                        .await
+                        .map_err(std::io::Error::other)?;
+                tokio::spawn(conn);
+                Ok::<_, std::io::Error>(sender)
+            }
+        };
+        let post = |sender: &mut hyper::client::conn::http2::SendRequest<Full<bytes::Bytes>>, uid: &str| {
+            let req = hyper::Request::post("/validate")
+                .header("content-type", "application/json")
+                .body(Full::new(bytes::Bytes::from(review(uid, "CREATE", service("web"), false))))
+                .unwrap();
+            let sent = sender.send_request(req);
+            async move {
+                let resp = sent.await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                serde_json::from_slice::<Value>(&body).unwrap()
+            }
+        };
+        let mut open = connect(server.ca.clone()).await.unwrap();
+        assert_eq!(post(&mut open, "before").await["response"]["uid"], "before");
+        let next = host_runner::serve::tls::self_signed(&dir.path().join("next"), &["localhost".into()]).unwrap();
+        let served = dir.path().join("certs");
+        for name in ["tls.key", "tls.crt"] {
+            std::fs::copy(next.cert.with_file_name(name), served.join(format!("{name}.new"))).unwrap();
+            std::fs::rename(served.join(format!("{name}.new")), served.join(name)).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while connect(next.ca.clone()).await.is_err() {
+            assert!(Instant::now() < deadline, "the new certificate was never served");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The connection opened under the old certificate is still answered.
+        let after = post(&mut open, "after").await;
+        assert_eq!(
+            (after["response"]["uid"].as_str(), after["response"]["allowed"].as_bool()),
+            (Some("after"), Some(false))
+        );
+        assert!(connect(server.ca.clone()).await.is_err(), "new handshakes no longer get the old certificate");
+    });
+}
