@@ -67,6 +67,7 @@ struct Rules {
 
 struct App {
     opts: Options,
+    review_slots: Arc<tokio::sync::Semaphore>,
     rules: RwLock<Arc<Rules>>,
     metrics: metrics::Metrics,
     ready: AtomicBool,
@@ -110,13 +111,24 @@ fn json_response(value: &Value) -> Response<Full<Bytes>> {
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    Ok(match (req.method(), req.uri().path()) {
-        (&Method::POST, "/validate") => validate(&app, req).await,
+    let closing = !app.ready.load(Ordering::SeqCst) && req.version() == hyper::Version::HTTP_11;
+    let mut response = route(&app, req).await;
+    if closing {
+        // Shutting down: each HTTP/1.1 client learns it with an answer, and reconnects (to another
+        // pod) instead of sending its next request down a connection about to close.
+        response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    }
+    Ok(response)
+}
+
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/validate") => validate(app, req).await,
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") if app.ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         _ => text(StatusCode::NOT_FOUND, "meshguard serves POST /validate, GET /healthz and GET /readyz\n"),
-    })
+    }
 }
 
 async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -169,13 +181,19 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
             mutated_object: None,
         })
     } else {
-        let work = tokio::task::spawn_blocking(move || decide(&*rules?, &review["request"]));
+        // One review per core at a time: more would only add warm instances (memory), not speed.
+        let slots = app.review_slots.clone();
+        let work = async move {
+            let _slot = slots.acquire_owned().await.map_err(|e| anyhow!("{e}"))?;
+            tokio::task::spawn_blocking(move || decide(&*rules?, &review["request"]))
+                .await
+                .map_err(|e| anyhow!("the review failed: {e}"))?
+        };
         // The wasm engine stops the guest itself at the deadline (epoch interruption) and says so;
-        // this margin only catches what has no such stop.
+        // this margin only catches waiting for a slot and what has no such stop.
         match tokio::time::timeout(app.opts.review_timeout + Duration::from_millis(250), work).await {
             Err(_) => Err(anyhow!("the review took longer than {:?}", app.opts.review_timeout)),
-            Ok(Err(e)) => Err(anyhow!("the review failed: {e}")),
-            Ok(Ok(result)) => result,
+            Ok(result) => result,
         }
     };
     let answer = match &decided {
@@ -332,7 +350,9 @@ async fn run_async(opts: Options) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let app = Arc::new(App {
+        review_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
         rules: RwLock::new(Arc::new(first_rules)),
         metrics: metrics::Metrics::default(),
         ready: AtomicBool::new(true),
@@ -354,6 +374,8 @@ async fn run_async(opts: Options) -> Result<()> {
     tokio::spawn(serve_metrics(app.clone(), metrics_listener, stop_rx.clone()));
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Every connection task, handshakes included, so shutdown waits for those not yet watched.
+    let mut connections = tokio::task::JoinSet::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(app.opts.read_timeout);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
@@ -382,7 +404,9 @@ async fn run_async(opts: Options) -> Result<()> {
             _ = tokio::time::sleep_until(until), if stop_accepting.is_some() => break,
         };
         let (acceptor, app, builder, watcher) = (acceptor.clone(), app.clone(), builder.clone(), graceful.watcher());
-        tokio::spawn(async move {
+        // Reap finished connections so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             let tls = match tokio::time::timeout(app.opts.read_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -399,7 +423,11 @@ async fn run_async(opts: Options) -> Result<()> {
     app.ready.store(false, Ordering::SeqCst);
     log("info", "shutting down: no new connections, finishing in-flight requests", json!({}));
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    let drained = async {
+        graceful.shutdown().await;
+        while connections.join_next().await.is_some() {}
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(30), drained).await;
     let _ = stop_tx.send(true);
     log("info", "stopped", json!({}));
     Ok(())

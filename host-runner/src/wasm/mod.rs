@@ -55,6 +55,9 @@ pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(5);
 pub fn engine_with_deadlines() -> Result<Engine> {
     let mut config = config(address_space_limit().is_some());
     config.epoch_interruption(true);
+    // A long-running server compiles once, on this thread, so the compiler's scratch memory stays
+    // in one heap that can be handed back to the OS (no worker threads keep theirs).
+    config.parallel_compilation(false);
     let engine = Engine::new(&config).map_err(|e| anyhow!("wasmtime engine: {e}"))?;
     let ticking = engine.weak();
     std::thread::Builder::new()
