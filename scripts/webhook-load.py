@@ -58,8 +58,9 @@ def start(work, args):
                              "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--poll-ms", "200",
                              "--rules", os.path.join(work, "rules.yaml"), "--engine", args.engine] + args.extra,
                             stderr=subprocess.PIPE, text=True,
+                            # As deploy/deployment.yaml runs it: mimalloc commits memory as used.
                             env=dict(os.environ, MESHGUARD_CACHE_DIR=os.path.join(work, "cache"),
-                                     MESHGUARD_CACHE_KEY="webhook-load"))
+                                     MESHGUARD_CACHE_KEY="webhook-load", MIMALLOC_ARENA_EAGER_COMMIT="0"))
     for line in proc.stderr:
         if '"msg":"serving"' in line:
             info = json.loads(line)
