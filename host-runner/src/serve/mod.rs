@@ -415,9 +415,17 @@ async fn run_async(opts: Options) -> Result<()> {
                 }
                 Err(_) => return,
             };
+            // Accepted while shutting down: its client has sent or is sending a request, so it is
+            // answered (with `Connection: close`) rather than closed by the graceful shutdown
+            // before it is read; shutdown waits for it through `connections`.
+            let closing = !app.ready.load(Ordering::SeqCst);
             let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
             let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
-            let _ = watcher.watch(conn).await;
+            if closing {
+                let _ = conn.await;
+            } else {
+                let _ = watcher.watch(conn).await;
+            }
         });
     }
     app.ready.store(false, Ordering::SeqCst);
