@@ -318,7 +318,7 @@ fn main() -> Result<(), String> {
             measured: format!(
                 "{rps:.0}/s, p50 {:.2} ms, p99 {p99:.2} ms, p99.9 {:.2} ms; {failed} failed, {garbled} garbled",
                 l["p50_ms"].as_f64().unwrap_or(0.0),
-                l["p99_ms"].as_f64().unwrap_or(0.0)
+                l["p99_9_ms"].as_f64().unwrap_or(0.0)
             ),
             met: Some(rps >= 5000.0 && p99 < 5.0 && failed == 0 && garbled == 0),
             note: "",

@@ -8,6 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+# The load and instruction-count sections need wrk and valgrind (Debian's packages).
+if ! command -v wrk >/dev/null || ! command -v valgrind >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq wrk valgrind >/dev/null
+  fi
+fi
 
 quick=false
 [ "${1:-}" = "--quick" ] && quick=true

@@ -65,7 +65,7 @@ pub enum Command {
     /// Run the validating admission webhook (AdmissionReview over HTTPS on /validate)
     #[command(after_help = "Examples:\n  meshguard certs --out certs --dns-name meshguard.meshguard.svc\n  \
                             meshguard serve --tls-cert certs/tls.crt --tls-key certs/tls.key --rules rules.yaml\n  \
-                            meshguard serve --self-signed /tmp/meshguard-certs   # for a trial\n\n\
+                            meshguard serve --self-signed ./trial-certs   # for a trial\n\n\
                             The certificate, key and rule set are re-read when their files change (the rule set \
                             also on SIGHUP); one that does not load is logged and counted, and the last good one \
                             keeps serving. SIGTERM: /readyz turns 503, requests are still answered for \

@@ -139,7 +139,7 @@ pub fn read_text(path: &Path, max_bytes: usize) -> Result<String, InputError> {
     let too_big =
         || fail(0, 0, format!("larger than the {} MiB input limit; split it into smaller files", max_bytes >> 20));
     let bytes = if path.as_os_str() == "-" {
-        read_capped(std::io::stdin().lock(), max_bytes).map_err(|e| fail(0, 0, e.to_string()))?
+        read_capped(std::io::stdin().lock(), max_bytes, 64 << 10).map_err(|e| fail(0, 0, e.to_string()))?
     } else {
         use std::os::unix::fs::OpenOptionsExt;
         // O_NONBLOCK: opening a FIFO must not wait for a writer before its type can be checked.
@@ -159,15 +159,15 @@ pub fn read_text(path: &Path, max_bytes: usize) -> Result<String, InputError> {
         if meta.len() > max_bytes as u64 {
             return Err(too_big());
         }
-        read_capped(file, max_bytes).map_err(|e| fail(0, 0, format!("cannot read: {e}")))?
+        read_capped(file, max_bytes, meta.len() as usize).map_err(|e| fail(0, 0, format!("cannot read: {e}")))?
     };
     let Some(bytes) = bytes else { return Err(too_big()) };
     decode(bytes).map_err(|(line, column, message)| fail(line, column, message))
 }
 
-/// Reads at most `max` bytes; `None` when there is more.
-fn read_capped(reader: impl Read, max: usize) -> std::io::Result<Option<Vec<u8>>> {
-    let mut bytes = Vec::new();
+/// Reads at most `max` bytes (`expected`: the size to allocate for); `None` when there is more.
+fn read_capped(reader: impl Read, max: usize, expected: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::with_capacity(expected.min(max) + 1);
     reader.take(max as u64 + 1).read_to_end(&mut bytes)?;
     Ok((bytes.len() <= max).then_some(bytes))
 }
