@@ -194,6 +194,15 @@ fn oversized_and_slow_requests_are_refused_without_harm() {
     let (code, _) = curl(&server, "/validate", Some(&big), &[]);
     assert!(code == 413 || code == 0, "{code}");
     assert!(metrics(&server).contains("meshguard_admission_errors_total{reason=\"body_too_large\"} 1"));
+    // Nesting past serde_json's recursion limit is a 400 naming it, not a stack overflow.
+    let deep = format!(
+        "{{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{{\"uid\":\"u-deep\",\"x\":{}1{}}}}}",
+        "[".repeat(1000),
+        "]".repeat(1000)
+    );
+    let (code, text) = curl(&server, "/validate", Some(&deep), &[]);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("recursion limit"), "{text}");
     // A client that opens a connection and sends nothing is cut off; the server keeps answering.
     let idle = std::net::TcpStream::connect(server.addr.replace("localhost", "127.0.0.1")).unwrap();
     std::thread::sleep(Duration::from_millis(800));
