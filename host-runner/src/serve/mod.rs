@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meshguard_kubewarden::translate::{
-    respond, ValidationResponse, AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION,
+    accept, respond, ValidationResponse, AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION,
 };
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -172,14 +172,7 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     // and so is a kind no rule can flag: answered without the engine.
     let uncovered = rules.as_ref().is_ok_and(|r| !r.coverage.covers(&asked.group, &asked.kind));
     let decided = if uncovered || matches!(asked.operation.as_str(), "DELETE" | "CONNECT") {
-        Ok(ValidationResponse {
-            accepted: true,
-            message: None,
-            code: None,
-            warnings: None,
-            audit_annotations: None,
-            mutated_object: None,
-        })
+        Ok(accept())
     } else {
         // One review per core at a time: more would only add warm instances (memory), not speed.
         let slots = app.review_slots.clone();
