@@ -63,6 +63,8 @@ struct Rules {
     source: String,
     /// What the rule set can flag: other kinds are allowed without asking the engine.
     coverage: policy_core::Coverage,
+    /// The RuleSet document as the wasm module's `settings` (`null`: its built-in one).
+    settings_json: String,
 }
 
 struct App {
@@ -77,21 +79,24 @@ struct App {
 fn load_rules(opts: &Options) -> Result<Rules> {
     let (policy, doc) = check::load_policy(opts.rules.as_deref())?;
     let coverage = policy.coverage();
+    let settings_json = serde_json::to_string(&doc)?;
     let reviewer = match &opts.module {
         Some(module) => Reviewer::Wasm { module: module.clone(), rules: doc, policy },
         None => Reviewer::Native(policy),
     };
     let source = opts.rules.as_ref().map_or("built-in".to_string(), |p| p.display().to_string());
-    Ok(Rules { reviewer, source, coverage })
+    Ok(Rules { reviewer, source, coverage, settings_json })
 }
 
 /// Decides one AdmissionRequest with the rule set in force.
 fn decide(rules: &Rules, request: &Value) -> Result<ValidationResponse> {
     match &rules.reviewer {
         Reviewer::Native(policy) => Ok(respond(policy, request)),
-        Reviewer::Wasm { module, rules: settings, .. } => {
-            let payload = serde_json::to_vec(&json!({"request": request, "settings": settings}))?;
-            let answer = module.call("validate", &payload)?;
+        Reviewer::Wasm { module, .. } => {
+            // The rule set was serialized once when it loaded; only the request is, per request.
+            let payload =
+                format!(r#"{{"request":{},"settings":{}}}"#, serde_json::to_string(request)?, rules.settings_json);
+            let answer = module.call("validate", payload.as_bytes())?;
             serde_json::from_slice(&answer).context("the wasm module's answer is not a ValidationResponse")
         }
     }
