@@ -122,6 +122,12 @@ fn shorten(line: String, max: usize) -> String {
     format!("{}…", head.trim_end_matches([',', ';', ':', ' ']))
 }
 
+/// Whether requests of `operation` are reviewed at all: CREATE and UPDATE judge the new object;
+/// DELETE and CONNECT are always allowed. Hosts may answer the others without evaluating.
+pub fn reviews_operation(operation: &str) -> bool {
+    matches!(operation, "CREATE" | "UPDATE")
+}
+
 /// `rule-id: message (at path)`.
 pub fn finding_line(f: &Finding) -> String {
     if f.path.is_root() {
@@ -138,7 +144,7 @@ impl Policy {
     pub fn review_admission(&self, input: &Value) -> AdmissionVerdict {
         let req = admission_request(input);
         let object = match (req.operation, req.object) {
-            ("CREATE" | "UPDATE", Some(o)) => o,
+            (op, Some(o)) if reviews_operation(op) => o,
             _ => return AdmissionVerdict { allowed: true, findings: Vec::new() },
         };
         let namespace = if req.namespace.is_empty() { "default" } else { req.namespace };

@@ -11,9 +11,8 @@ use std::fmt;
 pub const MAX_PATTERN_BYTES: usize = 16 << 10;
 
 /// Most regex work one check may do on one object or request, counted as pattern bytes × text
-/// bytes (regex-lite's PikeVM is linear in each): about 0.1 s natively at worst. It bounds a rule's
-/// time the way fuel bounds the wasm engine, and because it lives here, every host stops at the
-/// same match with the same answer.
+/// bytes (regex-lite's PikeVM is linear in each). It bounds a rule's time the way fuel bounds the
+/// wasm engine, and because it lives here, every host stops at the same match with the same answer.
 pub const MATCH_BUDGET: u64 = 1 << 24;
 
 /// What is left of [`MATCH_BUDGET`] for one check on one object or request.

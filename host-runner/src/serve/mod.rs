@@ -173,10 +173,12 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
         }
     };
     let rules = app.rules.read().map(|r| r.clone()).map_err(|_| anyhow!("rule set lock poisoned"));
-    // DELETE and CONNECT are allowed by every rule set (policy-core judges object content only),
-    // and so is a kind no rule can flag: answered without the engine.
+    // What policy-core allows without looking (DELETE, CONNECT, a kind no rule can flag) is
+    // answered without the engine.
     let uncovered = rules.as_ref().is_ok_and(|r| !r.coverage.covers(&asked.group, &asked.kind));
-    let decided = if uncovered || matches!(asked.operation.as_str(), "DELETE" | "CONNECT") {
+    // The operation as policy-core reads it (a missing one is a CREATE), not as sent.
+    let operation = policy_core::admission::admission_request(&review["request"]).operation;
+    let decided = if uncovered || !policy_core::admission::reviews_operation(operation) {
         Ok(accept())
     } else {
         // One review per core at a time: more would only add warm instances (memory), not speed.
