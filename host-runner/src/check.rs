@@ -130,16 +130,73 @@ impl std::error::Error for RulesError {}
 /// Loads and validates the rule set (errors carry `file:line`); also returns its document, for
 /// engines that take it as data (`Null` for the built-in one).
 pub fn load_policy(rules: Option<&Path>) -> Result<(Policy, serde_json::Value)> {
-    let Some(path) = rules else {
-        let policy = Policy::default_rules().map_err(|e| RulesError(format!("built-in rule set: {e}")))?;
-        return Ok((policy, serde_json::Value::Null));
+    load_policy_with(rules, &[])
+}
+
+/// [`load_policy`], with the ValidatingAdmissionPolicy objects (policies, bindings, param
+/// objects) found under `policies` added to the rule set's `spec.admissionPolicies`, so every
+/// engine gets the same document. Errors in those objects name their own file and line.
+pub fn load_policy_with(rules: Option<&Path>, policies: &[PathBuf]) -> Result<(Policy, serde_json::Value)> {
+    if policies.is_empty() {
+        let Some(path) = rules else {
+            let policy = Policy::default_rules().map_err(|e| RulesError(format!("built-in rule set: {e}")))?;
+            return Ok((policy, serde_json::Value::Null));
+        };
+        let (doc, located) = read_rules(path)?;
+        let policy = Policy::from_document(&doc).map_err(|e| located(&e))?;
+        return Ok((policy, doc.value));
+    }
+    let (doc, rules_name) = match rules {
+        None => (
+            policy_core::yaml::parse_one(policy_core::DEFAULT_RULES_YAML)
+                .map_err(|e| RulesError(format!("built-in rule set: {e}")))?,
+            "built-in rule set".to_string(),
+        ),
+        Some(path) => (read_rules(path)?.0, path.display().to_string()),
     };
+    let found = sources::load(policies)?;
+    if let Some(e) = found.errors.first() {
+        return Err(RulesError(format!("{}: {}", e.location(), e.message)).into());
+    }
+    if found.objects.is_empty() {
+        let names: Vec<String> = policies.iter().map(|p| p.display().to_string()).collect();
+        return Err(RulesError(format!("--policies {}: no Kubernetes objects found", names.join(" "))).into());
+    }
+    let mut value = doc.value.clone();
+    let embedded = value.pointer("/spec/admissionPolicies").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+    if let Some(spec) = value.get_mut("spec").and_then(serde_json::Value::as_object_mut) {
+        let list = spec.entry("admissionPolicies").or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let Some(list) = list.as_array_mut() {
+            list.extend(found.objects.iter().map(|o| o.value.clone()));
+        }
+    }
+    let policy = Policy::from_value(&value).map_err(|e| {
+        let prefix = "spec.admissionPolicies[";
+        let from_files = e.field.strip_prefix(prefix).and_then(|rest| {
+            let (index, field) = rest.split_once("].")?;
+            let object = found.objects.get(index.parse::<usize>().ok()?.checked_sub(embedded)?)?;
+            let line = policy_core::FieldPath::parse(field).map_or(0, |p| object.position(&p).line);
+            let kind = object.value.get("kind").and_then(serde_json::Value::as_str).unwrap_or("object");
+            let name = e.rule.as_deref().unwrap_or("");
+            Some(format!("{}:{line}: {kind} `{name}`: {field}: {}", found.files[object.file], e.message))
+        });
+        RulesError(from_files.unwrap_or_else(|| {
+            let line = policy_core::FieldPath::parse(&e.field).map_or(0, |p| doc.spans.locate(&p).line);
+            format!("{rules_name}:{line}: {e}")
+        }))
+    })?;
+    Ok((policy, value))
+}
+
+type Locate = Box<dyn Fn(&dyn std::fmt::Display) -> RulesError>;
+
+fn read_rules(path: &Path) -> Result<(policy_core::yaml::Document, Locate)> {
     let text = sources::read_text(path, sources::MAX_FILE_BYTES)
         .map_err(|e| anyhow::anyhow!("rule set {}: {}", e.location(), e.message))?;
-    let located = |e: &dyn std::fmt::Display| RulesError(format!("{}:{e}", path.display()));
+    let name = path.display().to_string();
+    let located: Locate = Box::new(move |e: &dyn std::fmt::Display| RulesError(format!("{name}:{e}")));
     let doc = policy_core::yaml::parse_one(&text).map_err(|e| located(&e))?;
-    let policy = Policy::from_document(&doc).map_err(|e| located(&e))?;
-    Ok((policy, doc.value))
+    Ok((doc, located))
 }
 
 /// What reviews the objects: policy-core in this process, or the deployed wasm module.

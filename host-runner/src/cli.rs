@@ -97,6 +97,11 @@ pub struct CheckArgs {
     /// Rule set file (YAML or JSON, `kind: RuleSet`); defaults to the built-in rule set
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// ValidatingAdmissionPolicy objects to run too: files or directories holding policies,
+    /// their bindings and param objects (admissionregistration.k8s.io/v1); repeatable. Param
+    /// objects may also be among the checked files
+    #[arg(long, value_name = "PATH")]
+    pub policies: Vec<PathBuf>,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

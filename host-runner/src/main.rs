@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => {
-            let (policy, rules_doc) = check::load_policy(args.rules.as_deref())?;
+            let (policy, rules_doc) = check::load_policy_with(args.rules.as_deref(), &args.policies)?;
             let reviewer = match args.engine {
                 EngineChoice::Native => check::Reviewer::Native(policy),
                 EngineChoice::Wasm => check::Reviewer::Wasm {

@@ -22,7 +22,13 @@ pub fn admission_request(input: &Value) -> AdmissionRequestView<'_> {
     let is_request =
         request.get("operation").is_some() || request.get("object").is_some() || request.get("oldObject").is_some();
     if !is_request {
-        return AdmissionRequestView { operation: "CREATE", namespace: "", object: Some(input), old_object: None };
+        return AdmissionRequestView {
+            operation: "CREATE",
+            namespace: "",
+            object: Some(input),
+            old_object: None,
+            request: None,
+        };
     }
     let str_of = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("");
     let non_null = |k: &str| request.get(k).filter(|v| !v.is_null());
@@ -34,6 +40,7 @@ pub fn admission_request(input: &Value) -> AdmissionRequestView<'_> {
         namespace: str_of("namespace"),
         object: non_null("object"),
         old_object: non_null("oldObject"),
+        request: Some(request),
     }
 }
 
@@ -43,6 +50,8 @@ pub struct AdmissionRequestView<'a> {
     pub namespace: &'a str,
     pub object: Option<&'a Value>,
     pub old_object: Option<&'a Value>,
+    /// The AdmissionRequest itself (CEL rules read `request` and `oldObject` from it).
+    pub request: Option<&'a Value>,
 }
 
 /// The verdict for one request.
@@ -149,7 +158,11 @@ impl Policy {
         };
         let namespace = if req.namespace.is_empty() { "default" } else { req.namespace };
         let objects = std::slice::from_ref(object);
-        let findings = self.review(&Input::new(objects, namespace));
+        let mut reviewed = Input::new(objects, namespace);
+        if let Some(request) = req.request {
+            reviewed = reviewed.with_request(request);
+        }
+        let findings = self.review(&reviewed);
         AdmissionVerdict { allowed: findings.iter().all(|f| f.action != Action::Deny), findings }
     }
 }

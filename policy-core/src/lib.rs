@@ -15,6 +15,8 @@
 //! ```
 
 pub mod admission;
+#[cfg(feature = "cel")]
+pub mod cel;
 pub mod checks;
 pub mod finding;
 pub mod http;
@@ -23,6 +25,8 @@ pub mod object;
 pub mod path;
 pub mod pattern;
 pub mod policy;
+#[cfg(all(feature = "kubernetes", feature = "cel"))]
+pub mod vap;
 #[cfg(feature = "yaml")]
 pub mod yaml;
 

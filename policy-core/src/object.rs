@@ -27,6 +27,11 @@ const CLUSTER_SCOPED_KINDS: &[&str] = &[
     "ClusterAdmissionPolicy",
 ];
 
+/// Whether objects of `kind` live outside namespaces.
+pub fn is_cluster_scoped_kind(kind: &str) -> bool {
+    CLUSTER_SCOPED_KINDS.contains(&kind)
+}
+
 /// Kinds with a pod template (the keys of [`POD_TEMPLATE_PATHS`]).
 pub const POD_TEMPLATE_KINDS: &[&str] =
     &["Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job", "CronJob"];
@@ -76,7 +81,7 @@ impl<'a> Object<'a> {
     }
 
     pub fn is_cluster_scoped(&self) -> bool {
-        CLUSTER_SCOPED_KINDS.contains(&self.kind)
+        is_cluster_scoped_kind(self.kind)
     }
 
     pub fn labels(&self) -> &'a Map<String, Value> {
@@ -172,6 +177,11 @@ pub struct Input<'a> {
     pub namespace_labels: HashMap<String, &'a Map<String, Value>>,
     /// Object indexes by (namespace, kind), so peer lookups stay linear over a 10,000-object repo.
     by_namespace_kind: HashMap<(&'a str, &'a str), Vec<usize>>,
+    /// Namespace objects of the input, by name (CEL's `namespaceObject`).
+    namespaces: HashMap<&'a str, &'a Value>,
+    /// The AdmissionRequest under review at admission (CEL's `request` and `oldObject`); `None`
+    /// in CI, where a review stands for creating each object.
+    pub request: Option<&'a Value>,
 }
 
 impl<'a> Input<'a> {
@@ -180,13 +190,31 @@ impl<'a> Input<'a> {
         let objects: Vec<Object<'a>> = values.iter().map(|v| Object::new(v, default_namespace)).collect();
         let mut namespace_labels = HashMap::new();
         let mut by_namespace_kind: HashMap<(&'a str, &'a str), Vec<usize>> = HashMap::new();
+        let mut namespaces = HashMap::new();
         for (i, o) in objects.iter().enumerate() {
             if o.kind == "Namespace" && o.group.is_empty() {
                 namespace_labels.insert(o.name.to_string(), o.labels());
+                namespaces.insert(o.name, o.value);
             }
             by_namespace_kind.entry((o.namespace, o.kind)).or_default().push(i);
         }
-        Input { objects, namespace_labels, by_namespace_kind }
+        Input { objects, namespace_labels, by_namespace_kind, namespaces, request: None }
+    }
+
+    /// The AdmissionRequest this input comes from.
+    pub fn with_request(mut self, request: &'a Value) -> Self {
+        self.request = Some(request);
+        self
+    }
+
+    /// The Namespace object named `name`, when the input holds it.
+    pub fn namespace_object(&self, name: &str) -> Option<&'a Value> {
+        self.namespaces.get(name).copied()
+    }
+
+    /// Objects of `kind` (any namespace), for lookups such as a policy's param object.
+    pub fn of_kind<'s>(&'s self, kind: &'s str) -> impl Iterator<Item = &'s Object<'a>> + 's {
+        self.objects.iter().filter(move |o| o.kind == kind)
     }
 
     /// Adds labels of a namespace the input does not contain (e.g. what an admission host knows).

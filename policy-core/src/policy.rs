@@ -58,6 +58,9 @@ struct RawSpec {
     rules: Vec<Value>,
     #[serde(default)]
     fail_open: bool,
+    /// ValidatingAdmissionPolicy objects: policies, bindings and param objects (see `vap`).
+    #[serde(default)]
+    admission_policies: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -337,10 +340,19 @@ impl Policy {
                 return Err(err("id", format!("duplicate rule id `{}`", rule.id)));
             }
             seen.push(rule.id.clone());
-            if checks::find(&rule.check).is_none() && checks::KUBERNETES_CHECK_IDS.contains(&rule.check.as_str()) {
+            if checks::find(&rule.check).is_none()
+                && checks::KUBERNETES_CHECK_IDS.contains(&rule.check.as_str())
+                && !cfg!(feature = "kubernetes")
+            {
                 // Built without the Kubernetes checks: the rule is recognised and skipped.
                 policy.skipped_rules += 1;
                 continue;
+            }
+            if rule.check == "cel" && checks::find("cel").is_none() {
+                return Err(err(
+                    "check",
+                    "this build of meshguard has no CEL support (policy-core's `cel` feature)".into(),
+                ));
             }
             let spec = checks::find(&rule.check).ok_or_else(|| {
                 let known: Vec<&str> = checks::registry().iter().map(|c| c.id).collect();
@@ -414,8 +426,55 @@ impl Policy {
                 }
             }
         }
+        policy.add_admission_policies(&raw.spec.admission_policies, &mut seen)?;
         policy.needs_clock = policy.http_rules.iter().any(|r| r.check.needs_clock());
         Ok(policy)
+    }
+
+    /// One rule per ValidatingAdmissionPolicyBinding; builds without them (the Envoy filter) skip them.
+    #[cfg(all(feature = "kubernetes", feature = "cel"))]
+    fn add_admission_policies(&mut self, objects: &[Value], seen: &mut Vec<String>) -> Result<(), RuleSetError> {
+        let bindings = crate::vap::compile(objects).map_err(|e| RuleSetError {
+            rule: e.name,
+            field: format!("spec.admissionPolicies[{}].{}", e.index, e.field),
+            message: e.message,
+        })?;
+        for b in bindings {
+            if seen.contains(&b.id) {
+                return Err(doc_error("spec.admissionPolicies", format!("duplicate binding `{}`", b.id)));
+            }
+            seen.push(b.id.clone());
+            let info = RuleInfo {
+                id: b.id,
+                check: crate::vap::CHECK_ID,
+                description: format!("ValidatingAdmissionPolicy {}", b.policy),
+                action: b.action,
+                message: None,
+                action_overrides: Vec::new(),
+            };
+            self.object_rules.push(ObjectRule {
+                info,
+                matcher: Match::default(),
+                check: Box::new(b.check),
+                applies: checks::Applies::Any,
+            });
+        }
+        Ok(())
+    }
+
+    #[cfg(not(all(feature = "kubernetes", feature = "cel")))]
+    fn add_admission_policies(&mut self, objects: &[Value], _seen: &mut Vec<String>) -> Result<(), RuleSetError> {
+        if cfg!(feature = "kubernetes") && !objects.is_empty() {
+            return Err(doc_error(
+                "spec.admissionPolicies",
+                "this build of meshguard has no CEL support (policy-core's `cel` feature)".into(),
+            ));
+        }
+        self.skipped_rules += objects
+            .iter()
+            .filter(|v| v.get("kind").and_then(Value::as_str) == Some("ValidatingAdmissionPolicyBinding"))
+            .count();
+        Ok(())
     }
 
     pub fn name(&self) -> &str {

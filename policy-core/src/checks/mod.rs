@@ -2,6 +2,8 @@
 //! failing example; the engine, `meshguard rules`, the README catalog and the example tests all
 //! read this one table, so the docs cannot drift from what runs.
 
+#[cfg(all(feature = "kubernetes", feature = "cel"))]
+mod cel_rule;
 #[cfg(feature = "kubernetes")]
 mod generic;
 pub(crate) mod http_rules;
@@ -175,6 +177,8 @@ static REGISTRY: &[&CheckSpec] = &[
     &generic::FIELD_RANGE,
     #[cfg(feature = "kubernetes")]
     &generic::FORBIDDEN_KINDS,
+    #[cfg(all(feature = "kubernetes", feature = "cel"))]
+    &cel_rule::CEL,
     &http_rules::REQUIRE_HEADER,
     &http_rules::DENY_HEADER,
     &http_rules::HEADER_LIMITS,
@@ -204,6 +208,7 @@ pub const KUBERNETES_CHECK_IDS: &[&str] = &[
     "field-pattern",
     "field-range",
     "forbidden-kinds",
+    "cel",
 ];
 
 /// Every built-in check, in catalog order.

@@ -1,0 +1,517 @@
+//! CEL, the language of Kubernetes' ValidatingAdmissionPolicy, for a team's own rules: one shared
+//! environment with the Kubernetes CEL libraries, expressions compiled once when a RuleSet loads,
+//! and objects bound straight from their JSON tree (strings borrowed, integers kept as `int`).
+//!
+//! [`Validator`] is the one evaluation path: the `cel` check is a validator with one validation,
+//! and each ValidatingAdmissionPolicy binding (see `vap`) is a validator with the policy's list.
+
+mod k8s;
+
+use crate::finding::Violation;
+use crate::object::{Input, Object};
+use crate::path::FieldPath;
+use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt};
+use cel::common::value::Val;
+use cel::{Context, Env, ExecutionError, Program};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// Longest expression a RuleSet or policy may hold, in bytes (VAP allows 5,000 for a message
+/// expression and 64 KiB for an expression; real rules are a few hundred bytes).
+pub const MAX_EXPRESSION_BYTES: usize = 16 << 10;
+
+/// Names an expression may use besides the ones it binds itself.
+const KNOWN_VARIABLES: &[&str] =
+    &["object", "oldObject", "request", "params", "namespaceObject", "variables", "authorizer", "format"];
+
+fn env() -> Result<&'static Arc<Env>, String> {
+    static ENV: OnceLock<Result<Arc<Env>, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Env::stdlib();
+        env.add_extension(cel::extensions::strings).map_err(|e| e.to_string())?;
+        env.add_extension(cel::extensions::lists).map_err(|e| e.to_string())?;
+        k8s::register(&mut env).map_err(|e| e.to_string())?;
+        Ok(Arc::new(env))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// One compiled expression and what it refers to.
+pub struct Expression {
+    source: String,
+    program: Program,
+    /// `variables.<name>` it reads, as indexes into the validator's variable list.
+    reads: Vec<usize>,
+    uses_authorizer: bool,
+}
+
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl Expression {
+    /// Compiles `source`; `variables` are the names declared before it (an expression may read
+    /// only those, as in a ValidatingAdmissionPolicy). Errors name the line and column inside the
+    /// expression.
+    pub fn compile(source: &str, variables: &[String]) -> Result<Expression, String> {
+        if source.len() > MAX_EXPRESSION_BYTES {
+            return Err(format!("the expression is {} bytes; the limit is {MAX_EXPRESSION_BYTES}", source.len()));
+        }
+        if source.trim().is_empty() {
+            return Err("the expression is empty".into());
+        }
+        let program = env()?.compile(source).map_err(|errors| {
+            let multiline = source.contains('\n');
+            let parts: Vec<String> = errors
+                .errors
+                .iter()
+                .map(|e| {
+                    let (line, column) = (e.pos.0.max(1), e.pos.1.max(0) + 1);
+                    if multiline {
+                        format!("syntax error at line {line}, column {column} of the expression: {}", e.msg)
+                    } else {
+                        format!("syntax error at column {column} of the expression: {}", e.msg)
+                    }
+                })
+                .collect();
+            if parts.is_empty() {
+                "syntax error in the expression".to_string()
+            } else {
+                parts.join("; ")
+            }
+        })?;
+        let references = program.references();
+        let uses_authorizer = references.has_variable("authorizer");
+        let mut reads = Vec::new();
+        for name in variable_reads(source) {
+            match variables.iter().position(|v| *v == name) {
+                Some(i) => reads.push(i),
+                None => return Err(format!("`variables.{name}` is not declared before this expression")),
+            }
+        }
+        reads.sort_unstable();
+        reads.dedup();
+        Ok(Expression { source: source.to_string(), program, reads, uses_authorizer })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The single `object.a.b.c` field the expression reads, if it reads exactly one: where a
+    /// finding points when the rule gives no `fieldPath`.
+    pub fn field_hint(&self) -> Option<FieldPath> {
+        let mut found: Option<Vec<&str>> = None;
+        for chain in object_reads(&self.source) {
+            match &found {
+                None => found = Some(chain),
+                Some(f) if *f == chain => {}
+                Some(_) => return None,
+            }
+        }
+        found.filter(|c| !c.is_empty()).map(|c| c.iter().fold(FieldPath::root(), |p, k| p.key(k)))
+    }
+}
+
+/// `variables.<ident>` occurrences outside string literals.
+fn variable_reads(source: &str) -> Vec<String> {
+    idents_after(source, "variables").into_iter().filter_map(|chain| chain.first().map(|s| s.to_string())).collect()
+}
+
+/// The `object.a.b` chains outside string literals (a trailing method call is not a field).
+fn object_reads(source: &str) -> Vec<Vec<&str>> {
+    idents_after(source, "object")
+}
+
+/// For each standalone `root` identifier followed by `.ident.ident...`, the identifiers (the last
+/// dropped when it is called as a method).
+fn idents_after<'s>(source: &'s str, root: &str) -> Vec<Vec<&'s str>> {
+    let bytes = source.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if let Some(q) = quote {
+            if b == b'\\' {
+                i += 2;
+                continue;
+            }
+            if b == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' || b == b'\'' {
+            quote = Some(b);
+            i += 1;
+            continue;
+        }
+        let standalone = i == 0 || !(is_ident(bytes[i - 1]) || bytes[i - 1] == b'.');
+        if standalone && source[i..].starts_with(root) && bytes.get(i + root.len()).is_none_or(|c| !is_ident(*c)) {
+            let mut j = i + root.len();
+            let mut chain = Vec::new();
+            while bytes.get(j) == Some(&b'.') {
+                let start = j + 1;
+                let mut end = start;
+                while end < bytes.len() && is_ident(bytes[end]) {
+                    end += 1;
+                }
+                if end == start {
+                    break;
+                }
+                if bytes.get(end) == Some(&b'(') {
+                    break;
+                }
+                chain.push(&source[start..end]);
+                j = end;
+            }
+            out.push(chain);
+            i = j.max(i + 1);
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A JSON tree as a CEL value, without copying strings. Integers that fit `int` stay `int`
+/// (`port + 1` works, `type(port) == int` holds), as in Kubernetes, which reads JSON numbers as int.
+pub fn json_to_val(value: &Value) -> Box<dyn Val + '_> {
+    match value {
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Box::new(CelInt::from(i)),
+            (None, Some(u)) => Box::new(CelUInt::from(u)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Array(items) => Box::new(CelList::from(items.iter().map(json_to_val).collect::<Vec<_>>())),
+        Value::Object(map) => Box::new(CelMap::from(
+            map.iter().map(|(k, v)| (CelMapKey::from(k.as_str()), json_to_val(v))).collect::<HashMap<_, _>>(),
+        )),
+    }
+}
+
+/// What a rule does when an expression cannot be evaluated (an error, a missing param, a live
+/// API server it would need): `Fail` reports it with the rule's action, `Ignore` lets it pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum FailurePolicy {
+    #[default]
+    Fail,
+    Ignore,
+}
+
+/// A VAP-style `fieldPath` (`spec.replicas`, `.spec.ports[0]`, `metadata.labels['app']`).
+pub fn parse_field_path(text: &str) -> Result<FieldPath, String> {
+    let text = text.trim().trim_start_matches('.');
+    let normalized = text.replace("['", "[\"").replace("']", "\"]");
+    FieldPath::parse(&normalized)
+}
+
+/// `{name, expression}`: a VAP variable or match condition.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedExpression {
+    pub name: String,
+    pub expression: String,
+}
+
+/// One validation: the expression must be true.
+pub struct Validation {
+    pub expression: Expression,
+    pub message: Option<String>,
+    pub message_expression: Option<Expression>,
+    /// Where findings point; `None` uses the expression's field hint, else the object.
+    pub field_path: Option<FieldPath>,
+}
+
+/// A compiled error with the field (relative to the validator's document) it is in.
+#[derive(Debug)]
+pub struct CompileError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Variables, match conditions and validations, evaluated as a ValidatingAdmissionPolicy does:
+/// every match condition must be true for the validations to run; variables are evaluated
+/// lazily, in order, at most once per object.
+pub struct Validator {
+    pub variables: Vec<(String, Expression)>,
+    pub match_conditions: Vec<(String, Expression)>,
+    pub validations: Vec<Validation>,
+    pub failure_policy: FailurePolicy,
+}
+
+impl Validator {
+    /// Compiles variables and match conditions; `field` names the list in errors (`variables`).
+    pub fn compile_named(
+        field: &str,
+        list: &[NamedExpression],
+        declared: &mut Vec<String>,
+        declare: bool,
+    ) -> Result<Vec<(String, Expression)>, CompileError> {
+        let mut out = Vec::new();
+        for (i, v) in list.iter().enumerate() {
+            let at = |what: &str| format!("{field}[{i}].{what}");
+            let valid_name = v.name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && v.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            // Variables are read as `variables.<name>`; match condition names are only labels.
+            if (declare && !valid_name) || v.name.trim().is_empty() {
+                return Err(CompileError {
+                    field: at("name"),
+                    message: format!("`{}` is not a CEL identifier", v.name),
+                });
+            }
+            if out.iter().any(|(n, _): &(String, Expression)| *n == v.name) {
+                return Err(CompileError { field: at("name"), message: format!("duplicate name `{}`", v.name) });
+            }
+            let expr = Expression::compile(&v.expression, declared)
+                .map_err(|message| CompileError { field: at("expression"), message })?;
+            if declare {
+                declared.push(v.name.clone());
+            }
+            out.push((v.name.clone(), expr));
+        }
+        Ok(out)
+    }
+
+    /// Reviews one object. `params` is the bound param object (a VAP's) or the rule's `params`.
+    pub fn review(&self, obj: &Object<'_>, input: &Input<'_>, params: Option<&Value>, out: &mut Vec<Violation>) {
+        let bound = Bindings::new(obj, input, params);
+        let mut scope = Scope { validator: self, bound: &bound, values: vec![None; self.variables.len()] };
+        for (name, condition) in &self.match_conditions {
+            match scope.eval_bool(condition) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    self.fail(out, FieldPath::root(), format!("match condition `{name}` could not be evaluated: {e}"));
+                    return;
+                }
+            }
+        }
+        for v in &self.validations {
+            let path = v.field_path.clone().or_else(|| v.expression.field_hint()).unwrap_or_default();
+            match scope.eval_bool(&v.expression) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let message = v
+                        .message_expression
+                        .as_ref()
+                        .and_then(|m| scope.eval_string(m).ok().filter(|s| !s.trim().is_empty()))
+                        .or_else(|| v.message.clone())
+                        .unwrap_or_else(|| format!("failed expression: {}", v.expression.source().trim()));
+                    out.push(Violation::new(path, message));
+                }
+                Err(e) => self.fail(out, path, format!("expression could not be evaluated: {e}")),
+            }
+        }
+    }
+
+    /// Reports what could not be evaluated, unless the failure policy ignores it.
+    pub fn fail(&self, out: &mut Vec<Violation>, path: FieldPath, message: String) {
+        if self.failure_policy == FailurePolicy::Fail {
+            out.push(Violation::new(path, message));
+        }
+    }
+}
+
+/// The values every expression of one object sees.
+struct Bindings<'a> {
+    object: &'a Value,
+    old_object: Option<&'a Value>,
+    request: Value,
+    namespace_object: Option<&'a Value>,
+    params: Option<&'a Value>,
+}
+
+impl<'a> Bindings<'a> {
+    fn new(obj: &Object<'a>, input: &Input<'a>, params: Option<&'a Value>) -> Self {
+        let request = match input.request {
+            Some(Value::Object(r)) => {
+                let mut r = r.clone();
+                r.remove("object");
+                r.remove("oldObject");
+                Value::Object(r)
+            }
+            _ => offline_request(obj),
+        };
+        Bindings {
+            object: obj.value,
+            old_object: input.request.and_then(|r| r.get("oldObject")).filter(|v| !v.is_null()),
+            request,
+            namespace_object: input.namespace_object(obj.namespace),
+            params,
+        }
+    }
+}
+
+/// The AdmissionRequest a CI run stands for: creating the object in its namespace.
+fn offline_request(obj: &Object<'_>) -> Value {
+    let api_version = obj.value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let version = api_version.rsplit('/').next().unwrap_or("");
+    serde_json::json!({
+        "operation": "CREATE",
+        "namespace": obj.namespace,
+        "name": obj.name,
+        "kind": {"group": obj.group, "version": version, "kind": obj.kind},
+        "dryRun": false,
+    })
+}
+
+/// One object's evaluation state: the variables computed so far.
+struct Scope<'s> {
+    validator: &'s Validator,
+    bound: &'s Bindings<'s>,
+    values: Vec<Option<Result<cel::Value, String>>>,
+}
+
+impl Scope<'_> {
+    fn eval(&mut self, expr: &Expression) -> Result<cel::Value, String> {
+        if expr.uses_authorizer {
+            return Err(
+                "it uses `authorizer`, which needs a live API server; meshguard cannot evaluate it offline".into()
+            );
+        }
+        for &i in &expr.reads {
+            self.ensure(i)?;
+        }
+        let env = env()?;
+        let mut ctx = Context::with_env(Arc::clone(env));
+        ctx.add_variable_as_val("object", json_to_val(self.bound.object));
+        ctx.add_variable_as_val("oldObject", self.bound.old_object.map_or_else(|| Box::new(CelNull) as _, json_to_val));
+        ctx.add_variable_as_val("request", json_to_val(&self.bound.request));
+        ctx.add_variable_as_val(
+            "namespaceObject",
+            self.bound.namespace_object.map_or_else(|| Box::new(CelNull) as _, json_to_val),
+        );
+        ctx.add_variable_as_val("params", self.bound.params.map_or_else(|| Box::new(CelNull) as _, json_to_val));
+        if !expr.reads.is_empty() {
+            let mut vars: HashMap<CelMapKey<'_>, Box<dyn Val>> = HashMap::new();
+            for &i in &expr.reads {
+                if let Some(Ok(v)) = &self.values[i] {
+                    let val: Box<dyn Val> = v.clone().try_into().map_err(|e: ExecutionError| e.to_string())?;
+                    vars.insert(CelMapKey::from(self.validator.variables[i].0.clone()), val);
+                }
+            }
+            ctx.add_variable_as_val("variables", Box::new(CelMap::from(vars)));
+        }
+        expr.program.execute(&ctx).map_err(|e| describe(&e))
+    }
+
+    fn ensure(&mut self, i: usize) -> Result<(), String> {
+        if self.values[i].is_none() {
+            let (_, expr) = &self.validator.variables[i];
+            let result = self.eval(expr);
+            self.values[i] = Some(result);
+        }
+        match &self.values[i] {
+            Some(Err(e)) => Err(format!("variable `{}`: {e}", self.validator.variables[i].0)),
+            _ => Ok(()),
+        }
+    }
+
+    fn eval_bool(&mut self, expr: &Expression) -> Result<bool, String> {
+        match self.eval(expr)? {
+            cel::Value::Bool(b) => Ok(b),
+            other => Err(format!("it must evaluate to a bool, not {}", other.type_of())),
+        }
+    }
+
+    fn eval_string(&mut self, expr: &Expression) -> Result<String, String> {
+        match self.eval(expr)? {
+            cel::Value::String(s) => Ok(s.to_string()),
+            other => Err(format!("a message expression must evaluate to a string, not {}", other.type_of())),
+        }
+    }
+}
+
+/// An evaluation error in words a rule author can act on.
+fn describe(e: &ExecutionError) -> String {
+    match e {
+        ExecutionError::NoSuchKey(k) => format!("no such key: {k} (use has() to test for optional fields)"),
+        ExecutionError::UndeclaredReference(name) if !KNOWN_VARIABLES.contains(&name.as_str()) => {
+            format!("undeclared reference to `{name}`; expressions see {}", KNOWN_VARIABLES.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(expr: &str, object: Value) -> Result<cel::Value, String> {
+        let e = Expression::compile(expr, &[])?;
+        let objects = vec![object];
+        let input = Input::new(&objects, "default");
+        let validator = Validator {
+            variables: vec![],
+            match_conditions: vec![],
+            validations: vec![],
+            failure_policy: FailurePolicy::Fail,
+        };
+        let bound = Bindings::new(&input.objects[0], &input, None);
+        let mut scope = Scope { validator: &validator, bound: &bound, values: vec![] };
+        scope.eval(&e)
+    }
+
+    #[test]
+    fn json_integers_stay_int() {
+        let obj = json!({"spec": {"port": 8080, "ratio": 0.5, "big": u64::MAX}});
+        assert_eq!(eval("object.spec.port + 1 == 8081", obj.clone()), Ok(cel::Value::Bool(true)));
+        assert_eq!(eval("type(object.spec.port) == int", obj.clone()), Ok(cel::Value::Bool(true)));
+        assert_eq!(eval("type(object.spec.ratio) == double", obj.clone()), Ok(cel::Value::Bool(true)));
+        assert_eq!(eval("type(object.spec.big) == uint", obj), Ok(cel::Value::Bool(true)));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_column() {
+        let e = Expression::compile("object.spec.replicas <= ", &[]).unwrap_err();
+        assert!(e.contains("column"), "{e}");
+        let e = Expression::compile("true &&\n  (object.x", &[]).unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn undeclared_variables_are_compile_errors() {
+        let e = Expression::compile("variables.foo > 1", &["bar".into()]).unwrap_err();
+        assert!(e.contains("`variables.foo` is not declared"), "{e}");
+        assert!(Expression::compile("'variables.foo' != ''", &[]).is_ok());
+    }
+
+    #[test]
+    fn field_hint_is_the_one_field_read() {
+        let hint = |s: &str| Expression::compile(s, &[]).unwrap().field_hint().map(|p| p.to_string());
+        assert_eq!(hint("object.spec.replicas <= 5").as_deref(), Some("spec.replicas"));
+        assert_eq!(hint("has(object.spec.replicas) && object.spec.replicas <= 5").as_deref(), Some("spec.replicas"));
+        assert_eq!(hint("object.metadata.name.startsWith('a')").as_deref(), Some("metadata.name"));
+        assert_eq!(hint("object.spec.a == object.spec.b"), None);
+        assert_eq!(hint("oldObject.spec.a == 1"), None);
+    }
+
+    #[test]
+    fn offline_request_describes_a_create() {
+        let obj =
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop"}});
+        assert_eq!(
+            eval("request.operation == 'CREATE' && request.kind.group == 'apps' && request.namespace == 'shop'", obj),
+            Ok(cel::Value::Bool(true))
+        );
+    }
+
+    #[test]
+    fn regex_work_is_bounded() {
+        let obj = json!({"data": "a".repeat(5_000_000)});
+        let e = eval("object.data.matches('(a|b)+c')", obj).unwrap_err();
+        assert!(e.contains("evaluation budget"), "{e}");
+    }
+}

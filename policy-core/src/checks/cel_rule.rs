@@ -1,0 +1,150 @@
+//! `check: cel`: a team's own rule as a CEL expression, with the variables, match conditions and
+//! messages of a ValidatingAdmissionPolicy validation.
+
+use super::{parse_params, Applies, CheckSpec, Compiled, ObjectCheck, ParamDoc, ParamError, Target};
+use crate::cel::{parse_field_path, Expression, FailurePolicy, NamedExpression, Validation, Validator};
+use crate::finding::Violation;
+use crate::object::{Input, Object};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CelParams {
+    expression: String,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    message_expression: Option<String>,
+    #[serde(default)]
+    variables: Vec<NamedExpression>,
+    #[serde(default)]
+    match_conditions: Vec<NamedExpression>,
+    #[serde(default)]
+    field_path: Option<String>,
+    #[serde(default)]
+    params: Option<Value>,
+    #[serde(default)]
+    failure_policy: FailurePolicy,
+}
+
+struct CelRule {
+    validator: Validator,
+    params: Option<Value>,
+}
+
+impl ObjectCheck for CelRule {
+    fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
+        self.validator.review(obj, input, self.params.as_ref(), out);
+    }
+}
+
+fn compile(params: &Value) -> Result<Compiled, ParamError> {
+    let p: CelParams = parse_params(params)?;
+    let mut declared = Vec::new();
+    let err = |e: crate::cel::CompileError| ParamError::new(e.field, e.message);
+    let variables = Validator::compile_named("variables", &p.variables, &mut declared, true).map_err(err)?;
+    let match_conditions =
+        Validator::compile_named("matchConditions", &p.match_conditions, &mut declared, false).map_err(err)?;
+    let expression = Expression::compile(&p.expression, &declared).map_err(|m| ParamError::new("expression", m))?;
+    let message_expression = p
+        .message_expression
+        .as_deref()
+        .map(|m| Expression::compile(m, &declared))
+        .transpose()
+        .map_err(|m| ParamError::new("messageExpression", m))?;
+    let field_path =
+        p.field_path.as_deref().map(parse_field_path).transpose().map_err(|m| ParamError::new("fieldPath", m))?;
+    Ok(Compiled::Object(Box::new(CelRule {
+        validator: Validator {
+            variables,
+            match_conditions,
+            validations: vec![Validation { expression, message: p.message, message_expression, field_path }],
+            failure_policy: p.failure_policy,
+        },
+        params: p.params,
+    })))
+}
+
+pub static CEL: CheckSpec = CheckSpec {
+    id: "cel",
+    target: Target::Kubernetes,
+    applies_to: Applies::Any,
+    summary: super::doc(
+        "A team's own rule in CEL, as a ValidatingAdmissionPolicy validation writes it: `expression` must be \
+         true for the object to pass. Expressions see `object`, `oldObject`, `request`, `params`, \
+         `namespaceObject` and `variables`, and the Kubernetes CEL libraries; they compile once when the \
+         rule set loads. Narrow it to kinds with `match`.",
+    ),
+    params: &[
+        ParamDoc {
+            name: "expression",
+            ty: "CEL",
+            default: "required",
+            description: super::doc("Must evaluate to true for the object to pass."),
+        },
+        ParamDoc {
+            name: "message",
+            ty: "string",
+            default: "`failed expression: <expression>`",
+            description: super::doc("Reported when the expression is false."),
+        },
+        ParamDoc {
+            name: "messageExpression",
+            ty: "CEL",
+            default: "none",
+            description: super::doc("A string expression for the message; `message` is used if it fails."),
+        },
+        ParamDoc {
+            name: "variables",
+            ty: "list of {name, expression}",
+            default: "[]",
+            description: super::doc("Named sub-expressions, read as `variables.<name>`, evaluated lazily in order."),
+        },
+        ParamDoc {
+            name: "matchConditions",
+            ty: "list of {name, expression}",
+            default: "[]",
+            description: super::doc("The rule applies only when every condition is true."),
+        },
+        ParamDoc {
+            name: "fieldPath",
+            ty: "string",
+            default: "the one `object.` field the expression reads, else the object",
+            description: super::doc("Where findings point (`spec.replicas`), for file:line."),
+        },
+        ParamDoc {
+            name: "params",
+            ty: "any",
+            default: "null",
+            description: super::doc("Bound to `params` in the expressions."),
+        },
+        ParamDoc {
+            name: "failurePolicy",
+            ty: "Fail | Ignore",
+            default: "Fail",
+            description: super::doc("When an expression cannot be evaluated: report it (Fail) or let it pass."),
+        },
+    ],
+    example_params: super::doc(
+        "{expression: 'object.spec.replicas <= params.max', params: {max: 5}, \
+         message: 'at most 5 replicas per Deployment'}",
+    ),
+    passing_example: super::doc(
+        "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec: {replicas: 3}
+",
+    ),
+    failing_example: super::doc(
+        "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec: {replicas: 8}
+",
+    ),
+    compile,
+};

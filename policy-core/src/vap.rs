@@ -1,0 +1,507 @@
+//! ValidatingAdmissionPolicy objects (admissionregistration.k8s.io/v1) run outside an API server:
+//! each binding becomes one rule, evaluated with the policy's variables, match conditions and
+//! validations (see `cel::Validator`), the binding's `validationActions`, and both objects'
+//! match criteria. What needs a live cluster is reported as such, under the policy's
+//! `failurePolicy`, never guessed: a param object that is not in the input, the labels of a
+//! namespace the input does not hold, `authorizer`.
+//!
+//! A RuleSet carries these objects in `spec.admissionPolicies` (policies, bindings and param
+//! objects), which is what `meshguard check --policies DIR` fills in, so every host gets them.
+
+use crate::cel::{parse_field_path, Expression, FailurePolicy, NamedExpression, Validation, Validator};
+use crate::checks::ObjectCheck;
+use crate::finding::{Action, Violation};
+use crate::matching::LabelSelector;
+use crate::object::{is_cluster_scoped_kind, Input, Object};
+use crate::path::FieldPath;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub const GROUP: &str = "admissionregistration.k8s.io";
+pub const POLICY_KIND: &str = "ValidatingAdmissionPolicy";
+pub const BINDING_KIND: &str = "ValidatingAdmissionPolicyBinding";
+/// The `check` of rules made from bindings, as findings and `meshguard rules` show it.
+pub const CHECK_ID: &str = "validating-admission-policy";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PolicySpec {
+    #[serde(default)]
+    param_kind: Option<ParamKind>,
+    #[serde(default)]
+    match_constraints: Option<MatchResources>,
+    #[serde(default)]
+    validations: Vec<RawValidation>,
+    #[serde(default)]
+    failure_policy: FailurePolicy,
+    #[serde(default)]
+    audit_annotations: Vec<Value>,
+    #[serde(default)]
+    match_conditions: Vec<NamedExpression>,
+    #[serde(default)]
+    variables: Vec<NamedExpression>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ParamKind {
+    api_version: String,
+    kind: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawValidation {
+    expression: String,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    message_expression: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    field_path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BindingSpec {
+    policy_name: String,
+    #[serde(default)]
+    param_ref: Option<ParamRef>,
+    #[serde(default)]
+    match_resources: Option<MatchResources>,
+    #[serde(default)]
+    validation_actions: Vec<ValidationAction>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+enum ValidationAction {
+    Deny,
+    Warn,
+    Audit,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+enum NotFoundAction {
+    #[default]
+    Deny,
+    Allow,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ParamRef {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    selector: Option<LabelSelector>,
+    #[serde(default)]
+    parameter_not_found_action: NotFoundAction,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MatchResources {
+    #[serde(default)]
+    namespace_selector: Option<LabelSelector>,
+    #[serde(default)]
+    object_selector: Option<LabelSelector>,
+    #[serde(default)]
+    resource_rules: Vec<ResourceRule>,
+    #[serde(default)]
+    exclude_resource_rules: Vec<ResourceRule>,
+    /// Exact or Equivalent: offline each object has the one version it is written in.
+    #[serde(default)]
+    #[allow(dead_code)]
+    match_policy: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ResourceRule {
+    #[serde(default)]
+    api_groups: Vec<String>,
+    #[serde(default)]
+    api_versions: Vec<String>,
+    #[serde(default)]
+    resources: Vec<String>,
+    #[serde(default)]
+    operations: Vec<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    resource_names: Vec<String>,
+}
+
+/// What a request is about, in the terms resource rules use.
+struct Target<'a> {
+    group: &'a str,
+    version: &'a str,
+    resource: String,
+    operation: &'a str,
+    name: &'a str,
+    cluster_scoped: bool,
+}
+
+fn any_or(list: &[String], value: &str) -> bool {
+    list.iter().any(|v| v == "*" || v == value)
+}
+
+impl ResourceRule {
+    fn matches(&self, t: &Target<'_>) -> bool {
+        let scope_ok = match self.scope.as_deref() {
+            Some("Cluster") => t.cluster_scoped,
+            Some("Namespaced") => !t.cluster_scoped,
+            _ => true,
+        };
+        any_or(&self.api_groups, t.group)
+            && any_or(&self.api_versions, t.version)
+            && (any_or(&self.resources, &t.resource) || self.resources.iter().any(|r| r == "*/*"))
+            && any_or(&self.operations, t.operation)
+            && scope_ok
+            && (self.resource_names.is_empty() || self.resource_names.iter().any(|n| n == t.name))
+    }
+}
+
+/// Resource names of kinds whose plural is not the rule below.
+const IRREGULAR_RESOURCES: &[(&str, &str)] = &[("Endpoints", "endpoints"), ("PodMetrics", "pods")];
+
+/// The resource of a kind, as Kubernetes' `UnsafeGuessKindToResource` derives it (what kubectl and
+/// the API server's REST mapper do for every built-in kind): lower-cased, `s` → `ses`, a
+/// consonant + `y` → `ies`, else + `s`.
+pub fn resource_of_kind(kind: &str) -> String {
+    if let Some((_, r)) = IRREGULAR_RESOURCES.iter().find(|(k, _)| *k == kind) {
+        return r.to_string();
+    }
+    let lower = kind.to_ascii_lowercase();
+    if lower.is_empty() {
+        return lower;
+    }
+    if lower.ends_with('s') {
+        return format!("{lower}es");
+    }
+    if let Some(stem) = lower.strip_suffix('y') {
+        if !stem.ends_with(['a', 'e', 'i', 'o', 'u']) {
+            return format!("{stem}ies");
+        }
+    }
+    format!("{lower}s")
+}
+
+enum MatchResult {
+    Yes,
+    No,
+    /// Cannot tell without the cluster: the reason.
+    Unknown(String),
+}
+
+impl MatchResources {
+    /// `require_rules`: a policy's constraints must name resources; a binding's may leave them out.
+    fn matches(&self, t: &Target<'_>, obj: &Object<'_>, input: &Input<'_>, require_rules: bool) -> MatchResult {
+        if (require_rules || !self.resource_rules.is_empty()) && !self.resource_rules.iter().any(|r| r.matches(t)) {
+            return MatchResult::No;
+        }
+        if self.exclude_resource_rules.iter().any(|r| r.matches(t)) {
+            return MatchResult::No;
+        }
+        if let Some(sel) = &self.object_selector {
+            if !sel.matches(obj.labels()) {
+                return MatchResult::No;
+            }
+        }
+        if let Some(sel) = self.namespace_selector.as_ref().filter(|s| !is_everything(s)) {
+            if obj.kind == "Namespace" {
+                if !sel.matches(obj.labels()) {
+                    return MatchResult::No;
+                }
+            } else if !obj.is_cluster_scoped() {
+                match input.labels_of_namespace(obj) {
+                    Some(labels) if sel.matches(labels) => {}
+                    Some(_) => return MatchResult::No,
+                    None => {
+                        return MatchResult::Unknown(format!(
+                            "its namespaceSelector needs the labels of namespace `{}`, which is not in the input",
+                            obj.namespace
+                        ))
+                    }
+                }
+            }
+        }
+        MatchResult::Yes
+    }
+}
+
+fn is_everything(sel: &LabelSelector) -> bool {
+    sel.match_labels.is_empty() && sel.match_expressions.is_empty()
+}
+
+/// One binding of one policy: a rule.
+pub struct BindingCheck {
+    policy: String,
+    validator: Validator,
+    constraints: MatchResources,
+    binding_match: Option<MatchResources>,
+    param_kind: Option<ParamKind>,
+    param_ref: Option<ParamRef>,
+    /// Param objects shipped with the policies (searched before the reviewed objects).
+    bundled_params: Vec<Value>,
+}
+
+impl BindingCheck {
+    fn params_for<'s>(&'s self, obj: &Object<'_>, input: &'s Input<'_>) -> Result<Vec<&'s Value>, String> {
+        let (Some(kind), Some(r)) = (&self.param_kind, &self.param_ref) else {
+            return Ok(vec![]);
+        };
+        let namespace = match &r.namespace {
+            Some(ns) if !ns.is_empty() => ns.as_str(),
+            _ if is_cluster_scoped_kind(&kind.kind) => "",
+            _ => obj.namespace,
+        };
+        let candidates = self
+            .bundled_params
+            .iter()
+            .chain(input.objects.iter().map(|o| o.value))
+            .map(|v| Object::new(v, "default"))
+            .filter(|o| {
+                o.kind == kind.kind
+                    && o.value.get("apiVersion").and_then(Value::as_str) == Some(kind.api_version.as_str())
+                    && o.namespace == namespace
+            });
+        let found: Vec<&Value> = match (&r.name, &r.selector) {
+            (Some(name), _) if !name.is_empty() => {
+                candidates.filter(|o| o.name == name).map(|o| o.value).take(1).collect()
+            }
+            (_, Some(sel)) => candidates.filter(|o| sel.matches(o.labels())).map(|o| o.value).collect(),
+            _ => vec![],
+        };
+        if found.is_empty() && r.parameter_not_found_action == NotFoundAction::Deny {
+            let which = match (&r.name, namespace) {
+                (Some(n), "") => format!("{} `{n}`", kind.kind),
+                (Some(n), ns) => format!("{} `{ns}/{n}`", kind.kind),
+                (None, ns) => format!("{} objects matching its selector in namespace `{ns}`", kind.kind),
+            };
+            return Err(format!(
+                "its paramRef names {which}, which is not in the input; meshguard cannot look it up in a cluster \
+                 (add the param object to the checked files or --policies, or set parameterNotFoundAction: Allow)"
+            ));
+        }
+        Ok(found)
+    }
+}
+
+impl ObjectCheck for BindingCheck {
+    fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
+        let api_version = obj.value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let operation = input.request.and_then(|r| r.get("operation")).and_then(Value::as_str).unwrap_or("CREATE");
+        let target = Target {
+            group: obj.group,
+            version: api_version.rsplit('/').next().unwrap_or(""),
+            resource: resource_of_kind(obj.kind),
+            operation,
+            name: obj.name,
+            cluster_scoped: obj.is_cluster_scoped(),
+        };
+        let mut unknown = None;
+        for (m, required) in [(Some(&self.constraints), true), (self.binding_match.as_ref(), false)] {
+            match m.map_or(MatchResult::Yes, |m| m.matches(&target, obj, input, required)) {
+                MatchResult::Yes => {}
+                MatchResult::No => return,
+                MatchResult::Unknown(why) => unknown = Some(why),
+            }
+        }
+        if let Some(why) = unknown {
+            let message = format!("ValidatingAdmissionPolicy `{}` cannot be evaluated offline: {why}", self.policy);
+            self.validator.fail(out, FieldPath::root(), message);
+            return;
+        }
+        match self.params_for(obj, input) {
+            Err(why) => {
+                let message = format!("ValidatingAdmissionPolicy `{}` cannot be evaluated offline: {why}", self.policy);
+                self.validator.fail(out, FieldPath::root(), message);
+            }
+            Ok(params) if params.is_empty() => {
+                // No paramRef: no params. A paramRef that found nothing under `Allow`: a no-op.
+                if self.param_ref.is_none() {
+                    self.validator.review(obj, input, None, out);
+                }
+            }
+            Ok(params) => {
+                for p in params {
+                    self.validator.review(obj, input, Some(p), out);
+                }
+            }
+        }
+    }
+}
+
+/// A compiled binding: its rule id, action and check.
+pub struct CompiledBinding {
+    pub id: String,
+    pub policy: String,
+    pub action: Action,
+    pub check: BindingCheck,
+}
+
+/// An error in one of the objects: `index` into the list, `field` inside that object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VapError {
+    pub index: usize,
+    pub name: Option<String>,
+    pub field: String,
+    pub message: String,
+}
+
+fn name_of(v: &Value) -> Option<&str> {
+    v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str)
+}
+
+fn is_kind(v: &Value, kind: &str) -> bool {
+    v.get("kind").and_then(Value::as_str) == Some(kind)
+        && v.get("apiVersion").and_then(Value::as_str).is_some_and(|a| a.starts_with(GROUP))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(index: usize, v: &Value, name: Option<&str>) -> Result<T, VapError> {
+    let spec = v.get("spec").cloned().unwrap_or(Value::Null);
+    serde_path_to_error::deserialize(spec).map_err(|e| {
+        let path = e.path().to_string();
+        VapError {
+            index,
+            name: name.map(str::to_string),
+            field: if path == "." { "spec".into() } else { format!("spec.{path}") },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// Compiles every binding in `objects` (policies, bindings and param objects, in any order).
+pub fn compile(objects: &[Value]) -> Result<Vec<CompiledBinding>, VapError> {
+    let bundled_params: Vec<Value> =
+        objects.iter().filter(|v| !is_kind(v, POLICY_KIND) && !is_kind(v, BINDING_KIND)).cloned().collect();
+    let mut out = Vec::new();
+    for (index, b) in objects.iter().enumerate().filter(|(_, v)| is_kind(v, BINDING_KIND)) {
+        let binding_name = name_of(b).unwrap_or("").to_string();
+        let error = |field: &str, message: String| VapError {
+            index,
+            name: Some(binding_name.clone()),
+            field: field.to_string(),
+            message,
+        };
+        if binding_name.is_empty() {
+            return Err(error("metadata.name", "a binding needs a name".into()));
+        }
+        let spec: BindingSpec = parse(index, b, Some(&binding_name))?;
+        let Some((policy_index, policy)) = objects
+            .iter()
+            .enumerate()
+            .find(|(_, p)| is_kind(p, POLICY_KIND) && name_of(p) == Some(spec.policy_name.as_str()))
+        else {
+            return Err(error(
+                "spec.policyName",
+                format!("no ValidatingAdmissionPolicy named `{}` is among the policies", spec.policy_name),
+            ));
+        };
+        let actions = &spec.validation_actions;
+        let action = if actions.is_empty() {
+            return Err(error("spec.validationActions", "must name at least one of Deny, Warn, Audit".into()));
+        } else if actions.contains(&ValidationAction::Deny) && actions.contains(&ValidationAction::Warn) {
+            return Err(error("spec.validationActions", "Deny and Warn cannot be used together".into()));
+        } else if actions.contains(&ValidationAction::Deny) {
+            Action::Deny
+        } else if actions.contains(&ValidationAction::Warn) {
+            Action::Warn
+        } else {
+            Action::Audit
+        };
+        let policy_name = spec.policy_name.clone();
+        let check = compile_policy(policy_index, policy, &policy_name, spec, bundled_params.clone())?;
+        out.push(CompiledBinding { id: format!("{policy_name}/{binding_name}"), policy: policy_name, action, check });
+    }
+    Ok(out)
+}
+
+fn compile_policy(
+    index: usize,
+    policy: &Value,
+    name: &str,
+    binding: BindingSpec,
+    bundled_params: Vec<Value>,
+) -> Result<BindingCheck, VapError> {
+    let error = |field: String, message: String| VapError { index, name: Some(name.to_string()), field, message };
+    let spec: PolicySpec = parse(index, policy, Some(name))?;
+    let constraints = spec.match_constraints.unwrap_or_default();
+    if constraints.resource_rules.is_empty() {
+        return Err(error(
+            "spec.matchConstraints.resourceRules".into(),
+            "a ValidatingAdmissionPolicy must name the resources it matches".into(),
+        ));
+    }
+    for (which, m) in
+        [("spec.matchConstraints", Some(&constraints)), ("binding matchResources", binding.match_resources.as_ref())]
+    {
+        for (sel_name, sel) in m
+            .iter()
+            .flat_map(|m| [("namespaceSelector", &m.namespace_selector), ("objectSelector", &m.object_selector)])
+        {
+            if let Some(e) = sel.as_ref().and_then(|s| s.validate().err()) {
+                return Err(error(format!("{which}.{sel_name}"), e));
+            }
+        }
+    }
+    if binding.param_ref.is_some() && spec.param_kind.is_none() {
+        return Err(error("spec.paramKind".into(), "the binding has a paramRef but the policy no paramKind".into()));
+    }
+    if spec.validations.is_empty() && spec.audit_annotations.is_empty() {
+        return Err(error("spec.validations".into(), "a policy needs validations or auditAnnotations".into()));
+    }
+    let mut declared = Vec::new();
+    let compile_err = |e: crate::cel::CompileError| error(format!("spec.{}", e.field), e.message);
+    let variables = Validator::compile_named("variables", &spec.variables, &mut declared, true).map_err(compile_err)?;
+    let match_conditions = Validator::compile_named("matchConditions", &spec.match_conditions, &mut declared, false)
+        .map_err(compile_err)?;
+    let mut validations = Vec::new();
+    for (i, v) in spec.validations.into_iter().enumerate() {
+        let at = |f: &str| format!("spec.validations[{i}].{f}");
+        let _ = v.reason;
+        let expression = Expression::compile(&v.expression, &declared).map_err(|m| error(at("expression"), m))?;
+        let message_expression = v
+            .message_expression
+            .as_deref()
+            .map(|m| Expression::compile(m, &declared))
+            .transpose()
+            .map_err(|m| error(at("messageExpression"), m))?;
+        let field_path =
+            v.field_path.as_deref().map(parse_field_path).transpose().map_err(|m| error(at("fieldPath"), m))?;
+        validations.push(Validation { expression, message: v.message, message_expression, field_path });
+    }
+    Ok(BindingCheck {
+        policy: name.to_string(),
+        validator: Validator { variables, match_conditions, validations, failure_policy: spec.failure_policy },
+        constraints,
+        binding_match: binding.match_resources,
+        param_kind: spec.param_kind,
+        param_ref: binding.param_ref,
+        bundled_params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_follow_kubernetes_guessing() {
+        for (kind, resource) in [
+            ("Deployment", "deployments"),
+            ("Ingress", "ingresses"),
+            ("NetworkPolicy", "networkpolicies"),
+            ("Gateway", "gateways"),
+            ("Endpoints", "endpoints"),
+            ("ConfigMap", "configmaps"),
+        ] {
+            assert_eq!(resource_of_kind(kind), resource);
+        }
+    }
+}
