@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingM
 use meshguard_benches::peers::cel::{to_cel, CelPeer};
 use meshguard_benches::peers::{rego_input, RegoPeer, REGO_QUERY};
 use meshguard_benches::{
-    object_workloads, repo_files, team_file, typical_request, typical_request_headers, HTTP_RULES,
+    object_workloads, repo_files, team_file, typical_deployment, typical_request, typical_request_headers, HTTP_RULES,
 };
 use meshguard_tests::envoy::built_module;
 use policy_core::{Input, MemoryBuckets, Policy};
@@ -227,9 +227,54 @@ fn repo_regorus(c: &mut Criterion) {
     g.finish();
 }
 
+/// A team's CEL rule on one Deployment, next to the same rule built in (`field-range`), and next to
+/// CEL engines binding the object the way their docs show: the `cel` crate's `add_variable` (serde),
+/// and cel-interpreter 0.10 as the peers run it. All start from the parsed JSON object.
+fn cel_rule(c: &mut Criterion) {
+    const EXPRESSION: &str = "object.spec.replicas <= 5";
+    let objects = vec![typical_deployment()];
+    let rule_set = |rule: Value| {
+        Policy::from_value(&json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet",
+            "metadata": {"name": "one"}, "spec": {"rules": [rule]}}))
+        .expect("one-rule set")
+    };
+    let kinds = json!([{"apiGroups": ["apps"], "kinds": ["Deployment"]}]);
+    let builtin = rule_set(json!({"id": "replicas", "check": "field-range", "match": {"kinds": kinds},
+        "params": {"path": "spec.replicas", "max": 5}}));
+    let cel_rule = rule_set(json!({"id": "replicas", "check": "cel", "match": {"kinds": kinds},
+        "params": {"expression": EXPRESSION}}));
+    let mut g = c.benchmark_group("cel-rule/deployment");
+    g.throughput(Throughput::Elements(1));
+    for (name, policy) in [("builtin", &builtin), ("meshguard_cel", &cel_rule)] {
+        assert!(policy.review(&Input::new(&objects, "default")).is_empty(), "{name}: compliant");
+        g.bench_function(name, |b| b.iter(|| black_box(policy.review(&Input::new(black_box(&objects), "default")))));
+    }
+
+    let env = std::sync::Arc::new(cel::Env::stdlib());
+    let program = env.compile(EXPRESSION).expect("cel compile");
+    let object = &objects[0];
+    let run_cel = |object: &Value| {
+        let mut ctx = cel::Context::with_env(std::sync::Arc::clone(&env));
+        ctx.add_variable("object", object).expect("bind");
+        program.execute(&ctx)
+    };
+    assert_eq!(run_cel(object), Ok(cel::Value::Bool(true)));
+    g.bench_function("cel_add_variable", |b| b.iter(|| black_box(run_cel(black_box(object)))));
+
+    let peer_program = cel_interpreter::Program::compile(EXPRESSION).expect("cel-interpreter compile");
+    let run_peer = |object: &Value| {
+        let mut ctx = cel_interpreter::Context::default();
+        ctx.add_variable("object", object).expect("bind");
+        peer_program.execute(&ctx)
+    };
+    assert_eq!(run_peer(object).ok(), Some(cel_interpreter::Value::Bool(true)));
+    g.bench_function("cel_interpreter", |b| b.iter(|| black_box(run_peer(black_box(object)))));
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
 }
 
-criterion_group! {name = benches; config = config(); targets = objects, rules, requests, repo_regorus}
+criterion_group! {name = benches; config = config(); targets = objects, rules, cel_rule, requests, repo_regorus}
 criterion_main!(benches);

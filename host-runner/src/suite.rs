@@ -18,6 +18,9 @@ struct Suite {
     /// RuleSet file, relative to the suite file; the built-in rule set when absent.
     #[serde(default)]
     rules: Option<PathBuf>,
+    /// ValidatingAdmissionPolicy files or directories, relative to the suite file (as `check --policies`).
+    #[serde(default)]
+    policies: Vec<PathBuf>,
     #[serde(default)]
     namespace: Option<String>,
     cases: Vec<Case>,
@@ -95,7 +98,8 @@ pub fn run(dir: &Path, make_reviewer: &dyn Fn(Policy, serde_json::Value) -> Resu
         }
         let base = file.parent().unwrap_or(Path::new("."));
         let rules = suite.rules.as_ref().map(|r| base.join(r));
-        let (policy, rules_doc) = check::load_policy(rules.as_deref())?;
+        let policies: Vec<PathBuf> = suite.policies.iter().map(|p| base.join(p)).collect();
+        let (policy, rules_doc) = check::load_policy_with(rules.as_deref(), &policies)?;
         let reviewer = make_reviewer(policy, rules_doc)?;
         let namespace = suite.namespace.as_deref().unwrap_or("default");
         let prefix = suite.name.clone().unwrap_or_else(|| file.display().to_string());

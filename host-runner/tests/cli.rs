@@ -363,7 +363,7 @@ fn policyreport_has_a_report_per_namespace_with_pass_and_fail_results() {
 fn test_suites_pass_on_the_examples_and_fail_loudly_on_wrong_expectations() {
     let out = meshguard(&["test", "examples/tests"], None);
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).trim_end().ends_with("6 passed, 0 failed"), "{}", stdout(&out));
+    assert!(stdout(&out).trim_end().ends_with("8 passed, 0 failed"), "{}", stdout(&out));
 
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "svc.yaml", BAD_SERVICE);
@@ -434,4 +434,80 @@ fn the_envoy_example_and_its_rules_file_hold_the_same_rule_set() {
             .unwrap()
             .value;
     assert_eq!(inline, file, "examples/envoy/rules.yaml drifted from the RuleSet inside examples/envoy/envoy.yaml");
+}
+
+/// `check --format json` in both engines: the same output, returned once.
+fn check_both_engines(args: &[&str]) -> (Option<i32>, Value) {
+    let mut outputs = ["wasm", "native"].map(|engine| {
+        let mut all = vec!["check", "--format", "json", "--engine", engine];
+        all.extend_from_slice(args);
+        let out = meshguard(&all, None);
+        (out.status.code(), json(&out))
+    });
+    assert_eq!(outputs[0], outputs[1], "the wasm and native engines disagree");
+    std::mem::take(&mut outputs[0])
+}
+
+#[test]
+fn validating_admission_policies_run_in_ci_with_file_and_line() {
+    let (code, clean) = check_both_engines(&["examples/manifests-fixed"]);
+    assert_eq!(code, Some(0), "{clean}");
+    let (code, doc) = check_both_engines(&["--policies", "examples/policies", "examples/manifests-fixed"]);
+    assert_eq!(code, Some(1), "{doc}");
+    let findings = doc["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{doc}");
+    let f = &findings[0];
+    assert_eq!(f["rule"], "replicalimit-policy.example.com/replicalimit-binding-meshed.example.com");
+    assert_eq!(f["file"], "examples/manifests-fixed/shop/deployment.yaml");
+    assert_eq!(f["line"], 7, "the line of `replicas: 3`");
+    assert_eq!(f["path"], "spec.replicas");
+    assert_eq!(f["message"], "at most 2 replicas in a meshed namespace");
+}
+
+#[test]
+fn a_teams_cel_rule_finds_at_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write(
+        dir.path(),
+        "deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: shop}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: api, image: shop/api:latest, resources: {limits: {memory: 3Gi}}}\n",
+    );
+    let (code, doc) = check_both_engines(&["--rules", "examples/cel/rules.yaml", &manifest]);
+    assert_eq!(code, Some(1), "{doc}");
+    let by_rule = |id: &str| doc["findings"].as_array().unwrap().iter().find(|f| f["rule"] == id).cloned();
+    let pinned = by_rule("pinned-image-versions").expect("pinned-image-versions finding");
+    assert_eq!((pinned["line"].as_u64(), pinned["action"].as_str()), (Some(7), Some("deny")));
+    assert_eq!(pinned["message"], "images without a semver tag: shop/api:latest");
+    let memory = by_rule("memory-limit-ceiling").expect("memory-limit-ceiling finding");
+    assert_eq!((memory["line"].as_u64(), memory["action"].as_str()), (Some(7), Some("warn")));
+}
+
+#[test]
+fn cel_syntax_errors_name_file_line_rule_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(
+        dir.path(),
+        "rules.yaml",
+        "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: r}\nspec:\n  rules:\n  - id: replicas\n    check: cel\n    params:\n      expression: object.spec.replicas <=\n",
+    );
+    let out = meshguard(&["check", "--rules", &rules, "examples/manifests-fixed"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{rules}:9:")), "{err}");
+    assert!(err.contains("rule `replicas`: spec.rules[0].params.expression: syntax error at column"), "{err}");
+
+    let policy = write(
+        dir.path(),
+        "vap.yaml",
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: p}\nspec:\n  matchConstraints:\n    resourceRules: [{apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}]\n  validations:\n  - expression: object.spec.replicas < 5 &&\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: b}\nspec: {policyName: p, validationActions: [Deny]}\n",
+    );
+    let out = meshguard(&["check", "--policies", &policy, "examples/manifests-fixed"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{policy}:8: ValidatingAdmissionPolicy `p`: spec.validations[0].expression: syntax error"
+        )),
+        "{err}"
+    );
 }

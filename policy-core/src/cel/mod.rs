@@ -21,6 +21,55 @@ use std::sync::{Arc, OnceLock};
 /// expression and 64 KiB for an expression; real rules are a few hundred bytes).
 pub const MAX_EXPRESSION_BYTES: usize = 16 << 10;
 
+/// Deepest nesting of `()`, `[]` and `{}` an expression may have. Real rules nest 3 to 6 deep; the
+/// parser recurses through a dozen grammar rules per level, and must not exhaust a wasm stack.
+pub const MAX_NESTING: usize = 16;
+
+/// Most operators and member selections (`.`) an expression may hold: each adds a level to the
+/// tree the evaluator walks recursively. Real rules hold tens.
+pub const MAX_OPERATORS: usize = 500;
+
+/// Refuses what would recurse too deep, by a scan outside string literals.
+fn check_shape(source: &str) -> Result<(), String> {
+    let bytes = source.as_bytes();
+    let (mut depth, mut operators, mut i) = (0usize, 0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        if let Some(q) = quote {
+            if b == b'\\' {
+                i += 1;
+            } else if b == q {
+                quote = None;
+            }
+            continue;
+        }
+        match b {
+            b'"' | b'\'' => quote = Some(b),
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(format!(
+                        "the expression is nested more than {MAX_NESTING} levels deep (column {i}); split it into variables"
+                    ));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'.' | b'+' | b'-' | b'*' | b'/' | b'%' | b'&' | b'|' | b'=' | b'<' | b'>' | b'?' | b'!' => {
+                operators += 1;
+                if operators > MAX_OPERATORS {
+                    return Err(format!(
+                        "the expression has more than {MAX_OPERATORS} operators and selections; split it into variables"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Names an expression may use besides the ones it binds itself.
 const KNOWN_VARIABLES: &[&str] =
     &["object", "oldObject", "request", "params", "namespaceObject", "variables", "authorizer", "format"];
@@ -59,11 +108,12 @@ impl Expression {
     /// expression.
     pub fn compile(source: &str, variables: &[String]) -> Result<Expression, String> {
         if source.len() > MAX_EXPRESSION_BYTES {
-            return Err(format!("the expression is {} bytes; the limit is {MAX_EXPRESSION_BYTES}", source.len()));
+            return Err(format!("the expression is {} bytes; the limit is {MAX_EXPRESSION_BYTES} bytes", source.len()));
         }
         if source.trim().is_empty() {
             return Err("the expression is empty".into());
         }
+        check_shape(source)?;
         let program = env()?.compile(source).map_err(|errors| {
             let multiline = source.contains('\n');
             let parts: Vec<String> = errors
@@ -513,5 +563,31 @@ mod tests {
         let obj = json!({"data": "a".repeat(5_000_000)});
         let e = eval("object.data.matches('(a|b)+c')", obj).unwrap_err();
         assert!(e.contains("evaluation budget"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    /// Found by probing: 20 nested parentheses overflowed a 2 MiB stack in the parser (debug
+    /// build), 1,600 chained `+` or `.a` in the evaluator's tree; release builds go further, but
+    /// the limits keep every build and host (a wasm module has 1 MiB of stack) far from it.
+    #[test]
+    fn deep_or_long_expressions_are_refused_before_parsing() {
+        let cases = [
+            (format!("{}1{}", "(".repeat(MAX_NESTING + 1), ")".repeat(MAX_NESTING + 1)), "nested"),
+            (format!("{}1{}", "[".repeat(200), "]".repeat(200)), "nested"),
+            (vec!["1"; MAX_OPERATORS + 2].join("+"), "operators"),
+            (format!("object{}", ".a".repeat(MAX_OPERATORS + 1)), "operators"),
+            ("x".repeat(MAX_EXPRESSION_BYTES + 1), "bytes"),
+        ];
+        for (expr, why) in cases {
+            let e = Expression::compile(&expr, &[]).map(|_| ()).unwrap_err();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+        let ok = format!("{}1{} == 1", "(".repeat(8), ")".repeat(8));
+        assert!(Expression::compile(&ok, &[]).is_ok());
+        assert!(Expression::compile("'((((((((((((((((((((((((((((' != ''", &[]).is_ok(), "strings do not nest");
     }
 }
