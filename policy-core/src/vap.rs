@@ -474,7 +474,7 @@ fn compile_policy(
             .map_err(|m| error(at("messageExpression"), m))?;
         let field_path =
             v.field_path.as_deref().map(parse_field_path).transpose().map_err(|m| error(at("fieldPath"), m))?;
-        validations.push(Validation { expression, message: v.message, message_expression, field_path });
+        validations.push(Validation::new(expression, v.message, message_expression, field_path));
     }
     Ok(BindingCheck {
         policy: name.to_string(),

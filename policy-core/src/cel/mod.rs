@@ -10,8 +10,9 @@ mod k8s;
 use crate::finding::Violation;
 use crate::object::{Input, Object};
 use crate::path::FieldPath;
+use cel::common::traits::Indexer;
 use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt};
-use cel::common::value::Val;
+use cel::common::value::{CowVal, Val};
 use cel::{Context, Env, ExecutionError, Program};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -94,6 +95,68 @@ pub struct Expression {
     /// `variables.<name>` it reads, as indexes into the validator's variable list.
     reads: Vec<usize>,
     uses_authorizer: bool,
+    /// What it reads of each bound value: evaluation converts only that (see [`Reads`]).
+    object: Reads,
+    old_object: Reads,
+    request: Reads,
+    params: Reads,
+    namespace_object: Reads,
+}
+
+/// The part of a JSON value an expression can reach. Converting a whole Deployment into CEL
+/// values costs microseconds; `object.spec.replicas` needs two map entries.
+#[derive(Debug, Clone, PartialEq)]
+enum Reads {
+    Nothing,
+    All,
+    /// Only these keys (of a JSON object), each with what is read below it.
+    Keys(Vec<(String, Reads)>),
+}
+
+impl Reads {
+    /// From the `root.a.b` chains of `source`: a bare `root` (indexed, passed whole, iterated)
+    /// reads everything, a chain reads the value at its end whole.
+    fn of(source: &str, root: &str, referenced: bool) -> Reads {
+        if !referenced {
+            return Reads::Nothing;
+        }
+        let mut reads = Reads::Keys(Vec::new());
+        for chain in idents_after(source, root) {
+            reads.add(&chain);
+        }
+        reads
+    }
+
+    fn add(&mut self, chain: &[&str]) {
+        let Reads::Keys(keys) = self else { return };
+        let Some((first, rest)) = chain.split_first() else {
+            *self = Reads::All;
+            return;
+        };
+        match keys.iter_mut().find(|(k, _)| k == first) {
+            Some((_, below)) => below.add(rest),
+            None => {
+                let mut below = Reads::Keys(Vec::new());
+                below.add(rest);
+                keys.push((first.to_string(), below));
+            }
+        }
+    }
+
+    fn convert<'v>(&self, value: Option<&'v Value>) -> Box<dyn Val + 'v> {
+        match (self, value) {
+            (_, None) | (Reads::Nothing, _) => Box::new(CelNull),
+            (Reads::Keys(keys), Some(Value::Object(map))) => Box::new(Selected {
+                fields: keys
+                    .iter()
+                    .filter_map(|(k, below)| {
+                        map.get_key_value(k.as_str()).map(|(key, v)| (key.as_str(), below.convert(Some(v))))
+                    })
+                    .collect(),
+            }),
+            (_, Some(v)) => json_to_val(v),
+        }
+    }
 }
 
 impl std::fmt::Debug for Expression {
@@ -145,7 +208,18 @@ impl Expression {
         }
         reads.sort_unstable();
         reads.dedup();
-        Ok(Expression { source: source.to_string(), program, reads, uses_authorizer })
+        let reads_of = |root: &str| Reads::of(source, root, references.has_variable(root));
+        Ok(Expression {
+            source: source.to_string(),
+            reads,
+            uses_authorizer,
+            object: reads_of("object"),
+            old_object: reads_of("oldObject"),
+            request: reads_of("request"),
+            params: reads_of("params"),
+            namespace_object: reads_of("namespaceObject"),
+            program,
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -231,6 +305,74 @@ fn idents_after<'s>(source: &'s str, root: &str) -> Vec<Vec<&'s str>> {
     out
 }
 
+/// The fields of a JSON object an expression selects (`a.b`, `has(a.b)`): the expression uses
+/// it no other way (else it would read it whole, as a map), so it needs no hash table.
+struct Selected<'v> {
+    fields: Vec<(&'v str, Box<dyn Val + 'v>)>,
+}
+
+impl std::fmt::Debug for Selected<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.fields.iter().map(|(k, _)| k)).finish()
+    }
+}
+
+impl<'a> Val for Selected<'a> {
+    fn get_type(&self) -> &cel::common::types::Type {
+        &cel::common::types::MAP_TYPE
+    }
+
+    fn cel_type() -> &'static cel::common::types::Type {
+        &cel::common::types::MAP_TYPE
+    }
+
+    fn as_indexer<'b, 'w>(&'b self) -> Option<&'b (dyn Indexer + 'w)>
+    where
+        Self: 'w,
+    {
+        Some(self)
+    }
+
+    fn into_indexer<'w>(self: Box<Self>) -> Option<Box<dyn Indexer + 'w>>
+    where
+        Self: 'w,
+    {
+        Some(self)
+    }
+
+    fn clone_as_boxed<'w>(&self) -> Box<dyn Val + 'w>
+    where
+        Self: 'w,
+    {
+        Box::new(Selected { fields: self.fields.iter().map(|(k, v)| (*k, v.clone_as_boxed())).collect() })
+    }
+}
+
+impl<'a> Indexer for Selected<'a> {
+    fn get<'b, 'w>(&'b self, key: &dyn Val) -> Result<CowVal<'b, 'w>, ExecutionError>
+    where
+        Self: 'w,
+    {
+        let Some(name) = key.downcast_ref::<CelString>().map(|s| s.inner()) else {
+            return Err(ExecutionError::UnexpectedType {
+                got: key.get_type().name().to_owned(),
+                want: "string".into(),
+            });
+        };
+        match self.fields.iter().find(|(k, _)| *k == name) {
+            Some((_, v)) => Ok(CowVal::Borrowed(v.as_ref())),
+            None => Err(ExecutionError::no_such_key(name)),
+        }
+    }
+
+    fn steal<'w>(self: Box<Self>, key: &dyn Val) -> Result<Box<dyn Val + 'w>, ExecutionError>
+    where
+        Self: 'w,
+    {
+        self.get(key).map(CowVal::into_owned)
+    }
+}
+
 /// A JSON tree as a CEL value, without copying strings. Integers that fit `int` stay `int`
 /// (`port + 1` works, `type(port) == int` holds), as in Kubernetes, which reads JSON numbers as int.
 pub fn json_to_val(value: &Value) -> Box<dyn Val + '_> {
@@ -274,12 +416,25 @@ pub struct NamedExpression {
     pub expression: String,
 }
 
+impl Validation {
+    /// A validation pointing at `field_path`, or else at the one field its expression reads.
+    pub fn new(
+        expression: Expression,
+        message: Option<String>,
+        message_expression: Option<Expression>,
+        field_path: Option<FieldPath>,
+    ) -> Self {
+        let field_path = field_path.or_else(|| expression.field_hint());
+        Validation { expression, message, message_expression, field_path }
+    }
+}
+
 /// One validation: the expression must be true.
 pub struct Validation {
     pub expression: Expression,
     pub message: Option<String>,
     pub message_expression: Option<Expression>,
-    /// Where findings point; `None` uses the expression's field hint, else the object.
+    /// Where findings point; `None`: the object.
     pub field_path: Option<FieldPath>,
 }
 
@@ -335,7 +490,7 @@ impl Validator {
 
     /// Reviews one object. `params` is the bound param object (a VAP's) or the rule's `params`.
     pub fn review(&self, obj: &Object<'_>, input: &Input<'_>, params: Option<&Value>, out: &mut Vec<Violation>) {
-        let bound = Bindings::new(obj, input, params);
+        let bound = Bindings::new(obj, input, params, self.reads_request());
         let mut scope = Scope { validator: self, bound: &bound, values: vec![None; self.variables.len()] };
         for (name, condition) in &self.match_conditions {
             match scope.eval_bool(condition) {
@@ -348,7 +503,7 @@ impl Validator {
             }
         }
         for v in &self.validations {
-            let path = v.field_path.clone().or_else(|| v.expression.field_hint()).unwrap_or_default();
+            let path = || v.field_path.clone().unwrap_or_default();
             match scope.eval_bool(&v.expression) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -358,11 +513,20 @@ impl Validator {
                         .and_then(|m| scope.eval_string(m).ok().filter(|s| !s.trim().is_empty()))
                         .or_else(|| v.message.clone())
                         .unwrap_or_else(|| format!("failed expression: {}", v.expression.source().trim()));
-                    out.push(Violation::new(path, message));
+                    out.push(Violation::new(path(), message));
                 }
-                Err(e) => self.fail(out, path, format!("expression could not be evaluated: {e}")),
+                Err(e) => self.fail(out, path(), format!("expression could not be evaluated: {e}")),
             }
         }
+    }
+
+    fn expressions(&self) -> impl Iterator<Item = &Expression> {
+        let named = self.variables.iter().chain(&self.match_conditions).map(|(_, e)| e);
+        named.chain(self.validations.iter().flat_map(|v| std::iter::once(&v.expression).chain(&v.message_expression)))
+    }
+
+    fn reads_request(&self) -> bool {
+        self.expressions().any(|e| e.request != Reads::Nothing)
     }
 
     /// Reports what could not be evaluated, unless the failure policy ignores it.
@@ -383,8 +547,9 @@ struct Bindings<'a> {
 }
 
 impl<'a> Bindings<'a> {
-    fn new(obj: &Object<'a>, input: &Input<'a>, params: Option<&'a Value>) -> Self {
+    fn new(obj: &Object<'a>, input: &Input<'a>, params: Option<&'a Value>, with_request: bool) -> Self {
         let request = match input.request {
+            _ if !with_request => Value::Null,
             Some(Value::Object(r)) => {
                 let mut r = r.clone();
                 r.remove("object");
@@ -435,14 +600,18 @@ impl Scope<'_> {
         }
         let env = env()?;
         let mut ctx = Context::with_env(Arc::clone(env));
-        ctx.add_variable_as_val("object", json_to_val(self.bound.object));
-        ctx.add_variable_as_val("oldObject", self.bound.old_object.map_or_else(|| Box::new(CelNull) as _, json_to_val));
-        ctx.add_variable_as_val("request", json_to_val(&self.bound.request));
-        ctx.add_variable_as_val(
-            "namespaceObject",
-            self.bound.namespace_object.map_or_else(|| Box::new(CelNull) as _, json_to_val),
-        );
-        ctx.add_variable_as_val("params", self.bound.params.map_or_else(|| Box::new(CelNull) as _, json_to_val));
+        let bound = self.bound;
+        for (name, reads, value) in [
+            ("object", &expr.object, Some(bound.object)),
+            ("oldObject", &expr.old_object, bound.old_object),
+            ("request", &expr.request, Some(&bound.request)),
+            ("params", &expr.params, bound.params),
+            ("namespaceObject", &expr.namespace_object, bound.namespace_object),
+        ] {
+            if *reads != Reads::Nothing {
+                ctx.add_variable_as_val(name, reads.convert(value));
+            }
+        }
         if !expr.reads.is_empty() {
             let mut vars: HashMap<CelMapKey<'_>, Box<dyn Val>> = HashMap::new();
             for &i in &expr.reads {
@@ -509,7 +678,7 @@ mod tests {
             validations: vec![],
             failure_policy: FailurePolicy::Fail,
         };
-        let bound = Bindings::new(&input.objects[0], &input, None);
+        let bound = Bindings::new(&input.objects[0], &input, None, true);
         let mut scope = Scope { validator: &validator, bound: &bound, values: vec![] };
         scope.eval(&e)
     }
@@ -556,6 +725,35 @@ mod tests {
             eval("request.operation == 'CREATE' && request.kind.group == 'apps' && request.namespace == 'shop'", obj),
             Ok(cel::Value::Bool(true))
         );
+    }
+
+    /// Only what an expression reads is converted; expressions that use the object whole, by index
+    /// or through a comprehension variable must see all of it.
+    #[test]
+    fn partial_conversion_gives_the_whole_objects_answers() {
+        let obj = json!({"kind": "Deployment", "metadata": {"name": "api", "labels": {"app": "api"}},
+            "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}});
+        for expr in [
+            "object.spec.replicas == 3 && !has(object.spec.paused)",
+            "has(object.spec.template) && size(object.spec.template.spec.containers) == 2",
+            "size(object) == 3",
+            "'spec' in object && object['spec'].replicas == 3",
+            "[object].exists(o, o.metadata.name == 'api' && o.spec.replicas == 3)",
+            "object.spec.template.spec.containers.map(c, c.name) == ['a', 'b']",
+            "object.metadata.labels == {'app': 'api'}",
+            "object.metadata.name.startsWith('a') && object.kind == 'Deployment'",
+            "object.spec == object['spec']",
+        ] {
+            assert_eq!(eval(expr, obj.clone()), Ok(cel::Value::Bool(true)), "{expr}");
+        }
+        let e = Expression::compile("object.spec.replicas <= 5 && object.metadata.name != ''", &[]).unwrap();
+        let keys = |r: &Reads| match r {
+            Reads::Keys(k) => k.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(keys(&e.object), ["spec", "metadata"]);
+        assert_eq!((e.request.clone(), e.params.clone()), (Reads::Nothing, Reads::Nothing));
+        assert_eq!(Expression::compile("size(object) > 0", &[]).unwrap().object, Reads::All);
     }
 
     #[test]

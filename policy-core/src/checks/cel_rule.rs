@@ -59,7 +59,7 @@ fn compile(params: &Value) -> Result<Compiled, ParamError> {
         validator: Validator {
             variables,
             match_conditions,
-            validations: vec![Validation { expression, message: p.message, message_expression, field_path }],
+            validations: vec![Validation::new(expression, p.message, message_expression, field_path)],
             failure_policy: p.failure_policy,
         },
         params: p.params,
