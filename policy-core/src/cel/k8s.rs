@@ -2,10 +2,12 @@
 //! URLs, quantities, IPs and CIDRs, named formats and semver, with Kubernetes' semantics.
 
 use crate::pattern::{excerpt, MATCH_BUDGET, MAX_PATTERN_BYTES};
+use cel::common::ast::{ComprehensionExpr, Expr, ListExpr, LiteralValue};
 use cel::common::types::{CelOptional, Type, BOOL_TYPE, DYN_TYPE, INT_TYPE, LIST_TYPE, STRING_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::objects::{Key, Map, Opaque};
-use cel::{DeclarationError, Env, ExecutionError, Value};
+use cel::parser::{Macro, MacroExprHelper, ParseError};
+use cel::{DeclarationError, Env, ExecutionError, IdedExpr, Value};
 use regex_lite::Regex;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -134,7 +136,38 @@ pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     env.add_member_overload("compareTo", "semver_compare", s(), vec![s()], sv_compare)?;
     env.add_member_overload("isGreaterThan", "semver_greater", s(), vec![s()], sv_greater)?;
     env.add_member_overload("isLessThan", "semver_less", s(), vec![s()], sv_less)?;
+    env.add_macro(Macro::receiver("bind", 3, bind_macro))?;
     Ok(())
+}
+
+/// `cel.bind(name, init, expr)`: `expr` with `name` bound to `init`, evaluated once (cel-go's
+/// bindings extension, which Kubernetes enables). Expanded, as cel-go does, into a comprehension
+/// over an empty list whose accumulator is the binding.
+fn bind_macro(
+    helper: &mut MacroExprHelper<'_>,
+    target: &mut Option<IdedExpr>,
+    args: &mut Vec<IdedExpr>,
+) -> Result<Option<IdedExpr>, ParseError> {
+    if !matches!(target.as_ref().map(|t| &t.expr), Some(Expr::Ident(name)) if name == "cel") {
+        return Ok(None);
+    }
+    let (Some(result), Some(init), Some(var)) = (args.pop(), args.pop(), args.pop()) else {
+        return Ok(None);
+    };
+    let Expr::Ident(name) = var.expr else {
+        return Err(helper.new_error(var.id, "cel.bind() variable name must be a simple identifier"));
+    };
+    let bind = ComprehensionExpr {
+        iter_range: helper.next_expr(Expr::List(ListExpr::new(Vec::new()))),
+        iter_var: "#unused".to_owned(),
+        iter_var2: None,
+        loop_step: helper.next_expr(Expr::Ident(name.clone())),
+        accu_var: name,
+        accu_init: init,
+        loop_cond: helper.next_expr(Expr::Literal(LiteralValue::Boolean(false.into()))),
+        result,
+    };
+    Ok(Some(helper.next_expr(Expr::Comprehension(Box::new(bind)))))
 }
 
 // ---- plumbing -------------------------------------------------------------------------------
@@ -1177,6 +1210,9 @@ mod tests {
             "!isSemver('v1.2')",
             "isSemver('v1.2', true) && semver('v1.2', true) == semver('1.2.0')",
             "!isSemver('01.2.3')",
+            // cel.bind
+            "cel.bind(x, [1, 2, 3], x.sum() == 6 && size(x) == 3)",
+            "cel.bind(a, 'x', cel.bind(b, a + 'y', b == 'xy'))",
             // strings extension (cel crate)
             "'TacoCat'.lowerAscii() == 'tacocat'",
             "'a,b'.split(',') == ['a', 'b']",
