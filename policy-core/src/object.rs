@@ -212,9 +212,11 @@ impl<'a> Input<'a> {
         self.namespaces.get(name).copied()
     }
 
-    /// Objects of `kind` (any namespace), for lookups such as a policy's param object.
-    pub fn of_kind<'s>(&'s self, kind: &'s str) -> impl Iterator<Item = &'s Object<'a>> + 's {
-        self.objects.iter().filter(move |o| o.kind == kind)
+    /// Objects of `kind` in `namespace` (`""`: cluster-scoped), from the index: a policy's param
+    /// object is looked up for every object reviewed.
+    pub fn in_namespace<'s>(&'s self, namespace: &'s str, kind: &'s str) -> impl Iterator<Item = &'s Object<'a>> + 's {
+        let indexes = self.by_namespace_kind.get(&(namespace, kind)).map_or(&[][..], Vec::as_slice);
+        indexes.iter().map(|i| &self.objects[*i])
     }
 
     /// Adds labels of a namespace the input does not contain (e.g. what an admission host knows).

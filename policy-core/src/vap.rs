@@ -263,13 +263,10 @@ impl BindingCheck {
         let candidates = self
             .bundled_params
             .iter()
-            .chain(input.objects.iter().map(|o| o.value))
             .map(|v| Object::new(v, "default"))
-            .filter(|o| {
-                o.kind == kind.kind
-                    && o.value.get("apiVersion").and_then(Value::as_str) == Some(kind.api_version.as_str())
-                    && o.namespace == namespace
-            });
+            .filter(|o| o.kind == kind.kind && o.namespace == namespace)
+            .chain(input.in_namespace(namespace, &kind.kind).copied())
+            .filter(|o| o.value.get("apiVersion").and_then(Value::as_str) == Some(kind.api_version.as_str()));
         let found: Vec<&Value> = match (&r.name, &r.selector) {
             (Some(name), _) if !name.is_empty() => {
                 candidates.filter(|o| o.name == name).map(|o| o.value).take(1).collect()
