@@ -29,6 +29,9 @@ pub enum Command {
                             values) are skipped.\n\n\
                             Limits: regular UTF-8 files only, 32 MiB per file or stdin, 100 levels of nesting, \
                             1,000,000 nodes copied by YAML aliases; a regex too costly for a value fails closed.\n\n\
+                            Your own rules: `check: cel` rules in --rules, and ValidatingAdmissionPolicy objects \
+                            with their bindings and param objects in --policies, e.g.\n  \
+                            meshguard check --policies examples/policies examples/manifests-fixed\n\n\
                             Exit codes: 0 nothing fails, 1 a finding fails the check, 2 usage or input error \
                             (malformed YAML, an invalid rule set, no objects at all; the other files are still checked).")]
     Check(CheckArgs),
@@ -49,7 +52,8 @@ pub enum Command {
         wasm: WasmArgs,
     },
     /// Run policy test suites: every meshguard-test.yaml under DIR
-    #[command(after_help = "A suite file names a rule set (`rules: rules.yaml`, default built-in) and cases:\n\
+    #[command(after_help = "A suite file names a rule set (`rules: rules.yaml`, default built-in), optionally \
+                            ValidatingAdmissionPolicy files (`policies: [vaps/]`), and cases:\n\
                             \n  cases:\n  - name: unnamed port is denied\n    resources: [service.yaml]\n    expect: {rules: [istio-port-name]}\n\
                             - name: fixed service passes\n    resources: [service-fixed.yaml]\n    expect: {allow: true}\n\
                             - name: request without tenant\n    request: {method: GET, path: /api}\n    expect: {deny: tenant}\n\n\

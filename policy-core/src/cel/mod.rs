@@ -278,7 +278,10 @@ fn idents_after<'s>(source: &'s str, root: &str) -> Vec<Vec<&'s str>> {
             continue;
         }
         let standalone = i == 0 || !(is_ident(bytes[i - 1]) || bytes[i - 1] == b'.');
-        if standalone && source[i..].starts_with(root) && bytes.get(i + root.len()).is_none_or(|c| !is_ident(*c)) {
+        if standalone
+            && bytes[i..].starts_with(root.as_bytes())
+            && bytes.get(i + root.len()).is_none_or(|c| !is_ident(*c))
+        {
             let mut j = i + root.len();
             let mut chain = Vec::new();
             while bytes.get(j) == Some(&b'.') {
@@ -715,6 +718,20 @@ mod tests {
         assert_eq!(hint("object.metadata.name.startsWith('a')").as_deref(), Some("metadata.name"));
         assert_eq!(hint("object.spec.a == object.spec.b"), None);
         assert_eq!(hint("oldObject.spec.a == 1"), None);
+    }
+
+    /// Found by fuzzing (fuzz/regressions/cel/): the scan for `object.` chains sliced the source
+    /// inside a multi-byte character.
+    #[test]
+    fn non_ascii_expressions_are_scanned_by_bytes() {
+        let input = include_str!("../../../fuzz/regressions/cel/bom-inside-identifier.txt");
+        let (expression, _) = input.split_once('\n').unwrap();
+        // `form` followed by a `//` comment: it compiles; before the fix, the scan panicked.
+        assert!(Expression::compile(expression, &[]).is_ok());
+        assert_eq!(
+            object_reads("\u{feff}object.spec.é == 1 && object.metadata.name == 'é'"),
+            [vec!["spec"], vec!["metadata", "name"]]
+        );
     }
 
     #[test]
