@@ -142,8 +142,8 @@ pub fn load_policy_with(rules: Option<&Path>, policies: &[PathBuf]) -> Result<(P
             let policy = Policy::default_rules().map_err(|e| RulesError(format!("built-in rule set: {e}")))?;
             return Ok((policy, serde_json::Value::Null));
         };
-        let (doc, located) = read_rules(path)?;
-        let policy = Policy::from_document(&doc).map_err(|e| located(&e))?;
+        let doc = read_rules(path)?;
+        let policy = Policy::from_document(&doc).map_err(|e| RulesError(format!("{}:{e}", path.display())))?;
         return Ok((policy, doc.value));
     }
     let (doc, rules_name) = match rules {
@@ -152,7 +152,7 @@ pub fn load_policy_with(rules: Option<&Path>, policies: &[PathBuf]) -> Result<(P
                 .map_err(|e| RulesError(format!("built-in rule set: {e}")))?,
             "built-in rule set".to_string(),
         ),
-        Some(path) => (read_rules(path)?.0, path.display().to_string()),
+        Some(path) => (read_rules(path)?, path.display().to_string()),
     };
     let found = sources::load(policies)?;
     if let Some(e) = found.errors.first() {
@@ -188,15 +188,10 @@ pub fn load_policy_with(rules: Option<&Path>, policies: &[PathBuf]) -> Result<(P
     Ok((policy, value))
 }
 
-type Locate = Box<dyn Fn(&dyn std::fmt::Display) -> RulesError>;
-
-fn read_rules(path: &Path) -> Result<(policy_core::yaml::Document, Locate)> {
+fn read_rules(path: &Path) -> Result<policy_core::yaml::Document> {
     let text = sources::read_text(path, sources::MAX_FILE_BYTES)
         .map_err(|e| anyhow::anyhow!("rule set {}: {}", e.location(), e.message))?;
-    let name = path.display().to_string();
-    let located: Locate = Box::new(move |e: &dyn std::fmt::Display| RulesError(format!("{name}:{e}")));
-    let doc = policy_core::yaml::parse_one(&text).map_err(|e| located(&e))?;
-    Ok((doc, located))
+    Ok(policy_core::yaml::parse_one(&text).map_err(|e| RulesError(format!("{}:{e}", path.display())))?)
 }
 
 /// What reviews the objects: policy-core in this process, or the deployed wasm module.

@@ -235,7 +235,6 @@ impl<'a> Input<'a> {
 
     /// Other objects of `kind` in the same namespace as `obj`.
     pub fn peers<'s>(&'s self, obj: &'s Object<'a>, kind: &'s str) -> impl Iterator<Item = &'s Object<'a>> + 's {
-        let indexes = self.by_namespace_kind.get(&(obj.namespace, kind)).map_or(&[][..], Vec::as_slice);
-        indexes.iter().map(|i| &self.objects[*i]).filter(move |o| !std::ptr::eq(o.value, obj.value))
+        self.in_namespace(obj.namespace, kind).filter(move |o| !std::ptr::eq(o.value, obj.value))
     }
 }

@@ -8,7 +8,7 @@
 //! A RuleSet carries these objects in `spec.admissionPolicies` (policies, bindings and param
 //! objects), which is what `meshguard check --policies DIR` fills in, so every host gets them.
 
-use crate::cel::{parse_field_path, Expression, FailurePolicy, NamedExpression, Validation, Validator};
+use crate::cel::{FailurePolicy, NamedExpression, ValidationSource, Validator};
 use crate::checks::ObjectCheck;
 use crate::finding::{Action, Violation};
 use crate::matching::LabelSelector;
@@ -57,7 +57,9 @@ struct RawValidation {
     message: Option<String>,
     #[serde(default)]
     message_expression: Option<String>,
+    /// The API server's `Invalid` / `Forbidden` status reason: meshguard reports findings, not statuses.
     #[serde(default)]
+    #[allow(dead_code)]
     reason: Option<String>,
     #[serde(default)]
     field_path: Option<String>,
@@ -453,29 +455,24 @@ fn compile_policy(
     if spec.validations.is_empty() && spec.audit_annotations.is_empty() {
         return Err(error("spec.validations".into(), "a policy needs validations or auditAnnotations".into()));
     }
-    let mut declared = Vec::new();
-    let compile_err = |e: crate::cel::CompileError| error(format!("spec.{}", e.field), e.message);
-    let variables = Validator::compile_named("variables", &spec.variables, &mut declared, true).map_err(compile_err)?;
-    let match_conditions = Validator::compile_named("matchConditions", &spec.match_conditions, &mut declared, false)
-        .map_err(compile_err)?;
-    let mut validations = Vec::new();
-    for (i, v) in spec.validations.into_iter().enumerate() {
-        let at = |f: &str| format!("spec.validations[{i}].{f}");
-        let _ = v.reason;
-        let expression = Expression::compile(&v.expression, &declared).map_err(|m| error(at("expression"), m))?;
-        let message_expression = v
-            .message_expression
-            .as_deref()
-            .map(|m| Expression::compile(m, &declared))
-            .transpose()
-            .map_err(|m| error(at("messageExpression"), m))?;
-        let field_path =
-            v.field_path.as_deref().map(parse_field_path).transpose().map_err(|m| error(at("fieldPath"), m))?;
-        validations.push(Validation::new(expression, v.message, message_expression, field_path));
-    }
+    let validations = spec
+        .validations
+        .into_iter()
+        .map(|v| ValidationSource {
+            expression: v.expression,
+            message: v.message,
+            message_expression: v.message_expression,
+            field_path: v.field_path,
+        })
+        .collect();
+    let validator =
+        Validator::compile(&spec.variables, &spec.match_conditions, validations, spec.failure_policy, &|i, field| {
+            format!("validations[{i}].{field}")
+        })
+        .map_err(|e| error(format!("spec.{}", e.field), e.message))?;
     Ok(BindingCheck {
         policy: name.to_string(),
-        validator: Validator { variables, match_conditions, validations, failure_policy: spec.failure_policy },
+        validator,
         constraints,
         binding_match: binding.match_resources,
         param_kind: spec.param_kind,

@@ -144,16 +144,30 @@ impl Reads {
     }
 
     fn convert<'v>(&self, value: Option<&'v Value>) -> Box<dyn Val + 'v> {
+        self.convert_without(value, &[])
+    }
+
+    /// [`Reads::convert`], leaving out the top-level keys in `hidden` (the AdmissionRequest's
+    /// `object` and `oldObject`, bound on their own), without copying the rest.
+    fn convert_without<'v>(&self, value: Option<&'v Value>, hidden: &[&str]) -> Box<dyn Val + 'v> {
+        let shown = |key: &str| !hidden.contains(&key);
         match (self, value) {
             (_, None) | (Reads::Nothing, _) => Box::new(CelNull),
             (Reads::Keys(keys), Some(Value::Object(map))) => Box::new(Selected {
                 fields: keys
                     .iter()
+                    .filter(|(k, _)| shown(k))
                     .filter_map(|(k, below)| {
                         map.get_key_value(k.as_str()).map(|(key, v)| (key.as_str(), below.convert(Some(v))))
                     })
                     .collect(),
             }),
+            (Reads::All, Some(Value::Object(map))) if !hidden.is_empty() => Box::new(CelMap::from(
+                map.iter()
+                    .filter(|(k, _)| shown(k))
+                    .map(|(k, v)| (CelMapKey::from(k.as_str()), json_to_val(v)))
+                    .collect::<HashMap<_, _>>(),
+            )),
             (_, Some(v)) => json_to_val(v),
         }
     }
@@ -458,9 +472,45 @@ pub struct Validator {
     pub failure_policy: FailurePolicy,
 }
 
+/// One validation as written: a `cel` rule's params, or an entry of a VAP's `spec.validations`.
+pub struct ValidationSource {
+    pub expression: String,
+    pub message: Option<String>,
+    pub message_expression: Option<String>,
+    pub field_path: Option<String>,
+}
+
 impl Validator {
+    /// Compiles a validator. Errors name the field: `variables[i].…`, `matchConditions[i].…`, and
+    /// for validation `i` what `field_of(i, "expression" | "messageExpression" | "fieldPath")` says.
+    pub fn compile(
+        variables: &[NamedExpression],
+        match_conditions: &[NamedExpression],
+        validations: Vec<ValidationSource>,
+        failure_policy: FailurePolicy,
+        field_of: &dyn Fn(usize, &str) -> String,
+    ) -> Result<Validator, CompileError> {
+        let mut declared = Vec::new();
+        let variables = Self::compile_named("variables", variables, &mut declared, true)?;
+        let match_conditions = Self::compile_named("matchConditions", match_conditions, &mut declared, false)?;
+        let mut compiled = Vec::new();
+        for (i, v) in validations.into_iter().enumerate() {
+            let error = |what: &'static str| move |message| CompileError { field: field_of(i, what), message };
+            let expression = Expression::compile(&v.expression, &declared).map_err(error("expression"))?;
+            let message_expression = v
+                .message_expression
+                .as_deref()
+                .map(|m| Expression::compile(m, &declared))
+                .transpose()
+                .map_err(error("messageExpression"))?;
+            let field_path = v.field_path.as_deref().map(parse_field_path).transpose().map_err(error("fieldPath"))?;
+            compiled.push(Validation::new(expression, v.message, message_expression, field_path));
+        }
+        Ok(Validator { variables, match_conditions, validations: compiled, failure_policy })
+    }
+
     /// Compiles variables and match conditions; `field` names the list in errors (`variables`).
-    pub fn compile_named(
+    fn compile_named(
         field: &str,
         list: &[NamedExpression],
         declared: &mut Vec<String>,
@@ -544,22 +594,26 @@ impl Validator {
 struct Bindings<'a> {
     object: &'a Value,
     old_object: Option<&'a Value>,
-    request: Value,
+    /// The AdmissionRequest under review (at admission), or the one a CI run stands for.
+    request: Request<'a>,
     namespace_object: Option<&'a Value>,
     params: Option<&'a Value>,
 }
 
+enum Request<'a> {
+    Admission(&'a Value),
+    Offline(Value),
+}
+
+/// Bound as `object` and `oldObject`, not inside `request`, as in the API server.
+const REQUEST_HIDDEN: &[&str] = &["object", "oldObject"];
+
 impl<'a> Bindings<'a> {
     fn new(obj: &Object<'a>, input: &Input<'a>, params: Option<&'a Value>, with_request: bool) -> Self {
         let request = match input.request {
-            _ if !with_request => Value::Null,
-            Some(Value::Object(r)) => {
-                let mut r = r.clone();
-                r.remove("object");
-                r.remove("oldObject");
-                Value::Object(r)
-            }
-            _ => offline_request(obj),
+            Some(r) => Request::Admission(r),
+            None if with_request => Request::Offline(offline_request(obj)),
+            None => Request::Offline(Value::Null),
         };
         Bindings {
             object: obj.value,
@@ -607,13 +661,19 @@ impl Scope<'_> {
         for (name, reads, value) in [
             ("object", &expr.object, Some(bound.object)),
             ("oldObject", &expr.old_object, bound.old_object),
-            ("request", &expr.request, Some(&bound.request)),
             ("params", &expr.params, bound.params),
             ("namespaceObject", &expr.namespace_object, bound.namespace_object),
         ] {
             if *reads != Reads::Nothing {
                 ctx.add_variable_as_val(name, reads.convert(value));
             }
+        }
+        if expr.request != Reads::Nothing {
+            let request = match &bound.request {
+                Request::Admission(r) => expr.request.convert_without(Some(r), REQUEST_HIDDEN),
+                Request::Offline(r) => expr.request.convert(Some(r)),
+            };
+            ctx.add_variable_as_val("request", request);
         }
         if !expr.reads.is_empty() {
             let mut vars: HashMap<CelMapKey<'_>, Box<dyn Val>> = HashMap::new();
@@ -672,9 +732,16 @@ mod tests {
     use serde_json::json;
 
     fn eval(expr: &str, object: Value) -> Result<cel::Value, String> {
+        eval_at_admission(expr, object, None)
+    }
+
+    fn eval_at_admission(expr: &str, object: Value, request: Option<&Value>) -> Result<cel::Value, String> {
         let e = Expression::compile(expr, &[])?;
         let objects = vec![object];
-        let input = Input::new(&objects, "default");
+        let mut input = Input::new(&objects, "default");
+        if let Some(r) = request {
+            input = input.with_request(r);
+        }
         let validator = Validator {
             variables: vec![],
             match_conditions: vec![],
@@ -684,6 +751,20 @@ mod tests {
         let bound = Bindings::new(&input.objects[0], &input, None, true);
         let mut scope = Scope { validator: &validator, bound: &bound, values: vec![] };
         scope.eval(&e)
+    }
+
+    #[test]
+    fn request_leaves_out_the_objects_bound_on_their_own() {
+        let svc = json!({"kind": "Service", "spec": {"type": "ClusterIP"}});
+        let request = json!({"operation": "UPDATE", "userInfo": {"username": "a"},
+            "object": svc, "oldObject": {"kind": "Service", "spec": {"type": "NodePort"}}});
+        for expr in [
+            "request.operation == 'UPDATE' && !has(request.object) && !has(request.oldObject)",
+            "!('object' in request) && !('oldObject' in request) && size(request) == 2",
+            "oldObject.spec.type == 'NodePort' && object.spec.type == 'ClusterIP'",
+        ] {
+            assert_eq!(eval_at_admission(expr, svc.clone(), Some(&request)), Ok(cel::Value::Bool(true)), "{expr}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! messages of a ValidatingAdmissionPolicy validation.
 
 use super::{parse_params, Applies, CheckSpec, Compiled, ObjectCheck, ParamDoc, ParamError, Target};
-use crate::cel::{parse_field_path, Expression, FailurePolicy, NamedExpression, Validation, Validator};
+use crate::cel::{FailurePolicy, NamedExpression, ValidationSource, Validator};
 use crate::finding::Violation;
 use crate::object::{Input, Object};
 use serde::Deserialize;
@@ -41,29 +41,18 @@ impl ObjectCheck for CelRule {
 
 fn compile(params: &Value) -> Result<Compiled, ParamError> {
     let p: CelParams = parse_params(params)?;
-    let mut declared = Vec::new();
-    let err = |e: crate::cel::CompileError| ParamError::new(e.field, e.message);
-    let variables = Validator::compile_named("variables", &p.variables, &mut declared, true).map_err(err)?;
-    let match_conditions =
-        Validator::compile_named("matchConditions", &p.match_conditions, &mut declared, false).map_err(err)?;
-    let expression = Expression::compile(&p.expression, &declared).map_err(|m| ParamError::new("expression", m))?;
-    let message_expression = p
-        .message_expression
-        .as_deref()
-        .map(|m| Expression::compile(m, &declared))
-        .transpose()
-        .map_err(|m| ParamError::new("messageExpression", m))?;
-    let field_path =
-        p.field_path.as_deref().map(parse_field_path).transpose().map_err(|m| ParamError::new("fieldPath", m))?;
-    Ok(Compiled::Object(Box::new(CelRule {
-        validator: Validator {
-            variables,
-            match_conditions,
-            validations: vec![Validation::new(expression, p.message, message_expression, field_path)],
-            failure_policy: p.failure_policy,
-        },
-        params: p.params,
-    })))
+    let validation = ValidationSource {
+        expression: p.expression,
+        message: p.message,
+        message_expression: p.message_expression,
+        field_path: p.field_path,
+    };
+    let validator =
+        Validator::compile(&p.variables, &p.match_conditions, vec![validation], p.failure_policy, &|_, field| {
+            field.to_string()
+        })
+        .map_err(|e| ParamError::new(e.field, e.message))?;
+    Ok(Compiled::Object(Box::new(CelRule { validator, params: p.params })))
 }
 
 pub static CEL: CheckSpec = CheckSpec {
