@@ -2,7 +2,12 @@
 # Builds every wasm artifact in release mode into dist/:
 #   dist/meshguard-envoy.wasm       proxy-wasm HTTP filter for Envoy / Istio (wasm32-unknown-unknown)
 #   dist/meshguard-kubewarden.wasm  Kubewarden policy, waPC guest (wasm32-wasip1, as Kubewarden builds them)
-#   dist/meshguard-opa.wasm         OPA wasm ABI 1.2 module (wasm32-unknown-unknown, imported memory)
+#   dist/meshguard-opa.wasm         OPA wasm ABI 1.2 module (wasm32-unknown-unknown, imported memory);
+#                                   Kubewarden runs it in `executionMode: gatekeeper`
+#   dist/meshguard-opa-kubewarden.wasm  the same for Kubewarden's `executionMode: opa` (entrypoint 0
+#                                   answers an AdmissionResponse)
+# The admission modules carry their Kubewarden metadata (custom section `io.kubewarden.metadata`,
+# from wasm-plugin/metadata.yml), as `kwctl annotate` would write it.
 # plus dist/SHA256SUMS and dist/wasmplugin.yaml (examples/istio/wasmplugin.yaml with the module's
 # sha256 filled in). Benchmark fixtures go to target/wasm-bench/, where the tests look for them,
 # also when CARGO_TARGET_DIR puts cargo's own output elsewhere.
@@ -55,6 +60,9 @@ cp dist/meshguard-opa.wasm $bench/meshguard-opa-abi-1.1.wasm
 python3 scripts/opa-abi-globals.py dist/meshguard-opa.wasm 1 2
 # The same module declaring ABI 1.1, so tests drive the eval-context path too.
 python3 scripts/opa-abi-globals.py $bench/meshguard-opa-abi-1.1.wasm 1 1
+build wasm32-unknown-unknown meshguard-opa kubewarden-opa-mode
+optimize "$out/meshguard_opa.wasm" dist/meshguard-opa-kubewarden.wasm
+python3 scripts/opa-abi-globals.py dist/meshguard-opa-kubewarden.wasm 1 2
 build wasm32-unknown-unknown meshguard-opa floor
 optimize "$out/meshguard_opa.wasm" $bench/opa-floor.wasm
 python3 scripts/opa-abi-globals.py $bench/opa-floor.wasm 1 2

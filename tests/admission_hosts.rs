@@ -3,10 +3,41 @@
 //! through the Rust `opa-wasm` crate and through OPA's JavaScript SDK. Every corpus object must
 //! get the same allow/deny and the same rule ids as policy-core natively.
 
+#[path = "rego_host.rs"]
+mod rego_host;
+
 use meshguard_tests::envoy::{built_module, repo_root};
 use meshguard_tests::{admission_cases, AdmissionCase};
 use serde_json::{json, Value};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+/// The cluster a case's requests are admitted into, served to the waPC guest the way Kubewarden
+/// answers its context-aware calls (`kubernetes/list_resources_by_namespace`, `get_resource`).
+type Cluster = Arc<Mutex<Vec<Value>>>;
+
+fn kubewarden_callback(cluster: Cluster) -> Box<wapc::HostCallback> {
+    Box::new(move |_, binding, namespace, operation, payload| {
+        if (binding, namespace) != ("kubewarden", "kubernetes") {
+            return Err(format!("unknown host call {binding}/{namespace}").into());
+        }
+        let request: Value = serde_json::from_slice(payload)?;
+        let objects = cluster.lock().map_err(|e| e.to_string())?.clone();
+        let is = |o: &Value, key: &str, field: &str| o.pointer(field).and_then(Value::as_str) == request[key].as_str();
+        let of_kind = objects.into_iter().filter(|o| is(o, "kind", "/kind") && is(o, "api_version", "/apiVersion"));
+        match operation {
+            "list_resources_by_namespace" => {
+                let items: Vec<Value> = of_kind.filter(|o| is(o, "namespace", "/metadata/namespace")).collect();
+                Ok(serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?)
+            }
+            "get_resource" => match of_kind.into_iter().find(|o| is(o, "name", "/metadata/name")) {
+                Some(o) => Ok(serde_json::to_vec(&o)?),
+                None => Err("not found".into()),
+            },
+            other => Err(format!("unexpected host call {other}").into()),
+        }
+    })
+}
 
 fn ids(v: &Value) -> Vec<String> {
     let mut out: Vec<String> =
@@ -15,10 +46,14 @@ fn ids(v: &Value) -> Vec<String> {
     out
 }
 
-fn wapc_host() -> wapc::WapcHost {
+fn wapc_host_in(cluster: Option<Cluster>) -> wapc::WapcHost {
     let bytes = std::fs::read(built_module("dist/meshguard-kubewarden.wasm").unwrap()).unwrap();
     let engine = wasmtime_provider::WasmtimeEngineProviderBuilder::new().module_bytes(&bytes).build().unwrap();
-    wapc::WapcHost::new(Box::new(engine), None).unwrap()
+    wapc::WapcHost::new(Box::new(engine), cluster.map(kubewarden_callback)).unwrap()
+}
+
+fn wapc_host() -> wapc::WapcHost {
+    wapc_host_in(None)
 }
 
 fn cases() -> Vec<AdmissionCase> {
@@ -30,10 +65,12 @@ fn cases() -> Vec<AdmissionCase> {
 
 #[test]
 fn kubewarden_module_in_the_wapc_host_matches_native() {
-    let host = wapc_host();
+    let cluster: Cluster = Arc::default();
+    let host = wapc_host_in(Some(cluster.clone()));
     assert_eq!(host.call("protocol_version", b"").unwrap(), b"\"v1\"");
     let mut failures = Vec::new();
     for c in cases() {
+        *cluster.lock().unwrap() = c.cluster.clone();
         let payload = json!({"request": c.request, "settings": c.rules.clone().unwrap_or(json!({}))});
         let answer: Value =
             serde_json::from_slice(&host.call("validate", payload.to_string().as_bytes()).unwrap()).unwrap();
@@ -88,9 +125,18 @@ async fn opa_module_in_the_rust_opa_sdk_matches_native() {
     let mut store = wasmtime::Store::new(&engine, ());
     let runtime = opa_wasm::Runtime::new(&mut store, &module).await.unwrap();
     assert_eq!(runtime.default_entrypoint(), Some("meshguard/violation"));
-    let policy = runtime.with_data(&mut store, &json!({})).await.unwrap();
+    let no_cluster = runtime.with_data(&mut store, &json!({})).await.unwrap();
     let mut failures = Vec::new();
     for c in cases() {
+        let with_cluster;
+        let policy = if c.cluster.is_empty() {
+            &no_cluster
+        } else {
+            let inventory = json!({"inventory": rego_host::gatekeeper_inventory(&c.cluster)});
+            let runtime = opa_wasm::Runtime::new(&mut store, &module).await.unwrap();
+            with_cluster = runtime.with_data(&mut store, &inventory).await.unwrap();
+            &with_cluster
+        };
         let input = json!({"review": c.request, "parameters": c.rules.clone().unwrap_or(json!({}))});
         let violations: Value = policy.evaluate(&mut store, "meshguard/violation", &input).await.unwrap();
         let allowed: Value = policy.evaluate(&mut store, "meshguard/allow", &input).await.unwrap();
@@ -124,7 +170,7 @@ async fn opa_module_in_the_rust_opa_sdk_matches_native() {
     // An AdmissionReview as input, and the RuleSet from data instead of parameters.
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": "shop"}, "spec": {"ports": [{"name": "web", "port": 80}]}});
     let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE", "object": svc}});
-    let allowed: Value = policy.evaluate(&mut store, "meshguard/allow", &review).await.unwrap();
+    let allowed: Value = no_cluster.evaluate(&mut store, "meshguard/allow", &review).await.unwrap();
     assert_eq!(allowed, json!([{"result": false}]));
     let empty_rules = json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "none"}, "spec": {"rules": []}});
     let runtime = opa_wasm::Runtime::new(&mut store, &module).await.unwrap();
@@ -140,8 +186,19 @@ fn opa_module_in_opas_javascript_sdk_matches_native() {
         dir.join("node_modules/@open-policy-agent/opa-wasm").exists(),
         "run `npm ci --prefix tests/opa-js` (scripts/test.sh does)"
     );
+    // Each case with the data a Gatekeeper-style host sets: the inventory of its cluster.
+    let cases: Vec<Value> = cases()
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(c).unwrap();
+            if !c.cluster.is_empty() {
+                v["data"] = json!({"inventory": rego_host::gatekeeper_inventory(&c.cluster)});
+            }
+            v
+        })
+        .collect();
     let cases_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(cases_file.path(), serde_json::to_vec(&cases()).unwrap()).unwrap();
+    std::fs::write(cases_file.path(), serde_json::to_vec(&cases).unwrap()).unwrap();
     let out = Command::new("node")
         .arg(dir.join("parity.mjs"))
         .arg(built_module("dist/meshguard-opa.wasm").unwrap())

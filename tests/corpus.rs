@@ -19,8 +19,10 @@ fn matches(e: &ExpectedFinding, f: &policy_core::Finding) -> bool {
 }
 
 fn check_objects(case: &Case, policy: &Policy) -> Vec<String> {
-    let findings = policy.review(&Input::new(&case.objects, &case.namespace));
-    let mut problems = Vec::new();
+    // CI sees a repo holding both the new objects and what is already in the cluster.
+    let repo: Vec<serde_json::Value> = case.objects.iter().chain(&case.cluster).cloned().collect();
+    let findings = policy.review(&Input::new(&repo, &case.namespace));
+    let mut problems = admission_agrees_with_ci(case, policy, &findings);
     let mut unmatched: Vec<&policy_core::Finding> = findings.iter().collect();
     for e in &case.expect {
         match unmatched.iter().position(|f| matches(e, f)) {
@@ -32,6 +34,27 @@ fn check_objects(case: &Case, policy: &Policy) -> Vec<String> {
     }
     for f in unmatched {
         problems.push(format!("unexpected {} {} {}/{} {}: {}", f.action, f.rule, f.kind, f.name, f.path, f.message));
+    }
+    problems
+}
+
+/// With the cluster in view, admitting each new object decides exactly what CI found on it.
+fn admission_agrees_with_ci(case: &Case, policy: &Policy, ci: &[policy_core::Finding]) -> Vec<String> {
+    if case.cluster.is_empty() {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    for (i, object) in case.objects.iter().enumerate() {
+        let namespace = object.pointer("/metadata/namespace").and_then(|v| v.as_str()).unwrap_or(&case.namespace);
+        let request = serde_json::json!({"operation": "CREATE", "namespace": namespace, "object": object});
+        let view = policy_core::ClusterView { objects: &case.cluster, unseen: policy_core::Unseen::Nothing };
+        let verdict = policy.review_admission_in(&request, view);
+        let line = |f: &policy_core::Finding| format!("{} {} {} {}", f.rule, f.action, f.path, f.message);
+        let at_admission: Vec<String> = verdict.findings.iter().map(line).collect();
+        let in_ci: Vec<String> = ci.iter().filter(|f| f.object_index == i).map(line).collect();
+        if at_admission != in_ci {
+            problems.push(format!("object {i}: admission found {at_admission:?}, CI {in_ci:?}"));
+        }
     }
     problems
 }

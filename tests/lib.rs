@@ -30,6 +30,11 @@ pub struct Case {
     /// Kubernetes objects reviewed together.
     #[serde(default)]
     pub objects: Vec<Value>,
+    /// Objects already in the cluster: in CI they are reviewed with `objects` (a repo holds
+    /// both); at admission each of `objects` is a request and hosts supply these as their view
+    /// of the cluster (inventory, context-aware calls).
+    #[serde(default)]
+    pub cluster: Vec<Value>,
     /// Findings the objects must produce, no more and no fewer (empty: allowed).
     #[serde(default)]
     pub expect: Vec<ExpectedFinding>,
@@ -121,6 +126,8 @@ pub struct AdmissionCase {
     pub request: Value,
     /// The case's RuleSet (`None`: the built-in one).
     pub rules: Option<Value>,
+    /// What the cluster holds besides the request (empty: hosts give no view of it).
+    pub cluster: Vec<Value>,
     pub allowed: bool,
     /// Sorted ids of the rules that denied / warned.
     pub deny: Vec<String>,
@@ -151,12 +158,18 @@ pub fn admission_cases() -> Result<Vec<AdmissionCase>, String> {
                 "namespace": namespace,
                 "object": object,
             });
-            let verdict = policy.review_admission(&request);
+            let verdict = if case.cluster.is_empty() {
+                policy.review_admission(&request)
+            } else {
+                let view = policy_core::ClusterView { objects: &case.cluster, unseen: policy_core::Unseen::Nothing };
+                policy.review_admission_in(&request, view)
+            };
             let ids = |a| sorted_ids(verdict.with_action(a).map(|f| f.rule.as_str()));
             out.push(AdmissionCase {
                 name: format!("{}[{i}]", case.source),
                 request,
                 rules: case.rules.clone(),
+                cluster: case.cluster.clone(),
                 allowed: verdict.allowed,
                 deny: ids(policy_core::Action::Deny),
                 warn: ids(policy_core::Action::Warn),

@@ -1,16 +1,18 @@
 //! Admission decisions, shared by every admission host (Kubewarden waPC, OPA ABI, the webhook):
 //! an AdmissionRequest in, the verdict out. Hosts only translate this into their answer shape.
 //!
-//! What a single request can and cannot show: the request carries the object, its old version and
-//! the request's namespace, but not the namespace's labels. Rules that need them
-//! (`namespaceSelector`, sidecar injection inferred from namespace labels, peers such as other
-//! headless Services) see only what the request carries; the labels need a context-aware host
-//! call, which hosts may supply with [`Input::with_namespace_labels`].
+//! A request carries one object; some rules compare it with others (another headless Service on
+//! the same port, a second default Sidecar, the namespace's labels). In CI the repo holds those
+//! peers. At admission the host supplies what it knows of the cluster as a [`ClusterView`]
+//! (Gatekeeper's inventory, Kubewarden's context-aware calls, the webhook's snapshot); rules whose
+//! peers the host could not supply are named in [`AdmissionVerdict::without_context`] instead of
+//! passing silently.
 
 use crate::finding::{Action, Finding};
 use crate::object::Input;
 use crate::policy::Policy;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// The AdmissionRequest inside whatever the host handed over: an AdmissionReview (`.request`),
 /// an AdmissionRequest, or a bare object (treated as a CREATE).
@@ -61,6 +63,9 @@ pub struct AdmissionVerdict {
     pub allowed: bool,
     /// Every finding, in rule order (deny, warn and audit).
     pub findings: Vec<Finding>,
+    /// Ids of the rules that would compare the object with cluster objects the host did not
+    /// supply: they decided on the request alone.
+    pub without_context: Vec<String>,
 }
 
 impl AdmissionVerdict {
@@ -81,6 +86,24 @@ impl AdmissionVerdict {
         fit_warnings(self.with_action(Action::Warn).map(finding_line).collect())
     }
 
+    /// The audit annotations every admission host attaches: the ids of the rules that fired, per
+    /// action, and of the rules that decided without their cluster context.
+    pub fn audit_annotations(&self) -> BTreeMap<String, String> {
+        let mut annotations = BTreeMap::new();
+        for (key, action) in
+            [(DENY_ANNOTATION, Action::Deny), (WARN_ANNOTATION, Action::Warn), (AUDIT_ANNOTATION, Action::Audit)]
+        {
+            let ids = self.rule_ids(action);
+            if !ids.is_empty() {
+                annotations.insert(key.to_string(), ids);
+            }
+        }
+        if !self.without_context.is_empty() {
+            annotations.insert(WITHOUT_CONTEXT_ANNOTATION.to_string(), self.without_context.join(","));
+        }
+        annotations
+    }
+
     /// Comma-separated ids of the rules that fired with `action`, for machine-readable annotations.
     pub fn rule_ids(&self, action: Action) -> String {
         let mut ids: Vec<&str> = self.with_action(action).map(|f| f.rule.as_str()).collect();
@@ -88,6 +111,13 @@ impl AdmissionVerdict {
         ids.join(",")
     }
 }
+
+/// Audit annotation keys listing the ids of the rules that fired, for audit logs and tests.
+pub const DENY_ANNOTATION: &str = "meshguard.dev/deny";
+pub const WARN_ANNOTATION: &str = "meshguard.dev/warn";
+pub const AUDIT_ANNOTATION: &str = "meshguard.dev/audit";
+/// Ids of the rules that needed cluster objects the host did not supply.
+pub const WITHOUT_CONTEXT_ANNOTATION: &str = "meshguard.dev/without-context";
 
 /// The API server truncates a warning over 256 characters and drops warnings past 4 KiB in all.
 pub const MAX_WARNING_CHARS: usize = 256;
@@ -146,24 +176,79 @@ pub fn finding_line(f: &Finding) -> String {
     }
 }
 
+/// What an admission host knows of the cluster besides the request.
+#[derive(Clone, Copy)]
+pub struct ClusterView<'a> {
+    /// Objects already in the cluster: the request's namespace and its Namespace object are
+    /// enough, since every rule compares an object only with peers in its own namespace. The
+    /// admitted object's stored version, if present, is left out (the request replaces it).
+    pub objects: &'a [Value],
+    /// Kinds the host could not read.
+    pub unseen: Unseen<'a>,
+}
+
+#[derive(Clone, Copy)]
+pub enum Unseen<'a> {
+    /// The host read every kind the rules need ([`Policy::context_kinds`]).
+    Nothing,
+    /// These kinds could not be read (no permission, a failed call).
+    Kinds(&'a [String]),
+    /// The host has no view of the cluster.
+    Everything,
+}
+
+impl Unseen<'_> {
+    pub fn contains(&self, kind: &str) -> bool {
+        match self {
+            Unseen::Nothing => false,
+            Unseen::Kinds(kinds) => kinds.iter().any(|k| k == kind),
+            Unseen::Everything => true,
+        }
+    }
+}
+
+impl ClusterView<'_> {
+    /// A host without any view of the cluster.
+    pub const NONE: ClusterView<'static> = ClusterView { objects: &[], unseen: Unseen::Everything };
+}
+
+/// Whether `a` and `b` are the same object (group, kind, namespace, name).
+fn same_object(a: &crate::object::Object<'_>, b: &crate::object::Object<'_>) -> bool {
+    a.group == b.group && a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
+}
+
 impl Policy {
+    /// Decides one admission request on the request alone: [`Policy::review_admission_in`] with
+    /// no view of the cluster.
+    pub fn review_admission(&self, input: &Value) -> AdmissionVerdict {
+        self.review_admission_in(input, ClusterView::NONE)
+    }
+
     /// Decides one admission request. DELETE and CONNECT are allowed (the rules judge an object's
     /// content, and removing a non-compliant object is never the problem); CREATE and UPDATE
-    /// review the new object, in the request's namespace when it has none of its own.
-    pub fn review_admission(&self, input: &Value) -> AdmissionVerdict {
+    /// review the new object, in the request's namespace when it has none of its own, together
+    /// with the cluster's objects, so cross-object rules decide as they do in CI.
+    pub fn review_admission_in(&self, input: &Value, cluster: ClusterView<'_>) -> AdmissionVerdict {
         let req = admission_request(input);
         let object = match (req.operation, req.object) {
             (op, Some(o)) if reviews_operation(op) => o,
-            _ => return AdmissionVerdict { allowed: true, findings: Vec::new() },
+            _ => return AdmissionVerdict { allowed: true, ..Default::default() },
         };
         let namespace = if req.namespace.is_empty() { "default" } else { req.namespace };
-        let objects = std::slice::from_ref(object);
-        let mut reviewed = Input::new(objects, namespace);
+        let admitted = crate::object::Object::new(object, namespace);
+        let peers =
+            cluster.objects.iter().filter(|v| !same_object(&crate::object::Object::new(v, namespace), &admitted));
+        let mut reviewed = Input::from_refs(std::iter::once(object).chain(peers), namespace);
         if let Some(request) = req.request {
             reviewed = reviewed.with_request(request);
         }
-        let findings = self.review(&reviewed);
-        AdmissionVerdict { allowed: findings.iter().all(|f| f.action != Action::Deny), findings }
+        let mut findings = Vec::new();
+        self.review_object(&reviewed, 0, &mut findings);
+        let without_context = match cluster.unseen {
+            Unseen::Nothing => Vec::new(),
+            unseen => self.rules_missing_context(&reviewed, 0, &|kind| unseen.contains(kind)),
+        };
+        AdmissionVerdict { allowed: findings.iter().all(|f| f.action != Action::Deny), findings, without_context }
     }
 }
 
@@ -209,5 +294,51 @@ mod tests {
         assert!(p.review_admission(&delete).allowed);
         let kube = json!({"operation": "UPDATE", "namespace": "kube-system", "object": bad_service(), "oldObject": bad_service()});
         assert!(p.review_admission(&kube).allowed, "kube-* is excluded by the default rules");
+    }
+
+    fn headless(name: &str, port_name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "shop"},
+               "spec": {"clusterIP": "None", "ports": [{"name": port_name, "port": 5000}]}})
+    }
+
+    #[test]
+    fn cluster_objects_decide_cross_object_rules_as_ci_does() {
+        let p = Policy::default_rules().unwrap();
+        let existing =
+            [headless("db", "tcp-db"), json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})];
+        let req = json!({"operation": "CREATE", "namespace": "shop", "object": headless("cache", "http-cache")});
+
+        let alone = p.review_admission(&req);
+        assert!(alone.allowed);
+        assert_eq!(alone.without_context, vec!["istio-headless-port-conflict"], "says which rule saw no peers");
+
+        let seen = p.review_admission_in(&req, ClusterView { objects: &existing, unseen: Unseen::Nothing });
+        assert!(!seen.allowed);
+        assert_eq!(seen.findings.len(), 1);
+        assert_eq!(seen.findings[0].rule, "istio-headless-port-conflict");
+        assert!(seen.without_context.is_empty());
+        // CI over the same objects finds the same thing on the admitted Service.
+        let repo = [headless("cache", "http-cache"), existing[0].clone(), existing[1].clone()];
+        let ci = p.review(&Input::new(&repo, "default"));
+        let ci_on_cache: Vec<_> = ci.iter().filter(|f| f.name == "cache").collect();
+        assert_eq!(ci_on_cache.len(), 1);
+        assert_eq!(
+            (&ci_on_cache[0].rule, &ci_on_cache[0].message, &ci_on_cache[0].path),
+            (&seen.findings[0].rule, &seen.findings[0].message, &seen.findings[0].path)
+        );
+
+        // An UPDATE replaces the stored version instead of conflicting with it.
+        let update = json!({"operation": "UPDATE", "namespace": "shop", "object": headless("db", "http-db"), "oldObject": headless("db", "tcp-db")});
+        assert!(p.review_admission_in(&update, ClusterView { objects: &existing, unseen: Unseen::Nothing }).allowed);
+
+        // Only the kinds the host could not read are reported.
+        let partial =
+            p.review_admission_in(&req, ClusterView { objects: &[], unseen: Unseen::Kinds(&["Sidecar".into()]) });
+        assert!(partial.without_context.is_empty());
+        assert!(
+            p.context_kinds().contains(&"Service") && p.context_kinds().contains(&"Namespace"),
+            "{:?}",
+            p.context_kinds()
+        );
     }
 }

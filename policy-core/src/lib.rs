@@ -30,7 +30,7 @@ pub mod vap;
 #[cfg(feature = "yaml")]
 pub mod yaml;
 
-pub use admission::AdmissionVerdict;
+pub use admission::{AdmissionVerdict, ClusterView, Unseen};
 pub use checks::{registry, Applies, CheckSpec, Target};
 pub use finding::{Action, Finding};
 pub use http::{BucketStore, MemoryBuckets, Request};

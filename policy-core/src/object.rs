@@ -32,6 +32,28 @@ pub fn is_cluster_scoped_kind(kind: &str) -> bool {
     CLUSTER_SCOPED_KINDS.contains(&kind)
 }
 
+/// The apiVersion an admission host asks the cluster for when it fetches objects of a kind the
+/// rules compare with ([`crate::Policy::context_kinds`]); `None` for kinds it cannot name.
+pub fn api_version_of_kind(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Namespace" | "Service" | "Pod" | "ConfigMap" | "ServiceAccount" | "ReplicationController" => Some("v1"),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => Some("apps/v1"),
+        "Sidecar" | "DestinationRule" | "VirtualService" | "ServiceEntry" | "Gateway" | "EnvoyFilter"
+        | "WorkloadEntry" => Some("networking.istio.io/v1"),
+        _ => None,
+    }
+}
+
+/// `value` with `apiVersion` and `kind` filled in where missing: list responses from the API
+/// server and Gatekeeper's inventory leave them to the list or the map key.
+pub fn with_type_meta(mut value: Value, api_version: &str, kind: &str) -> Value {
+    if let Some(map) = value.as_object_mut() {
+        map.entry("apiVersion").or_insert_with(|| Value::String(api_version.to_string()));
+        map.entry("kind").or_insert_with(|| Value::String(kind.to_string()));
+    }
+    value
+}
+
 /// Kinds with a pod template (the keys of [`POD_TEMPLATE_PATHS`]).
 pub const POD_TEMPLATE_KINDS: &[&str] =
     &["Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job", "CronJob"];
@@ -187,7 +209,13 @@ pub struct Input<'a> {
 impl<'a> Input<'a> {
     /// Objects without `metadata.namespace` are placed in `default_namespace`, as `kubectl apply` does.
     pub fn new(values: &'a [Value], default_namespace: &'a str) -> Self {
-        let objects: Vec<Object<'a>> = values.iter().map(|v| Object::new(v, default_namespace)).collect();
+        Self::from_refs(values, default_namespace)
+    }
+
+    /// [`Input::new`] over objects that need not sit in one slice (an admitted object and the
+    /// cluster objects a host fetched for it).
+    pub fn from_refs(values: impl IntoIterator<Item = &'a Value>, default_namespace: &'a str) -> Self {
+        let objects: Vec<Object<'a>> = values.into_iter().map(|v| Object::new(v, default_namespace)).collect();
         let mut namespace_labels = HashMap::new();
         let mut by_namespace_kind: HashMap<(&'a str, &'a str), Vec<usize>> = HashMap::new();
         let mut namespaces = HashMap::new();

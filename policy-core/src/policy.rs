@@ -201,6 +201,19 @@ struct ObjectRule {
     matcher: Match,
     check: Box<dyn ObjectCheck>,
     applies: checks::Applies,
+    /// Kinds of other objects the rule reads (see [`ObjectCheck::context_kinds`]), with
+    /// `Namespace` when its match has a namespaceSelector.
+    context_kinds: Vec<String>,
+}
+
+impl ObjectRule {
+    fn new(info: RuleInfo, matcher: Match, check: Box<dyn ObjectCheck>, applies: checks::Applies) -> Self {
+        let mut context_kinds = check.context_kinds();
+        if matcher.namespace_selector.is_some() && !context_kinds.iter().any(|k| k == "Namespace") {
+            context_kinds.push("Namespace".into());
+        }
+        ObjectRule { info, matcher, check, applies, context_kinds }
+    }
 }
 
 struct HttpRule {
@@ -399,7 +412,7 @@ impl Policy {
                         })?,
                     };
                     matcher.validate().map_err(|m| err("match", m))?;
-                    policy.object_rules.push(ObjectRule { info, matcher, check, applies: spec.applies_to });
+                    policy.object_rules.push(ObjectRule::new(info, matcher, check, spec.applies_to));
                 }
                 Compiled::Http(check) => {
                     if rule.match_.is_some() {
@@ -452,12 +465,7 @@ impl Policy {
                 message: None,
                 action_overrides: Vec::new(),
             };
-            self.object_rules.push(ObjectRule {
-                info,
-                matcher: Match::default(),
-                check: Box::new(b.check),
-                applies: checks::Applies::Any,
-            });
+            self.object_rules.push(ObjectRule::new(info, Match::default(), Box::new(b.check), checks::Applies::Any));
         }
         Ok(())
     }
@@ -530,6 +538,34 @@ impl Policy {
             Target::Kubernetes => !self.object_rules.is_empty(),
             Target::Http => !self.http_rules.is_empty(),
         }
+    }
+
+    /// Every kind some Kubernetes rule compares objects with (sorted): what an admission host
+    /// fetches from the cluster so that admission decides as CI does.
+    pub fn context_kinds(&self) -> Vec<&str> {
+        let mut kinds: Vec<&str> =
+            self.object_rules.iter().flat_map(|r| r.context_kinds.iter().map(String::as_str)).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds
+    }
+
+    /// Ids of the rules that select object `index` and would compare it with objects of a kind
+    /// `unseen` says the host could not supply.
+    pub fn rules_missing_context(&self, input: &Input<'_>, index: usize, unseen: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let Some(obj) = input.objects.get(index) else {
+            return Vec::new();
+        };
+        self.object_rules
+            .iter()
+            .filter(|r| r.context_kinds.iter().any(|k| unseen(k)))
+            .filter(|r| r.applies.covers(obj.group, obj.kind) && r.check.reads_context(obj))
+            // Without the namespace's labels a namespaceSelector cannot match at all.
+            .filter(|r| {
+                r.matcher.matches(obj, input) || (r.matcher.namespace_selector.is_some() && unseen("Namespace"))
+            })
+            .map(|r| r.info.id.clone())
+            .collect()
     }
 
     /// Reviews every object of the input against every Kubernetes rule.

@@ -292,6 +292,21 @@ impl BindingCheck {
 }
 
 impl ObjectCheck for BindingCheck {
+    fn context_kinds(&self) -> Vec<String> {
+        let mut kinds = Vec::new();
+        let selects_namespaces = [Some(&self.constraints), self.binding_match.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|m| m.namespace_selector.as_ref().is_some_and(|s| !is_everything(s)));
+        if selects_namespaces || self.validator.reads_namespace_object() {
+            kinds.push("Namespace".to_string());
+        }
+        if let (Some(kind), Some(_)) = (&self.param_kind, &self.param_ref) {
+            kinds.push(kind.kind.clone());
+        }
+        kinds
+    }
+
     fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
         let api_version = obj.value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let operation = input.request.and_then(|r| r.get("operation")).and_then(Value::as_str).unwrap_or("CREATE");

@@ -11,6 +11,8 @@ const cases = JSON.parse(readFileSync(casesPath, "utf8"));
 const sorted = (xs) => [...new Set(xs)].sort();
 let failures = 0;
 for (const c of cases) {
+  // A case admitted into a cluster carries the host's data: Gatekeeper's inventory of it.
+  policy.setData(c.data ?? {});
   const input = { review: c.request, parameters: c.rules ?? {} };
   const violations = policy.evaluate(input, "meshguard/violation")[0].result;
   const allowed = policy.evaluate(input, "meshguard/allow")[0].result;
@@ -28,7 +30,8 @@ for (const c of cases) {
 }
 
 // The RuleSet may also come from data instead of input.parameters.
-const withData = cases.find((c) => c.rules);
+policy.setData({});
+const withData = cases.find((c) => c.rules && !c.data);
 if (withData) {
   policy.setData(withData.rules);
   const viaData = policy.evaluate({ review: withData.request }, "meshguard/allow")[0].result;

@@ -582,6 +582,11 @@ impl Validator {
         self.expressions().any(|e| e.request != Reads::Nothing)
     }
 
+    /// Whether an expression reads `namespaceObject`, which at admission comes from the cluster.
+    pub fn reads_namespace_object(&self) -> bool {
+        self.expressions().any(|e| e.namespace_object != Reads::Nothing)
+    }
+
     /// Reports what could not be evaluated, unless the failure policy ignores it.
     pub fn fail(&self, out: &mut Vec<Violation>, path: FieldPath, message: String) {
         if self.failure_policy == FailurePolicy::Fail {

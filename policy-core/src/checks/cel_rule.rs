@@ -37,6 +37,14 @@ impl ObjectCheck for CelRule {
     fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
         self.validator.review(obj, input, self.params.as_ref(), out);
     }
+
+    fn context_kinds(&self) -> Vec<String> {
+        if self.validator.reads_namespace_object() {
+            vec!["Namespace".into()]
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 fn compile(params: &Value) -> Result<Compiled, ParamError> {

@@ -279,6 +279,14 @@ impl HeadlessPortConflict {
 }
 
 impl ObjectCheck for HeadlessPortConflict {
+    fn reads_context(&self, obj: &Object<'_>) -> bool {
+        is_headless(obj)
+    }
+
+    fn context_kinds(&self) -> Vec<String> {
+        vec!["Service".into()]
+    }
+
     fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
         if !is_headless(obj) {
             return;
@@ -421,6 +429,17 @@ spec:
 };
 
 impl ObjectCheck for SidecarStartOrder {
+    fn reads_context(&self, obj: &Object<'_>) -> bool {
+        obj.pod_template().is_some_and(|tmpl| {
+            let pod_says = map_str(tmpl.labels(), INJECT_KEY).or_else(|| map_str(tmpl.annotations(), INJECT_KEY));
+            pod_says.is_none() && !any_glob(&self.p.injected_namespaces, obj.namespace)
+        })
+    }
+
+    fn context_kinds(&self) -> Vec<String> {
+        vec!["Namespace".into()]
+    }
+
     fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
         let Some(tmpl) = obj.pod_template() else {
             return;
@@ -714,6 +733,14 @@ impl HttpDrain {
 }
 
 impl ObjectCheck for HttpDrain {
+    fn reads_context(&self, obj: &Object<'_>) -> bool {
+        obj.pod_template().is_some()
+    }
+
+    fn context_kinds(&self) -> Vec<String> {
+        vec!["Service".into()]
+    }
+
     fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
         if !LONG_RUNNING.contains(&obj.kind) {
             return;
@@ -1235,6 +1262,14 @@ fn is_default_sidecar(obj: &Object<'_>) -> bool {
 }
 
 impl ObjectCheck for SingleDefaultSidecar {
+    fn reads_context(&self, obj: &Object<'_>) -> bool {
+        is_default_sidecar(obj)
+    }
+
+    fn context_kinds(&self) -> Vec<String> {
+        vec!["Sidecar".into()]
+    }
+
     fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
         if !is_default_sidecar(obj) {
             return;

@@ -81,6 +81,17 @@ pub enum Compiled {
 /// an object with its peers (a Service and the workloads it selects, two headless Services).
 pub trait ObjectCheck: Send + Sync {
     fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>);
+    /// Kinds of other objects the check compares an object with: peers in its namespace, or
+    /// `Namespace` for its namespace's labels. In CI the repo holds them; at admission a host
+    /// must fetch them from the cluster, or the verdict names the rule as reviewed without them.
+    fn context_kinds(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Whether reviewing `obj` reads those other objects (a Service that is not headless has no
+    /// headless peers to compare with).
+    fn reads_context(&self, _obj: &Object<'_>) -> bool {
+        true
+    }
 }
 
 /// Per-request inputs an HTTP check may need besides the request itself.

@@ -14,8 +14,17 @@ mod guest {
         static CACHE: RefCell<PolicyCache> = RefCell::new(PolicyCache::default());
     }
 
+    /// Kubewarden's host capabilities over waPC.
+    struct Kubewarden;
+
+    impl translate::ClusterHost for Kubewarden {
+        fn call(&mut self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+            wapc_guest::host_call("kubewarden", "kubernetes", operation, payload).map_err(|e| e.to_string())
+        }
+    }
+
     fn validate(payload: &[u8]) -> wapc_guest::CallResult {
-        CACHE.with(|c| translate::validate(payload, &mut c.borrow_mut())).map_err(Into::into)
+        CACHE.with(|c| translate::validate(payload, &mut c.borrow_mut(), &mut Kubewarden)).map_err(Into::into)
     }
 
     fn review(payload: &[u8]) -> wapc_guest::CallResult {
@@ -38,3 +47,11 @@ mod guest {
         wapc_guest::register_function("meshguard_review", review);
     }
 }
+
+/// Kubewarden reads a policy's metadata from this custom section (what `kwctl annotate` writes), so
+/// the module runs as built: execution mode, rules, context-aware resources, annotations.
+#[cfg(target_arch = "wasm32")]
+#[link_section = "io.kubewarden.metadata"]
+#[used]
+static KUBEWARDEN_METADATA: [u8; include_bytes!(concat!(env!("OUT_DIR"), "/kubewarden-metadata.json")).len()] =
+    *include_bytes!(concat!(env!("OUT_DIR"), "/kubewarden-metadata.json"));

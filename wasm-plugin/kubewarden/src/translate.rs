@@ -3,8 +3,16 @@
 //! `validate` gets `{"request": <AdmissionRequest>, "settings": <RuleSet>}`; empty settings mean
 //! the built-in rule set. The RuleSet is compiled once and reused while the settings stay the same
 //! (Kubewarden sends them with every request).
+//!
+//! Cross-object rules: when a rule would compare the request's object with others, the guest asks
+//! the host for them with Kubewarden's context-aware calls (`kubernetes/list_resources_by_namespace`
+//! for peers, `kubernetes/get_resource` for the Namespace). A host that refuses (no
+//! `contextAwareResources` granted, or not Kubewarden) leaves those rules named in the
+//! `meshguard.dev/without-context` audit annotation.
 
-use policy_core::{Action, Policy};
+use policy_core::admission::admission_request;
+use policy_core::object::{api_version_of_kind, with_type_meta};
+use policy_core::{ClusterView, Policy, Unseen};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -12,10 +20,7 @@ use std::collections::BTreeMap;
 /// `protocol_version`'s answer: waPC policies speak Kubewarden's protocol v1.
 pub const PROTOCOL_VERSION: &[u8] = b"\"v1\"";
 
-/// Annotation keys listing the ids of the rules that fired, for audit logs and tests.
-pub const DENY_ANNOTATION: &str = "meshguard.dev/deny";
-pub const WARN_ANNOTATION: &str = "meshguard.dev/warn";
-pub const AUDIT_ANNOTATION: &str = "meshguard.dev/audit";
+pub use policy_core::admission::{AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION, WITHOUT_CONTEXT_ANNOTATION};
 
 #[derive(Default)]
 pub struct PolicyCache {
@@ -59,7 +64,7 @@ pub struct ValidationResponse {
 
 /// `validate`: a ValidationRequest in, a ValidationResponse out. `Err` for a payload that is not
 /// a ValidationRequest (the host reports it as a policy error).
-pub fn validate(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>, String> {
+pub fn validate(payload: &[u8], cache: &mut PolicyCache, host: &mut dyn ClusterHost) -> Result<Vec<u8>, String> {
     let request: Value =
         serde_json::from_slice(payload).map_err(|e| format!("the validation payload is not JSON: {e}"))?;
     let admission = request.get("request").ok_or("the validation payload has no `request`")?;
@@ -67,23 +72,79 @@ pub fn validate(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>, Stri
         return serde_json::to_vec(&accept()).map_err(|e| e.to_string());
     }
     let settings = request.get("settings").unwrap_or(&Value::Null);
-    let response = respond(cache.policy(settings)?, admission);
+    let response = respond_asking(cache.policy(settings)?, admission, host);
     serde_json::to_vec(&response).map_err(|e| e.to_string())
 }
 
-/// The answer to one AdmissionRequest under `policy`: what `validate` sends, and what the webhook
-/// builds natively, so both engines answer alike.
-pub fn respond(policy: &Policy, admission: &Value) -> ValidationResponse {
-    let verdict = policy.review_admission(admission);
-    let mut annotations = BTreeMap::new();
-    for (key, action) in
-        [(DENY_ANNOTATION, Action::Deny), (WARN_ANNOTATION, Action::Warn), (AUDIT_ANNOTATION, Action::Audit)]
-    {
-        let ids = verdict.rule_ids(action);
-        if !ids.is_empty() {
-            annotations.insert(key.to_string(), ids);
+/// Kubewarden's context-aware host calls: `operation` of the `kubernetes` namespace with a JSON
+/// payload, answering JSON or an error.
+pub trait ClusterHost {
+    fn call(&mut self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// A host without a view of the cluster.
+pub struct NoCluster;
+
+impl ClusterHost for NoCluster {
+    fn call(&mut self, _: &str, _: &[u8]) -> Result<Vec<u8>, String> {
+        Err("this host has no view of the cluster".into())
+    }
+}
+
+/// Objects of `kind` in `namespace` (for `Namespace`: that namespace's own object).
+fn fetch(host: &mut dyn ClusterHost, kind: &str, namespace: &str) -> Result<Vec<Value>, String> {
+    let api_version = api_version_of_kind(kind).ok_or_else(|| format!("no apiVersion known for {kind}"))?;
+    if kind == "Namespace" {
+        let payload = serde_json::json!({"api_version": api_version, "kind": kind, "name": namespace,
+                                         "namespace": null, "disable_cache": false});
+        let answer = host.call("get_resource", payload.to_string().as_bytes())?;
+        let object: Value = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+        return Ok(vec![with_type_meta(object, api_version, kind)]);
+    }
+    let payload = serde_json::json!({"api_version": api_version, "kind": kind, "namespace": namespace,
+                                     "label_selector": null, "field_selector": null});
+    let answer = host.call("list_resources_by_namespace", payload.to_string().as_bytes())?;
+    let list: Value = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+    let items = match list.get("items") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => return Err("the list has no `items`".into()),
+    };
+    Ok(items.into_iter().map(|o| with_type_meta(o, api_version, kind)).collect())
+}
+
+/// [`respond`], asking `host` for the cluster objects a cross-object rule compares with, only
+/// when a rule selecting this object needs them.
+pub fn respond_asking(policy: &Policy, admission: &Value, host: &mut dyn ClusterHost) -> ValidationResponse {
+    let alone = policy.review_admission(admission);
+    if alone.without_context.is_empty() {
+        return answer(alone);
+    }
+    let request = admission_request(admission);
+    let namespace = match request.namespace {
+        "" => {
+            request.object.and_then(|o| o.pointer("/metadata/namespace")).and_then(Value::as_str).unwrap_or("default")
+        }
+        ns => ns,
+    };
+    let mut objects = Vec::new();
+    let mut unseen = Vec::new();
+    for kind in policy.context_kinds() {
+        match fetch(host, kind, namespace) {
+            Ok(found) => objects.extend(found),
+            Err(_) => unseen.push(kind.to_string()),
         }
     }
+    answer(policy.review_admission_in(admission, ClusterView { objects: &objects, unseen: Unseen::Kinds(&unseen) }))
+}
+
+/// The answer to one AdmissionRequest under `policy` on the request alone: what the webhook
+/// builds natively without a view of the cluster.
+pub fn respond(policy: &Policy, admission: &Value) -> ValidationResponse {
+    answer(policy.review_admission(admission))
+}
+
+fn answer(verdict: policy_core::AdmissionVerdict) -> ValidationResponse {
+    let annotations = verdict.audit_annotations();
     let warnings = verdict.warnings();
     ValidationResponse {
         accepted: verdict.allowed,
@@ -146,7 +207,7 @@ mod tests {
     use serde_json::json;
 
     fn call(payload: Value, cache: &mut PolicyCache) -> Value {
-        serde_json::from_slice(&validate(payload.to_string().as_bytes(), cache).unwrap()).unwrap()
+        serde_json::from_slice(&validate(payload.to_string().as_bytes(), cache, &mut NoCluster).unwrap()).unwrap()
     }
 
     #[test]
@@ -179,6 +240,55 @@ mod tests {
             answer["message"],
             "rule `p`: spec.rules[0].params.protocol: unknown field `protocol`, expected `protocols`"
         );
-        assert!(validate(b"nope", &mut PolicyCache::default()).unwrap_err().contains("not JSON"));
+        assert!(validate(b"nope", &mut PolicyCache::default(), &mut NoCluster).unwrap_err().contains("not JSON"));
+    }
+
+    /// A cluster holding one headless Service `db` in `shop`, answering as Kubewarden does.
+    struct FakeCluster {
+        calls: Vec<String>,
+        grants_services: bool,
+    }
+
+    impl ClusterHost for FakeCluster {
+        fn call(&mut self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+            let request: Value = serde_json::from_slice(payload).unwrap();
+            self.calls.push(format!("{operation} {} {}", request["kind"].as_str().unwrap(), request["namespace"]));
+            match (operation, request["kind"].as_str().unwrap()) {
+                ("list_resources_by_namespace", "Service") if self.grants_services => Ok(json!({"apiVersion": "v1", "kind": "ServiceList", "items": [
+                    {"metadata": {"name": "db", "namespace": "shop"}, "spec": {"clusterIP": "None", "ports": [{"name": "tcp-db", "port": 5000}]}}
+                ]}).to_string().into_bytes()),
+                ("get_resource", "Namespace") => Ok(json!({"metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}}).to_string().into_bytes()),
+                _ => Err("forbidden".into()),
+            }
+        }
+    }
+
+    #[test]
+    fn peers_come_from_kubewarden_host_calls_only_when_a_rule_needs_them() {
+        let cache = &mut PolicyCache::default();
+        let headless = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "cache", "namespace": "shop"},
+                              "spec": {"clusterIP": "None", "ports": [{"name": "http-cache", "port": 5000}]}});
+        let payload =
+            json!({"request": {"operation": "CREATE", "namespace": "shop", "object": headless}, "settings": {}});
+        let mut host = FakeCluster { calls: vec![], grants_services: true };
+        let r: Value =
+            serde_json::from_slice(&validate(payload.to_string().as_bytes(), cache, &mut host).unwrap()).unwrap();
+        assert_eq!(r["accepted"], false, "{r}");
+        assert!(r["message"].as_str().unwrap().contains("headless Service `db` declares it as `tcp`"), "{r}");
+        assert!(host.calls.contains(&"list_resources_by_namespace Service \"shop\"".to_string()), "{:?}", host.calls);
+
+        let mut refusing = FakeCluster { calls: vec![], grants_services: false };
+        let r: Value =
+            serde_json::from_slice(&validate(payload.to_string().as_bytes(), cache, &mut refusing).unwrap()).unwrap();
+        assert_eq!(r["accepted"], true);
+        assert_eq!(r["audit_annotations"][WITHOUT_CONTEXT_ANNOTATION], "istio-headless-port-conflict");
+
+        // A ClusterIP Service compares with nothing: no host call at all.
+        let plain = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"}, "spec": {"ports": [{"name": "http", "port": 80}]}});
+        let mut host = FakeCluster { calls: vec![], grants_services: true };
+        let payload = json!({"request": {"operation": "CREATE", "namespace": "shop", "object": plain}, "settings": {}});
+        let r: Value =
+            serde_json::from_slice(&validate(payload.to_string().as_bytes(), cache, &mut host).unwrap()).unwrap();
+        assert_eq!((r["accepted"].as_bool(), host.calls.len()), (Some(true), 0), "{r}");
     }
 }

@@ -141,8 +141,9 @@ unsafe fn run(id: i32, input: Option<&Value>, data: Option<&Value>) -> Value {
         return translate::floor_result(id);
     }
     ARENA_OVERFLOW = false;
-    let result = match policy(translate::rule_set(input, data)) {
-        Ok(p) => translate::evaluate(p, id, input),
+    let source = translate::rule_set(input, data);
+    let result = match policy(source.as_deref()) {
+        Ok(p) => translate::evaluate(p, id, input, data),
         Err(e) => translate::error_result(id, &e),
     };
     if ARENA_OVERFLOW {

@@ -6,3 +6,11 @@ pub mod translate;
 
 #[cfg(target_arch = "wasm32")]
 mod abi;
+
+/// Kubewarden reads a policy's metadata from this custom section (what `kwctl annotate` writes), so
+/// the module runs as built: execution mode, rules, context-aware resources, annotations.
+#[cfg(target_arch = "wasm32")]
+#[link_section = "io.kubewarden.metadata"]
+#[used]
+static KUBEWARDEN_METADATA: [u8; include_bytes!(concat!(env!("OUT_DIR"), "/kubewarden-metadata.json")).len()] =
+    *include_bytes!(concat!(env!("OUT_DIR"), "/kubewarden-metadata.json"));

@@ -1,18 +1,55 @@
 //! OPA's view: entrypoints, an input document, a data document, a result set.
 //!
-//! Input: `{"review": <AdmissionRequest>, "parameters": <RuleSet>}` (Gatekeeper's shape), or an
-//! AdmissionReview, an AdmissionRequest or a bare object. The RuleSet comes from
-//! `input.parameters`, else from `data` (set with `setData`), else the built-in rule set.
+//! Input: `{"review": <AdmissionRequest>, "parameters": <RuleSet>}` (Gatekeeper's shape, and
+//! Kubewarden's `gatekeeper` mode), `{"request": <AdmissionRequest>}` (Kubewarden's `opa` mode),
+//! an AdmissionReview, an AdmissionRequest or a bare object. The RuleSet comes from
+//! `input.parameters`, else from `data` (set with `setData`; Kubewarden's `opa` mode puts the
+//! policy settings there), else the built-in rule set. In `data`, `inventory` (Gatekeeper's
+//! synced objects) and `kubernetes` (kube-mgmt's, and Kubewarden's `opa` mode) are the cluster,
+//! not part of the RuleSet: cross-object rules compare the request's object with them.
 
-use policy_core::admission::finding_line;
-use policy_core::{Action, AdmissionVerdict, Policy};
-use serde_json::{json, Value};
+use policy_core::admission::{admission_request, finding_line};
+use policy_core::object::{api_version_of_kind, with_type_meta};
+use policy_core::{Action, AdmissionVerdict, ClusterView, Policy, Unseen};
+use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
-/// Entrypoint names and ids; id 0 is what Kubewarden's `gatekeeper` mode evaluates.
-pub const ENTRYPOINTS: [&str; 3] = ["meshguard/violation", "meshguard/allow", "meshguard/findings"];
+/// What an entrypoint answers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Entrypoint {
+    /// Gatekeeper's `violation`: a list of `{msg, details}`, empty when allowed.
+    Violation,
+    /// `true` or `false`.
+    Allow,
+    /// Every finding (deny, warn, audit) with rule, action, message, object and path.
+    Findings,
+    /// `{"response": <AdmissionResponse>}` with warnings and audit annotations, as Kubewarden's
+    /// `opa` mode and kube-mgmt's `system.main` read it.
+    Response,
+}
+
+/// Entrypoints in id order. Kubewarden evaluates id 0 in both Rego modes, so the `opa`-mode
+/// artifact (feature `kubewarden-opa-mode`) puts `meshguard/response` first.
+#[cfg(not(feature = "kubewarden-opa-mode"))]
+pub const ENTRYPOINTS: [Entrypoint; 4] =
+    [Entrypoint::Violation, Entrypoint::Allow, Entrypoint::Findings, Entrypoint::Response];
+#[cfg(feature = "kubewarden-opa-mode")]
+pub const ENTRYPOINTS: [Entrypoint; 4] =
+    [Entrypoint::Response, Entrypoint::Violation, Entrypoint::Allow, Entrypoint::Findings];
+
+impl Entrypoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            Entrypoint::Violation => "meshguard/violation",
+            Entrypoint::Allow => "meshguard/allow",
+            Entrypoint::Findings => "meshguard/findings",
+            Entrypoint::Response => "meshguard/response",
+        }
+    }
+}
 
 pub fn entrypoints() -> Value {
-    Value::Object(ENTRYPOINTS.iter().enumerate().map(|(i, name)| (name.to_string(), json!(i))).collect())
+    Value::Object(ENTRYPOINTS.iter().enumerate().map(|(i, e)| (e.name().to_string(), json!(i))).collect())
 }
 
 /// A JSON value as a host hands it over (`opa_json_parse`, `opa_value_parse`). The Rust SDK
@@ -27,9 +64,26 @@ fn non_empty(v: Option<&Value>) -> Option<&Value> {
     v.filter(|v| !v.is_null() && v.as_object().is_none_or(|m| !m.is_empty()))
 }
 
+/// Keys of `data` that hold the cluster, never the RuleSet.
+const CLUSTER_KEYS: [&str; 2] = ["inventory", "kubernetes"];
+
 /// Where the RuleSet for this evaluation comes from (`None`: the built-in one).
-pub fn rule_set<'a>(input: Option<&'a Value>, data: Option<&'a Value>) -> Option<&'a Value> {
-    non_empty(input.and_then(|i| i.get("parameters"))).or_else(|| non_empty(data))
+pub fn rule_set<'a>(input: Option<&'a Value>, data: Option<&'a Value>) -> Option<Cow<'a, Value>> {
+    if let Some(parameters) = non_empty(input.and_then(|i| i.get("parameters"))) {
+        return Some(Cow::Borrowed(parameters));
+    }
+    let data = non_empty(data)?;
+    match data.as_object() {
+        Some(map) if CLUSTER_KEYS.iter().any(|k| map.contains_key(*k)) => {
+            let rest: Map<String, Value> = map
+                .iter()
+                .filter(|(k, _)| !CLUSTER_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (!rest.is_empty()).then(|| Cow::Owned(Value::Object(rest)))
+        }
+        _ => Some(Cow::Borrowed(data)),
+    }
 }
 
 /// Compiles a RuleSet source (`None`: the built-in one).
@@ -40,27 +94,87 @@ pub fn compile(rules: Option<&Value>) -> Result<Policy, String> {
     }
 }
 
-/// The result set `[{"result": ...}]` of entrypoint `id` (`[]`: undefined).
-pub fn evaluate(policy: &Policy, id: usize, input: Option<&Value>) -> Value {
-    let Some(input) = input else { return json!([]) };
-    let review = input.get("review").unwrap_or(input);
-    let verdict = policy.review_admission(review);
-    match ENTRYPOINTS.get(id) {
-        Some(_) => json!([{ "result": result(id, &verdict) }]),
-        None => json!([]),
-    }
+fn objects_of(map: Option<&Value>) -> impl Iterator<Item = &Value> {
+    map.and_then(Value::as_object).into_iter().flat_map(|m| m.values())
 }
 
-fn result(id: usize, verdict: &AdmissionVerdict) -> Value {
-    match id {
-        0 => Value::Array(
+/// The cluster objects `data` holds for a request in `namespace`: its peers and its Namespace
+/// (every cross-object rule looks no further). `None` when `data` holds no cluster at all.
+pub fn cluster_objects(data: Option<&Value>, namespace: &str) -> Option<Vec<Value>> {
+    let data = data?;
+    let mut out = Vec::new();
+    if let Some(inventory) = data.get("inventory") {
+        // Gatekeeper: cluster[groupVersion][kind][name], namespace[ns][groupVersion][kind][name].
+        let by_gv = inventory.get("namespace").and_then(|n| n.get(namespace)).and_then(Value::as_object);
+        for (gv, kinds) in by_gv.into_iter().flatten() {
+            for (kind, objects) in kinds.as_object().into_iter().flatten() {
+                out.extend(objects_of(Some(objects)).map(|o| with_type_meta(o.clone(), gv, kind)));
+            }
+        }
+        let ns = inventory.pointer("/cluster/v1/Namespace").and_then(|m| m.get(namespace));
+        out.extend(ns.map(|o| with_type_meta(o.clone(), "v1", "Namespace")));
+        return Some(out);
+    }
+    let kubernetes = data.get("kubernetes")?;
+    // kube-mgmt: kubernetes[resource][namespace][name], cluster-scoped kubernetes[resource][name].
+    for (resource, by_namespace) in kubernetes.as_object().into_iter().flatten() {
+        if resource == "namespaces" {
+            let ns = by_namespace.get(namespace);
+            out.extend(ns.map(|o| with_type_meta(o.clone(), "v1", "Namespace")));
+            continue;
+        }
+        let kind = KIND_OF_RESOURCE.iter().find(|(r, _)| r == resource).map(|(_, k)| *k);
+        for o in objects_of(by_namespace.get(namespace)) {
+            out.push(match kind.and_then(|k| Some((api_version_of_kind(k)?, k))) {
+                Some((api_version, kind)) => with_type_meta(o.clone(), api_version, kind),
+                None => o.clone(),
+            });
+        }
+    }
+    Some(out)
+}
+
+/// Resource names kube-mgmt keys objects by, for the kinds the rules compare with.
+const KIND_OF_RESOURCE: [(&str, &str); 6] = [
+    ("services", "Service"),
+    ("sidecars", "Sidecar"),
+    ("pods", "Pod"),
+    ("deployments", "Deployment"),
+    ("destinationrules", "DestinationRule"),
+    ("serviceentries", "ServiceEntry"),
+];
+
+/// The result set `[{"result": ...}]` of entrypoint `id` (`[]`: undefined).
+pub fn evaluate(policy: &Policy, id: usize, input: Option<&Value>, data: Option<&Value>) -> Value {
+    let (Some(input), Some(entrypoint)) = (input, ENTRYPOINTS.get(id)) else { return json!([]) };
+    let review = input.get("review").unwrap_or(input);
+    let request = admission_request(review);
+    let namespace = match request.namespace {
+        "" => {
+            request.object.and_then(|o| o.pointer("/metadata/namespace")).and_then(Value::as_str).unwrap_or("default")
+        }
+        ns => ns,
+    };
+    let cluster = cluster_objects(data, namespace);
+    let view = match &cluster {
+        Some(objects) => ClusterView { objects, unseen: Unseen::Nothing },
+        None => ClusterView::NONE,
+    };
+    let verdict = policy.review_admission_in(review, view);
+    let uid = request.request.and_then(|r| r.get("uid")).cloned().unwrap_or(json!(""));
+    json!([{ "result": result(*entrypoint, &verdict, uid) }])
+}
+
+fn result(entrypoint: Entrypoint, verdict: &AdmissionVerdict, uid: Value) -> Value {
+    match entrypoint {
+        Entrypoint::Violation => Value::Array(
             verdict
                 .with_action(Action::Deny)
                 .map(|f| json!({"msg": finding_line(f), "details": {"rule": f.rule, "action": f.action, "path": f.path}}))
                 .collect(),
         ),
-        1 => json!(verdict.allowed),
-        _ => Value::Array(
+        Entrypoint::Allow => json!(verdict.allowed),
+        Entrypoint::Findings => Value::Array(
             verdict
                 .findings
                 .iter()
@@ -70,24 +184,44 @@ fn result(id: usize, verdict: &AdmissionVerdict) -> Value {
                 })
                 .collect(),
         ),
+        Entrypoint::Response => {
+            let mut response = json!({"uid": uid, "allowed": verdict.allowed});
+            if let Some(message) = verdict.denial_message() {
+                response["status"] = json!({"code": 403, "message": message});
+            }
+            let warnings = verdict.warnings();
+            if !warnings.is_empty() {
+                response["warnings"] = json!(warnings);
+            }
+            let annotations = verdict.audit_annotations();
+            if !annotations.is_empty() {
+                response["auditAnnotations"] = json!(annotations);
+            }
+            json!({ "response": response })
+        }
     }
 }
 
 /// What the benchmark floor answers: the shape of a passing result, no evaluation.
 pub fn floor_result(id: usize) -> Value {
-    match id {
-        1 => json!([{"result": true}]),
+    match ENTRYPOINTS.get(id) {
+        Some(Entrypoint::Allow) => json!([{"result": true}]),
+        Some(Entrypoint::Response) => json!([{"result": {"response": {"uid": "", "allowed": true}}}]),
         _ => json!([{"result": []}]),
     }
 }
 
-/// A rule set that does not load is an evaluation error the host sees as `opa_abort`-free
-/// undefined plus this message in `meshguard/findings`.
+/// A RuleSet that does not load denies every request, with the loader's message (rule and
+/// field) in every answer: Rego hosts never validate settings, so this is where it shows.
 pub fn error_result(id: usize, message: &str) -> Value {
-    match id {
-        1 => json!([{"result": false}]),
+    let msg = format!("meshguard: invalid RuleSet: {message}");
+    match ENTRYPOINTS.get(id) {
+        Some(Entrypoint::Allow) => json!([{"result": false}]),
+        Some(Entrypoint::Response) => {
+            json!([{"result": {"response": {"uid": "", "allowed": false, "status": {"code": 500, "message": msg}}}}])
+        }
         _ => {
-            json!([{"result": [{"msg": format!("meshguard: invalid RuleSet: {message}"), "details": {"rule": "meshguard-rule-set", "action": "deny", "path": ""}}]}])
+            json!([{"result": [{"msg": msg, "details": {"rule": "meshguard-rule-set", "action": "deny", "path": ""}}]}])
         }
     }
 }
@@ -100,32 +234,112 @@ mod tests {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "shop"}, "spec": {"ports": [{"name": port_name, "port": 80}]}})
     }
 
+    fn id(e: Entrypoint) -> usize {
+        ENTRYPOINTS.iter().position(|x| *x == e).unwrap()
+    }
+
     #[test]
-    fn gatekeeper_shape_violations_allow_and_findings() {
-        let input =
-            json!({"review": {"operation": "CREATE", "namespace": "shop", "object": svc("web")}, "parameters": {}});
-        let policy = compile(rule_set(Some(&input), None)).unwrap();
-        let v = evaluate(&policy, 0, Some(&input));
+    fn gatekeeper_shape_violations_allow_findings_and_response() {
+        let input = json!({"review": {"uid": "u1", "operation": "CREATE", "namespace": "shop", "object": svc("web")}, "parameters": {}});
+        let policy = compile(rule_set(Some(&input), None).as_deref()).unwrap();
+        let v = evaluate(&policy, id(Entrypoint::Violation), Some(&input), None);
         assert_eq!(
             v[0]["result"][0]["details"],
             json!({"rule": "istio-port-name", "action": "deny", "path": "spec.ports[0].name"})
         );
         assert!(v[0]["result"][0]["msg"].as_str().unwrap().starts_with("istio-port-name: port 80"));
-        assert_eq!(evaluate(&policy, 1, Some(&input)), json!([{"result": false}]));
-        assert_eq!(evaluate(&policy, 2, Some(&input))[0]["result"][0]["kind"], "Service");
-        assert_eq!(evaluate(&policy, 1, Some(&svc("http"))), json!([{"result": true}]), "a bare object works");
-        assert_eq!(evaluate(&policy, 1, None), json!([]), "undefined input is undefined");
+        assert_eq!(evaluate(&policy, id(Entrypoint::Allow), Some(&input), None), json!([{"result": false}]));
+        assert_eq!(evaluate(&policy, id(Entrypoint::Findings), Some(&input), None)[0]["result"][0]["kind"], "Service");
+        let response = &evaluate(&policy, id(Entrypoint::Response), Some(&input), None)[0]["result"]["response"];
+        assert_eq!(
+            (&response["uid"], &response["allowed"], &response["status"]["code"]),
+            (&json!("u1"), &json!(false), &json!(403))
+        );
+        assert_eq!(response["auditAnnotations"]["meshguard.dev/deny"], "istio-port-name");
+        assert_eq!(
+            evaluate(&policy, id(Entrypoint::Allow), Some(&svc("http")), None),
+            json!([{"result": true}]),
+            "a bare object works"
+        );
+        assert_eq!(evaluate(&policy, 0, None, None), json!([]), "undefined input is undefined");
+        assert_eq!(evaluate(&policy, 9, Some(&input), None), json!([]), "an unknown entrypoint is undefined");
     }
 
     #[test]
-    fn rule_set_from_parameters_then_data() {
+    fn kubewarden_opa_mode_shape_gets_an_admission_response_with_warnings() {
+        let dr = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "a", "namespace": "shop"}, "spec": {"host": "a", "exportTo": ["."]}});
+        let input = json!({"request": {"uid": "u2", "operation": "CREATE", "namespace": "shop", "object": dr}});
+        let data = json!({});
+        let policy = compile(rule_set(Some(&input), Some(&data)).as_deref()).unwrap();
+        let response = &evaluate(&policy, id(Entrypoint::Response), Some(&input), Some(&data))[0]["result"]["response"];
+        assert_eq!(response["allowed"], true);
+        assert!(response["warnings"][0].as_str().unwrap().starts_with("istio-circuit-breaker:"), "{response}");
+        assert_eq!(response["auditAnnotations"]["meshguard.dev/warn"], "istio-circuit-breaker");
+        assert!(response.get("status").is_none());
+    }
+
+    #[test]
+    fn rule_set_from_parameters_then_data_without_the_cluster_keys() {
         let rs = json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "x"}, "spec": {"rules": []}});
         let input = json!({"review": svc("web"), "parameters": rs.clone()});
-        assert_eq!(rule_set(Some(&input), None), Some(&rs));
-        assert_eq!(rule_set(Some(&json!({"review": svc("web")})), Some(&rs)), Some(&rs));
+        assert_eq!(rule_set(Some(&input), None).as_deref(), Some(&rs));
+        assert_eq!(rule_set(Some(&json!({"review": svc("web")})), Some(&rs)).as_deref(), Some(&rs));
         assert_eq!(rule_set(Some(&json!({"review": svc("web"), "parameters": {}})), Some(&json!({}))), None);
+        // Gatekeeper's inventory and kube-mgmt's `kubernetes` are data, not a RuleSet.
+        assert_eq!(rule_set(Some(&json!({"request": {}})), Some(&json!({"inventory": {"cluster": {}}}))), None);
+        let mut with_cluster = rs.clone();
+        with_cluster["kubernetes"] = json!({"services": {}});
+        assert_eq!(rule_set(None, Some(&with_cluster)).as_deref(), Some(&rs));
         let empty = compile(Some(&rs)).unwrap();
-        assert_eq!(evaluate(&empty, 1, Some(&input)), json!([{"result": true}]));
+        assert_eq!(evaluate(&empty, id(Entrypoint::Allow), Some(&input), None), json!([{"result": true}]));
         assert!(compile(Some(&json!({"kind": "RuleSet"}))).is_err());
+    }
+
+    #[test]
+    fn an_invalid_rule_set_names_rule_and_field_in_every_answer() {
+        let bad = json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "x"},
+                         "spec": {"rules": [{"id": "p", "check": "istio-port-name", "params": {"protocol": []}}]}});
+        let message = compile(Some(&bad)).unwrap_err();
+        let expected = "meshguard: invalid RuleSet: rule `p`: spec.rules[0].params.protocol: unknown field `protocol`, expected `protocols`";
+        assert_eq!(error_result(id(Entrypoint::Violation), &message)[0]["result"][0]["msg"], expected);
+        let response = &error_result(id(Entrypoint::Response), &message)[0]["result"]["response"];
+        assert_eq!((&response["allowed"], &response["status"]["message"]), (&json!(false), &json!(expected)));
+        assert_eq!(error_result(id(Entrypoint::Allow), &message), json!([{"result": false}]));
+    }
+
+    fn headless(name: &str, port_name: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": "shop"}, "spec": {"clusterIP": "None", "ports": [{"name": port_name, "port": 5000}]}})
+    }
+
+    #[test]
+    fn peers_from_gatekeeper_inventory_and_kube_mgmt_data() {
+        let policy = compile(None).unwrap();
+        let mut new = headless("cache", "http-cache");
+        new["apiVersion"] = json!("v1");
+        new["kind"] = json!("Service");
+        let input = json!({"review": {"operation": "CREATE", "namespace": "shop", "object": new}, "parameters": {}});
+        // List items carry no apiVersion/kind: the inventory's keys say them.
+        let inventory = json!({"inventory": {
+            "namespace": {"shop": {"v1": {"Service": {"db": headless("db", "tcp-db")}}}, "other": {"v1": {"Service": {"x": headless("x", "tcp-x")}}}},
+            "cluster": {"v1": {"Namespace": {"shop": {"metadata": {"name": "shop"}}}}}}});
+        let objects = cluster_objects(Some(&inventory), "shop").unwrap();
+        assert_eq!(objects.len(), 2, "{objects:?}");
+        assert_eq!((&objects[0]["kind"], &objects[1]["kind"]), (&json!("Service"), &json!("Namespace")));
+        let v = evaluate(&policy, id(Entrypoint::Violation), Some(&input), Some(&inventory));
+        assert_eq!(v[0]["result"][0]["details"]["rule"], "istio-headless-port-conflict", "{v}");
+
+        let kube_mgmt = json!({"kubernetes": {"services": {"shop": {"db": headless("db", "tcp-db")}}, "namespaces": {"shop": {"metadata": {"name": "shop"}}}}});
+        let input = json!({"request": input["review"].clone()});
+        let r = evaluate(&policy, id(Entrypoint::Response), Some(&input), Some(&kube_mgmt));
+        assert_eq!(
+            r[0]["result"]["response"]["auditAnnotations"]["meshguard.dev/deny"], "istio-headless-port-conflict",
+            "{r}"
+        );
+
+        // Without any cluster data the rule is named as having decided without its peers.
+        let r = evaluate(&policy, id(Entrypoint::Response), Some(&input), Some(&json!({})));
+        let response = &r[0]["result"]["response"];
+        assert_eq!(response["allowed"], true);
+        assert_eq!(response["auditAnnotations"]["meshguard.dev/without-context"], "istio-headless-port-conflict");
     }
 }
