@@ -160,6 +160,12 @@ pub struct ServeArgs {
     /// Who decides (same answers either way)
     #[arg(long, value_enum, default_value_t = EngineChoice::Wasm)]
     pub engine: EngineChoice,
+    /// Manifests standing for what is already in the cluster (files or directories, repeatable):
+    /// cross-object rules compare each request's object with them, as CI does over a repo.
+    /// Without it those rules decide on the request alone and are listed in the
+    /// `without-context` audit annotation
+    #[arg(long = "cluster", value_name = "PATH")]
+    pub cluster: Vec<PathBuf>,
     /// When a request cannot be evaluated in time or the engine fails: refuse it (fail) or allow it
     /// with a warning (ignore). Match the ValidatingWebhookConfiguration's failurePolicy.
     #[arg(long, value_enum, default_value_t = FailurePolicy::Fail)]

@@ -119,11 +119,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 (None, Some(cert), Some(key)) => (cert, key),
                 _ => anyhow::bail!("--tls-cert and --tls-key, or --self-signed DIR"),
             };
+            let cluster = if args.cluster.is_empty() {
+                None
+            } else {
+                Some(std::sync::Arc::new(host_runner::serve::cluster::ClusterSnapshot::load(&args.cluster)?))
+            };
             let module = match args.engine {
-                EngineChoice::Wasm => Some(std::sync::Arc::new(wasm_module_with(
-                    &args.wasm,
-                    Some(std::time::Duration::from_millis(args.review_timeout_ms)),
-                )?)),
+                EngineChoice::Wasm => {
+                    let mut module =
+                        wasm_module_with(&args.wasm, Some(std::time::Duration::from_millis(args.review_timeout_ms)))?;
+                    if let Some(view) = cluster.clone() {
+                        module =
+                            module.with_host_calls(std::sync::Arc::new(move |b: &str, n: &str, o: &str, p: &[u8]| {
+                                view.answer(b, n, o, p)
+                            }));
+                    }
+                    Some(std::sync::Arc::new(module))
+                }
                 EngineChoice::Native => None,
             };
             // Compiling the module (when the cache had none) leaves ~90 MB of Cranelift's scratch
@@ -138,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 addr: args.addr,
                 metrics_addr: args.metrics_addr,
                 module,
+                cluster,
                 fail_closed: args.failure_policy == FailurePolicy::Fail,
                 review_timeout: ms(args.review_timeout_ms),
                 read_timeout: ms(args.read_timeout_ms),

@@ -180,6 +180,33 @@ fn admission_reviews_get_the_same_answers_from_both_engines() {
 }
 
 #[test]
+fn with_a_view_of_the_cluster_cross_object_rules_decide_as_ci_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster.yaml");
+    std::fs::write(
+        &cluster,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: shop}\n\
+         spec: {clusterIP: None, ports: [{name: tcp-db, port: 5000}]}\n",
+    )
+    .unwrap();
+    let headless = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "cache", "namespace": "shop"},
+                          "spec": {"clusterIP": "None", "ports": [{"name": "http-cache", "port": 5000}]}});
+    let mut answers = Vec::new();
+    for engine in ["native", "wasm"] {
+        let server = start(&dir.path().join(engine), &["--engine", engine, "--cluster", cluster.to_str().unwrap()]);
+        let r = validate(&server, &review("u1", "CREATE", headless.clone(), false))["response"].clone();
+        assert_eq!(r["allowed"], false, "{engine}: {r}");
+        assert!(r["status"]["message"].as_str().unwrap().contains("headless Service `db` declares it as `tcp`"), "{r}");
+        answers.push(r);
+        let blind = start(&dir.path().join(format!("{engine}-blind")), &["--engine", engine]);
+        let r = validate(&blind, &review("u1", "CREATE", headless.clone(), false))["response"].clone();
+        assert_eq!(r["allowed"], true, "{engine}: {r}");
+        assert_eq!(r["auditAnnotations"]["without-context"], "istio-headless-port-conflict", "{engine}: {r}");
+    }
+    assert_eq!(answers[0], answers[1], "both engines answer alike");
+}
+
+#[test]
 fn oversized_and_slow_requests_are_refused_without_harm() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &["--engine", "native", "--max-body-bytes", "4096", "--read-timeout-ms", "500"]);

@@ -224,6 +224,19 @@ impl Policy {
         self.review_admission_in(input, ClusterView::NONE)
     }
 
+    /// Kinds of cluster objects the rules would compare this request's object with (sorted;
+    /// empty when no rule selecting it compares, or the operation is not reviewed): what a host
+    /// fetches before [`Policy::review_admission_in`].
+    pub fn context_kinds_for(&self, input: &Value) -> Vec<&str> {
+        let req = admission_request(input);
+        let object = match (req.operation, req.object) {
+            (op, Some(o)) if reviews_operation(op) => o,
+            _ => return Vec::new(),
+        };
+        let namespace = if req.namespace.is_empty() { "default" } else { req.namespace };
+        self.context_kinds_of(&Input::from_refs([object], namespace), 0)
+    }
+
     /// Decides one admission request. DELETE and CONNECT are allowed (the rules judge an object's
     /// content, and removing a non-compliant object is never the problem); CREATE and UPDATE
     /// review the new object, in the request's namespace when it has none of its own, together
@@ -331,6 +344,9 @@ mod tests {
         let update = json!({"operation": "UPDATE", "namespace": "shop", "object": headless("db", "http-db"), "oldObject": headless("db", "tcp-db")});
         assert!(p.review_admission_in(&update, ClusterView { objects: &existing, unseen: Unseen::Nothing }).allowed);
 
+        assert_eq!(p.context_kinds_for(&req), vec!["Service"], "a headless Service compares with Services only");
+        let plain = json!({"operation": "CREATE", "namespace": "shop", "object": bad_service()});
+        assert!(p.context_kinds_for(&plain).is_empty(), "a ClusterIP Service compares with nothing");
         // Only the kinds the host could not read are reported.
         let partial =
             p.review_admission_in(&req, ClusterView { objects: &[], unseen: Unseen::Kinds(&["Sidecar".into()]) });

@@ -208,8 +208,13 @@ struct ObjectRule {
 
 impl ObjectRule {
     fn new(info: RuleInfo, matcher: Match, check: Box<dyn ObjectCheck>, applies: checks::Applies) -> Self {
-        let mut context_kinds = check.context_kinds();
-        if matcher.namespace_selector.is_some() && !context_kinds.iter().any(|k| k == "Namespace") {
+        // Only admission hosts read it; builds without the Kubernetes checks (the Envoy filter,
+        // where every byte counts) have no object rules to ask.
+        let mut context_kinds = if cfg!(feature = "kubernetes") { check.context_kinds() } else { Vec::new() };
+        if cfg!(feature = "kubernetes")
+            && matcher.namespace_selector.is_some()
+            && !context_kinds.iter().any(|k| k == "Namespace")
+        {
             context_kinds.push("Namespace".into());
         }
         ObjectRule { info, matcher, check, applies, context_kinds }
@@ -550,22 +555,41 @@ impl Policy {
         kinds
     }
 
-    /// Ids of the rules that select object `index` and would compare it with objects of a kind
-    /// `unseen` says the host could not supply.
-    pub fn rules_missing_context(&self, input: &Input<'_>, index: usize, unseen: &dyn Fn(&str) -> bool) -> Vec<String> {
+    /// The rules that select object `index` and would compare it with objects of a kind
+    /// `unseen` says the review cannot see.
+    fn rules_reading(&self, input: &Input<'_>, index: usize, unseen: &dyn Fn(&str) -> bool) -> Vec<&ObjectRule> {
         let Some(obj) = input.objects.get(index) else {
             return Vec::new();
         };
         self.object_rules
             .iter()
-            .filter(|r| r.context_kinds.iter().any(|k| unseen(k)))
-            .filter(|r| r.applies.covers(obj.group, obj.kind) && r.check.reads_context(obj))
-            // Without the namespace's labels a namespaceSelector cannot match at all.
             .filter(|r| {
-                r.matcher.matches(obj, input) || (r.matcher.namespace_selector.is_some() && unseen("Namespace"))
+                r.context_kinds.iter().any(|k| unseen(k))
+                    && r.applies.covers(obj.group, obj.kind)
+                    && r.check.reads_context(obj)
+                    // Without the namespace's labels a namespaceSelector cannot match at all.
+                    && (r.matcher.matches(obj, input) || (r.matcher.namespace_selector.is_some() && unseen("Namespace")))
             })
-            .map(|r| r.info.id.clone())
             .collect()
+    }
+
+    /// Ids of the rules that select object `index` and would compare it with objects of a kind
+    /// `unseen` says the host could not supply.
+    pub fn rules_missing_context(&self, input: &Input<'_>, index: usize, unseen: &dyn Fn(&str) -> bool) -> Vec<String> {
+        self.rules_reading(input, index, unseen).into_iter().map(|r| r.info.id.clone()).collect()
+    }
+
+    /// Kinds the rules selecting object `index` compare it with (sorted): what a host fetches
+    /// for this one object, no more.
+    pub fn context_kinds_of(&self, input: &Input<'_>, index: usize) -> Vec<&str> {
+        let mut kinds: Vec<&str> = self
+            .rules_reading(input, index, &|_| true)
+            .into_iter()
+            .flat_map(|r| r.context_kinds.iter().map(String::as_str))
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds
     }
 
     /// Reviews every object of the input against every Kubernetes rule.

@@ -7,6 +7,7 @@
 //! JSON logs on stderr, a body-size limit, read and review deadlines, and on SIGTERM: unready
 //! first, then in-flight requests finish, then exit.
 
+pub mod cluster;
 pub mod metrics;
 pub mod review;
 pub mod tls;
@@ -20,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meshguard_kubewarden::translate::{
-    accept, respond, ValidationResponse, AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION,
+    accept, respond, respond_asking, ValidationResponse, AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION,
 };
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -38,6 +39,9 @@ pub struct Options {
     pub metrics_addr: SocketAddr,
     /// `None`: decide natively.
     pub module: Option<Arc<WapcModule>>,
+    /// What the webhook knows of the cluster (`--cluster`); the wasm module, when used, was given
+    /// the same view through its host calls.
+    pub cluster: Option<Arc<cluster::ClusterSnapshot>>,
     pub fail_closed: bool,
     pub review_timeout: Duration,
     pub read_timeout: Duration,
@@ -65,6 +69,7 @@ struct Rules {
     coverage: policy_core::Coverage,
     /// The RuleSet document as the wasm module's `settings` (`null`: its built-in one).
     settings_json: String,
+    cluster: Option<Arc<cluster::ClusterSnapshot>>,
 }
 
 struct App {
@@ -85,13 +90,16 @@ fn load_rules(opts: &Options) -> Result<Rules> {
         None => Reviewer::Native(policy),
     };
     let source = opts.rules.as_ref().map_or("built-in".to_string(), |p| p.display().to_string());
-    Ok(Rules { reviewer, source, coverage, settings_json })
+    Ok(Rules { reviewer, source, coverage, settings_json, cluster: opts.cluster.clone() })
 }
 
 /// Decides one AdmissionRequest with the rule set in force.
 fn decide(rules: &Rules, request: &Value) -> Result<ValidationResponse> {
     match &rules.reviewer {
-        Reviewer::Native(policy) => Ok(respond(policy, request)),
+        Reviewer::Native(policy) => Ok(match &rules.cluster {
+            Some(c) => respond_asking(policy, request, &mut cluster::SnapshotHost(c)),
+            None => respond(policy, request),
+        }),
         Reviewer::Wasm { module, .. } => {
             // The rule set was serialized once when it loaded; only the request is, per request.
             let payload =
@@ -367,6 +375,7 @@ async fn run_async(opts: Options) -> Result<()> {
             "metrics": metrics_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             "engine": if app.opts.module.is_some() { "wasm" } else { "native" },
             "rules": app.rules.read().map(|r| r.source.clone()).unwrap_or_default(),
+            "cluster_objects": app.opts.cluster.as_ref().map(|c| c.len()),
         }),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -7,12 +7,20 @@ use anyhow::{anyhow, Result};
 use std::sync::Mutex;
 use wasmtime::{Caller, Engine, InstancePre, Linker, Module, Store, TypedFunc};
 
+/// What the host answers to a guest's host call `(binding, namespace, operation, payload)`:
+/// Kubewarden's context-aware calls are `("kubewarden", "kubernetes", "list_resources_by_namespace", ..)`.
+pub type HostCalls = std::sync::Arc<dyn Fn(&str, &str, &str, &[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
+
 struct Call {
     op: Vec<u8>,
     payload: Vec<u8>,
     response: Option<Vec<u8>>,
     error: Option<String>,
     limits: MemoryLimit,
+    host: Option<HostCalls>,
+    /// The last host call's answer or error, for `__host_response` / `__host_error`.
+    host_response: Vec<u8>,
+    host_error: Vec<u8>,
 }
 
 fn linker(engine: &Engine) -> Result<Linker<Call>> {
@@ -42,17 +50,58 @@ fn linker(engine: &Engine) -> Result<Linker<Call>> {
         Ok(())
     })
     .map_err(w)?;
-    // meshguard's guests make no host calls: answer every one with "failed".
+    // Host calls go to the handler the module was given (a cluster view for the webhook); without
+    // one every call fails, which guests read as "no view of the cluster".
     l.func_wrap(
         "wapc",
         "__host_call",
-        |_: Caller<'_, Call>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 { 0 },
+        |mut c: Caller<'_, Call>,
+         bd: i32,
+         bd_len: i32,
+         ns: i32,
+         ns_len: i32,
+         op: i32,
+         op_len: i32,
+         ptr: i32,
+         len: i32|
+         -> wasmtime::Result<i32> {
+            let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+            let binding = text(read(&mut c, bd, bd_len)?);
+            let namespace = text(read(&mut c, ns, ns_len)?);
+            let operation = text(read(&mut c, op, op_len)?);
+            let payload = read(&mut c, ptr, len)?;
+            let answer = match c.data().host.clone() {
+                Some(host) => host(&binding, &namespace, &operation, &payload),
+                None => Err("this host makes no host calls".to_string()),
+            };
+            let data = c.data_mut();
+            Ok(match answer {
+                Ok(response) => {
+                    (data.host_response, data.host_error) = (response, Vec::new());
+                    1
+                }
+                Err(error) => {
+                    (data.host_response, data.host_error) = (Vec::new(), error.into_bytes());
+                    0
+                }
+            })
+        },
     )
     .map_err(w)?;
-    l.func_wrap("wapc", "__host_response_len", |_: Caller<'_, Call>| -> i32 { 0 }).map_err(w)?;
-    l.func_wrap("wapc", "__host_response", |_: Caller<'_, Call>, _: i32| {}).map_err(w)?;
-    l.func_wrap("wapc", "__host_error_len", |_: Caller<'_, Call>| -> i32 { 0 }).map_err(w)?;
-    l.func_wrap("wapc", "__host_error", |_: Caller<'_, Call>, _: i32| {}).map_err(w)?;
+    l.func_wrap("wapc", "__host_response_len", |c: Caller<'_, Call>| -> i32 { c.data().host_response.len() as i32 })
+        .map_err(w)?;
+    l.func_wrap("wapc", "__host_response", |mut c: Caller<'_, Call>, ptr: i32| -> wasmtime::Result<()> {
+        let bytes = std::mem::take(&mut c.data_mut().host_response);
+        write(&mut c, ptr, &bytes)
+    })
+    .map_err(w)?;
+    l.func_wrap("wapc", "__host_error_len", |c: Caller<'_, Call>| -> i32 { c.data().host_error.len() as i32 })
+        .map_err(w)?;
+    l.func_wrap("wapc", "__host_error", |mut c: Caller<'_, Call>, ptr: i32| -> wasmtime::Result<()> {
+        let bytes = std::mem::take(&mut c.data_mut().host_error);
+        write(&mut c, ptr, &bytes)
+    })
+    .map_err(w)?;
 
     // WASI preview 1, as little as a wasip1 guest built by Rust imports; no files, no environment.
     let wasi = "wasi_snapshot_preview1";
@@ -104,6 +153,7 @@ pub struct WapcModule {
     /// RuleSet on first use and caches it (as under Kubewarden's host, which also keeps its
     /// instances); a fresh instance per call would pay that compile on every admission request.
     warm: Mutex<Vec<Warm>>,
+    host: Option<HostCalls>,
 }
 
 struct Warm {
@@ -116,7 +166,13 @@ impl WapcModule {
         let mut l = linker(engine)?;
         l.define_unknown_imports_as_traps(module).map_err(|e| anyhow!("{e}"))?;
         let pre = l.instantiate_pre(module).map_err(|e| anyhow!("linking the wasm module: {e}"))?;
-        Ok(WapcModule { pre, limits, warm: Mutex::new(Vec::new()) })
+        Ok(WapcModule { pre, limits, warm: Mutex::new(Vec::new()), host: None })
+    }
+
+    /// Answers the guest's host calls with `host` from now on.
+    pub fn with_host_calls(mut self, host: HostCalls) -> Self {
+        self.host = Some(host);
+        self
     }
 
     /// Calls operation `op`, in an instance that has only ever completed calls without a trap
@@ -157,6 +213,9 @@ impl WapcModule {
             response: None,
             error: None,
             limits: MemoryLimit { max: self.limits.max_memory_bytes, denied: false },
+            host: self.host.clone(),
+            host_response: Vec::new(),
+            host_error: Vec::new(),
         };
         let mut store = Store::new(self.pre.module().engine(), call);
         store.limiter(|c| &mut c.limits);

@@ -1,0 +1,75 @@
+//! The webhook's view of the cluster: manifests standing for what is already there (a GitOps
+//! repo's rendered output, or `kubectl get -A -o yaml` of the kinds the rules compare with),
+//! answering Kubewarden's context-aware calls, so cross-object rules decide at admission as CI
+//! decides over the same objects. The same answers go to the native engine and to the wasm
+//! module's host calls.
+
+use anyhow::{bail, Result};
+use policy_core::object::Object;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+pub struct ClusterSnapshot {
+    objects: Vec<Value>,
+}
+
+impl ClusterSnapshot {
+    /// Reads `paths` as `meshguard check` reads its inputs; any unreadable or malformed file is
+    /// an error naming it (a partial view would make admission decide on missing peers).
+    pub fn load(paths: &[PathBuf]) -> Result<ClusterSnapshot> {
+        let sources = crate::sources::load(paths)?;
+        if let Some(e) = sources.errors.first() {
+            bail!("--cluster: {}:{}:{}: {}", e.file, e.line, e.column, e.message);
+        }
+        Ok(ClusterSnapshot { objects: sources.objects.into_iter().map(|o| o.value).collect() })
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// Kubewarden's `kubernetes/list_resources_by_namespace` and `kubernetes/get_resource`.
+    pub fn answer(&self, binding: &str, namespace: &str, operation: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+        if (binding, namespace) != ("kubewarden", "kubernetes") {
+            return Err(format!("unsupported host call {binding}/{namespace}/{operation}"));
+        }
+        let request: Value = serde_json::from_slice(payload).map_err(|e| format!("{operation}: {e}"))?;
+        let field = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("");
+        let matching = self.objects.iter().filter(|v| {
+            v.get("apiVersion").and_then(Value::as_str) == Some(field("api_version"))
+                && v.get("kind").and_then(Value::as_str) == Some(field("kind"))
+        });
+        match operation {
+            "list_resources_by_namespace" => {
+                let items: Vec<&Value> =
+                    matching.filter(|v| Object::new(v, "default").namespace == field("namespace")).collect();
+                serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))
+                    .map_err(|e| e.to_string())
+            }
+            "get_resource" => {
+                let found = matching.into_iter().find(|v| {
+                    let o = Object::new(v, "default");
+                    o.name == field("name") && (o.is_cluster_scoped() || o.namespace == field("namespace"))
+                });
+                match found {
+                    Some(v) => serde_json::to_vec(v).map_err(|e| e.to_string()),
+                    None => Err(format!("{} `{}` not found", field("kind"), field("name"))),
+                }
+            }
+            other => Err(format!("unsupported host call kubernetes/{other}")),
+        }
+    }
+}
+
+/// The snapshot as the native engine's host.
+pub struct SnapshotHost<'a>(pub &'a ClusterSnapshot);
+
+impl meshguard_kubewarden::translate::ClusterHost for SnapshotHost<'_> {
+    fn call(&mut self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+        self.0.answer("kubewarden", "kubernetes", operation, payload)
+    }
+}
