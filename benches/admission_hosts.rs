@@ -10,6 +10,9 @@ use policy_core::Policy;
 use serde_json::{json, Value};
 use std::hint::black_box;
 
+#[path = "../tests/rego_host.rs"]
+mod rego_host;
+
 fn request() -> Value {
     json!({"uid": "b", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"}, "operation": "CREATE",
            "namespace": "team-1", "object": typical_deployment()})
@@ -69,6 +72,26 @@ fn opa_rust(c: &mut Criterion) {
     g.finish();
 }
 
+/// Kubewarden's Rego execution modes, called as policy-server calls them (tests/rego_host.rs): a
+/// fresh instance per request, so the RuleSet is compiled on every request too.
+fn kubewarden_rego(c: &mut Criterion) {
+    use rego_host::{Mode, RegoHost};
+    let req = request();
+    let mut g = c.benchmark_group("admission/kubewarden-rego");
+    g.sampling_mode(SamplingMode::Flat);
+    for (name, path, mode) in [
+        ("gatekeeper", "dist/meshguard-opa.wasm", Mode::Gatekeeper),
+        ("gatekeeper-floor", "target/wasm-bench/opa-floor.wasm", Mode::Gatekeeper),
+        ("opa", "dist/meshguard-opa-kubewarden.wasm", Mode::Opa),
+    ] {
+        let host = RegoHost::new(&std::fs::read(built_module(path).expect("module")).expect("read")).expect("host");
+        let answer = host.validate(mode, &json!({}), &req, None);
+        assert!(answer.allowed, "{name}: the benchmark Deployment is compliant: {answer:?}");
+        g.bench_function(name, |b| b.iter(|| black_box(host.validate(mode, &json!({}), black_box(&req), None))));
+    }
+    g.finish();
+}
+
 /// OPA's JavaScript SDK, in Node: mean of many evaluations after a warm-up, per module.
 fn opa_js() {
     let dir = repo_root().join("tests/opa-js");
@@ -108,6 +131,7 @@ fn main() {
     native(&mut c);
     wapc(&mut c);
     opa_rust(&mut c);
+    kubewarden_rego(&mut c);
     c.final_summary();
     opa_js();
 }

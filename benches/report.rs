@@ -490,6 +490,30 @@ fn main() -> Result<(), String> {
             let _ = writeln!(md, "| {label} | {} | {} | {} |", time(m), time(f), ratio(m, f));
         }
     }
+    // policy-server gives every Rego-mode request a fresh instance: instantiation and the RuleSet's
+    // compile are paid per request (the floor pays the instantiation only).
+    if let (Some(m), Some(f)) =
+        (get("admission/kubewarden-rego/gatekeeper"), get("admission/kubewarden-rego/gatekeeper-floor"))
+    {
+        let _ = writeln!(
+            md,
+            "| Kubewarden gatekeeper mode (fresh instance per request, as policy-server) | {} | {} | {} |",
+            time(m),
+            time(f),
+            ratio(m, f)
+        );
+    }
+    if let (Some(m), Some(f)) =
+        (get("admission/kubewarden-rego/opa"), get("admission/kubewarden-rego/gatekeeper-floor"))
+    {
+        let _ = writeln!(
+            md,
+            "| Kubewarden opa mode (fresh instance per request; gatekeeper floor) | {} | {} | {} |",
+            time(m),
+            time(f),
+            ratio(m, f)
+        );
+    }
     if let Some(js) = &opa_js {
         if let (Some(m), Some(f)) = (js["meshguard"].as_f64(), js["floor"].as_f64()) {
             let _ = writeln!(

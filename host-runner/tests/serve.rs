@@ -320,6 +320,38 @@ fn an_invalid_rule_set_at_startup_exits_2_naming_the_rule_and_field() {
 }
 
 #[test]
+fn a_cluster_snapshot_that_does_not_parse_exits_2_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("cluster.yaml");
+    std::fs::write(&snapshot, "apiVersion: v1\nkind: Service\nmetadata: {name: x\n").unwrap();
+    for path in [snapshot.clone(), dir.path().join("missing.yaml")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_meshguard"))
+            .args(["serve", "--engine", "native", "--self-signed"])
+            .arg(dir.path().join("certs"))
+            .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--cluster"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains("--cluster: ") && err.contains(name), "{err}");
+    }
+    let err = String::from_utf8_lossy(
+        &Command::new(env!("CARGO_BIN_EXE_meshguard"))
+            .args(["serve", "--engine", "native", "--self-signed"])
+            .arg(dir.path().join("certs"))
+            .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--cluster"])
+            .arg(&snapshot)
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .into_owned();
+    assert!(err.contains("cluster.yaml:4:1:"), "the parse error's line: {err}");
+}
+
+#[test]
 fn deploy_manifests_parse_and_pass_meshguards_own_default_rules() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_meshguard"))

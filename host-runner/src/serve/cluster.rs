@@ -4,7 +4,7 @@
 //! decides over the same objects. The same answers go to the native engine and to the wasm
 //! module's host calls.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use policy_core::object::Object;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ impl ClusterSnapshot {
     /// Reads `paths` as `meshguard check` reads its inputs; any unreadable or malformed file is
     /// an error naming it (a partial view would make admission decide on missing peers).
     pub fn load(paths: &[PathBuf]) -> Result<ClusterSnapshot> {
-        let sources = crate::sources::load(paths)?;
+        let sources = crate::sources::load(paths).context("--cluster")?;
         if let Some(e) = sources.errors.first() {
             bail!("--cluster: {}:{}:{}: {}", e.file, e.line, e.column, e.message);
         }
@@ -71,5 +71,43 @@ pub struct SnapshotHost<'a>(pub &'a ClusterSnapshot);
 impl meshguard_kubewarden::translate::ClusterHost for SnapshotHost<'_> {
     fn call(&mut self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
         self.0.answer("kubewarden", "kubernetes", operation, payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> ClusterSnapshot {
+        ClusterSnapshot {
+            objects: vec![
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": "shop"}}),
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "blog"}}),
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}}),
+            ],
+        }
+    }
+
+    fn call(op: &str, payload: Value) -> Result<Value, String> {
+        snapshot()
+            .answer("kubewarden", "kubernetes", op, payload.to_string().as_bytes())
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn answers_kubewardens_list_and_get_calls_from_the_snapshot() {
+        let list =
+            call("list_resources_by_namespace", json!({"api_version": "v1", "kind": "Service", "namespace": "shop"}));
+        let items = list.unwrap()["items"].clone();
+        assert_eq!(items.as_array().map(Vec::len), Some(1), "only the namespace asked for: {items}");
+        assert_eq!(items[0]["metadata"]["name"], "db");
+        let ns =
+            call("get_resource", json!({"api_version": "v1", "kind": "Namespace", "name": "shop", "namespace": null}));
+        assert_eq!(ns.unwrap()["metadata"]["labels"]["istio-injection"], "enabled");
+        let missing = call("get_resource", json!({"api_version": "v1", "kind": "Namespace", "name": "blog"}));
+        assert_eq!(missing.unwrap_err(), "Namespace `blog` not found");
+        assert!(call("can_i", json!({})).unwrap_err().contains("unsupported"));
+        let other = snapshot().answer("kubewarden", "oci", "verify", b"{}");
+        assert!(other.unwrap_err().contains("unsupported host call kubewarden/oci"));
     }
 }
