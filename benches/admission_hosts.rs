@@ -126,6 +126,53 @@ fn opa_js() {
     }
 }
 
+/// The JavaScript package (bindings/js) in Node: one AdmissionRequest through `reviewAdmission`,
+/// and a team's manifests through `check`, per object.
+fn js_package() {
+    let package = repo_root().join("bindings/js");
+    if !package.join("pkg/node/meshguard_js_bg.wasm").exists() {
+        println!("js: bindings/js/pkg not built (scripts/build-js.sh); skipped");
+        return;
+    }
+    let request = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(request.path(), request_json().to_string()).expect("write");
+    let manifests = tempfile::NamedTempFile::new().expect("tmp");
+    let text = meshguard_benches::team_file(1);
+    let objects = policy_core::yaml::parse_documents(&text).map(|d| d.len()).unwrap_or(0);
+    std::fs::write(manifests.path(), &text).expect("write");
+    let out = std::process::Command::new("node")
+        .arg(package.join("bench.mjs"))
+        .arg(request.path())
+        .arg(manifests.path())
+        .arg(objects.to_string())
+        .output();
+    let mut results = serde_json::Map::new();
+    match out {
+        Ok(o) if o.status.success() => {
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                if let Some((name, ns)) = line.strip_prefix("bench ").and_then(|l| l.split_once(' ')) {
+                    println!("js/{name}: {ns} ns (node)");
+                    if let Ok(ns) = ns.parse::<f64>() {
+                        results.insert(name.to_string(), json!(ns));
+                    }
+                }
+            }
+            results.insert("objects".into(), json!(objects));
+        }
+        Ok(o) => println!("js: node failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => println!("js: node not available: {e}"),
+    }
+    let size = std::fs::metadata(package.join("pkg/web/meshguard_js_bg.wasm")).map(|m| m.len()).unwrap_or(0);
+    results.insert("wasm_bytes".into(), json!(size));
+    if std::fs::create_dir_all(repo_root().join("target/bench")).is_ok() {
+        let _ = std::fs::write(repo_root().join("target/bench/js.json"), Value::Object(results).to_string());
+    }
+}
+
+fn request_json() -> Value {
+    request()
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     native(&mut c);
@@ -134,4 +181,5 @@ fn main() {
     kubewarden_rego(&mut c);
     c.final_summary();
     opa_js();
+    js_package();
 }

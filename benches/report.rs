@@ -183,6 +183,7 @@ fn main() -> Result<(), String> {
     let envoy = read_json("envoy-load.json");
     let opa_js = read_json("opa-js.json");
     let webhook = read_json("webhook-load.json");
+    let js = read_json("js.json");
     let instructions = if callgrind_on { instruction_counts() } else { None };
     let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
 
@@ -523,6 +524,46 @@ fn main() -> Result<(), String> {
                 time(f),
                 ratio(m, f)
             );
+        }
+    }
+
+    // ---- JavaScript package
+    let _ = writeln!(
+        md,
+        "\n## In JavaScript (Node)\n\n`bindings/js/bench.mjs`, run by `cargo bench --bench admission_hosts`: the \
+         JavaScript package (policy-core through wasm-bindgen) in Node {}, the built-in rule set.\n\n\
+         | work | Node | native | ratio |\n|---|---|---|---|",
+        command_line("node", &["--version"])
+    );
+    match &js {
+        Some(js) => {
+            if let (Some(n), Some(native)) = (js["review_admission_ns"].as_f64(), get("admission/native")) {
+                let _ = writeln!(
+                    md,
+                    "| one Deployment AdmissionRequest, `reviewAdmission` (JSON in, AdmissionResponse out) | {} | {} | {} |",
+                    time(n),
+                    time(native),
+                    ratio(n, native)
+                );
+            }
+            if let Some(n) = js["check_ns_per_object"].as_f64() {
+                let _ = writeln!(
+                    md,
+                    "| `check` of a team's manifests (YAML in, located findings out), per object ({} objects) | {} | | |",
+                    js["objects"].as_u64().unwrap_or(0),
+                    time(n)
+                );
+            }
+            if let Some(bytes) = js["wasm_bytes"].as_u64().filter(|b| *b > 0) {
+                let _ = writeln!(
+                    md,
+                    "\nModule size: `bindings/js/pkg/web/meshguard_js_bg.wasm` {} bytes (wasm-opt -Oz; the whole engine with CEL).",
+                    bytes
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(md, "Not measured in this run (needs node and `scripts/build-js.sh`).");
         }
     }
 

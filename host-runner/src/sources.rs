@@ -253,9 +253,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Sources> {
 
 impl Sources {
     fn add(&mut self, file: usize, value: Value, spans: Spans) {
-        let is_object =
-            value.get("apiVersion").is_some_and(Value::is_string) && value.get("kind").is_some_and(Value::is_string);
-        if !is_object {
+        if !policy_core::object::is_kubernetes_object(&value) {
             self.skipped += 1;
             return;
         }

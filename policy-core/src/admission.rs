@@ -104,6 +104,25 @@ impl AdmissionVerdict {
         annotations
     }
 
+    /// The Kubernetes AdmissionResponse for this verdict, as the admission hosts send it: `uid`
+    /// echoed, a denial with code 403 and one `rule: message (at path)` per deny finding,
+    /// warnings within the API server's limits, and the audit annotations.
+    pub fn admission_response(&self, uid: Value) -> Value {
+        let mut response = serde_json::json!({"uid": uid, "allowed": self.allowed});
+        if let Some(message) = self.denial_message() {
+            response["status"] = serde_json::json!({"code": 403, "message": message});
+        }
+        let warnings = self.warnings();
+        if !warnings.is_empty() {
+            response["warnings"] = serde_json::json!(warnings);
+        }
+        let annotations = self.audit_annotations();
+        if !annotations.is_empty() {
+            response["auditAnnotations"] = serde_json::json!(annotations);
+        }
+        response
+    }
+
     /// Comma-separated ids of the rules that fired with `action`, for machine-readable annotations.
     pub fn rule_ids(&self, action: Action) -> String {
         let mut ids: Vec<&str> = self.with_action(action).map(|f| f.rule.as_str()).collect();

@@ -32,6 +32,12 @@ pub fn is_cluster_scoped_kind(kind: &str) -> bool {
     CLUSTER_SCOPED_KINDS.contains(&kind)
 }
 
+/// Whether a parsed document is a Kubernetes object (string `apiVersion` and `kind`): other
+/// documents in a manifest stream (Helm values, comments-only) are skipped, not reviewed.
+pub fn is_kubernetes_object(value: &Value) -> bool {
+    value.get("apiVersion").is_some_and(Value::is_string) && value.get("kind").is_some_and(Value::is_string)
+}
+
 /// The apiVersion an admission host asks the cluster for when it fetches objects of a kind the
 /// rules compare with ([`crate::Policy::context_kinds`]); `None` for kinds it cannot name.
 pub fn api_version_of_kind(kind: &str) -> Option<&'static str> {

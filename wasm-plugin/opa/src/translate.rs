@@ -184,21 +184,7 @@ fn result(entrypoint: Entrypoint, verdict: &AdmissionVerdict, uid: Value) -> Val
                 })
                 .collect(),
         ),
-        Entrypoint::Response => {
-            let mut response = json!({"uid": uid, "allowed": verdict.allowed});
-            if let Some(message) = verdict.denial_message() {
-                response["status"] = json!({"code": 403, "message": message});
-            }
-            let warnings = verdict.warnings();
-            if !warnings.is_empty() {
-                response["warnings"] = json!(warnings);
-            }
-            let annotations = verdict.audit_annotations();
-            if !annotations.is_empty() {
-                response["auditAnnotations"] = json!(annotations);
-            }
-            json!({ "response": response })
-        }
+        Entrypoint::Response => json!({ "response": verdict.admission_response(uid) }),
     }
 }
 
