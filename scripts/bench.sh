@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates BENCHMARKS.md: meshguard and its peers (regorus, CEL, Envoy RBAC and Lua, the
-# admission hosts' floors) on the same work in one run, each figure with its peer and the ratio.
+# admission hosts' floors, the JavaScript package in Node) on the same work in one run, each figure
+# with its peer and the ratio.
 # About 15 minutes on 2 cores. Needs wrk and valgrind for the load and instruction-count parts
 # (without them those sections say "not measured"); sets up the rest like scripts/test.sh.
 #   scripts/bench.sh            everything
@@ -25,6 +26,9 @@ fi
 
 echo "== wasm artifacts"
 bash scripts/build-wasm.sh
+
+echo "== JavaScript package"
+bash scripts/build-js.sh
 
 rm -rf target/criterion target/bench
 mkdir -p target/bench
