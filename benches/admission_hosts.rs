@@ -134,15 +134,15 @@ fn js_package() {
         println!("js: bindings/js/pkg not built (scripts/build-js.sh); skipped");
         return;
     }
-    let request = tempfile::NamedTempFile::new().expect("tmp");
-    std::fs::write(request.path(), request_json().to_string()).expect("write");
+    let request_file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(request_file.path(), request().to_string()).expect("write");
     let manifests = tempfile::NamedTempFile::new().expect("tmp");
     let text = meshguard_benches::team_file(1);
     let objects = policy_core::yaml::parse_documents(&text).map(|d| d.len()).unwrap_or(0);
     std::fs::write(manifests.path(), &text).expect("write");
     let out = std::process::Command::new("node")
         .arg(package.join("bench.mjs"))
-        .arg(request.path())
+        .arg(request_file.path())
         .arg(manifests.path())
         .arg(objects.to_string())
         .output();
@@ -167,10 +167,6 @@ fn js_package() {
     if std::fs::create_dir_all(repo_root().join("target/bench")).is_ok() {
         let _ = std::fs::write(repo_root().join("target/bench/js.json"), Value::Object(results).to_string());
     }
-}
-
-fn request_json() -> Value {
-    request()
 }
 
 fn main() {

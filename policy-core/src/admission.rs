@@ -56,6 +56,24 @@ pub struct AdmissionRequestView<'a> {
     pub request: Option<&'a Value>,
 }
 
+impl<'a> AdmissionRequestView<'a> {
+    /// The namespace the reviewed object lives in, as a review places it: its own
+    /// `metadata.namespace`, else the request's, else `default`. Hosts fetch its peers there.
+    pub fn object_namespace(&self) -> &'a str {
+        let own = self.object.and_then(|o| o.pointer("/metadata/namespace")).and_then(Value::as_str);
+        match (own, self.namespace) {
+            (Some(ns), _) if !ns.is_empty() => ns,
+            (_, "") => "default",
+            (_, ns) => ns,
+        }
+    }
+
+    /// The request's `uid` (`""` when it has none), echoed in the AdmissionResponse.
+    pub fn uid(&self) -> Value {
+        self.request.and_then(|r| r.get("uid")).cloned().unwrap_or_else(|| Value::String(String::new()))
+    }
+}
+
 /// The verdict for one request.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AdmissionVerdict {
@@ -324,6 +342,14 @@ mod tests {
         assert!(!p.review_admission(&bad_service()).allowed, "a bare object is a CREATE");
         let delete = json!({"operation": "DELETE", "namespace": "shop", "object": null, "oldObject": bad_service()});
         assert!(p.review_admission(&delete).allowed);
+        let view = admission_request(&req);
+        assert_eq!((view.object_namespace(), view.uid()), ("shop", json!("1")));
+        let own = json!({"namespace": "shop", "object": {"metadata": {"namespace": "blog"}}});
+        assert_eq!(admission_request(&own).object_namespace(), "blog", "the object's own namespace wins");
+        assert_eq!(
+            (admission_request(&bad_service()).object_namespace(), admission_request(&bad_service()).uid()),
+            ("default", json!(""))
+        );
         let kube = json!({"operation": "UPDATE", "namespace": "kube-system", "object": bad_service(), "oldObject": bad_service()});
         assert!(p.review_admission(&kube).allowed, "kube-* is excluded by the default rules");
     }

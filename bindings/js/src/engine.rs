@@ -109,11 +109,7 @@ impl Engine {
             Some(objects) => self.policy.review_admission_in(&review, ClusterView { objects, unseen: Unseen::Nothing }),
             None => self.policy.review_admission(&review),
         };
-        let uid = policy_core::admission::admission_request(&review)
-            .request
-            .and_then(|r| r.get("uid"))
-            .cloned()
-            .unwrap_or(json!(""));
+        let uid = policy_core::admission::admission_request(&review).uid();
         let findings: Vec<Value> = verdict
             .findings
             .iter()

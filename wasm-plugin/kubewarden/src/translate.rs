@@ -120,12 +120,7 @@ pub fn respond_asking(policy: &Policy, admission: &Value, host: &mut dyn Cluster
         return respond(policy, admission);
     }
     let request = admission_request(admission);
-    let namespace = match request.namespace {
-        "" => {
-            request.object.and_then(|o| o.pointer("/metadata/namespace")).and_then(Value::as_str).unwrap_or("default")
-        }
-        ns => ns,
-    };
+    let namespace = request.object_namespace();
     let mut objects = Vec::new();
     let mut unseen = Vec::new();
     for kind in kinds {

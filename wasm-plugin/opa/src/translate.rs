@@ -149,20 +149,14 @@ pub fn evaluate(policy: &Policy, id: usize, input: Option<&Value>, data: Option<
     let (Some(input), Some(entrypoint)) = (input, ENTRYPOINTS.get(id)) else { return json!([]) };
     let review = input.get("review").unwrap_or(input);
     let request = admission_request(review);
-    let namespace = match request.namespace {
-        "" => {
-            request.object.and_then(|o| o.pointer("/metadata/namespace")).and_then(Value::as_str).unwrap_or("default")
-        }
-        ns => ns,
-    };
+    let namespace = request.object_namespace();
     let cluster = cluster_objects(data, namespace);
     let view = match &cluster {
         Some(objects) => ClusterView { objects, unseen: Unseen::Nothing },
         None => ClusterView::NONE,
     };
     let verdict = policy.review_admission_in(review, view);
-    let uid = request.request.and_then(|r| r.get("uid")).cloned().unwrap_or(json!(""));
-    json!([{ "result": result(*entrypoint, &verdict, uid) }])
+    json!([{ "result": result(*entrypoint, &verdict, request.uid()) }])
 }
 
 fn result(entrypoint: Entrypoint, verdict: &AdmissionVerdict, uid: Value) -> Value {
