@@ -172,6 +172,11 @@ impl Envoy {
         Err(format!("envoy not ready after 20 s:\n{}", self.log()))
     }
 
+    /// The Envoy process, for reading its CPU time.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
     }

@@ -86,6 +86,18 @@ fn rate_limit_is_shared_by_worker_threads_then_refills() {
 }
 
 #[test]
+fn large_buckets_lease_tokens_per_worker_within_the_documented_bound() {
+    // 400 tokens: each worker leases 400/64 = 6 at a time from shared data. No refill within the
+    // test, so no request beyond the bucket passes, and at most 2 x 5 leased tokens go unspent.
+    let rules = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: rl}\nspec:\n  rules:\n  - id: big\n    check: http-local-rate-limit\n    params: {tokenBucket: {maxTokens: 400, fillInterval: 1h}}\n";
+    let envoy = Envoy::start(&Options { concurrency: 2, ..Options::new(Filter::Rules(rules.into())) }).unwrap();
+    let statuses: Vec<u16> = (0..430).map(|_| request(&envoy.url("/"), Http::H1, "GET", &[]).unwrap().status).collect();
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert!((390..=400).contains(&admitted), "{admitted} admitted of a 400-token bucket");
+    assert!(statuses[420..].iter().all(|s| *s == 429), "the bucket stays empty: {:?}", &statuses[420..]);
+}
+
+#[test]
 fn metrics_are_labelled_per_rule_and_decision() {
     let envoy = example();
     for _ in 0..3 {
@@ -180,14 +192,12 @@ fn corpus_http_cases_decide_the_same_in_envoy() {
 }
 
 #[test]
-fn release_module_is_under_405_kib() {
+fn release_module_is_under_640_kib() {
     let module = meshguard_tests::envoy::built_module("dist/meshguard-envoy.wasm").unwrap();
     let size = std::fs::metadata(module).unwrap().len();
-    // 405 KiB. The module crossed 400,000 bytes (406 KB) when the per-request fast paths landed
-    // (pattern shapes without regex-lite, a borrowed header-map parse): they halve the filter's
-    // per-request cost, and BENCHMARKS.md reports the size next to it. It grew by 7 KB more (to
-    // 413 KB) when the YAML front end that reads its configuration got bounded (alias, depth and
-    // size budgets, merge keys) and patterns got a match budget: a hostile configuration must not
-    // trap or hang a proxy worker.
-    assert!(size < 405 * 1024, "dist/meshguard-envoy.wasm is {size} bytes (wasm-opt installed?)");
+    // The filter is built for speed (opt-level 3, wasm-opt -O3), ~535 KB: each proxy worker loads
+    // it once and runs it on every request, so per-request CPU outranks size (issue 15 allows up to
+    // 1 MB). The budget catches a dependency or a debug build slipping in: at opt-level "z" it
+    // was ~420 KB, unoptimized by wasm-opt it is far larger.
+    assert!(size < 640 * 1024, "dist/meshguard-envoy.wasm is {size} bytes (wasm-opt installed?)");
 }

@@ -97,9 +97,21 @@ impl BucketState {
     }
 }
 
+/// A worker leases at most this share of a bucket (`maxTokens / LEASE_DIVISOR`) at a time...
+pub const LEASE_DIVISOR: u32 = 64;
+/// ...and never more than this many tokens.
+pub const MAX_LEASE: u32 = 1024;
+
 impl TokenBucket {
     /// Takes one token at `now_ms`: the new state and whether the request may pass.
     pub fn take(&self, state: Option<BucketState>, now_ms: u64) -> (BucketState, bool) {
+        let (s, granted) = self.take_up_to(state, now_ms, 1);
+        (s, granted == 1)
+    }
+
+    /// Refills for the time elapsed since the last refill, then takes up to `wanted` tokens:
+    /// the new state and how many were granted (0 when the bucket is empty).
+    pub fn take_up_to(&self, state: Option<BucketState>, now_ms: u64, wanted: u32) -> (BucketState, u32) {
         let mut s = state.unwrap_or(BucketState { tokens: self.max_tokens, last_fill_ms: now_ms });
         if now_ms > s.last_fill_ms && self.fill_interval_ms > 0 {
             let steps = (now_ms - s.last_fill_ms) / self.fill_interval_ms;
@@ -109,18 +121,79 @@ impl TokenBucket {
                 s.last_fill_ms += steps * self.fill_interval_ms;
             }
         }
-        if s.tokens > 0 {
-            s.tokens -= 1;
-            (s, true)
-        } else {
-            (s, false)
+        let granted = s.tokens.min(wanted);
+        s.tokens -= granted;
+        (s, granted)
+    }
+
+    /// How many tokens a worker takes from the shared bucket at once (see [`LeasedBuckets`]):
+    /// 1 below 128 tokens, so small buckets stay exact; at most 1/64 of the bucket and 1024.
+    pub fn lease_size(&self) -> u32 {
+        (self.max_tokens / LEASE_DIVISOR).clamp(1, MAX_LEASE)
+    }
+}
+
+/// Where a decision reads the time. Only a rate limit that must go to its shared bucket asks,
+/// once per request at most, so a host whose clock is a host call pays for it only then.
+pub trait Clock {
+    fn now_ms(&mut self) -> Result<u64, String>;
+}
+
+/// A fixed time: tests, replays, native callers that already read the clock.
+impl Clock for u64 {
+    fn now_ms(&mut self) -> Result<u64, String> {
+        Ok(*self)
+    }
+}
+
+/// A clock read through a host call, at most once.
+pub struct HostClock<F: FnMut() -> Result<u64, String>> {
+    read: F,
+    now: Option<u64>,
+}
+
+impl<F: FnMut() -> Result<u64, String>> HostClock<F> {
+    pub fn new(read: F) -> Self {
+        HostClock { read, now: None }
+    }
+}
+
+impl<F: FnMut() -> Result<u64, String>> Clock for HostClock<F> {
+    fn now_ms(&mut self) -> Result<u64, String> {
+        match self.now {
+            Some(now) => Ok(now),
+            None => {
+                let now = (self.read)()?;
+                self.now = Some(now);
+                Ok(now)
+            }
         }
     }
 }
 
-/// The host's shared bucket storage. `update` must apply `step` atomically per key (retrying on a
-/// compare-and-swap conflict, say) and return the `bool` the accepted step produced.
+/// Which bucket a request draws from: one per rate-limit rule and key value.
+#[derive(Clone, Copy, Debug)]
+pub struct BucketKey<'a> {
+    pub rule: &'a str,
+    pub value: &'a str,
+}
+
+impl BucketKey<'_> {
+    /// The key under which hosts share this bucket (Envoy shared data).
+    pub fn shared_name(&self) -> String {
+        format!("meshguard.rl.{}.{}", self.rule, self.value)
+    }
+}
+
+/// Rate-limit state as a decision sees it: take one token from a bucket.
 pub trait BucketStore {
+    fn take(&mut self, key: BucketKey<'_>, bucket: &TokenBucket, clock: &mut dyn Clock) -> Result<bool, String>;
+}
+
+/// Bucket storage shared by every worker of a proxy. `update` must apply `step` atomically per
+/// key (retrying on a compare-and-swap conflict, say) and return the `bool` the accepted step
+/// produced.
+pub trait SharedBuckets {
     fn update(
         &mut self,
         key: &str,
@@ -128,11 +201,11 @@ pub trait BucketStore {
     ) -> Result<bool, String>;
 }
 
-/// Buckets in a plain map, for native hosts and tests.
+/// Buckets in a plain map, for native hosts and tests: exact, one token per update.
 #[derive(Default, Debug)]
 pub struct MemoryBuckets(std::collections::HashMap<String, BucketState>);
 
-impl BucketStore for MemoryBuckets {
+impl SharedBuckets for MemoryBuckets {
     fn update(
         &mut self,
         key: &str,
@@ -141,6 +214,77 @@ impl BucketStore for MemoryBuckets {
         let (next, allowed) = step(self.0.get(key).copied());
         self.0.insert(key.to_string(), next);
         Ok(allowed)
+    }
+}
+
+impl BucketStore for MemoryBuckets {
+    fn take(&mut self, key: BucketKey<'_>, bucket: &TokenBucket, clock: &mut dyn Clock) -> Result<bool, String> {
+        let now = clock.now_ms()?;
+        self.update(&key.shared_name(), &mut |state| bucket.take(state, now))
+    }
+}
+
+/// Most (rule, key) leases one worker keeps; past it the table is emptied, which only ever
+/// admits less (unused leased tokens are dropped), so distinct header values cannot grow it.
+pub const MAX_LEASED_KEYS: usize = 4096;
+
+/// One worker's view of shared buckets: it takes [`TokenBucket::lease_size`] tokens from the
+/// shared bucket at once and spends them locally, so most requests touch neither the shared
+/// store nor the clock.
+///
+/// Accuracy: tokens are never created, so over any span of time a key admits at most what its
+/// bucket granted; but a token leased before a refill may be spent after it, so within one fill
+/// interval a key may admit up to `workers x (lease_size - 1)` more than `maxTokens`, and a
+/// worker's unspent lease (at most `lease_size - 1`) is unavailable to the others. Buckets under
+/// 128 tokens lease one token at a time and are exact.
+#[derive(Debug, Default)]
+pub struct LeasedBuckets<S> {
+    shared: S,
+    /// rule -> key value -> tokens this worker may still spend.
+    leases: std::collections::HashMap<String, std::collections::HashMap<String, u32>>,
+    leased_keys: usize,
+}
+
+impl<S: SharedBuckets> LeasedBuckets<S> {
+    pub fn new(shared: S) -> Self {
+        LeasedBuckets { shared, leases: Default::default(), leased_keys: 0 }
+    }
+
+    fn lease(&mut self, key: BucketKey<'_>, tokens: u32) {
+        if self.leased_keys >= MAX_LEASED_KEYS {
+            self.leases.clear();
+            self.leased_keys = 0;
+        }
+        let rule = self.leases.entry(key.rule.to_string()).or_default();
+        if rule.insert(key.value.to_string(), tokens).is_none() {
+            self.leased_keys += 1;
+        }
+    }
+}
+
+impl<S: SharedBuckets> BucketStore for LeasedBuckets<S> {
+    fn take(&mut self, key: BucketKey<'_>, bucket: &TokenBucket, clock: &mut dyn Clock) -> Result<bool, String> {
+        if let Some(left) = self.leases.get_mut(key.rule).and_then(|r| r.get_mut(key.value)) {
+            if *left > 0 {
+                *left -= 1;
+                return Ok(true);
+            }
+        }
+        let now = clock.now_ms()?;
+        let wanted = bucket.lease_size();
+        let mut granted = 0;
+        self.shared.update(&key.shared_name(), &mut |state| {
+            let (next, n) = bucket.take_up_to(state, now, wanted);
+            granted = n;
+            (next, n > 0)
+        })?;
+        if granted == 0 {
+            return Ok(false);
+        }
+        if granted > 1 || self.leases.get(key.rule).is_some_and(|r| r.contains_key(key.value)) {
+            self.lease(key, granted - 1);
+        }
+        Ok(true)
     }
 }
 
@@ -184,6 +328,98 @@ mod tests {
         let (s, _) = b.take(Some(s), 99_000);
         assert_eq!(s.tokens, 1, "refill is capped at maxTokens");
         assert_eq!(BucketState::from_bytes(&s.to_bytes()), Some(s));
+    }
+
+    /// Two workers sharing one store, as Envoy's worker threads share shared data.
+    #[derive(Clone, Default)]
+    struct Shared(std::rc::Rc<std::cell::RefCell<(MemoryBuckets, usize)>>);
+
+    impl SharedBuckets for Shared {
+        fn update(
+            &mut self,
+            key: &str,
+            step: &mut dyn FnMut(Option<BucketState>) -> (BucketState, bool),
+        ) -> Result<bool, String> {
+            let mut inner = self.0.borrow_mut();
+            inner.1 += 1;
+            inner.0.update(key, step)
+        }
+    }
+
+    fn take(w: &mut LeasedBuckets<Shared>, b: &TokenBucket, value: &str, now: u64) -> bool {
+        w.take(BucketKey { rule: "rate", value }, b, &mut { now }).unwrap()
+    }
+
+    #[test]
+    fn leases_spend_exactly_the_bucket_with_few_shared_updates() {
+        let b = TokenBucket { max_tokens: 6400, tokens_per_fill: 6400, fill_interval_ms: 1000 };
+        assert_eq!(b.lease_size(), 100);
+        let store = Shared::default();
+        let mut workers = [LeasedBuckets::new(store.clone()), LeasedBuckets::new(store.clone())];
+        for i in 0..6400 {
+            assert!(take(&mut workers[i % 2], &b, "shop", 10), "request {i}");
+        }
+        let updates = store.0.borrow().1;
+        assert_eq!(updates, 64, "one shared update per lease of 100 tokens");
+        assert!(!take(&mut workers[0], &b, "shop", 10) && !take(&mut workers[1], &b, "shop", 10));
+        assert_eq!(store.0.borrow().1, 66, "an empty bucket is asked on every request");
+        // After a refill, leased tokens from before it are spent on top: the documented bound.
+        let mut next = 0;
+        for i in 0..20_000 {
+            if take(&mut workers[i % 2], &b, "shop", 1_010) {
+                next += 1;
+            }
+        }
+        assert_eq!(next, 6400);
+    }
+
+    #[test]
+    fn a_lease_outlives_a_refill_by_at_most_one_lease() {
+        let b = TokenBucket { max_tokens: 6400, tokens_per_fill: 6400, fill_interval_ms: 1000 };
+        let store = Shared::default();
+        let mut early = LeasedBuckets::new(store.clone());
+        let mut late = LeasedBuckets::new(store.clone());
+        assert!(take(&mut early, &b, "k", 0), "leases 100, spends 1");
+        let mut late_admitted = 0;
+        while take(&mut late, &b, "k", 0) {
+            late_admitted += 1;
+        }
+        assert_eq!(late_admitted, 6300, "the early worker's 99 unspent tokens are not the late one's");
+        // A second later the bucket is full again; the early worker still holds its 99.
+        let mut in_second_interval = 0;
+        for w in [&mut early, &mut late] {
+            while take(w, &b, "k", 1_000) {
+                in_second_interval += 1;
+            }
+        }
+        assert_eq!(in_second_interval, 6400 + 99, "maxTokens + one worker's lease - 1");
+    }
+
+    #[test]
+    fn small_buckets_are_exact_and_the_lease_table_is_bounded() {
+        let b = TokenBucket { max_tokens: 3, tokens_per_fill: 1, fill_interval_ms: 1000 };
+        assert_eq!(b.lease_size(), 1);
+        let mut w = LeasedBuckets::new(Shared::default());
+        let got: Vec<bool> = (0..5).map(|_| take(&mut w, &b, "k", 0)).collect();
+        assert_eq!(got, [true, true, true, false, false]);
+        assert!(w.leases.is_empty(), "single-token leases are not stored");
+        let big = TokenBucket { max_tokens: 1 << 20, tokens_per_fill: 1, fill_interval_ms: 1000 };
+        for i in 0..(MAX_LEASED_KEYS + 10) {
+            assert!(take(&mut w, &big, &i.to_string(), 0));
+        }
+        assert!(w.leased_keys <= MAX_LEASED_KEYS, "{} keys", w.leased_keys);
+    }
+
+    #[test]
+    fn a_host_clock_is_read_once() {
+        let mut reads = 0;
+        let mut clock = HostClock::new(|| {
+            reads += 1;
+            Ok(7)
+        });
+        assert_eq!((clock.now_ms(), clock.now_ms()), (Ok(7), Ok(7)));
+        drop(clock);
+        assert_eq!(reads, 1);
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub mod yaml;
 pub use admission::{AdmissionVerdict, ClusterView, Unseen};
 pub use checks::{registry, Applies, CheckSpec, Target};
 pub use finding::{Action, Finding};
-pub use http::{BucketStore, MemoryBuckets, Request};
+pub use http::{BucketStore, Clock, LeasedBuckets, MemoryBuckets, Request, SharedBuckets};
 pub use object::Input;
 pub use path::FieldPath;
 pub use policy::{Coverage, Denial, HttpDecision, LoadError, Policy, RuleSetError, DEFAULT_RULES_YAML};

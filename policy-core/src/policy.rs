@@ -2,7 +2,7 @@
 
 use crate::checks::{self, Compiled, HttpCheck, HttpContext, ObjectCheck, ParamError, Target};
 use crate::finding::{Action, Finding, Violation};
-use crate::http::{BucketStore, Request};
+use crate::http::{BucketStore, Clock, HostClock, Request};
 use crate::matching::{any_glob, Match};
 use crate::object::Input;
 use serde::Deserialize;
@@ -236,8 +236,6 @@ pub struct Policy {
     skipped_rules: usize,
     object_rules: Vec<ObjectRule>,
     http_rules: Vec<HttpRule>,
-    /// Whether any HTTP rule reads the clock, computed once: hosts ask on every request.
-    needs_clock: bool,
 }
 
 impl fmt::Debug for Policy {
@@ -331,7 +329,6 @@ impl Policy {
             skipped_rules: 0,
             object_rules: Vec::new(),
             http_rules: Vec::new(),
-            needs_clock: false,
         };
         let mut seen: Vec<String> = Vec::new();
         for (i, value) in raw.spec.rules.iter().enumerate() {
@@ -445,7 +442,6 @@ impl Policy {
             }
         }
         policy.add_admission_policies(&raw.spec.admission_policies, &mut seen)?;
-        policy.needs_clock = policy.http_rules.iter().any(|r| r.check.needs_clock());
         Ok(policy)
     }
 
@@ -531,11 +527,6 @@ impl Policy {
 
     pub fn http_rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.http_rules.iter().map(|r| &r.info)
-    }
-
-    /// Whether any HTTP rule reads the clock (rate limits); hosts may skip fetching the time otherwise.
-    pub fn needs_clock(&self) -> bool {
-        self.needs_clock
     }
 
     pub fn has_rules_for(&self, target: Target) -> bool {
@@ -634,6 +625,18 @@ impl Policy {
     /// rate-limit buckets live in `buckets`. An `Err` means a host failure (bucket storage); the
     /// caller applies its fail mode.
     pub fn decide(&self, req: &Request, now_ms: u64, buckets: &mut dyn BucketStore) -> Result<HttpDecision, String> {
+        self.decide_with_clock(req, &mut { now_ms }, buckets)
+    }
+
+    /// [`Policy::decide`] for hosts whose clock costs a call: `clock` is read at most once, and
+    /// only when a rate limit goes to its shared bucket.
+    pub fn decide_with_clock(
+        &self,
+        req: &Request,
+        clock: &mut dyn Clock,
+        buckets: &mut dyn BucketStore,
+    ) -> Result<HttpDecision, String> {
+        let mut clock = HostClock::new(|| clock.now_ms());
         let mut decision = HttpDecision::default();
         for (index, rule) in self.http_rules.iter().enumerate() {
             let rule_error = |e: String| format!("rule `{}`: {e}", rule.info.id);
@@ -642,7 +645,7 @@ impl Policy {
                     continue;
                 }
             }
-            let mut ctx = HttpContext { rule_id: &rule.info.id, now_ms, buckets: &mut *buckets };
+            let mut ctx = HttpContext { rule_id: &rule.info.id, clock: &mut clock, buckets: &mut *buckets };
             let Some(detail) = rule.check.evaluate(req, &mut ctx).map_err(rule_error)? else {
                 continue;
             };

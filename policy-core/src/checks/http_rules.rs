@@ -3,7 +3,7 @@
 use super::{
     compile_regex, parse_params, Applies, CheckSpec, Compiled, HttpCheck, HttpContext, ParamDoc, ParamError, Target,
 };
-use crate::http::{parse_duration_ms, Request, TokenBucket};
+use crate::http::{parse_duration_ms, BucketKey, Request, TokenBucket};
 use crate::pattern::{Budget, Pattern};
 use serde::Deserialize;
 
@@ -421,7 +421,9 @@ pub static LOCAL_RATE_LIMIT: CheckSpec = CheckSpec {
     applies_to: Applies::Any,
     summary: super::doc("A token bucket per key (`global`, `path`, or `header:<name>`), as Envoy's local_ratelimit filter: \
               `maxTokens`, refilled by `tokensPerFill` (default 1) every `fillInterval`. One proxy's buckets are shared \
-              by all its worker threads. Denies with 429 (gRPC: RESOURCE_EXHAUSTED)."),
+              by all its worker threads, which lease tokens in batches (1/64 of `maxTokens`, at most 1024; buckets under \
+              128 tokens one at a time, exactly): within one interval a key may admit up to workers x lease more than \
+              `maxTokens`. Denies with 429 (gRPC: RESOURCE_EXHAUSTED)."),
     params: &[
         ParamDoc { name: "key", ty: "global | path | header:<name>", default: "global", description: super::doc("What gets its own bucket.") },
         ParamDoc { name: "tokenBucket.maxTokens", ty: "integer", default: "required", description: super::doc("Burst size.") },
@@ -462,18 +464,12 @@ impl HttpCheck for LocalRateLimit {
                 None => return Ok(None),
             },
         };
-        let key = format!("meshguard.rl.{}.{value}", ctx.rule_id);
-        let bucket = self.bucket;
-        let now = ctx.now_ms;
-        let allowed = ctx.buckets.update(&key, &mut |state| bucket.take(state, now))?;
+        let key = BucketKey { rule: ctx.rule_id, value };
+        let allowed = ctx.buckets.take(key, &self.bucket, &mut *ctx.clock)?;
         Ok((!allowed).then(|| "rate limit exceeded".to_string()))
     }
 
     fn default_status(&self) -> u16 {
         429
-    }
-
-    fn needs_clock(&self) -> bool {
-        true
     }
 }

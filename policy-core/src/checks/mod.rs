@@ -11,7 +11,7 @@ pub(crate) mod http_rules;
 mod istio;
 
 use crate::finding::Violation;
-use crate::http::{BucketStore, Request};
+use crate::http::{BucketStore, Clock, Request};
 use crate::object::{Input, Object};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -97,17 +97,14 @@ pub trait ObjectCheck: Send + Sync {
 /// Per-request inputs an HTTP check may need besides the request itself.
 pub struct HttpContext<'a> {
     pub rule_id: &'a str,
-    pub now_ms: u64,
+    /// Read only when a rule needs the time (a rate limit refilling its bucket).
+    pub clock: &'a mut dyn Clock,
     pub buckets: &'a mut dyn BucketStore,
 }
 
 /// A compiled HTTP check: `Ok(Some(message))` when the request violates it.
 pub trait HttpCheck: Send + Sync {
     fn evaluate(&self, req: &Request, ctx: &mut HttpContext<'_>) -> Result<Option<String>, String>;
-    /// Whether `evaluate` reads `HttpContext::now_ms`; hosts skip the clock when no rule does.
-    fn needs_clock(&self) -> bool {
-        false
-    }
     /// HTTP status sent on deny (a rule's `status` overrides it).
     fn default_status(&self) -> u16 {
         403

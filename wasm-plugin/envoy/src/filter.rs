@@ -7,13 +7,14 @@
 //! default FAIL_CLOSED failure policy) leaves the VM broken until Envoy restarts.
 
 use crate::translate::{self, LocalReply, WARN_HEADER};
-use policy_core::http::{BucketState, BucketStore};
+use policy_core::http::{BucketState, Clock, LeasedBuckets, SharedBuckets};
 use policy_core::{Action, Policy};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{
     Action as Next, BufferType, ContextType, GrpcStatusCode, LogLevel, MapType, MetricType, Status,
 };
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -50,6 +51,8 @@ struct Filter {
     allowed: Option<u32>,
     denied: Option<u32>,
     errors: Option<u32>,
+    /// This worker's leases on the shared rate-limit buckets (the VM is single-threaded).
+    buckets: RefCell<LeasedBuckets<EnvoySharedData>>,
 }
 
 struct Root {
@@ -104,6 +107,7 @@ impl RootContext for Root {
             allowed: counter(&translate::outcome_metric_name("allow")),
             denied: counter(&translate::outcome_metric_name("deny")),
             errors: counter(&translate::outcome_metric_name("error")),
+            buckets: RefCell::new(LeasedBuckets::new(EnvoySharedData)),
             policy,
         }));
         true
@@ -130,10 +134,11 @@ struct Stream {
 impl Context for Stream {}
 
 /// Token buckets in Envoy shared data, shared by every worker thread's VM; compare-and-swap
-/// retries keep concurrent updates from losing tokens.
-struct SharedBuckets;
+/// retries keep concurrent updates from losing tokens. Workers lease tokens from them in batches
+/// (`LeasedBuckets`), so most requests make no shared-data call.
+struct EnvoySharedData;
 
-impl BucketStore for SharedBuckets {
+impl SharedBuckets for EnvoySharedData {
     fn update(
         &mut self,
         key: &str,
@@ -176,9 +181,14 @@ fn request_header_map() -> Result<Vec<u8>, String> {
     }
 }
 
-fn now_ms() -> Result<u64, String> {
-    let t = hostcalls::get_current_time().map_err(|e| format!("get_current_time: {e:?}"))?;
-    Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+/// Envoy's clock, a host call; policy-core reads it only when a rate limit needs a new lease.
+struct EnvoyClock;
+
+impl Clock for EnvoyClock {
+    fn now_ms(&mut self) -> Result<u64, String> {
+        let t = hostcalls::get_current_time().map_err(|e| format!("get_current_time: {e:?}"))?;
+        Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+    }
 }
 
 fn grpc_code(code: u8) -> GrpcStatusCode {
@@ -223,8 +233,10 @@ impl HttpContext for Stream {
             Ok(r) => r,
             Err(e) => return self.fail(&filter, false, &e),
         };
-        let now = if filter.policy.needs_clock() { now_ms() } else { Ok(0) };
-        let decision = now.and_then(|now| filter.policy.decide(&req, now, &mut SharedBuckets));
+        let decision = match filter.buckets.try_borrow_mut() {
+            Ok(mut buckets) => filter.policy.decide_with_clock(&req, &mut EnvoyClock, &mut *buckets),
+            Err(_) => Err("rate-limit leases are in use by another decision".to_string()),
+        };
         let decision = match decision {
             Ok(d) => d,
             Err(e) => return self.fail(&filter, req.is_grpc(), &e),
