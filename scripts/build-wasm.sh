@@ -23,18 +23,19 @@ for t in wasm32-unknown-unknown wasm32-wasip1; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 
-build() { # target package [features] [profile]
-  cargo build --locked --profile "${4:-wasm}" --target "$1" -p "$2" ${3:+--features "$3"}
+# Per-request modules are built for speed (profile wasm-speed: opt-level 3, then wasm-opt -O3).
+build() { # target package [features]
+  cargo build --locked --profile wasm-speed --target "$1" -p "$2" ${3:+--features "$3"}
 }
 
 target=${CARGO_TARGET_DIR:-target}
 bench=target/wasm-bench
 mkdir -p dist "$bench"
-out=$target/wasm32-unknown-unknown/wasm
-optimize() { # in out [wasm-opt level: -Oz for size, -O3 for speed]
+out=$target/wasm32-unknown-unknown/wasm-speed
+optimize() { # in out
   if command -v wasm-opt >/dev/null; then
     # binaryen 108 needs the features rustc 1.95 emits spelled out.
-    wasm-opt "${3:--Oz}" --converge --zero-filled-memory --low-memory-unused --strip-debug --strip-producers \
+    wasm-opt -O3 --converge --zero-filled-memory --low-memory-unused --strip-debug --strip-producers \
       --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext "$1" -o "$2.tmp"
     mv "$2.tmp" "$2"
   else
@@ -42,13 +43,12 @@ optimize() { # in out [wasm-opt level: -Oz for size, -O3 for speed]
     cp "$1" "$2"
   fi
 }
-# The filter is built for speed (profile wasm-envoy, -O3): it runs on every request.
-build wasm32-unknown-unknown meshguard-envoy "" wasm-envoy
-optimize "$target/wasm32-unknown-unknown/wasm-envoy/meshguard_envoy.wasm" dist/meshguard-envoy.wasm -O3
+build wasm32-unknown-unknown meshguard-envoy
+optimize "$out/meshguard_envoy.wasm" dist/meshguard-envoy.wasm
 build wasm32-unknown-unknown noop-filter
 optimize "$out/noop_filter.wasm" $bench/noop-filter.wasm
 
-wasi=$target/wasm32-wasip1/wasm
+wasi=$target/wasm32-wasip1/wasm-speed
 build wasm32-wasip1 meshguard-kubewarden
 optimize "$wasi/meshguard_kubewarden.wasm" dist/meshguard-kubewarden.wasm
 build wasm32-wasip1 meshguard-kubewarden floor   # benchmark floor: accepts without evaluating
