@@ -24,6 +24,48 @@ fn native(c: &mut Criterion) {
     c.bench_function("admission/native", |b| b.iter(|| black_box(policy.review_admission(black_box(&req)))));
 }
 
+/// The AdmissionReview bytes an API server sends a webhook for `object`.
+fn review_bytes(object: Value, resource: &str) -> Vec<u8> {
+    let kind = object["kind"].clone();
+    let group = object["apiVersion"].as_str().and_then(|v| v.split_once('/')).map_or("", |(g, _)| g).to_string();
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "kind": {"group": group, "version": "v1", "kind": kind},
+        "resource": {"group": group, "version": "v1", "resource": resource},
+        "name": object["metadata"]["name"], "namespace": "team-1", "operation": "CREATE",
+        "userInfo": {"username": "system:serviceaccount:argocd:argocd-application-controller",
+                     "uid": "1f7d7c4a-2b1e-4c3a-9f1e-0d6a3c9b8e21",
+                     "groups": ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"]},
+        "object": object, "oldObject": null, "dryRun": false,
+        "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions", "fieldManager": "argocd-controller"}}})
+    .to_string()
+    .into_bytes()
+}
+
+/// JSON in, decision out, natively: the AdmissionReview's bytes parsed and reviewed, next to
+/// parsing the same bytes into a `serde_json::Value` tree alone (what any tree-based engine pays
+/// before its first rule).
+fn json_in(c: &mut Criterion) {
+    let policy = Policy::default_rules().expect("rules");
+    let service = meshguard_benches::team_objects(&["Service"]).into_iter().next().expect("a Service");
+    for (workload, bytes) in [
+        ("deployment", review_bytes(typical_deployment(), "deployments")),
+        ("service", review_bytes(service, "services")),
+    ] {
+        let mut g = c.benchmark_group(format!("admission-json/{workload}"));
+        g.bench_function("value_parse", |b| {
+            b.iter(|| black_box(serde_json::from_slice::<Value>(black_box(&bytes)).expect("json")))
+        });
+        g.bench_function("meshguard", |b| {
+            b.iter(|| {
+                let review: Value = serde_json::from_slice(black_box(&bytes)).expect("json");
+                black_box(policy.review_admission(&review))
+            })
+        });
+        g.finish();
+    }
+}
+
 fn wapc(c: &mut Criterion) {
     let payload = json!({"request": request(), "settings": {}}).to_string();
     let mut g = c.benchmark_group("admission/wapc");
@@ -172,6 +214,7 @@ fn js_package() {
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     native(&mut c);
+    json_in(&mut c);
     wapc(&mut c);
     opa_rust(&mut c);
     kubewarden_rego(&mut c);

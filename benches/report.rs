@@ -329,6 +329,28 @@ fn main() -> Result<(), String> {
                    difference of a few µs needs several runs to trust.",
         });
     }
+    let json_in = |w: &str| {
+        Some((get(&format!("admission-json/{w}/meshguard"))?, get(&format!("admission-json/{w}/value_parse"))?))
+    };
+    if let (Some((dm, dp)), Some((sm, sp))) = (json_in("deployment"), json_in("service")) {
+        targets.push(Target {
+            what: "per object, AdmissionReview JSON in → decision (whole default pack), natively: ≤ 1.0x parsing the same bytes into a serde_json::Value",
+            measured: format!(
+                "Deployment {} vs {} ({}); Service {} vs {} ({})",
+                time(dm),
+                time(dp),
+                ratio(dm, dp),
+                time(sm),
+                time(sp),
+                ratio(sm, sp)
+            ),
+            met: Some(dm <= dp && sm <= sp),
+            note: "Every engine here decides on a serde_json::Value tree, so the parse is paid in full before \
+                   the first rule. The planned fix is a decode that skips what no loaded rule reads \
+                   (managedFields, status, userInfo, ...) and falls back to the full tree when a CEL, VAP or \
+                   free-path rule could read anything; not built yet.",
+        });
+    }
     if let Some(w) = &webhook {
         let l = &w["load"];
         let (rps, p99) = (l["requests_per_second"].as_f64().unwrap_or(0.0), l["p99_ms"].as_f64().unwrap_or(f64::MAX));
@@ -515,6 +537,20 @@ fn main() -> Result<(), String> {
             time(f),
             ratio(m, f)
         );
+    }
+    if json_in("deployment").is_some() {
+        let _ = writeln!(
+            md,
+            "\n### JSON in, natively\n\nThe AdmissionReview's bytes, as a webhook receives them, parsed and \
+             reviewed by the whole default rule set, next to parsing the same bytes into a `serde_json::Value` alone \
+             (`admission-json/*`).\n\n| object | JSON in → decision | Value parse alone | ratio |\n|---|---|---|---|"
+        );
+        for w in ["deployment", "service"] {
+            if let Some((m, p)) = json_in(w) {
+                let _ = writeln!(md, "| {w} | {} | {} | {} |", time(m), time(p), ratio(m, p));
+            }
+        }
+        let _ = writeln!(md);
     }
     if let Some(js) = &opa_js {
         if let (Some(m), Some(f)) = (js["meshguard"].as_f64(), js["floor"].as_f64()) {
