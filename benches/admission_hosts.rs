@@ -24,8 +24,21 @@ fn native(c: &mut Criterion) {
     c.bench_function("admission/native", |b| b.iter(|| black_box(policy.review_admission(black_box(&req)))));
 }
 
-/// The AdmissionReview bytes an API server sends a webhook for `object`.
-fn review_bytes(object: Value, resource: &str) -> Vec<u8> {
+/// `fieldsV1` as server-side field tracking writes it for `value`: `f:<key>` per map key.
+fn fields_v1(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (format!("f:{k}"), fields_v1(v))).collect()),
+        _ => json!({}),
+    }
+}
+
+/// The AdmissionReview bytes an API server sends a webhook for `object` on CREATE: with the
+/// applying client's `managedFields` entry, an empty `status`, `userInfo` and `options`.
+fn review_bytes(mut object: Value, resource: &str) -> Vec<u8> {
+    let tracked = json!({"f:metadata": {"f:labels": fields_v1(&object["metadata"]["labels"])}, "f:spec": fields_v1(&object["spec"])});
+    object["metadata"]["managedFields"] = json!([{"apiVersion": object["apiVersion"], "fieldsType": "FieldsV1",
+        "fieldsV1": tracked, "manager": "argocd-controller", "operation": "Update", "time": "2026-11-26T10:00:00Z"}]);
+    object["status"] = json!({});
     let kind = object["kind"].clone();
     let group = object["apiVersion"].as_str().and_then(|v| v.split_once('/')).map_or("", |(g, _)| g).to_string();
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
@@ -42,9 +55,10 @@ fn review_bytes(object: Value, resource: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// JSON in, decision out, natively: the AdmissionReview's bytes parsed and reviewed, next to
-/// parsing the same bytes into a `serde_json::Value` tree alone (what any tree-based engine pays
-/// before its first rule).
+/// JSON in, decision out, natively: the AdmissionReview's bytes decoded for the rule set
+/// (`Policy::parse_admission`) and reviewed, next to parsing the same bytes into a
+/// `serde_json::Value` tree alone (what any tree-based engine pays before its first rule), and
+/// the full parse followed by the review.
 fn json_in(c: &mut Criterion) {
     let policy = Policy::default_rules().expect("rules");
     let service = meshguard_benches::team_objects(&["Service"]).into_iter().next().expect("a Service");
@@ -56,7 +70,16 @@ fn json_in(c: &mut Criterion) {
         g.bench_function("value_parse", |b| {
             b.iter(|| black_box(serde_json::from_slice::<Value>(black_box(&bytes)).expect("json")))
         });
+        let full: Value = serde_json::from_slice(&bytes).expect("json");
+        let decoded = policy.parse_admission(&bytes).expect("json");
+        assert_eq!(policy.review_admission(&decoded), policy.review_admission(&full), "{workload}: same verdict");
         g.bench_function("meshguard", |b| {
+            b.iter(|| {
+                let review = policy.parse_admission(black_box(&bytes)).expect("json");
+                black_box(policy.review_admission(&review))
+            })
+        });
+        g.bench_function("full_parse_then_review", |b| {
             b.iter(|| {
                 let review: Value = serde_json::from_slice(black_box(&bytes)).expect("json");
                 black_box(policy.review_admission(&review))

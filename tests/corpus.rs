@@ -23,6 +23,7 @@ fn check_objects(case: &Case, policy: &Policy) -> Vec<String> {
     let repo: Vec<serde_json::Value> = case.objects.iter().chain(&case.cluster).cloned().collect();
     let findings = policy.review(&Input::new(&repo, &case.namespace));
     let mut problems = admission_agrees_with_ci(case, policy, &findings);
+    problems.extend(pruned_decode_agrees(case, policy));
     let mut unmatched: Vec<&policy_core::Finding> = findings.iter().collect();
     for e in &case.expect {
         match unmatched.iter().position(|f| matches(e, f)) {
@@ -34,6 +35,40 @@ fn check_objects(case: &Case, policy: &Policy) -> Vec<String> {
     }
     for f in unmatched {
         problems.push(format!("unexpected {} {} {}/{} {}: {}", f.action, f.rule, f.kind, f.name, f.path, f.message));
+    }
+    problems
+}
+
+/// The admission decode that skips what no loaded rule reads (`Policy::parse_admission`) decides
+/// as the full parse does, on each object as an API server sends it: with `managedFields`, a
+/// `status`, the requester's `userInfo`, `options` and an `oldObject`.
+fn pruned_decode_agrees(case: &Case, policy: &Policy) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, object) in case.objects.iter().enumerate() {
+        let mut sent = object.clone();
+        if let Some(meta) = sent.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            meta.entry("managedFields").or_insert(serde_json::json!([{"manager": "kubectl", "operation": "Update",
+                "fieldsV1": {"f:spec": {"f:replicas": {}}}}]));
+        }
+        if let Some(fields) = sent.as_object_mut() {
+            fields.entry("status").or_insert(serde_json::json!({"observedGeneration": 1}));
+        }
+        let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "operation": "UPDATE", "namespace": case.namespace,
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            "options": {"kind": "UpdateOptions"}, "object": sent, "oldObject": object}});
+        let bytes = review.to_string();
+        let pruned = match policy.parse_admission(bytes.as_bytes()) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("object {i}: the pruned decode failed: {e}"));
+                continue;
+            }
+        };
+        let (full, fast) = (policy.review_admission(&review), policy.review_admission(&pruned));
+        if full != fast {
+            problems.push(format!("object {i}: pruned decode decided {fast:?}, the full parse {full:?}"));
+        }
     }
     problems
 }

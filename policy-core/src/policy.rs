@@ -525,6 +525,11 @@ impl Policy {
         self.skipped_rules
     }
 
+    /// The check id of every object rule.
+    pub(crate) fn object_rule_checks(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.object_rules.iter().map(|r| r.info.check)
+    }
+
     pub fn http_rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.http_rules.iter().map(|r| &r.info)
     }

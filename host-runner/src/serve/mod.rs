@@ -93,6 +93,14 @@ fn load_rules(opts: &Options) -> Result<Rules> {
     Ok(Rules { reviewer, source, coverage, settings_json, cluster: opts.cluster.clone() })
 }
 
+impl Rules {
+    fn policy(&self) -> &policy_core::Policy {
+        match &self.reviewer {
+            Reviewer::Native(policy) | Reviewer::Wasm { policy, .. } => policy,
+        }
+    }
+}
+
 /// Decides one AdmissionRequest with the rule set in force.
 fn decide(rules: &Rules, request: &Value) -> Result<ValidationResponse> {
     match &rules.reviewer {
@@ -169,7 +177,13 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     let started = Instant::now();
-    let (review, asked) = match review::parse(&body) {
+    let rules = app.rules.read().map(|r| r.clone()).map_err(|_| anyhow!("rule set lock poisoned"));
+    // Decoded for the rule set in force: what none of its rules reads is skipped, not built.
+    let decode = |bytes: &[u8]| match &rules {
+        Ok(r) => r.policy().parse_admission(bytes),
+        Err(_) => serde_json::from_slice(bytes),
+    };
+    let (review, asked) = match review::parse(&body, &decode) {
         Ok(parsed) => parsed,
         Err(review::BadReview::NotJson(e)) => {
             app.metrics.error("not_json");
@@ -180,7 +194,6 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
             return json_response(&review::invalid(&uid, &message));
         }
     };
-    let rules = app.rules.read().map(|r| r.clone()).map_err(|_| anyhow!("rule set lock poisoned"));
     // What policy-core allows without looking (DELETE, CONNECT, a kind no rule can flag) is
     // answered without the engine.
     let uncovered = rules.as_ref().is_ok_and(|r| !r.coverage.covers(&asked.group, &asked.kind));

@@ -25,9 +25,14 @@ pub enum BadReview {
     Invalid { uid: String, message: String },
 }
 
-/// Parses the body and checks the envelope: `apiVersion`, `kind`, `request`, `request.uid`.
-pub fn parse(body: &[u8]) -> Result<(Value, Asked), BadReview> {
-    let review: Value = serde_json::from_slice(body).map_err(|e| BadReview::NotJson(e.to_string()))?;
+/// Parses the body with `decode` (`Policy::parse_admission` of the rule set in force, which skips
+/// what none of its rules reads) and checks the envelope: `apiVersion`, `kind`, `request`,
+/// `request.uid`.
+pub fn parse(
+    body: &[u8],
+    decode: &dyn Fn(&[u8]) -> Result<Value, serde_json::Error>,
+) -> Result<(Value, Asked), BadReview> {
+    let review: Value = decode(body).map_err(|e| BadReview::NotJson(e.to_string()))?;
     let request = review.get("request");
     let uid = request.and_then(|r| r.get("uid")).and_then(Value::as_str).unwrap_or("").to_string();
     let invalid = |message: &str| BadReview::Invalid { uid: uid.clone(), message: message.to_string() };
@@ -117,6 +122,23 @@ fn envelope(response: Value) -> Value {
 mod tests {
     use super::*;
 
+    fn parse_full(body: &[u8]) -> Result<(Value, Asked), BadReview> {
+        parse(body, &|b| serde_json::from_slice(b))
+    }
+
+    #[test]
+    fn the_rule_sets_decode_keeps_the_envelope_and_skips_what_no_rule_reads() {
+        let policy = policy_core::Policy::default_rules().unwrap();
+        let body = review(json!({"uid": "u7", "operation": "CREATE", "dryRun": true,
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "userInfo": {"username": "alice"}, "object": {"kind": "Deployment", "metadata": {"name": "a", "managedFields": []}}}));
+        let (value, asked) = parse(&body, &|b| policy.parse_admission(b)).unwrap();
+        assert_eq!((asked.uid.as_str(), asked.kind.as_str(), asked.dry_run), ("u7", "Deployment", true));
+        assert!(value["request"].get("userInfo").is_none());
+        assert!(value["request"]["object"]["metadata"].get("managedFields").is_none());
+        assert_eq!(parse_full(&body).unwrap().1, asked);
+    }
+
     fn review(request: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}))
             .unwrap()
@@ -124,7 +146,7 @@ mod tests {
 
     #[test]
     fn envelopes_are_checked_and_uids_echoed() {
-        let (_, asked) = parse(&review(
+        let (_, asked) = parse_full(&review(
             json!({"uid": "u1", "operation": "CREATE", "kind": {"group": "apps", "kind": "Deployment"}, "dryRun": true}),
         ))
         .unwrap();
@@ -138,8 +160,8 @@ mod tests {
                 dry_run: true
             }
         );
-        assert!(matches!(parse(b"{not json"), Err(BadReview::NotJson(_))));
-        let (_, bare) = parse(&review(
+        assert!(matches!(parse_full(b"{not json"), Err(BadReview::NotJson(_))));
+        let (_, bare) = parse_full(&review(
             json!({"uid": "u3", "operation": "CREATE", "object": {"apiVersion": "apps/v1", "kind": "Deployment"}}),
         ))
         .unwrap();
@@ -149,11 +171,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            parse(&wrong),
+            parse_full(&wrong),
             Err(BadReview::Invalid { uid: "u2".into(), message: "expected apiVersion admission.k8s.io/v1".into() })
         );
         assert!(
-            matches!(parse(&review(json!({"operation": "CREATE"}))), Err(BadReview::Invalid { message, .. }) if message.contains("no uid"))
+            matches!(parse_full(&review(json!({"operation": "CREATE"}))), Err(BadReview::Invalid { message, .. }) if message.contains("no uid"))
         );
     }
 

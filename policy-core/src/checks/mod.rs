@@ -219,6 +219,27 @@ pub const KUBERNETES_CHECK_IDS: &[&str] = &[
     "cel",
 ];
 
+/// Checks that read only an object's kind, `metadata` (not `managedFields`) and `spec`-like
+/// content, never its `status`, the request's `userInfo`, `options` or `oldObject`: with only
+/// these loaded, an admission decode may skip those parts ([`crate::Policy::parse_admission`]).
+/// A check missing here (CEL, ValidatingAdmissionPolicy, free field paths) gets the whole request.
+pub const OBJECT_CONTENT_ONLY_CHECK_IDS: &[&str] = &[
+    "istio-port-name",
+    "istio-headless-port-conflict",
+    "istio-sidecar-start-order",
+    "istio-graceful-shutdown",
+    "istio-http-drain",
+    "istio-injection-rollout",
+    "istio-export-to-own-namespace",
+    "istio-host-in-own-namespace",
+    "istio-platform-only-kinds",
+    "istio-single-default-sidecar",
+    "istio-circuit-breaker",
+    "required-labels",
+    "required-annotations",
+    "forbidden-kinds",
+];
+
 /// Every built-in check, in catalog order.
 pub fn registry() -> &'static [&'static CheckSpec] {
     REGISTRY

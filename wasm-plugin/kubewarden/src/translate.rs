@@ -65,15 +65,29 @@ pub struct ValidationResponse {
 /// `validate`: a ValidationRequest in, a ValidationResponse out. `Err` for a payload that is not
 /// a ValidationRequest (the host reports it as a policy error).
 pub fn validate(payload: &[u8], cache: &mut PolicyCache, host: &mut dyn ClusterHost) -> Result<Vec<u8>, String> {
-    let request: Value =
+    // The request comes before the settings, which say what its decode may skip: it is kept as
+    // raw bytes in the first pass and decoded for the rule set after.
+    let parsed: ValidationRequest<'_> =
         serde_json::from_slice(payload).map_err(|e| format!("the validation payload is not JSON: {e}"))?;
-    let admission = request.get("request").ok_or("the validation payload has no `request`")?;
+    let raw = parsed.request.ok_or("the validation payload has no `request`")?;
     if cfg!(feature = "floor") {
+        // The floor decodes the whole request, as any engine deciding on a JSON tree must.
+        let _: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
         return serde_json::to_vec(&accept()).map_err(|e| e.to_string());
     }
-    let settings = request.get("settings").unwrap_or(&Value::Null);
-    let response = respond_asking(cache.policy(settings)?, admission, host);
+    let policy = cache.policy(&parsed.settings)?;
+    let admission = policy.parse_admission(raw.get().as_bytes()).map_err(|e| format!("the request: {e}"))?;
+    let response = respond_asking(policy, &admission, host);
     serde_json::to_vec(&response).map_err(|e| e.to_string())
+}
+
+/// Kubewarden's ValidationRequest, first pass.
+#[derive(Deserialize)]
+struct ValidationRequest<'a> {
+    #[serde(borrow, default)]
+    request: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    settings: Value,
 }
 
 /// Kubewarden's context-aware host calls: `operation` of the `kubernetes` namespace with a JSON
