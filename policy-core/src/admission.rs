@@ -387,9 +387,9 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
 
 impl Policy {
     /// Whether every loaded object rule reads only object content (see
-    /// [`crate::checks::OBJECT_CONTENT_ONLY_CHECK_IDS`]), so [`Policy::parse_admission`] may prune.
+    /// [`crate::checks::READS_ANY_FIELD_CHECK_IDS`]), so [`Policy::parse_admission`] may prune.
     pub fn reads_object_content_only(&self) -> bool {
-        self.object_rule_checks().all(|id| crate::checks::OBJECT_CONTENT_ONLY_CHECK_IDS.contains(&id))
+        self.object_rule_checks().all(crate::checks::reads_object_content_only)
     }
 
     /// Parses an AdmissionReview, AdmissionRequest or object from JSON for

@@ -219,26 +219,17 @@ pub const KUBERNETES_CHECK_IDS: &[&str] = &[
     "cel",
 ];
 
-/// Checks that read only an object's kind, `metadata` (not `managedFields`) and `spec`-like
-/// content, never its `status`, the request's `userInfo`, `options` or `oldObject`: with only
-/// these loaded, an admission decode may skip those parts ([`crate::Policy::parse_admission`]).
-/// A check missing here (CEL, ValidatingAdmissionPolicy, free field paths) gets the whole request.
-pub const OBJECT_CONTENT_ONLY_CHECK_IDS: &[&str] = &[
-    "istio-port-name",
-    "istio-headless-port-conflict",
-    "istio-sidecar-start-order",
-    "istio-graceful-shutdown",
-    "istio-http-drain",
-    "istio-injection-rollout",
-    "istio-export-to-own-namespace",
-    "istio-host-in-own-namespace",
-    "istio-platform-only-kinds",
-    "istio-single-default-sidecar",
-    "istio-circuit-breaker",
-    "required-labels",
-    "required-annotations",
-    "forbidden-kinds",
-];
+/// Kubernetes checks that may read any part of a request: free field paths and CEL. Every other
+/// Kubernetes check reads only an object's kind, `metadata` (not `managedFields`) and content,
+/// never its `status` or the request's `userInfo`, `options` or `oldObject`; with only those
+/// loaded, an admission decode may skip these parts ([`crate::Policy::parse_admission`]). A rule
+/// whose check is not in [`KUBERNETES_CHECK_IDS`] (a ValidatingAdmissionPolicy) reads anything too.
+pub const READS_ANY_FIELD_CHECK_IDS: &[&str] = &["field-pattern", "field-range", "cel"];
+
+/// Whether a rule of check `id` reads only object content (see [`READS_ANY_FIELD_CHECK_IDS`]).
+pub fn reads_object_content_only(id: &str) -> bool {
+    KUBERNETES_CHECK_IDS.contains(&id) && !READS_ANY_FIELD_CHECK_IDS.contains(&id)
+}
 
 /// Every built-in check, in catalog order.
 pub fn registry() -> &'static [&'static CheckSpec] {
