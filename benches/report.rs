@@ -517,27 +517,14 @@ fn main() -> Result<(), String> {
     }
     // policy-server gives every Rego-mode request a fresh instance: instantiation and the RuleSet's
     // compile are paid per request (the floor pays the instantiation only).
-    if let (Some(m), Some(f)) =
-        (get("admission/kubewarden-rego/gatekeeper"), get("admission/kubewarden-rego/gatekeeper-floor"))
-    {
-        let _ = writeln!(
-            md,
-            "| Kubewarden gatekeeper mode (fresh instance per request, as policy-server) | {} | {} | {} |",
-            time(m),
-            time(f),
-            ratio(m, f)
-        );
-    }
-    if let (Some(m), Some(f)) =
-        (get("admission/kubewarden-rego/opa"), get("admission/kubewarden-rego/gatekeeper-floor"))
-    {
-        let _ = writeln!(
-            md,
-            "| Kubewarden opa mode (fresh instance per request; gatekeeper floor) | {} | {} | {} |",
-            time(m),
-            time(f),
-            ratio(m, f)
-        );
+    for (label, mode) in [
+        ("Kubewarden gatekeeper mode (fresh instance per request, as policy-server)", "gatekeeper"),
+        ("Kubewarden opa mode (fresh instance per request; gatekeeper floor)", "opa"),
+    ] {
+        let floor = get("admission/kubewarden-rego/gatekeeper-floor");
+        if let (Some(m), Some(f)) = (get(&format!("admission/kubewarden-rego/{mode}")), floor) {
+            let _ = writeln!(md, "| {label} | {} | {} | {} |", time(m), time(f), ratio(m, f));
+        }
     }
     if json_in("deployment").is_some() {
         let _ = writeln!(

@@ -386,12 +386,6 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
 }
 
 impl Policy {
-    /// Whether every loaded object rule reads only object content (see
-    /// [`crate::checks::READS_ANY_FIELD_CHECK_IDS`]), so [`Policy::parse_admission`] may prune.
-    pub fn reads_object_content_only(&self) -> bool {
-        self.object_rule_checks().all(crate::checks::reads_object_content_only)
-    }
-
     /// Parses an AdmissionReview, AdmissionRequest or object from JSON for
     /// [`Policy::review_admission`]. When the loaded rules read only object content, the parts
     /// none of them reads are skipped instead of built into the tree (`managedFields`, `status`,

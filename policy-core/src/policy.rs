@@ -236,6 +236,9 @@ pub struct Policy {
     skipped_rules: usize,
     object_rules: Vec<ObjectRule>,
     http_rules: Vec<HttpRule>,
+    /// Whether every object rule reads only object content, computed once when the rule set
+    /// loads: admission decodes ask on every request (`Policy::parse_admission`).
+    object_content_only: bool,
 }
 
 impl fmt::Debug for Policy {
@@ -329,6 +332,7 @@ impl Policy {
             skipped_rules: 0,
             object_rules: Vec::new(),
             http_rules: Vec::new(),
+            object_content_only: false,
         };
         let mut seen: Vec<String> = Vec::new();
         for (i, value) in raw.spec.rules.iter().enumerate() {
@@ -442,6 +446,8 @@ impl Policy {
             }
         }
         policy.add_admission_policies(&raw.spec.admission_policies, &mut seen)?;
+        policy.object_content_only =
+            policy.object_rules.iter().all(|r| checks::reads_object_content_only(r.info.check));
         Ok(policy)
     }
 
@@ -525,9 +531,10 @@ impl Policy {
         self.skipped_rules
     }
 
-    /// The check id of every object rule.
-    pub(crate) fn object_rule_checks(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.object_rules.iter().map(|r| r.info.check)
+    /// Whether every loaded object rule reads only object content (see
+    /// [`crate::checks::READS_ANY_FIELD_CHECK_IDS`]), so [`Policy::parse_admission`] may prune.
+    pub fn reads_object_content_only(&self) -> bool {
+        self.object_content_only
     }
 
     pub fn http_rules(&self) -> impl Iterator<Item = &RuleInfo> {
