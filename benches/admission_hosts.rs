@@ -10,6 +10,10 @@ use policy_core::Policy;
 use serde_json::{json, Value};
 use std::hint::black_box;
 
+// The allocator the `meshguard` binary (and so the webhook) uses, so in-process figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/rego_host.rs"]
 mod rego_host;
 

@@ -318,6 +318,43 @@ static TOP: Prune = Prune { skip: &[], deeper: &[("request", &REQUEST), ("object
 
 struct Pruned(&'static Prune);
 
+/// A map key, borrowed from the input unless it holds escapes: a skipped key costs no allocation.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
 impl<'de> serde::de::DeserializeSeed<'de> for Pruned {
     type Value = Value;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -334,19 +371,20 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if self.0.skip.contains(&key.as_str()) {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let key = key.as_str();
+            if self.0.skip.contains(&key) {
                 // Still parsed, so malformed JSON is refused as the full decode refuses it.
                 map.next_value::<serde::de::IgnoredAny>()?;
                 // A skipped key that appears again later must not leave an earlier value behind.
-                out.remove(&key);
+                out.remove(key);
                 continue;
             }
             let value = match self.0.deeper.iter().find(|(name, _)| *name == key) {
                 Some((_, deeper)) => map.next_value_seed(Pruned(deeper))?,
                 None => map.next_value::<Value>()?,
             };
-            out.insert(key, value);
+            out.insert(key.to_string(), value);
         }
         Ok(Value::Object(out))
     }

@@ -128,12 +128,10 @@ impl<'a> Object<'a> {
     pub fn pod_template(&self) -> Option<PodTemplate<'a>> {
         let (_, steps) = POD_TEMPLATE_PATHS.iter().find(|(k, _)| *k == self.kind)?;
         let mut value = self.value;
-        let mut path = FieldPath::root();
         for step in *steps {
             value = value.get(*step)?;
-            path = path.key(step);
         }
-        Some(PodTemplate { value, path })
+        Some(PodTemplate { value, steps })
     }
 }
 
@@ -141,20 +139,26 @@ pub fn string_map(v: Option<&Value>) -> &Map<String, Value> {
     v.and_then(Value::as_object).unwrap_or_else(|| empty_map())
 }
 
-/// A pod template (or a Pod) and where it sits in its object.
+/// A pod template (or a Pod) and where it sits in its object. Paths are built only when asked
+/// for (a finding needs one): every workload check looks up the template on every review.
 #[derive(Clone, Debug)]
 pub struct PodTemplate<'a> {
     pub value: &'a Value,
-    pub path: FieldPath,
+    steps: &'static [&'static str],
 }
 
 impl<'a> PodTemplate<'a> {
+    /// Where the template sits in its object.
+    pub fn path(&self) -> FieldPath {
+        self.steps.iter().fold(FieldPath::root(), |path, step| path.key(step))
+    }
+
     pub fn metadata_path(&self) -> FieldPath {
-        self.path.key("metadata")
+        self.path().key("metadata")
     }
 
     pub fn spec_path(&self) -> FieldPath {
-        self.path.key("spec")
+        self.path().key("spec")
     }
 
     pub fn spec(&self) -> Option<&'a Value> {
@@ -174,16 +178,14 @@ impl<'a> PodTemplate<'a> {
         self.metadata_path().key("annotations").key(key)
     }
 
-    /// The app containers (not init containers), each with its path.
-    pub fn containers(&self) -> impl Iterator<Item = (FieldPath, &'a Value)> + '_ {
-        let base = self.spec_path().key("containers");
-        self.spec()
-            .and_then(|s| s.get("containers"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(move |(i, c)| (base.index(i), c))
+    /// The app containers (not init containers), each with its index ([`PodTemplate::container_path`]).
+    pub fn containers(&self) -> impl Iterator<Item = (usize, &'a Value)> {
+        self.spec().and_then(|s| s.get("containers")).and_then(Value::as_array).into_iter().flatten().enumerate()
+    }
+
+    /// The path of the app container at `index`.
+    pub fn container_path(&self, index: usize) -> FieldPath {
+        self.spec_path().key("containers").index(index)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::object::{map_str, Input, Object};
 use crate::path::{FieldPath, FieldSelector};
 use crate::pattern::{excerpt, Budget, Pattern};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -137,29 +137,29 @@ metadata: {name: api, namespace: shop}
 
 impl ObjectCheck for RequiredMeta {
     fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
-        let (map, base): (&Map<String, Value>, FieldPath) = match self.target {
-            MetaTarget::Object => {
-                let m = if self.field == "labels" { obj.labels() } else { obj.annotations() };
-                (m, FieldPath::root().key("metadata").key(self.field))
-            }
+        let (map, template) = match self.target {
+            MetaTarget::Object => (if self.field == "labels" { obj.labels() } else { obj.annotations() }, None),
             MetaTarget::PodTemplate => {
                 let Some(t) = obj.pod_template() else { return };
-                let m = if self.field == "labels" { t.labels() } else { t.annotations() };
-                (m, t.metadata_path().key(self.field))
+                (if self.field == "labels" { t.labels() } else { t.annotations() }, Some(t))
             }
+        };
+        let base = || match &template {
+            None => FieldPath::root().key("metadata").key(self.field),
+            Some(t) => t.metadata_path().key(self.field),
         };
         let singular = self.field.trim_end_matches('s');
         let mut budget = Budget::default();
         for (key, re) in &self.keys {
             match (map_str(map, key), re) {
                 (None, _) => out.push(Violation::new(
-                    base.key(key),
+                    base().key(key),
                     format!("{} `{}` is missing {singular} `{key}`", obj.kind, obj.name),
                 )),
                 (Some(v), Some(re)) => match re.is_match(&v, &mut budget) {
                     Ok(true) => {}
                     Ok(false) => out.push(Violation::new(
-                        base.key(key),
+                        base().key(key),
                         format!(
                             "{} `{}`: {singular} `{key}` is `{}`, which does not match `{}`",
                             obj.kind,
@@ -169,7 +169,7 @@ impl ObjectCheck for RequiredMeta {
                         ),
                     )),
                     Err(over) => out.push(Violation::new(
-                        base.key(key),
+                        base().key(key),
                         format!("{} `{}`: {singular} `{key}`: {over}; the rule fails closed", obj.kind, obj.name),
                     )),
                 },

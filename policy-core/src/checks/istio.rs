@@ -31,12 +31,16 @@ fn yes() -> bool {
 
 /// The protocol a port name declares: the longest known protocol `p` with name `p` or `p-<suffix>`.
 fn protocol_of_name<'p>(name: &str, protocols: &'p [String]) -> Option<&'p str> {
-    let name = name.to_ascii_lowercase();
-    protocols
-        .iter()
-        .filter(|p| name == **p || name.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('-')))
-        .max_by_key(|p| p.len())
-        .map(String::as_str)
+    // `name`, ASCII-lowercased, equals `p` or starts with `p-`; compared in place, since every
+    // Service port of every review passes through here.
+    let name = name.as_bytes();
+    let names = |p: &String| {
+        let p = p.as_bytes();
+        name.len() >= p.len()
+            && name.iter().zip(p).all(|(n, p)| n.to_ascii_lowercase() == *p)
+            && (name.len() == p.len() || name[p.len()] == b'-')
+    };
+    protocols.iter().filter(|p| names(p)).max_by_key(|p| p.len()).map(String::as_str)
 }
 
 /// The protocol Istio infers for a Service port: `appProtocol` first, then the name prefix.
@@ -61,15 +65,13 @@ fn suggest_protocol(port: &Value) -> &'static str {
     }
 }
 
-fn service_ports<'a>(obj: &Object<'a>) -> impl Iterator<Item = (FieldPath, &'a Value)> {
-    let base = FieldPath::root().key("spec").key("ports");
-    obj.spec()
-        .and_then(|s| s.get("ports"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .map(move |(i, p)| (base.index(i), p))
+/// A Service's ports with their indexes ([`service_port_path`]).
+fn service_ports<'a>(obj: &Object<'a>) -> impl Iterator<Item = (usize, &'a Value)> {
+    obj.spec().and_then(|s| s.get("ports")).and_then(Value::as_array).into_iter().flatten().enumerate()
+}
+
+fn service_port_path(index: usize) -> FieldPath {
+    FieldPath::root().key("spec").key("ports").index(index)
 }
 
 fn is_core(obj: &Object<'_>, kind: &str) -> bool {
@@ -147,21 +149,22 @@ impl ObjectCheck for PortName {
         if !is_core(obj, "Service") {
             return;
         }
-        let known = self.protocols.join(", ");
-        for (path, port) in service_ports(obj) {
+        let known = || self.protocols.join(", ");
+        for (index, port) in service_ports(obj) {
+            let path = || service_port_path(index);
             let name = port.get("name").and_then(Value::as_str);
             let name_protocol = name.and_then(|n| protocol_of_name(n, &self.protocols));
             if let Some(app) = port.get("appProtocol").and_then(Value::as_str) {
                 let app_lc = app.to_ascii_lowercase();
                 if !self.protocols.contains(&app_lc) {
                     out.push(Violation::new(
-                        path.key("appProtocol"),
-                        format!("{}: appProtocol `{app}` is not a known protocol ({known})", port_label(port)),
+                        path().key("appProtocol"),
+                        format!("{}: appProtocol `{app}` is not a known protocol ({})", port_label(port), known()),
                     ));
                 } else if let (Some(n), Some(np)) = (name, name_protocol) {
                     if np != app_lc {
                         out.push(Violation::advisory(
-                            path.key("name"),
+                            path().key("name"),
                             format!(
                                 "{}: the name says `{np}` but appProtocol says `{app}`; Istio uses appProtocol, rename the port to `{app_lc}-{}`",
                                 port_label(port),
@@ -176,7 +179,7 @@ impl ObjectCheck for PortName {
                 None => {
                     let guess = suggest_protocol(port);
                     out.push(Violation::new(
-                        path.clone(),
+                        path(),
                         format!(
                             "{} has no name and no appProtocol; Istio will treat it as opaque TCP. Name it `{guess}` or `{guess}-<suffix>`, or set appProtocol",
                             port_label(port)
@@ -186,10 +189,11 @@ impl ObjectCheck for PortName {
                 Some(n) if name_protocol.is_none() => {
                     let guess = suggest_protocol(port);
                     out.push(Violation::new(
-                        path.key("name"),
+                        path().key("name"),
                         format!(
-                            "{}: name `{n}` does not start with a protocol ({known}); rename it to `{guess}-{n}` or set appProtocol",
-                            port_label(port)
+                            "{}: name `{n}` does not start with a protocol ({}); rename it to `{guess}-{n}` or set appProtocol",
+                            port_label(port),
+                            known()
                         ),
                     ));
                 }
@@ -267,7 +271,7 @@ fn is_headless(obj: &Object<'_>) -> bool {
 
 impl HeadlessPortConflict {
     /// (port number, Istio protocol) of each TCP port; UDP is not captured by the sidecar.
-    fn ports<'a>(&self, obj: &Object<'a>) -> Vec<(FieldPath, u64, String, &'a Value)> {
+    fn ports<'a>(&self, obj: &Object<'a>) -> Vec<(usize, u64, String, &'a Value)> {
         service_ports(obj)
             .filter(|(_, p)| p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == "TCP")
             .filter_map(|(path, p)| {
@@ -292,7 +296,7 @@ impl ObjectCheck for HeadlessPortConflict {
             return;
         }
         let mine = self.ports(obj);
-        for (i, (path, number, protocol, port)) in mine.iter().enumerate() {
+        for (i, (index, number, protocol, port)) in mine.iter().enumerate() {
             let same_service = mine
                 .iter()
                 .enumerate()
@@ -308,7 +312,7 @@ impl ObjectCheck for HeadlessPortConflict {
             };
             if let Some(other) = same_service.or_else(other_service) {
                 out.push(Violation::new(
-                    path.clone(),
+                    service_port_path(*index),
                     format!(
                         "{} is `{protocol}` but {other}; headless Services sharing a port number must share its protocol",
                         port_label(port)
@@ -457,7 +461,12 @@ impl ObjectCheck for SidecarStartOrder {
             let text = [
                 strings_of(c.get("command")),
                 strings_of(c.get("args")),
-                strings_of(c.pointer("/lifecycle/postStart/exec/command")),
+                strings_of(
+                    c.get("lifecycle")
+                        .and_then(|l| l.get("postStart"))
+                        .and_then(|p| p.get("exec"))
+                        .and_then(|e| e.get("command")),
+                ),
             ]
             .join(" ");
             text.contains("15020/healthz/ready") || text.contains("pilot-agent wait")
@@ -501,9 +510,9 @@ struct PreStop {
 }
 
 fn pre_stop(container: &Value) -> Option<PreStop> {
-    let hook = container.pointer("/lifecycle/preStop")?;
-    let command = strings_of(hook.pointer("/exec/command"));
-    let native = hook.pointer("/sleep/seconds").and_then(Value::as_u64);
+    let hook = container.get("lifecycle")?.get("preStop")?;
+    let command = strings_of(hook.get("exec").and_then(|e| e.get("command")));
+    let native = hook.get("sleep").and_then(|s| s.get("seconds")).and_then(Value::as_u64);
     Some(PreStop { sleep_seconds: native.or_else(|| sleep_in(&command)), command })
 }
 
@@ -599,16 +608,17 @@ impl ObjectCheck for GracefulShutdown {
         };
         let min = self.p.min_pre_stop_seconds;
         let mut longest = None;
-        for (path, c) in tmpl.containers() {
+        for (index, c) in tmpl.containers() {
             let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+            let path = || tmpl.container_path(index).key("lifecycle").key("preStop");
             match pre_stop(c).and_then(|h| h.sleep_seconds) {
                 Some(s) if s >= min => longest = longest.max(Some(s)),
                 Some(s) => out.push(Violation::new(
-                    path.key("lifecycle").key("preStop"),
+                    path(),
                     format!("container `{name}`: preStop sleeps {s}s, less than {min}s; the proxy and endpoints need that long to drain"),
                 )),
                 None => out.push(Violation::new(
-                    path.key("lifecycle").key("preStop"),
+                    path(),
                     format!(
                         "container `{name}` has no preStop sleep; add `lifecycle.preStop.sleep.seconds: {min}` (or exec `sleep {min}`) so endpoints drain before it stops"
                     ),
@@ -617,12 +627,11 @@ impl ObjectCheck for GracefulShutdown {
         }
         let Some(sleep) = longest else { return };
         let need = sleep + self.p.grace_margin_seconds;
-        let grace_path = tmpl.spec_path().key("terminationGracePeriodSeconds");
         let grace = tmpl.spec().and_then(|s| s.get("terminationGracePeriodSeconds")).and_then(Value::as_u64);
         if grace.unwrap_or(30) < need {
             let have = grace.map_or("the default 30s".to_string(), |g| format!("{g}s"));
             out.push(Violation::new(
-                grace_path,
+                tmpl.spec_path().key("terminationGracePeriodSeconds"),
                 format!("terminationGracePeriodSeconds is {have}, below the preStop sleep {sleep}s + margin {}s; set it to at least {need}", self.p.grace_margin_seconds),
             ));
         }
@@ -756,16 +765,16 @@ impl ObjectCheck for HttpDrain {
         let Some(why) = self.serves_http(obj, &tmpl, input) else {
             return;
         };
-        let drains = tmpl.containers().find_map(|(path, c)| {
+        let drains = tmpl.containers().find_map(|(index, c)| {
             let hook = pre_stop(c)?;
             let fail_at = hook.command.find("/healthcheck/fail")?;
             let ordered = hook.command.find("sleep").is_none_or(|s| fail_at < s);
-            Some((path, ordered))
+            Some((index, ordered))
         });
         match drains {
             Some((_, true)) => {}
-            Some((path, false)) => out.push(Violation::new(
-                path.key("lifecycle").key("preStop"),
+            Some((index, false)) => out.push(Violation::new(
+                tmpl.container_path(index).key("lifecycle").key("preStop"),
                 "preStop sleeps before calling /healthcheck/fail; call the proxy admin endpoint first so Envoy drains while the app still serves",
             )),
             None => out.push(Violation::new(
@@ -875,10 +884,10 @@ impl ObjectCheck for InjectionRollout {
             (None, Some(v)) => ("annotations", v),
             (None, None) => return,
         };
-        let path = tmpl.metadata_path().key(where_).key(INJECT_KEY);
+        let path = || tmpl.metadata_path().key(where_).key(INJECT_KEY);
         if value == "true" && !allowed(obj.namespace) {
             out.push(Violation::new(
-                path,
+                path(),
                 format!(
                     "{} `{}` opts into sidecar injection but namespace `{}` is not in the rollout's allowedNamespaces",
                     obj.kind, obj.name, obj.namespace
@@ -886,7 +895,7 @@ impl ObjectCheck for InjectionRollout {
             ));
         } else if value == "false" && any_glob(&self.p.required_namespaces, obj.namespace) {
             out.push(Violation::new(
-                path,
+                path(),
                 format!(
                     "{} `{}` opts out of sidecar injection, but namespace `{}` is required to be in the mesh",
                     obj.kind, obj.name, obj.namespace
@@ -1387,6 +1396,10 @@ mod tests {
         assert_eq!(protocol_of_name("grpc-api", &p), Some("grpc"));
         assert_eq!(protocol_of_name("HTTP-x", &p), Some("http"));
         assert_eq!(protocol_of_name("httpweb", &p), None);
+        assert_eq!(protocol_of_name("GRPC-Web", &p), Some("grpc-web"));
+        assert_eq!(protocol_of_name("http-é", &p), Some("http"));
+        assert_eq!(protocol_of_name("httpé", &p), None);
+        assert_eq!(protocol_of_name("htt", &p), None);
         assert_eq!(protocol_of_name("web", &p), None);
     }
 
