@@ -23,11 +23,10 @@ for t in wasm32-unknown-unknown wasm32-wasip1; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 
-# Per-request modules are built for speed (profile wasm-speed: opt-level 3, then wasm-opt -O3),
-# except the waPC module, which the webhook compiles at start: Cranelift's scratch memory for the
-# speed build stays in the process (one manual measurement, 2026-11-26, after a fresh compile: 62 MB
-# RSS at rest against 39 MB for the size build, 20 MB either way from a warm cache), and
-# scripts/webhook-load.py measured the webhook at 62.7/70.6 MiB with it, past its 64 MiB budget.
+# Every module is built for speed (profile wasm-speed: opt-level 3, then wasm-opt -O3). The webhook
+# compiles the waPC module in a child process into its cache (`meshguard compile-for-serve`), so
+# Cranelift's scratch memory for it does not stay in the server (measured once, 2026-11-26: 62 MB
+# RSS at rest after compiling the speed build in process, 20 MB loading it from the cache).
 build() { # target package [features] [profile]
   cargo build --locked --profile "${4:-wasm-speed}" --target "$1" -p "$2" ${3:+--features "$3"}
 }
@@ -52,11 +51,11 @@ optimize "$out/meshguard_envoy.wasm" dist/meshguard-envoy.wasm
 build wasm32-unknown-unknown noop-filter
 optimize "$out/noop_filter.wasm" $bench/noop-filter.wasm
 
-wasi=$target/wasm32-wasip1/wasm
-build wasm32-wasip1 meshguard-kubewarden "" wasm
-optimize "$wasi/meshguard_kubewarden.wasm" dist/meshguard-kubewarden.wasm -Oz
-build wasm32-wasip1 meshguard-kubewarden floor wasm   # benchmark floor: accepts without evaluating
-optimize "$wasi/meshguard_kubewarden.wasm" $bench/kubewarden-floor.wasm -Oz
+wasi=$target/wasm32-wasip1/wasm-speed
+build wasm32-wasip1 meshguard-kubewarden
+optimize "$wasi/meshguard_kubewarden.wasm" dist/meshguard-kubewarden.wasm
+build wasm32-wasip1 meshguard-kubewarden floor   # benchmark floor: accepts without evaluating
+optimize "$wasi/meshguard_kubewarden.wasm" $bench/kubewarden-floor.wasm
 
 # OPA hosts read the ABI version from two exported globals that stable Rust cannot emit.
 build wasm32-unknown-unknown meshguard-opa

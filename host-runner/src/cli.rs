@@ -77,6 +77,12 @@ pub enum Command {
                             Exit codes: 0 after a clean shutdown, 2 when it cannot start (an invalid rule set \
                             names the rule and field, so a bad rollout never replaces healthy pods).")]
     Serve(ServeArgs),
+    /// Compile the module `serve` runs into the cache, in a process of its own (`serve` starts it)
+    #[command(name = "compile-for-serve", hide = true)]
+    CompileForServe {
+        #[command(flatten)]
+        wasm: WasmArgs,
+    },
     /// Make a CA and a serving certificate for the webhook (for trials; use cert-manager in production)
     Certs {
         /// Directory for ca.crt, tls.crt and tls.key

@@ -179,6 +179,39 @@ fn admission_reviews_get_the_same_answers_from_both_engines() {
     assert_eq!(answers[0], answers[1], "native and wasm answer alike");
 }
 
+/// Where the server's wasm module came from, as its `module loaded` log line says.
+fn module_from(server: &Server) -> String {
+    let log = server.log.lock().unwrap();
+    let line = log.iter().find(|l| l.contains("\"msg\":\"module loaded\"")).expect("a `module loaded` line");
+    serde_json::from_str::<Value>(line).unwrap()["from"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_module_is_compiled_by_a_child_process_then_loaded_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("shared-cache");
+    let cache_arg = cache.to_str().unwrap();
+    let first = start(&dir.path().join("first"), &["--engine", "wasm", "--cache-dir", cache_arg]);
+    assert_eq!(module_from(&first), "compiled by a child process into the cache");
+    let deny = validate(&first, &review("u-1", "CREATE", service("web"), false));
+    assert_eq!(deny["response"]["allowed"], false, "{deny}");
+    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(cached.len(), 1, "one compiled module in the cache: {cached:?}");
+    drop(first);
+    let second = start(&dir.path().join("second"), &["--engine", "wasm", "--cache-dir", cache_arg]);
+    assert_eq!(module_from(&second), "the cache");
+    drop(second);
+    // A cache that cannot be written (a file where the directory should be): compiled here, served.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, "a file, not a directory").unwrap();
+    let third = start(&dir.path().join("third"), &["--engine", "wasm", "--cache-dir", blocked.to_str().unwrap()]);
+    assert_eq!(module_from(&third), "compiled in this process (the cache could not be written)");
+    let allow = validate(&third, &review("u-3", "CREATE", service("http-web"), false));
+    assert_eq!(allow["response"]["allowed"], true, "{allow}");
+    let uncached = start(&dir.path().join("fourth"), &["--engine", "wasm", "--no-cache"]);
+    assert_eq!(module_from(&uncached), "compiled in this process");
+}
+
 #[test]
 fn with_a_view_of_the_cluster_cross_object_rules_decide_as_ci_does() {
     let dir = tempfile::tempdir().unwrap();

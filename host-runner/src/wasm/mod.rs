@@ -227,22 +227,9 @@ fn verified<'a>(key: &[u8], name: &str, file: &'a [u8]) -> Option<&'a [u8]> {
 /// checked and deserialized from the same bytes. Anything else (corruption, a truncated write, a
 /// file planted through a shared cache) is ignored and overwritten by a fresh compile.
 pub fn compile_cached(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> Result<(Module, bool)> {
-    let mut compat = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut compat);
-    let digest = Sha256::digest(bytes);
-    let key_hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    let name = format!("{key_hex}-{:016x}.cwasm", compat.finish());
-    let secret = cache_dir.and_then(|_| cache_key());
-    let file = cache_dir.filter(|_| secret.is_some()).map(|d| d.join(&name));
-    if let (Some(path), Some(secret)) = (&file, &secret) {
-        if let Some(serialized) = std::fs::read(path).ok().as_deref().and_then(|f| verified(secret, &name, f)) {
-            // SAFETY: the bytes carry a valid HMAC under this user's secret key, so they are what
-            // `Module::serialize` wrote for an engine with the same compatibility hash (part of
-            // the authenticated name) from a module with the same sha256.
-            if let Ok(module) = unsafe { Module::deserialize(engine, serialized) } {
-                return Ok((module, true));
-            }
-        }
+    let (name, file, secret) = cache_entry(engine, bytes, cache_dir);
+    if let Some(module) = load_verified(engine, &name, file.as_deref(), secret.as_ref()) {
+        return Ok((module, true));
     }
     let module = Module::new(engine, bytes).map_err(|e| anyhow!("compiling the wasm module: {e}"))?;
     if let (Some(path), Some(secret)) = (&file, &secret) {
@@ -260,6 +247,36 @@ pub fn compile_cached(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -
         }
     }
     Ok((module, false))
+}
+
+/// The module from the cache only (`None`: not cached, not verified, or no cache): what a host
+/// that compiles elsewhere ([`compile_cached`] in another process) loads afterwards.
+pub fn load_cached(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> Option<Module> {
+    let (name, file, secret) = cache_entry(engine, bytes, cache_dir);
+    load_verified(engine, &name, file.as_deref(), secret.as_ref())
+}
+
+/// The cache file's name (module sha256 and engine compatibility), its path, and the key, when
+/// there is a cache and a key.
+fn cache_entry(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> (String, Option<PathBuf>, Option<Vec<u8>>) {
+    let mut compat = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut compat);
+    let digest = Sha256::digest(bytes);
+    let key_hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let name = format!("{key_hex}-{:016x}.cwasm", compat.finish());
+    let secret = cache_dir.and_then(|_| cache_key());
+    let file = cache_dir.filter(|_| secret.is_some()).map(|d| d.join(&name));
+    (name, file, secret)
+}
+
+fn load_verified(engine: &Engine, name: &str, file: Option<&Path>, secret: Option<&Vec<u8>>) -> Option<Module> {
+    let (path, secret) = (file?, secret?);
+    let contents = std::fs::read(path).ok()?;
+    let serialized = verified(secret, name, &contents)?;
+    // SAFETY: the bytes carry a valid HMAC under this user's secret key, so they are what
+    // `Module::serialize` wrote for an engine with the same compatibility hash (part of the
+    // authenticated name) from a module with the same sha256.
+    unsafe { Module::deserialize(engine, serialized) }.ok()
 }
 
 /// The module bytes for `--module FILE`, or `embedded`.
