@@ -581,4 +581,35 @@ mod tests {
             p.context_kinds()
         );
     }
+
+    /// A workload whose pod template already settles the start-order and drain rules (the app
+    /// waits for its proxy, the proxy is told how to drain) needs no cluster objects: an admission
+    /// host makes no context call for it, and its verdict is the same with and without them.
+    #[test]
+    fn a_template_that_settles_start_order_and_drain_needs_no_cluster_objects() {
+        let p = Policy::default_rules().unwrap();
+        let deployment = |config: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop"},
+                   "spec": {"template": {"metadata": {"annotations": {"proxy.istio.io/config": config}},
+                            "spec": {"terminationGracePeriodSeconds": 60, "containers": [{"name": "api", "image": "shop/api:1",
+                              "ports": [{"name": "http", "containerPort": 8080}],
+                              "lifecycle": {"preStop": {"sleep": {"seconds": 20}}}}]}}}})
+        };
+        let settled = json!({"operation": "CREATE", "namespace": "shop",
+            "object": deployment("holdApplicationUntilProxyStarts: true\nterminationDrainDuration: 20s")});
+        assert!(p.context_kinds_for(&settled).is_empty(), "{:?}", p.context_kinds_for(&settled));
+        let alone = p.review_admission(&settled);
+        assert!(alone.without_context.is_empty(), "{:?}", alone.without_context);
+        let injected = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}});
+        let with_cluster =
+            p.review_admission_in(&settled, ClusterView { objects: &[injected], unseen: Unseen::Nothing });
+        assert_eq!(alone.findings, with_cluster.findings);
+
+        // Without the hold, the Namespace decides whether a sidecar starts first; without the
+        // drain setting, the Services say whether the pods serve HTTP.
+        let open = json!({"operation": "CREATE", "namespace": "shop", "object": deployment("{}")});
+        let mut kinds = p.context_kinds_for(&open);
+        kinds.sort_unstable();
+        assert_eq!(kinds, vec!["Namespace", "Service"]);
+    }
 }

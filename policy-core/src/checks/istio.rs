@@ -432,11 +432,24 @@ spec:
     compile: |params| Ok(Compiled::Object(Box::new(SidecarStartOrder { p: parse_params(params)? }))),
 };
 
+impl SidecarStartOrder {
+    /// Whether the app waits for the proxy whatever the namespace says: then the Namespace object
+    /// cannot change the outcome, and an admission host need not fetch it.
+    fn holds_application(&self, tmpl: &PodTemplate<'_>) -> bool {
+        match proxy_config_setting(tmpl, "holdApplicationUntilProxyStarts") {
+            Some(hold) => hold == "true",
+            None => self.p.mesh_holds_application,
+        }
+    }
+}
+
 impl ObjectCheck for SidecarStartOrder {
     fn reads_context(&self, obj: &Object<'_>) -> bool {
         obj.pod_template().is_some_and(|tmpl| {
             let pod_says = map_str(tmpl.labels(), INJECT_KEY).or_else(|| map_str(tmpl.annotations(), INJECT_KEY));
-            pod_says.is_none() && !any_glob(&self.p.injected_namespaces, obj.namespace)
+            pod_says.is_none()
+                && !any_glob(&self.p.injected_namespaces, obj.namespace)
+                && !self.holds_application(&tmpl)
         })
     }
 
@@ -448,15 +461,10 @@ impl ObjectCheck for SidecarStartOrder {
         let Some(tmpl) = obj.pod_template() else {
             return;
         };
-        if !gets_sidecar(obj, &tmpl, input, &self.p.injected_namespaces) {
+        if self.holds_application(&tmpl) || !gets_sidecar(obj, &tmpl, input, &self.p.injected_namespaces) {
             return;
         }
         let hold = proxy_config_setting(&tmpl, "holdApplicationUntilProxyStarts");
-        match hold {
-            Some("true") => return,
-            None if self.p.mesh_holds_application => return,
-            _ => {}
-        }
         let polls = tmpl.containers().any(|(_, c)| {
             let text = [
                 strings_of(c.get("command")),
@@ -741,9 +749,17 @@ impl HttpDrain {
     }
 }
 
+/// Whether the pod's proxy is told how to drain; then how it serves HTTP does not matter.
+fn drain_configured(tmpl: &PodTemplate<'_>) -> bool {
+    proxy_config_mentions(tmpl, "terminationDrainDuration")
+        || proxy_config_mentions(tmpl, "EXIT_ON_ZERO_ACTIVE_CONNECTIONS")
+}
+
 impl ObjectCheck for HttpDrain {
+    /// Services are read only to learn whether the pods serve HTTP, which matters only for a
+    /// long-running workload whose proxy is not told how to drain.
     fn reads_context(&self, obj: &Object<'_>) -> bool {
-        obj.pod_template().is_some()
+        LONG_RUNNING.contains(&obj.kind) && obj.pod_template().is_some_and(|tmpl| !drain_configured(&tmpl))
     }
 
     fn context_kinds(&self) -> Vec<String> {
@@ -757,9 +773,7 @@ impl ObjectCheck for HttpDrain {
         let Some(tmpl) = obj.pod_template() else {
             return;
         };
-        if proxy_config_mentions(&tmpl, "terminationDrainDuration")
-            || proxy_config_mentions(&tmpl, "EXIT_ON_ZERO_ACTIVE_CONNECTIONS")
-        {
+        if drain_configured(&tmpl) {
             return;
         }
         let Some(why) = self.serves_http(obj, &tmpl, input) else {
