@@ -91,6 +91,8 @@ pub struct Object<'a> {
     /// The object's namespace, or the input's default namespace for a namespaced kind without one;
     /// empty for cluster-scoped kinds.
     pub namespace: &'a str,
+    /// The pod template and its path, found once: most workload checks start from it.
+    template: Option<(&'a Value, &'static [&'static str])>,
 }
 
 impl<'a> Object<'a> {
@@ -105,7 +107,10 @@ impl<'a> Object<'a> {
         } else {
             meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or(default_namespace)
         };
-        Object { value, kind, group, name, namespace }
+        let template = POD_TEMPLATE_PATHS.iter().find(|(k, _)| *k == kind).and_then(|(_, steps)| {
+            steps.iter().try_fold(value, |v, step| v.get(*step)).map(|template| (template, *steps))
+        });
+        Object { value, kind, group, name, namespace, template }
     }
 
     pub fn is_cluster_scoped(&self) -> bool {
@@ -126,12 +131,7 @@ impl<'a> Object<'a> {
 
     /// The pod template of a workload (a Pod is its own template).
     pub fn pod_template(&self) -> Option<PodTemplate<'a>> {
-        let (_, steps) = POD_TEMPLATE_PATHS.iter().find(|(k, _)| *k == self.kind)?;
-        let mut value = self.value;
-        for step in *steps {
-            value = value.get(*step)?;
-        }
-        Some(PodTemplate { value, steps })
+        self.template.map(|(value, steps)| PodTemplate { value, steps })
     }
 }
 
