@@ -263,11 +263,7 @@ fn main() -> Result<(), String> {
                 ))
             ),
             met: Some(w < 1e9 && r / w >= 10.0),
-            note: "Both sides read and parse the same files with the same YAML parser; after today's changes \
-                   most of meshguard's time is that shared work (reading, YAML with spans, locating lines) \
-                   and, in the wasm engine, handing objects to the guest as JSON and parsing them there. \
-                   Closing the rest of the gap means a faster YAML front end and a binary hand-off \
-                   (e.g. a shared arena instead of JSON).",
+            note: "",
         });
     }
     if let (Some(w), Some(r)) = (repo_wasm, repo_rego) {
@@ -281,7 +277,11 @@ fn main() -> Result<(), String> {
                 repo_native.map_or("?".into(), time)
             ),
             met: Some(w < 150e6 && r / w >= 15.0),
-            note: "The waPC module is built for speed now, and the host frees the parsed repo on both cores.                    What is left is mostly the YAML front end (yaml-rust2's scanner alone is about half of                    the native engine's time) and the JSON hand-off to the guest.",
+            note: "Both sides read and parse the same files with the same YAML parser, and most of \
+                   meshguard's time is that shared work. The waPC module is built for speed and the host \
+                   frees the parsed repo on both cores; what is left is mostly the YAML front end \
+                   (yaml-rust2's scanner alone is about half of the native engine's time) and the JSON \
+                   hand-off to the guest.",
         });
     }
     let floor_ratio = |group: &str| Some(get(&format!("{group}/meshguard"))? / get(&format!("{group}/floor"))?);
@@ -290,7 +290,9 @@ fn main() -> Result<(), String> {
             what: "wasm admission hosts within 1.5x their empty-guest floors (one Deployment AdmissionRequest)",
             measured: format!("waPC {wapc:.2}x, OPA ABI (opa-wasm, Rust) {opa:.2}x"),
             met: Some(wapc <= 1.5 && opa <= 1.5),
-            note: "The floor modules have the same ABI and payload parsing and accept without evaluating;                    the table \"Admission hosts and their floors\" has the times, and Kubewarden's Rego                    modes, which compile the RuleSet in every fresh instance.",
+            note: "The floor modules have the same ABI and payload parsing and accept without evaluating; \
+                   the table \"Admission hosts and their floors\" has the times, and Kubewarden's Rego \
+                   modes, which compile the RuleSet in every fresh instance.",
         });
     }
     if let (Some(b), Some(c), Some(a)) = (

@@ -391,8 +391,8 @@ pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail
     let ranks: HashMap<&str, usize> = sources.files.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
     let file_rank = |name: &str| ranks.get(name).copied().unwrap_or(usize::MAX);
     findings.sort_by_key(|f| (file_rank(&f.file), f.line, f.column));
-    drop(ranks);
-    // Freeing a 10,000-object repo's trees and spans on one thread took as long as reviewing them.
+    // Freeing a 10,000-object repo's trees and spans on one thread took about as long as reviewing
+    // them (measured once: 39 ms against 25-31 ms); both cores share it now.
     rayon::join(
         || values.into_par_iter().for_each(drop),
         || std::mem::take(&mut sources.objects).into_par_iter().for_each(drop),

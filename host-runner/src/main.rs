@@ -218,20 +218,32 @@ fn wasm_module_with(args: &WasmArgs, deadline: Option<std::time::Duration>) -> a
     let bytes = wasm::module_bytes(args.module.as_deref())?;
     let engine = if deadline.is_some() { wasm::engine_with_deadlines()? } else { wasm::engine()? };
     let cache = if args.no_cache { None } else { args.cache_dir.clone().or_else(wasm::default_cache_dir) };
-    let mut from_child = false;
-    if let (Some(_), Some(dir)) = (deadline, &cache) {
-        if wasm::load_cached(&engine, &bytes, Some(dir)).is_none() {
-            from_child = compile_in_child(args, dir);
-        }
-    }
-    let (module, cached) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
+    let compile_here = |child_compiled: bool| -> anyhow::Result<(wasmtime::Module, &'static str)> {
+        let (module, cached) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
+        Ok((
+            module,
+            match (cached, child_compiled) {
+                (true, _) => "the cache",
+                (false, true) => "compiled in this process (the cache could not be written)",
+                (false, false) => "compiled in this process",
+            },
+        ))
+    };
+    let (module, source) = match (deadline, &cache) {
+        // The server: a cache miss is compiled by a child process, then loaded from the cache.
+        (Some(_), Some(dir)) => match wasm::load_cached(&engine, &bytes, Some(dir)) {
+            Some(module) => (module, "the cache"),
+            None => {
+                let child_compiled = compile_in_child(args, dir);
+                match child_compiled.then(|| wasm::load_cached(&engine, &bytes, Some(dir))).flatten() {
+                    Some(module) => (module, "compiled by a child process into the cache"),
+                    None => compile_here(child_compiled)?,
+                }
+            }
+        },
+        _ => compile_here(false)?,
+    };
     if deadline.is_some() {
-        let source = match (cached, from_child) {
-            (true, true) => "compiled by a child process into the cache",
-            (true, false) => "the cache",
-            (false, true) => "compiled in this process (the cache could not be written)",
-            (false, false) => "compiled in this process",
-        };
         host_runner::serve::log("info", "module loaded", serde_json::json!({"from": source}));
     }
     let limits = wasm::Limits {

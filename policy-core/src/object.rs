@@ -149,7 +149,7 @@ pub struct PodTemplate<'a> {
 
 impl<'a> PodTemplate<'a> {
     /// Where the template sits in its object.
-    pub fn path(&self) -> FieldPath {
+    fn path(&self) -> FieldPath {
         self.steps.iter().fold(FieldPath::root(), |path, step| path.key(step))
     }
 

@@ -93,14 +93,6 @@ fn load_rules(opts: &Options) -> Result<Rules> {
     Ok(Rules { reviewer, source, coverage, settings_json, cluster: opts.cluster.clone() })
 }
 
-impl Rules {
-    fn policy(&self) -> &policy_core::Policy {
-        match &self.reviewer {
-            Reviewer::Native(policy) | Reviewer::Wasm { policy, .. } => policy,
-        }
-    }
-}
-
 /// Decides one AdmissionRequest with the rule set in force.
 fn decide(rules: &Rules, request: &Value) -> Result<ValidationResponse> {
     match &rules.reviewer {
@@ -180,7 +172,7 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     let rules = app.rules.read().map(|r| r.clone()).map_err(|_| anyhow!("rule set lock poisoned"));
     // Decoded for the rule set in force: what none of its rules reads is skipped, not built.
     let decode = |bytes: &[u8]| match &rules {
-        Ok(r) => r.policy().parse_admission(bytes),
+        Ok(r) => r.reviewer.policy().parse_admission(bytes),
         Err(_) => serde_json::from_slice(bytes),
     };
     let (review, asked) = match review::parse(&body, &decode) {

@@ -432,14 +432,14 @@ spec:
     compile: |params| Ok(Compiled::Object(Box::new(SidecarStartOrder { p: parse_params(params)? }))),
 };
 
+const HOLD_KEY: &str = "holdApplicationUntilProxyStarts";
+
 impl SidecarStartOrder {
     /// Whether the app waits for the proxy whatever the namespace says: then the Namespace object
     /// cannot change the outcome, and an admission host need not fetch it.
-    fn holds_application(&self, tmpl: &PodTemplate<'_>) -> bool {
-        match proxy_config_setting(tmpl, "holdApplicationUntilProxyStarts") {
-            Some(hold) => hold == "true",
-            None => self.p.mesh_holds_application,
-        }
+    /// `hold`: the pod's `holdApplicationUntilProxyStarts`, when it sets one.
+    fn holds_application(&self, hold: Option<&str>) -> bool {
+        hold.map_or(self.p.mesh_holds_application, |hold| hold == "true")
     }
 }
 
@@ -449,7 +449,7 @@ impl ObjectCheck for SidecarStartOrder {
             let pod_says = map_str(tmpl.labels(), INJECT_KEY).or_else(|| map_str(tmpl.annotations(), INJECT_KEY));
             pod_says.is_none()
                 && !any_glob(&self.p.injected_namespaces, obj.namespace)
-                && !self.holds_application(&tmpl)
+                && !self.holds_application(proxy_config_setting(&tmpl, HOLD_KEY))
         })
     }
 
@@ -461,10 +461,10 @@ impl ObjectCheck for SidecarStartOrder {
         let Some(tmpl) = obj.pod_template() else {
             return;
         };
-        if self.holds_application(&tmpl) || !gets_sidecar(obj, &tmpl, input, &self.p.injected_namespaces) {
+        let hold = proxy_config_setting(&tmpl, HOLD_KEY);
+        if self.holds_application(hold) || !gets_sidecar(obj, &tmpl, input, &self.p.injected_namespaces) {
             return;
         }
-        let hold = proxy_config_setting(&tmpl, "holdApplicationUntilProxyStarts");
         let polls = tmpl.containers().any(|(_, c)| {
             let text = [
                 strings_of(c.get("command")),
