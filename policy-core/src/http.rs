@@ -240,8 +240,9 @@ pub const MAX_LEASED_KEYS: usize = 4096;
 #[derive(Debug, Default)]
 pub struct LeasedBuckets<S> {
     shared: S,
-    /// rule -> key value -> tokens this worker may still spend.
-    leases: std::collections::HashMap<String, std::collections::HashMap<String, u32>>,
+    /// Per rate-limit rule (a RuleSet has a few, so a list, found by a compare instead of a
+    /// second hash per request): key value -> tokens this worker may still spend.
+    leases: Vec<(String, std::collections::HashMap<String, u32>)>,
     leased_keys: usize,
 }
 
@@ -250,13 +251,20 @@ impl<S: SharedBuckets> LeasedBuckets<S> {
         LeasedBuckets { shared, leases: Default::default(), leased_keys: 0 }
     }
 
+    fn rule_leases(&mut self, rule: &str) -> Option<&mut std::collections::HashMap<String, u32>> {
+        self.leases.iter_mut().find(|(r, _)| r == rule).map(|(_, keys)| keys)
+    }
+
     fn lease(&mut self, key: BucketKey<'_>, tokens: u32) {
         if self.leased_keys >= MAX_LEASED_KEYS {
             self.leases.clear();
             self.leased_keys = 0;
         }
-        let rule = self.leases.entry(key.rule.to_string()).or_default();
-        if rule.insert(key.value.to_string(), tokens).is_none() {
+        if self.rule_leases(key.rule).is_none() {
+            self.leases.push((key.rule.to_string(), Default::default()));
+        }
+        let added = self.rule_leases(key.rule).is_some_and(|keys| keys.insert(key.value.to_string(), tokens).is_none());
+        if added {
             self.leased_keys += 1;
         }
     }
@@ -264,7 +272,7 @@ impl<S: SharedBuckets> LeasedBuckets<S> {
 
 impl<S: SharedBuckets> BucketStore for LeasedBuckets<S> {
     fn take(&mut self, key: BucketKey<'_>, bucket: &TokenBucket, clock: &mut dyn Clock) -> Result<bool, String> {
-        if let Some(left) = self.leases.get_mut(key.rule).and_then(|r| r.get_mut(key.value)) {
+        if let Some(left) = self.rule_leases(key.rule).and_then(|r| r.get_mut(key.value)) {
             if *left > 0 {
                 *left -= 1;
                 return Ok(true);
@@ -281,7 +289,7 @@ impl<S: SharedBuckets> BucketStore for LeasedBuckets<S> {
         if granted == 0 {
             return Ok(false);
         }
-        if granted > 1 || self.leases.get(key.rule).is_some_and(|r| r.contains_key(key.value)) {
+        if granted > 1 || self.rule_leases(key.rule).is_some_and(|r| r.contains_key(key.value)) {
             self.lease(key, granted - 1);
         }
         Ok(true)

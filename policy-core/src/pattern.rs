@@ -76,7 +76,8 @@ enum Kind {
     },
     /// `^[class]{min,max}$` and its `+`, `*` and `{n}` forms: the whole text drawn from one ASCII class.
     ClassRun {
-        class: u128,
+        /// One bit per ASCII byte, in two words: wasm32 has no 128-bit shift (a library call per byte).
+        class: [u64; 2],
         min: usize,
         max: usize,
     },
@@ -132,10 +133,18 @@ impl Pattern {
             Kind::AnyWord { words, ignore_case: false } => words.iter().any(|w| text.contains(w.as_str())),
             Kind::AnyWord { words, ignore_case: true } => {
                 let text = text.as_bytes();
-                words.iter().any(|w| text.windows(w.len()).any(|window| window.eq_ignore_ascii_case(w.as_bytes())))
+                words.iter().any(|w| {
+                    // Words are never empty (`any_word`); the first byte rules out most windows.
+                    let Some(first) = w.as_bytes().first().map(u8::to_ascii_lowercase) else { return true };
+                    text.windows(w.len()).any(|window| {
+                        window.first().map(u8::to_ascii_lowercase) == Some(first)
+                            && window.eq_ignore_ascii_case(w.as_bytes())
+                    })
+                })
             }
             Kind::ClassRun { class, min, max } => {
-                (*min..=*max).contains(&text.len()) && text.bytes().all(|b| b < 128 && class & (1u128 << b) != 0)
+                (*min..=*max).contains(&text.len())
+                    && text.bytes().all(|b| b < 128 && class[usize::from(b >> 6)] & (1 << (b & 63)) != 0)
             }
             Kind::Regex(r) => r.is_match(text),
         }
@@ -171,7 +180,7 @@ fn class_run(body: &str) -> Option<Kind> {
         return None;
     }
     let bytes = inner.as_bytes();
-    let mut class = 0u128;
+    let mut class = [0u64; 2];
     let mut i = 0;
     while i < bytes.len() {
         let (lo, hi) = if i + 2 < bytes.len() && bytes[i + 1] == b'-' {
@@ -185,7 +194,7 @@ fn class_run(body: &str) -> Option<Kind> {
             return None;
         }
         for b in lo..=hi {
-            class |= 1u128 << b;
+            class[usize::from(b >> 6)] |= 1 << (b & 63);
         }
     }
     let (min, max) = match quantifier {
