@@ -199,14 +199,19 @@ pub fn map_str<'m>(map: &'m Map<String, Value>, key: &str) -> Option<std::borrow
     }
 }
 
+/// Up to this many objects, [`Input::in_namespace`] scans them instead of keeping an index.
+const SCANNED_OBJECTS: usize = 16;
+
 /// Everything one review sees: the objects (a whole manifest repo in CI, one object at admission)
 /// and what is known about their namespaces.
 pub struct Input<'a> {
     pub objects: Vec<Object<'a>>,
     /// Labels of namespaces, from Namespace objects in the input or supplied by the host.
     pub namespace_labels: HashMap<String, &'a Map<String, Value>>,
-    /// Object indexes by (namespace, kind), so peer lookups stay linear over a 10,000-object repo.
-    by_namespace_kind: HashMap<(&'a str, &'a str), Vec<usize>>,
+    /// Object indexes by (namespace, kind), so peer lookups stay linear over a 10,000-object repo;
+    /// `None` for a few objects (admission: one object and its peers), where a scan costs less
+    /// than hashing.
+    by_namespace_kind: Option<HashMap<(&'a str, &'a str), Vec<usize>>>,
     /// Namespace objects of the input, by name (CEL's `namespaceObject`).
     namespaces: HashMap<&'a str, &'a Value>,
     /// The AdmissionRequest under review at admission (CEL's `request` and `oldObject`); `None`
@@ -225,14 +230,16 @@ impl<'a> Input<'a> {
     pub fn from_refs(values: impl IntoIterator<Item = &'a Value>, default_namespace: &'a str) -> Self {
         let objects: Vec<Object<'a>> = values.into_iter().map(|v| Object::new(v, default_namespace)).collect();
         let mut namespace_labels = HashMap::new();
-        let mut by_namespace_kind: HashMap<(&'a str, &'a str), Vec<usize>> = HashMap::new();
+        let mut by_namespace_kind = (objects.len() > SCANNED_OBJECTS).then(HashMap::new);
         let mut namespaces = HashMap::new();
         for (i, o) in objects.iter().enumerate() {
             if o.kind == "Namespace" && o.group.is_empty() {
                 namespace_labels.insert(o.name.to_string(), o.labels());
                 namespaces.insert(o.name, o.value);
             }
-            by_namespace_kind.entry((o.namespace, o.kind)).or_default().push(i);
+            if let Some(index) = &mut by_namespace_kind {
+                index.entry((o.namespace, o.kind)).or_insert_with(Vec::new).push(i);
+            }
         }
         Input { objects, namespace_labels, by_namespace_kind, namespaces, request: None }
     }
@@ -251,8 +258,12 @@ impl<'a> Input<'a> {
     /// Objects of `kind` in `namespace` (`""`: cluster-scoped), from the index: a policy's param
     /// object is looked up for every object reviewed.
     pub fn in_namespace<'s>(&'s self, namespace: &'s str, kind: &'s str) -> impl Iterator<Item = &'s Object<'a>> + 's {
-        let indexes = self.by_namespace_kind.get(&(namespace, kind)).map_or(&[][..], Vec::as_slice);
-        indexes.iter().map(|i| &self.objects[*i])
+        let (indexes, scanned) = match &self.by_namespace_kind {
+            Some(index) => (index.get(&(namespace, kind)).map_or(&[][..], Vec::as_slice), &[][..]),
+            None => (&[][..], self.objects.as_slice()),
+        };
+        let indexed = indexes.iter().filter_map(|i| self.objects.get(*i));
+        indexed.chain(scanned.iter().filter(move |o| o.namespace == namespace && o.kind == kind))
     }
 
     /// Adds labels of a namespace the input does not contain (e.g. what an admission host knows).
@@ -272,5 +283,30 @@ impl<'a> Input<'a> {
     /// Other objects of `kind` in the same namespace as `obj`.
     pub fn peers<'s>(&'s self, obj: &'s Object<'a>, kind: &'s str) -> impl Iterator<Item = &'s Object<'a>> + 's {
         self.in_namespace(obj.namespace, kind).filter(move |o| !std::ptr::eq(o.value, obj.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Input, SCANNED_OBJECTS};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn peers_are_the_same_whether_scanned_or_indexed() {
+        let object = |i: usize| {
+            let kind = ["Service", "Deployment", "Sidecar"][i % 3];
+            json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": format!("o{i}"), "namespace": format!("ns{}", i % 2)}})
+        };
+        for count in [3, SCANNED_OBJECTS, SCANNED_OBJECTS + 1, 40] {
+            let values: Vec<Value> = (0..count).map(object).collect();
+            let input = Input::new(&values, "default");
+            assert_eq!(input.by_namespace_kind.is_some(), count > SCANNED_OBJECTS, "{count} objects");
+            for (ns, kind) in [("ns0", "Service"), ("ns1", "Deployment"), ("ns1", "Sidecar"), ("ns2", "Service")] {
+                let found: Vec<&str> = input.in_namespace(ns, kind).map(|o| o.name).collect();
+                let expected: Vec<&str> =
+                    input.objects.iter().filter(|o| o.namespace == ns && o.kind == kind).map(|o| o.name).collect();
+                assert_eq!(found, expected, "{kind} in {ns} among {count} objects");
+            }
+        }
     }
 }

@@ -343,7 +343,7 @@ fn gets_sidecar(obj: &Object<'_>, tmpl: &PodTemplate<'_>, input: &Input<'_>, inj
 /// Finds `key: <value>` in a `proxy.istio.io/config` annotation, which may be YAML or JSON.
 fn proxy_config_setting<'a>(tmpl: &PodTemplate<'a>, key: &str) -> Option<&'a str> {
     let text = tmpl.annotations().get(PROXY_CONFIG_KEY)?.as_str()?;
-    let at = text.find(key)?;
+    let at = find_word(text, key)?;
     let rest = text[at + key.len()..].trim_start_matches(['"', '\'']).trim_start();
     let rest = rest.strip_prefix(':')?.trim_start();
     let end = rest.find(|c: char| c == ',' || c == '}' || c == '\n').unwrap_or(rest.len());
@@ -351,7 +351,17 @@ fn proxy_config_setting<'a>(tmpl: &PodTemplate<'a>, key: &str) -> Option<&'a str
 }
 
 fn proxy_config_mentions(tmpl: &PodTemplate<'_>, needle: &str) -> bool {
-    tmpl.annotations().get(PROXY_CONFIG_KEY).and_then(Value::as_str).is_some_and(|t| t.contains(needle))
+    tmpl.annotations().get(PROXY_CONFIG_KEY).and_then(Value::as_str).is_some_and(|t| find_word(t, needle).is_some())
+}
+
+/// Where `word` first occurs in `text`. The words are fixed setting names of a few dozen bytes, so
+/// a scan that compares at most `word.len()` bytes per position stays linear in the annotation,
+/// hostile or not; it skips the two-way searcher `str::find` builds on every call, which costs
+/// more than the whole scan of an annotation a few lines long.
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    let (text, word) = (text.as_bytes(), word.as_bytes());
+    let first = *word.first()?;
+    (0..text.len().checked_sub(word.len())? + 1).find(|&at| text[at] == first && text[at..].starts_with(word))
 }
 
 fn strings_of(v: Option<&Value>) -> String {
@@ -1401,6 +1411,26 @@ impl ObjectCheck for CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_word_agrees_with_str_find() {
+        let texts = [
+            "",
+            "t",
+            "terminationDrainDuration: 5s",
+            "{\"holdApplicationUntilProxyStarts\": true}",
+            "tttterminationDrainDurationX",
+            "terminationDrainDuratio",
+            "é holdApplicationUntilProxyStarts",
+            "drain: terminationDrainDuration\nterminationDrainDuration: 1s",
+        ];
+        for text in texts {
+            for word in [HOLD_KEY, "terminationDrainDuration", "t", "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"] {
+                assert_eq!(find_word(text, word), text.find(word), "{word:?} in {text:?}");
+            }
+        }
+        assert_eq!(find_word("abc", ""), None, "an empty word is never looked for");
+    }
 
     #[test]
     fn port_name_protocols() {
