@@ -7,10 +7,12 @@
 //!
 //! `cargo run --release -p meshguard-benches --bin envoy-load -- [--rounds N] [--seconds S] [--only ID,ID]`
 //! (`--only empty,meshguard` measures just those variants, for quick comparisons of builds).
+//! `--print-bootstrap ID ADMIN_PORT PORT` prints a variant's Envoy bootstrap and `--print-headers`
+//! the request's headers, for `scripts/envoy-instructions.sh`, which counts instructions instead.
 
 use meshguard_benches::peers::envoy::{lua, rbac};
 use meshguard_benches::{typical_headers, HTTP_RULES};
-use meshguard_tests::envoy::{request, Envoy, Filter, Http, Options};
+use meshguard_tests::envoy::{bootstrap, request, Envoy, Filter, Http, Options};
 use std::process::Command;
 
 #[derive(Clone, Copy, Default, Debug)]
@@ -103,6 +105,19 @@ fn main() -> Result<(), String> {
         ("rbac", "Envoy + RBAC + local_ratelimit (same checks)", rbac().map_err(|e| format!("{e:#}"))?),
         ("lua", "Envoy + Lua filter (same checks)", lua()),
     ];
+    if args.iter().any(|a| a == "--print-headers") {
+        println!("{}", serde_json::json!(headers));
+        return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--print-bootstrap") {
+        let usage = "--print-bootstrap ID ADMIN_PORT PORT";
+        let id = args.get(i + 1).ok_or(usage)?;
+        let port = |at: usize| args.get(at).and_then(|p| p.parse::<u16>().ok()).ok_or(usage);
+        let (_, _, filter) = variants.iter().find(|(v, _, _)| v == id).ok_or_else(|| format!("no variant `{id}`"))?;
+        let options = Options { concurrency: 1, generate_request_id: false, ..Options::new(filter.clone()) };
+        println!("{}", bootstrap(&options, port(i + 2)?, port(i + 3)?)?);
+        return Ok(());
+    }
     let only: Option<Vec<&str>> =
         args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map(|v| v.split(',').collect());
     if let Some(unknown) = only.iter().flatten().find(|id| !variants.iter().any(|(v, _, _)| v == *id)) {

@@ -2,7 +2,7 @@
 # Regenerates BENCHMARKS.md: meshguard and its peers (regorus, CEL, Envoy RBAC and Lua, the
 # admission hosts' floors, the JavaScript package in Node) on the same work in one run, each figure
 # with its peer and the ratio.
-# About 15 minutes on 2 cores. Needs wrk and valgrind for the load and instruction-count parts
+# About 30 minutes on 2 cores. Needs wrk and valgrind for the load and instruction-count parts
 # (without them those sections say "not measured"); sets up the rest like scripts/test.sh.
 #   scripts/bench.sh            everything
 #   scripts/bench.sh --quick    shorter criterion and load runs, for trying the pipeline
@@ -42,6 +42,13 @@ if command -v wrk >/dev/null; then
   cargo run --locked --release -p meshguard-benches --bin envoy-load -- "${load[@]}"
 else
   echo "bench: wrk not found (apt-get install wrk); skipping the Envoy load comparison" >&2
+fi
+
+echo "== Envoy instructions per request (callgrind)"
+if command -v valgrind >/dev/null && command -v curl >/dev/null; then
+  bash scripts/envoy-instructions.sh
+else
+  echo "bench: valgrind or curl not found; skipping the Envoy instruction counts" >&2
 fi
 
 echo "== admission webhook under load"
