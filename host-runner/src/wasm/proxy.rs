@@ -6,7 +6,7 @@ use super::guest_memory::{read, read_str, write};
 use super::{explain, Limits, MemoryLimit};
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
-use wasmtime::{Caller, Engine, Extern, Instance, Linker, Module, Store, TypedFunc};
+use wasmtime::{Caller, Engine, Extern, Instance, Linker, Memory, Module, Store, TypedFunc};
 
 const OK: i32 = 0;
 const NOT_FOUND: i32 = 1;
@@ -37,23 +37,42 @@ struct Host {
     now_ns: u64,
     logs: Vec<String>,
     limits: Option<MemoryLimit>,
+    /// The guest's `malloc` and memory, looked up once after instantiation: a lookup by name per
+    /// returned buffer cost about as much as the copy.
+    malloc: Option<TypedFunc<i32, i32>>,
+    memory: Option<Memory>,
 }
 
 /// Copies `bytes` into guest memory allocated with the guest's `malloc`, and stores the address
 /// and size at `ptr_ptr` / `size_ptr`, as the ABI's "return buffers" work.
 fn give(c: &mut Caller<'_, Host>, bytes: &[u8], ptr_ptr: i32, size_ptr: i32) -> wasmtime::Result<()> {
-    let malloc = match c.get_export("malloc") {
-        Some(Extern::Func(f)) => f.typed::<i32, i32>(&*c)?,
-        _ => return Err(wasmtime::Error::msg("the filter exports no malloc")),
+    // Taken out for the call (the guest may call back in) and put back after.
+    let malloc = match c.data_mut().malloc.take() {
+        Some(f) => f,
+        None => match c.get_export("malloc") {
+            Some(Extern::Func(f)) => f.typed::<i32, i32>(&*c)?,
+            _ => return Err(wasmtime::Error::msg("the filter exports no malloc")),
+        },
     };
-    let addr = malloc.call(&mut *c, bytes.len() as i32)?;
-    write(c, addr, bytes)?;
-    write(c, ptr_ptr, &addr.to_le_bytes())?;
-    write(c, size_ptr, &(bytes.len() as u32).to_le_bytes())
+    let addr = malloc.call(&mut *c, bytes.len() as i32);
+    c.data_mut().malloc = Some(malloc);
+    let addr = addr?;
+    let Some(memory) = c.data().memory else {
+        write(c, addr, bytes)?;
+        write(c, ptr_ptr, &addr.to_le_bytes())?;
+        return write(c, size_ptr, &(bytes.len() as u32).to_le_bytes());
+    };
+    let at = |p: i32| p as u32 as usize;
+    let fault = |e: wasmtime::MemoryAccessError| wasmtime::Error::msg(e.to_string());
+    memory.write(&mut *c, at(addr), bytes).map_err(fault)?;
+    memory.write(&mut *c, at(ptr_ptr), &addr.to_le_bytes()).map_err(fault)?;
+    memory.write(&mut *c, at(size_ptr), &(bytes.len() as u32).to_le_bytes()).map_err(fault)
 }
 
 fn serialize_map(map: &[(String, String)]) -> Vec<u8> {
-    let mut out = (map.len() as u32).to_le_bytes().to_vec();
+    let strings: usize = map.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = Vec::with_capacity(4 + 8 * map.len() + strings);
+    out.extend_from_slice(&(map.len() as u32).to_le_bytes());
     for (k, v) in map {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
         out.extend_from_slice(&(v.len() as u32).to_le_bytes());
@@ -288,6 +307,9 @@ impl ProxyFilter {
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
             init.call(&mut store, ()).map_err(|e| fail(&store, e))?;
         }
+        let malloc = instance.get_typed_func::<i32, i32>(&mut store, "malloc").ok();
+        let memory = instance.get_memory(&mut store, "memory");
+        (store.data_mut().malloc, store.data_mut().memory) = (malloc, memory);
         let on_create =
             func(&mut store, "proxy_on_context_create")?.typed::<(i32, i32), ()>(&store).map_err(|e| anyhow!("{e}"))?;
         let on_vm_start =
