@@ -255,8 +255,8 @@ impl<'a> Input<'a> {
         self.namespaces.get(name).copied()
     }
 
-    /// Objects of `kind` in `namespace` (`""`: cluster-scoped), from the index: a policy's param
-    /// object is looked up for every object reviewed.
+    /// Objects of `kind` in `namespace` (`""`: cluster-scoped), in input order, from the index (or
+    /// a scan of a few objects): a policy's param object is looked up for every object reviewed.
     pub fn in_namespace<'s>(&'s self, namespace: &'s str, kind: &'s str) -> impl Iterator<Item = &'s Object<'a>> + 's {
         let (indexes, scanned) = match &self.by_namespace_kind {
             Some(index) => (index.get(&(namespace, kind)).map_or(&[][..], Vec::as_slice), &[][..]),
