@@ -366,8 +366,8 @@ fn main() -> Result<(), String> {
                    ABI: a build of meshguard that only reads the map, measured once on 2026-11-26, added \
                    30.6k instructions to plain Envoy's 119.8k, 1.76x the empty filter's 17.4k, before any \
                    rule ran (a host call, and the host calling back into the guest's allocator for the \
-                   copy). The map parse, ten rules and one counter add about 11k more (14k before this \
-                   round). An allowed request makes no clock and no shared-data call (rate limits lease \
+                   copy). The map parse, ten rules and one counter add what is left of meshguard's \
+                   row. An allowed request makes no clock and no shared-data call (rate limits lease \
                    tokens per worker). RBAC is C++ inside Envoy and costs less than the wasm floor itself.",
         });
     }

@@ -237,7 +237,13 @@ impl Reviewer {
         policy.rules().filter(|r| !http.contains(&r.id.as_str())).map(|r| r.id.clone()).collect()
     }
 
-    fn review(&self, values: &[serde_json::Value], default_namespace: &str) -> Result<Vec<Reviewed>> {
+    /// `objects`: what `run` already read of each value (kind, namespace, name), in the same order.
+    fn review(
+        &self,
+        values: &[serde_json::Value],
+        objects: &[ObjectRef],
+        default_namespace: &str,
+    ) -> Result<Vec<Reviewed>> {
         match self {
             Reviewer::Native(policy) => {
                 let input = Input::new(values, default_namespace);
@@ -264,7 +270,7 @@ impl Reviewer {
                     })
                     .collect())
             }
-            Reviewer::Wasm { module, rules, .. } => review_in_wasm(module, rules, values, default_namespace),
+            Reviewer::Wasm { module, rules, .. } => review_in_wasm(module, rules, values, objects, default_namespace),
         }
     }
 }
@@ -278,15 +284,15 @@ fn review_in_wasm(
     module: &crate::wasm::WapcModule,
     rules: &serde_json::Value,
     values: &[serde_json::Value],
+    objects: &[ObjectRef],
     default_namespace: &str,
 ) -> Result<Vec<Reviewed>> {
     const BATCH_OBJECTS: usize = 256;
     let rules = serde_json::to_string(rules)?;
     let namespace = serde_json::to_string(default_namespace)?;
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, v) in values.iter().enumerate() {
-        let o = policy_core::object::Object::new(v, default_namespace);
-        groups.entry(if o.kind == "Namespace" { o.name } else { o.namespace }).or_default().push(i);
+    for (i, o) in objects.iter().enumerate() {
+        groups.entry(if o.kind == "Namespace" { &o.name } else { &o.namespace }).or_default().push(i);
     }
     let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
     groups.sort_by_key(|g| g[0]);
@@ -352,7 +358,7 @@ pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail
             }
         })
         .collect();
-    let reviewed = reviewer.review(&values, default_namespace)?;
+    let reviewed = reviewer.review(&values, &objects, default_namespace)?;
     let mut summary = Summary {
         files: sources.files.len(),
         objects: values.len(),

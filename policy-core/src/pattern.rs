@@ -133,14 +133,7 @@ impl Pattern {
             Kind::AnyWord { words, ignore_case: false } => words.iter().any(|w| text.contains(w.as_str())),
             Kind::AnyWord { words, ignore_case: true } => {
                 let text = text.as_bytes();
-                words.iter().any(|w| {
-                    // Words are never empty (`any_word`); the first byte rules out most windows.
-                    let Some(first) = w.as_bytes().first().map(u8::to_ascii_lowercase) else { return true };
-                    text.windows(w.len()).any(|window| {
-                        window.first().map(u8::to_ascii_lowercase) == Some(first)
-                            && window.eq_ignore_ascii_case(w.as_bytes())
-                    })
-                })
+                words.iter().any(|w| text.windows(w.len()).any(|window| window.eq_ignore_ascii_case(w.as_bytes())))
             }
             Kind::ClassRun { class, min, max } => {
                 (*min..=*max).contains(&text.len())

@@ -2,7 +2,7 @@
 
 use wasmtime::{Caller, Extern, Memory};
 
-fn memory<T>(caller: &mut Caller<'_, T>) -> wasmtime::Result<Memory> {
+pub(super) fn memory<T>(caller: &mut Caller<'_, T>) -> wasmtime::Result<Memory> {
     match caller.get_export("memory") {
         Some(Extern::Memory(m)) => Ok(m),
         _ => Err(wasmtime::Error::msg("the guest exports no memory")),

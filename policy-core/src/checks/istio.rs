@@ -340,18 +340,19 @@ fn gets_sidecar(obj: &Object<'_>, tmpl: &PodTemplate<'_>, input: &Input<'_>, inj
     })
 }
 
-/// Finds `key: <value>` in a `proxy.istio.io/config` annotation, which may be YAML or JSON.
+/// The pod's `proxy.istio.io/config` annotation (YAML or JSON), as text.
+fn proxy_config<'a>(tmpl: &PodTemplate<'a>) -> Option<&'a str> {
+    tmpl.annotations().get(PROXY_CONFIG_KEY)?.as_str()
+}
+
+/// Finds `key: <value>` in the pod's `proxy.istio.io/config` annotation.
 fn proxy_config_setting<'a>(tmpl: &PodTemplate<'a>, key: &str) -> Option<&'a str> {
-    let text = tmpl.annotations().get(PROXY_CONFIG_KEY)?.as_str()?;
+    let text = proxy_config(tmpl)?;
     let at = find_word(text, key)?;
     let rest = text[at + key.len()..].trim_start_matches(['"', '\'']).trim_start();
     let rest = rest.strip_prefix(':')?.trim_start();
     let end = rest.find(|c: char| c == ',' || c == '}' || c == '\n').unwrap_or(rest.len());
     Some(rest[..end].trim().trim_matches(['"', '\'']))
-}
-
-fn proxy_config_mentions(tmpl: &PodTemplate<'_>, needle: &str) -> bool {
-    tmpl.annotations().get(PROXY_CONFIG_KEY).and_then(Value::as_str).is_some_and(|t| find_word(t, needle).is_some())
 }
 
 /// Where `word` first occurs in `text`. The words are fixed setting names of a few dozen bytes, so
@@ -761,8 +762,9 @@ impl HttpDrain {
 
 /// Whether the pod's proxy is told how to drain; then how it serves HTTP does not matter.
 fn drain_configured(tmpl: &PodTemplate<'_>) -> bool {
-    proxy_config_mentions(tmpl, "terminationDrainDuration")
-        || proxy_config_mentions(tmpl, "EXIT_ON_ZERO_ACTIVE_CONNECTIONS")
+    proxy_config(tmpl).is_some_and(|config| {
+        ["terminationDrainDuration", "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"].iter().any(|s| find_word(config, s).is_some())
+    })
 }
 
 impl ObjectCheck for HttpDrain {

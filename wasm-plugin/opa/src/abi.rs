@@ -101,7 +101,7 @@ static ALLOCATOR: Allocator = Allocator;
 
 /// Moves `v` into host memory (a deep copy: its nodes may be ours) and returns its address.
 fn boxed(v: Value) -> i32 {
-    unsafe { in_host_memory(|| Box::into_raw(Box::new(v.clone())) as usize as i32) }
+    unsafe { in_host_memory(|| boxed_in_place(v.clone())) }
 }
 
 /// Boxes a value built in host memory (a parse result) without copying its nodes.
