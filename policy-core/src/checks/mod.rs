@@ -221,8 +221,9 @@ pub const KUBERNETES_CHECK_IDS: &[&str] = &[
 
 /// Kubernetes checks that may read any part of a request: free field paths and CEL. Every other
 /// Kubernetes check reads only an object's kind, `metadata` (not `managedFields`) and content,
-/// never its `status` or the request's `userInfo`, `options` or `oldObject`; with only those
-/// loaded, an admission decode may skip these parts ([`crate::Policy::parse_admission`]). A rule
+/// never its `status`, the request's `userInfo`, `options` or `oldObject`, or a container's image,
+/// resources, environment, mounts, probes or security context; with only those loaded, an
+/// admission decode may skip these parts ([`crate::Policy::parse_admission`]). A rule
 /// whose check is not in [`KUBERNETES_CHECK_IDS`] (a ValidatingAdmissionPolicy) reads anything too.
 pub const READS_ANY_FIELD_CHECK_IDS: &[&str] = &["field-pattern", "field-range", "cel"];
 

@@ -76,7 +76,7 @@ pub fn validate(payload: &[u8], cache: &mut PolicyCache, host: &mut dyn ClusterH
         return serde_json::to_vec(&accept()).map_err(|e| e.to_string());
     }
     let policy = cache.policy(&parsed.settings)?;
-    let admission = policy.parse_admission(raw.get().as_bytes()).map_err(|e| format!("the request: {e}"))?;
+    let admission = policy.parse_admission_str(raw.get()).map_err(|e| format!("the request: {e}"))?;
     let response = respond_asking(policy, &admission, host);
     serde_json::to_vec(&response).map_err(|e| e.to_string())
 }
@@ -131,7 +131,9 @@ fn fetch(host: &mut dyn ClusterHost, kind: &str, namespace: &str) -> Result<Vec<
 pub fn respond_asking(policy: &Policy, admission: &Value, host: &mut dyn ClusterHost) -> ValidationResponse {
     let kinds = policy.context_kinds_for(admission);
     if kinds.is_empty() {
-        return respond(policy, admission);
+        // No rule selecting this object compares it with others: the cluster holds nothing the
+        // review lacks, and no rule needs to be named as decided without it.
+        return answer(policy.review_admission_in(admission, ClusterView { objects: &[], unseen: Unseen::Nothing }));
     }
     let request = admission_request(admission);
     let namespace = request.object_namespace();
