@@ -480,12 +480,30 @@ impl Policy {
         self.decode(&mut serde_json::Deserializer::from_str(json))
     }
 
+    /// A JSON list of objects (a manifest repo's, as host-runner hands them to the wasm engine),
+    /// decoded as [`Policy::parse_admission`] decodes one object: what no loaded rule reads is
+    /// skipped. `Err` for text that is not a JSON list.
+    pub fn parse_objects_str(&self, json: &str) -> Result<Vec<Value>, serde_json::Error> {
+        match self.decode_as(&mut serde_json::Deserializer::from_str(json), &OBJECT)? {
+            Value::Array(objects) => Ok(objects),
+            _ => Err(serde::de::Error::custom("the objects are not a JSON list")),
+        }
+    }
+
     fn decode<'de, R: serde_json::de::Read<'de>>(
         &self,
         de: &mut serde_json::Deserializer<R>,
     ) -> Result<Value, serde_json::Error> {
+        self.decode_as(de, &TOP)
+    }
+
+    fn decode_as<'de, R: serde_json::de::Read<'de>>(
+        &self,
+        de: &mut serde_json::Deserializer<R>,
+        prune: &'static Prune,
+    ) -> Result<Value, serde_json::Error> {
         let value = if self.reads_object_content_only() {
-            serde::de::DeserializeSeed::deserialize(Pruned(&TOP), &mut *de)?
+            serde::de::DeserializeSeed::deserialize(Pruned(prune), &mut *de)?
         } else {
             serde::Deserialize::deserialize(&mut *de)?
         };
@@ -576,6 +594,32 @@ mod tests {
         // Outside a pod spec the same names are data, kept as written.
         let vs = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}, "data": {"image": "x", "env": "y"}});
         assert_eq!(policy.parse_admission(vs.to_string().as_bytes()).unwrap(), vs);
+    }
+
+    #[test]
+    fn object_lists_decode_as_admission_objects_do() {
+        let policy = Policy::default_rules().unwrap();
+        let objects = json!([
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "managedFields": [{"manager": "k"}]},
+             "spec": {"containers": [{"name": "a", "image": "x", "ports": [{"name": "web", "containerPort": 80}]}]},
+             "status": {"phase": "Running"}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"name": "web", "port": 80}]}}
+        ]);
+        let decoded = policy.parse_objects_str(&objects.to_string()).unwrap();
+        assert_eq!(
+            decoded[0],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "ports": [{"name": "web", "containerPort": 80}]}]}})
+        );
+        assert_eq!(decoded[1], objects[1]);
+        let full: Vec<Value> = serde_json::from_value(objects.clone()).unwrap();
+        assert_eq!(policy.review(&crate::Input::new(&decoded, "t")), policy.review(&crate::Input::new(&full, "t")));
+        assert!(policy.parse_objects_str(r#"{"kind": "Pod"}"#).unwrap_err().to_string().contains("not a JSON list"));
+        assert!(policy.parse_objects_str("[1] x").is_err());
+        // Rules that may read anything get every field.
+        let cel = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: x}\nspec:\n  rules:\n  - id: f\n    check: field-pattern\n    params: {path: status.phase, pattern: '^Running$'}\n";
+        let policy = Policy::from_text(cel).unwrap();
+        assert_eq!(Value::Array(policy.parse_objects_str(&objects.to_string()).unwrap()), objects);
     }
 
     /// The container fields the decode skips stay unread by every built-in check: none of their

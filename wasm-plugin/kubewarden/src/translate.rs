@@ -90,6 +90,17 @@ struct ValidationRequest<'a> {
     settings: Value,
 }
 
+/// `meshguard_review`'s payload, first pass.
+#[derive(Deserialize)]
+struct ReviewRequest<'a> {
+    #[serde(borrow, default)]
+    objects: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    rules: Value,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
 /// Kubewarden's context-aware host calls: `operation` of the `kubernetes` namespace with a JSON
 /// payload, answering JSON or an error.
 pub trait ClusterHost {
@@ -184,12 +195,15 @@ pub fn accept() -> ValidationResponse {
 /// In: `{"objects": [...], "rules": <RuleSet or null>, "namespace": "default"}`.
 /// Out: `{"findings": [{"rule", "action", "message", "kind", "namespace", "name", "path", "object"}]}`.
 pub fn review(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>, String> {
-    let request: Value = serde_json::from_slice(payload).map_err(|e| format!("the review payload is not JSON: {e}"))?;
-    let objects = request.get("objects").and_then(Value::as_array).ok_or("the review payload has no `objects` list")?;
-    let namespace = request.get("namespace").and_then(Value::as_str).unwrap_or("default");
-    let policy = cache.policy(request.get("rules").unwrap_or(&Value::Null))?;
+    // As in `validate`: the objects are decoded once the rules say what they may skip.
+    let request: ReviewRequest<'_> =
+        serde_json::from_slice(payload).map_err(|e| format!("the review payload is not JSON: {e}"))?;
+    let raw = request.objects.ok_or("the review payload has no `objects` list")?;
+    let namespace = request.namespace.as_deref().unwrap_or("default");
+    let policy = cache.policy(&request.rules)?;
+    let objects = policy.parse_objects_str(raw.get()).map_err(|e| format!("the review payload's `objects`: {e}"))?;
     // Hosts split a big input by namespace (host-runner's check does), never inside one.
-    let findings = policy.review(&policy_core::Input::new(objects, namespace));
+    let findings = policy.review(&policy_core::Input::new(&objects, namespace));
     let wire: Vec<Value> = findings
         .iter()
         .map(|f| {
