@@ -392,7 +392,8 @@ fn main() -> Result<(), String> {
             ),
             met: Some(dm <= dp && sm <= sp),
             note: "`Policy::parse_admission` skips what no loaded rule reads (managedFields, status, the \
-                   request's userInfo, options and oldObject) instead of building it into the tree, and \
+                   request's userInfo, options and oldObject, a container's image, resources, environment, \
+                   mounts, probes and security context) instead of building it into the tree, and \
                    decodes everything when a CEL, VAP or free-path rule could read anything; the rules \
                    then decide on the smaller tree. The webhook and the waPC module decode this way; the \
                    OPA module still parses its whole input (an OPA host hands it over before the RuleSet, \
