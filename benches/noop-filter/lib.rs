@@ -7,7 +7,10 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+
+#[path = "../../wasm-plugin/envoy/src/header_map.rs"]
+mod header_map;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
@@ -39,29 +42,8 @@ impl Context for Noop {}
 impl HttpContext for Noop {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         if self.read_headers {
-            drop(request_header_map());
+            drop(header_map::request_header_map());
         }
         Action::Continue
-    }
-}
-
-#[link(wasm_import_module = "env")]
-extern "C" {
-    fn proxy_get_header_map_pairs(
-        map_type: MapType,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> Status;
-}
-
-/// The request header map as the host serializes it, owned (and freed) by the filter.
-fn request_header_map() -> Option<Vec<u8>> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a pointer to `size` bytes it allocated through the SDK's
-    // `proxy_on_memory_allocate` (a `Vec<u8>` with capacity `size`), which this takes ownership of.
-    match unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) } {
-        Status::Ok if !data.is_null() => Some(unsafe { Vec::from_raw_parts(data, size, size) }),
-        _ => None,
     }
 }

@@ -464,20 +464,21 @@ impl Policy {
     /// Parses an AdmissionReview, AdmissionRequest or object from JSON for
     /// [`Policy::review_admission`]. When the loaded rules read only object content, the parts
     /// none of them reads are skipped instead of built into the tree (`managedFields`, `status`,
-    /// the request's `userInfo`, `options` and `oldObject`): the verdict is the same, the decode
+    /// the request's `userInfo`, `options` and `oldObject`, a container's image, resources,
+    /// environment, mounts, probes and security context): the verdict is the same, the decode
     /// cheaper. Otherwise (CEL, ValidatingAdmissionPolicy, free field paths) the whole payload.
     pub fn parse_admission(&self, json: &[u8]) -> Result<Value, serde_json::Error> {
         match std::str::from_utf8(json) {
             Ok(text) => self.parse_admission_str(text),
             // The byte decode names where the text stops being UTF-8.
-            Err(_) => self.decode(&mut serde_json::Deserializer::from_slice(json)),
+            Err(_) => self.decode_as(&mut serde_json::Deserializer::from_slice(json), &TOP),
         }
     }
 
     /// [`Policy::parse_admission`] of text already known to be UTF-8: no string is validated
-    /// again while it is read (in the wasm modules that check was a tenth of the decode).
+    /// again while it is read.
     pub fn parse_admission_str(&self, json: &str) -> Result<Value, serde_json::Error> {
-        self.decode(&mut serde_json::Deserializer::from_str(json))
+        self.decode_as(&mut serde_json::Deserializer::from_str(json), &TOP)
     }
 
     /// A JSON list of objects (a manifest repo's, as host-runner hands them to the wasm engine),
@@ -488,13 +489,6 @@ impl Policy {
             Value::Array(objects) => Ok(objects),
             _ => Err(serde::de::Error::custom("the objects are not a JSON list")),
         }
-    }
-
-    fn decode<'de, R: serde_json::de::Read<'de>>(
-        &self,
-        de: &mut serde_json::Deserializer<R>,
-    ) -> Result<Value, serde_json::Error> {
-        self.decode_as(de, &TOP)
     }
 
     fn decode_as<'de, R: serde_json::de::Read<'de>>(
@@ -517,6 +511,9 @@ impl Policy {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A rule set with a free field path, which may read any part of a request.
+    const FREE_PATH_RULES: &str = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: x}\nspec:\n  rules:\n  - id: f\n    check: field-pattern\n    params: {path: status.phase, pattern: '^Running$'}\n";
 
     fn bad_service() -> Value {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"}, "spec": {"ports": [{"name": "web", "port": 80}]}})
@@ -617,8 +614,7 @@ mod tests {
         assert!(policy.parse_objects_str(r#"{"kind": "Pod"}"#).unwrap_err().to_string().contains("not a JSON list"));
         assert!(policy.parse_objects_str("[1] x").is_err());
         // Rules that may read anything get every field.
-        let cel = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: x}\nspec:\n  rules:\n  - id: f\n    check: field-pattern\n    params: {path: status.phase, pattern: '^Running$'}\n";
-        let policy = Policy::from_text(cel).unwrap();
+        let policy = Policy::from_text(FREE_PATH_RULES).unwrap();
         assert_eq!(Value::Array(policy.parse_objects_str(&objects.to_string()).unwrap()), objects);
     }
 
@@ -646,8 +642,7 @@ mod tests {
 
     #[test]
     fn rules_that_may_read_anything_get_the_whole_payload() {
-        let text = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: x}\nspec:\n  rules:\n  - id: f\n    check: field-pattern\n    params: {path: status.phase, pattern: '^Running$'}\n";
-        let policy = Policy::from_text(text).unwrap();
+        let policy = Policy::from_text(FREE_PATH_RULES).unwrap();
         assert!(!policy.reads_object_content_only());
         let bytes = br#"{"request": {"operation": "CREATE", "userInfo": {"username": "a"}, "object": {"kind": "Pod", "status": {"phase": "Pending"}}}}"#;
         let value = policy.parse_admission(bytes).unwrap();

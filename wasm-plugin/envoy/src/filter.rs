@@ -6,6 +6,7 @@
 //! convenience methods `unwrap()` host errors, and a trap in a filter answers 503 and (under the
 //! default FAIL_CLOSED failure policy) leaves the VM broken until Envoy restarts.
 
+use crate::header_map::request_header_map;
 use crate::translate::{self, LocalReply, WARN_HEADER};
 use policy_core::http::{BucketState, Clock, LeasedBuckets, SharedBuckets};
 use policy_core::{Action, Policy};
@@ -154,30 +155,6 @@ impl SharedBuckets for EnvoySharedData {
             }
         }
         Err(format!("shared data for {key} stayed contended"))
-    }
-}
-
-#[link(wasm_import_module = "env")]
-extern "C" {
-    fn proxy_get_header_map_pairs(
-        map_type: MapType,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> Status;
-}
-
-/// The request header map in the host's serialized form. The SDK's `get_map` would copy every
-/// name and value into its own `String` (and panic on a non-UTF-8 byte); the filter decides on
-/// this one buffer instead (`translate::request_from_map`).
-fn request_header_map() -> Result<Vec<u8>, String> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a pointer to `size` bytes it allocated through the SDK's
-    // `proxy_on_memory_allocate` (a `Vec<u8>` with capacity `size`), which this takes ownership of.
-    match unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) } {
-        Status::Ok if data.is_null() => Ok(Vec::new()),
-        Status::Ok => Ok(unsafe { Vec::from_raw_parts(data, size, size) }),
-        status => Err(format!("get request headers: {status:?}")),
     }
 }
 

@@ -8,3 +8,5 @@ pub mod translate;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+#[cfg(target_arch = "wasm32")]
+mod header_map;
