@@ -60,7 +60,7 @@ impl<'a> AdmissionRequestView<'a> {
     /// The namespace the reviewed object lives in, as a review places it: its own
     /// `metadata.namespace`, else the request's, else `default`. Hosts fetch its peers there.
     pub fn object_namespace(&self) -> &'a str {
-        let own = self.object.and_then(|o| o.pointer("/metadata/namespace")).and_then(Value::as_str);
+        let own = self.object.and_then(|o| o.get("metadata")?.get("namespace")?.as_str());
         match (own, self.namespace) {
             (Some(ns), _) if !ns.is_empty() => ns,
             (_, "") => "default",
@@ -491,18 +491,37 @@ impl Policy {
         }
     }
 
+    /// [`Policy::parse_admission`]'s decode as a serde seed, for a payload inside a host's own
+    /// envelope (OPA's `input.review`): read in the same pass as the envelope.
+    pub fn admission_seed(&self) -> AdmissionSeed {
+        self.seed(&TOP)
+    }
+
+    fn seed(&self, prune: &'static Prune) -> AdmissionSeed {
+        AdmissionSeed(self.reads_object_content_only().then_some(prune))
+    }
+
     fn decode_as<'de, R: serde_json::de::Read<'de>>(
         &self,
         de: &mut serde_json::Deserializer<R>,
         prune: &'static Prune,
     ) -> Result<Value, serde_json::Error> {
-        let value = if self.reads_object_content_only() {
-            serde::de::DeserializeSeed::deserialize(Pruned(prune), &mut *de)?
-        } else {
-            serde::Deserialize::deserialize(&mut *de)?
-        };
+        let value = serde::de::DeserializeSeed::deserialize(self.seed(prune), &mut *de)?;
         de.end()?;
         Ok(value)
+    }
+}
+
+/// Decodes an admission payload for one policy: see [`Policy::admission_seed`].
+pub struct AdmissionSeed(Option<&'static Prune>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for AdmissionSeed {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self.0 {
+            Some(prune) => serde::de::DeserializeSeed::deserialize(Pruned(prune), d),
+            None => serde::Deserialize::deserialize(d),
+        }
     }
 }
 

@@ -547,7 +547,7 @@ svc:
         let mut laughs = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
         for i in 1..10 {
             let prev = format!("*a{}", i - 1);
-            laughs.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev.as_str(); 9].join(", ")));
+            laughs.push_str(&format!("a{i}: &a{i} [{}]\n", [prev.as_str(); 9].join(", ")));
         }
         assert!(laughs.len() < 600, "{}", laughs.len());
         let err = parse_documents(&laughs).unwrap_err();

@@ -351,7 +351,7 @@ fn proxy_config_setting<'a>(tmpl: &PodTemplate<'a>, key: &str) -> Option<&'a str
     let at = find_word(text, key)?;
     let rest = text[at + key.len()..].trim_start_matches(['"', '\'']).trim_start();
     let rest = rest.strip_prefix(':')?.trim_start();
-    let end = rest.find(|c: char| c == ',' || c == '}' || c == '\n').unwrap_or(rest.len());
+    let end = rest.find([',', '}', '\n']).unwrap_or(rest.len());
     Some(rest[..end].trim().trim_matches(['"', '\'']))
 }
 
@@ -1083,8 +1083,8 @@ impl HostInOwnNamespace {
         }
         let labels: Vec<&str> = host.split('.').collect();
         let svc_at = labels.iter().position(|l| *l == "svc");
-        let in_cluster = svc_at
-            .is_some_and(|i| i == 2 && labels[3..].join(".") == self.p.cluster_domain || i == 2 && labels.len() == 3);
+        let in_cluster =
+            svc_at.is_some_and(|i| i == 2 && (labels.len() == 3 || labels[3..].join(".") == self.p.cluster_domain));
         if in_cluster {
             let ns = labels[1];
             return (ns != own).then(|| format!("`{host}` belongs to namespace `{ns}`"));

@@ -113,9 +113,12 @@ unsafe fn value<'a>(addr: i32) -> Option<&'a Value> {
     (addr as usize as *const Value).as_ref()
 }
 
+unsafe fn bytes<'a>(addr: i32, len: i32) -> &'a [u8] {
+    core::slice::from_raw_parts(addr as usize as *const u8, len.max(0) as usize)
+}
+
 unsafe fn parse(addr: i32, len: i32) -> Option<Value> {
-    let bytes = core::slice::from_raw_parts(addr as usize as *const u8, len.max(0) as usize);
-    in_host_memory(|| crate::translate::parse_json(bytes))
+    in_host_memory(|| translate::parse_json(bytes(addr, len)))
 }
 
 fn dump(v: &Value) -> i32 {
@@ -140,15 +143,22 @@ unsafe fn policy(source: Option<&Value>) -> Result<&'static Policy, String> {
     slot.as_ref().map(|(_, p)| p).ok_or_else(|| "cache".into())
 }
 
-unsafe fn run(id: i32, input: Option<&Value>, data: Option<&Value>) -> Value {
-    let id = id.max(0) as usize;
-    if cfg!(feature = "floor") {
-        return translate::floor_result(id);
-    }
-    ARENA_OVERFLOW = false;
-    let source = translate::rule_set(input, data);
-    let result = match policy(source.as_deref()) {
-        Ok(p) => translate::evaluate(p, id, input, data),
+/// The compiled RuleSet in force: `parameters`, else `data`, else the built-in one. Compiled in
+/// our arena also when asked for in the middle of a parse into host memory.
+unsafe fn policy_for(parameters: Option<&Value>, data: Option<&Value>) -> Result<&'static Policy, String> {
+    let source = translate::rule_set(parameters, data);
+    let previous = HOST_MODE;
+    HOST_MODE = false;
+    let policy = policy(source.as_deref());
+    HOST_MODE = previous;
+    policy
+}
+
+/// Entrypoint `id`'s result: `evaluate` with the policy, or the error of a RuleSet that does not
+/// load. `ARENA_OVERFLOW` is cleared before the policy is had.
+unsafe fn answer(id: usize, policy: Result<&Policy, String>, evaluate: impl FnOnce(&Policy) -> Value) -> Value {
+    let result = match policy {
+        Ok(p) => evaluate(p),
         Err(e) => translate::error_result(id, &e),
     };
     if ARENA_OVERFLOW {
@@ -266,12 +276,21 @@ pub extern "C" fn eval(c: i32) -> i32 {
         if c.entrypoint < 0 || c.entrypoint as usize >= ENTRYPOINTS.len() {
             return 1;
         }
-        c.result = boxed(run(c.entrypoint, value(c.input), value(c.data)));
+        let (id, input, data) = (c.entrypoint as usize, value(c.input), value(c.data));
+        let result = if cfg!(feature = "floor") {
+            translate::floor_result(id)
+        } else {
+            ARENA_OVERFLOW = false;
+            answer(id, policy_for(translate::parameters(input), data), |p| translate::evaluate(p, id, input, data))
+        };
+        c.result = boxed(result);
         0
     }
 }
 
-/// ABI 1.2's one-call path: the input JSON sits just below `heap_ptr`.
+/// ABI 1.2's one-call path: the input JSON sits just below `heap_ptr`. The reviewed payload is
+/// decoded for the RuleSet in force ([`translate::read_input`]); the benchmark floor decodes the
+/// whole input, as an engine deciding on a JSON tree must.
 #[no_mangle]
 pub extern "C" fn opa_eval(
     _reserved: i32,
@@ -285,11 +304,41 @@ pub extern "C" fn opa_eval(
     unsafe {
         init();
         HEAP_PTR = heap_ptr as usize;
-        let parsed = if input_len > 0 { parse(input, input_len) } else { None };
-        let answer = dump(&run(entrypoint, parsed.as_ref(), value(data)));
-        // The input lives in host memory, which the host takes back by resetting the heap;
+        let (id, data) = (entrypoint.max(0) as usize, value(data));
+        let text = if input_len > 0 { translate::json_text(bytes(input, input_len)) } else { None };
+        ARENA_OVERFLOW = false;
+        let read = match text {
+            Some(text) if !cfg!(feature = "floor") => {
+                in_host_memory(|| translate::read_input(text, |parameters| policy_for(parameters, data)))
+            }
+            _ => None,
+        };
+        // What is parsed lives in host memory, which the host takes back by resetting the heap;
         // dropping it would walk the whole tree to free nothing.
-        std::mem::forget(parsed);
-        answer
+        let result = match read {
+            Some(read) => {
+                let payload = read.payload;
+                let result = answer(id, read.policy, |p| match &payload {
+                    Some(payload) => translate::evaluate_payload(p, id, payload, data),
+                    None => translate::evaluate(p, id, None, data),
+                });
+                std::mem::forget(payload);
+                result
+            }
+            None => {
+                let parsed = text.and_then(|t| in_host_memory(|| serde_json::from_str::<Value>(t).ok()));
+                let input = parsed.as_ref();
+                let result = if cfg!(feature = "floor") {
+                    translate::floor_result(id)
+                } else {
+                    answer(id, policy_for(translate::parameters(input), data), |p| {
+                        translate::evaluate(p, id, input, data)
+                    })
+                };
+                std::mem::forget(parsed);
+                result
+            }
+        };
+        dump(&result)
     }
 }

@@ -7,6 +7,9 @@ pub mod translate;
 #[cfg(target_arch = "wasm32")]
 mod abi;
 
+#[path = "../../memcmp.rs"]
+pub mod memcmp;
+
 /// Kubewarden reads a policy's metadata from this custom section (what `kwctl annotate` writes), so
 /// the module runs as built: execution mode, rules, context-aware resources, annotations.
 #[cfg(target_arch = "wasm32")]

@@ -11,6 +11,7 @@
 use policy_core::admission::{admission_request, finding_line};
 use policy_core::object::{api_version_of_kind, with_type_meta};
 use policy_core::{Action, AdmissionVerdict, ClusterView, Policy, Unseen};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
@@ -52,12 +53,128 @@ pub fn entrypoints() -> Value {
     Value::Object(ENTRYPOINTS.iter().enumerate().map(|(i, e)| (e.name().to_string(), json!(i))).collect())
 }
 
-/// A JSON value as a host hands it over (`opa_json_parse`, `opa_value_parse`). The Rust SDK
-/// counts a C string's trailing NUL in `len`; a leading byte-order mark is dropped.
-pub fn parse_json(bytes: &[u8]) -> Option<Value> {
+/// JSON text as a host hands it over (`opa_json_parse`, `opa_eval`'s input). The Rust SDK
+/// counts a C string's trailing NUL in `len`; a leading byte-order mark is dropped. `None` when
+/// the rest is not UTF-8, which no JSON parse would accept either.
+pub fn json_text(bytes: &[u8]) -> Option<&str> {
     let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
     let bytes = &bytes[..end];
-    serde_json::from_slice(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)).ok()
+    std::str::from_utf8(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)).ok()
+}
+
+/// A JSON value as a host hands it over (`opa_json_parse`, `opa_value_parse`).
+pub fn parse_json(bytes: &[u8]) -> Option<Value> {
+    serde_json::from_str(json_text(bytes)?).ok()
+}
+
+/// The one-call path's read of an input ([`read_input`]): the policy in force and the reviewed
+/// payload decoded for it.
+pub struct ReadInput<'p, E> {
+    pub policy: Result<&'p Policy, E>,
+    /// `None` when the payload is not valid JSON, or no policy could be had.
+    pub payload: Option<Value>,
+}
+
+/// Reads an input so that its reviewed payload (`review`, else the whole input) is decoded once,
+/// for the RuleSet in force, which says what that decode may skip ([`Policy::admission_seed`]).
+/// `policy_for` is given `parameters` when they are known: before `review` when they come first
+/// (Go and serde_json hosts write keys sorted), so the payload is decoded in the same pass;
+/// otherwise the payload is kept as text and decoded after. `None` for input this read does not
+/// take as [`evaluate`] takes it (not a JSON object, a repeated key): it goes the whole-tree way.
+pub fn read_input<'p, E>(
+    text: &str,
+    policy_for: impl FnOnce(Option<&Value>) -> Result<&'p Policy, E>,
+) -> Option<ReadInput<'p, E>> {
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let mut read = EnvelopeRead { policy_for: Some(policy_for), policy: None };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let envelope = serde::de::DeserializeSeed::deserialize(&mut read, &mut de).ok()?;
+    de.end().ok()?;
+    let policy = match read.policy {
+        Some(policy) => policy,
+        None => (read.policy_for.take()?)(envelope.parameters.as_ref()),
+    };
+    let payload = match (envelope.review, &policy) {
+        (Some(Review::Decoded(value)), _) => Some(value),
+        (review, Ok(policy)) => {
+            let text = match review {
+                Some(Review::Text(raw)) => raw.get(),
+                _ => text,
+            };
+            let mut de = serde_json::Deserializer::from_str(text);
+            serde::de::DeserializeSeed::deserialize(policy.admission_seed(), &mut de).ok().filter(|_| de.end().is_ok())
+        }
+        (_, Err(_)) => None,
+    };
+    Some(ReadInput { policy, payload })
+}
+
+enum Review<'a> {
+    Decoded(Value),
+    Text(&'a RawValue),
+}
+
+struct Envelope<'a> {
+    parameters: Option<Value>,
+    review: Option<Review<'a>>,
+}
+
+struct EnvelopeRead<'p, F, E> {
+    policy_for: Option<F>,
+    policy: Option<Result<&'p Policy, E>>,
+}
+
+impl<'de, 'p, F, E> serde::de::DeserializeSeed<'de> for &mut EnvelopeRead<'p, F, E>
+where
+    F: FnOnce(Option<&Value>) -> Result<&'p Policy, E>,
+{
+    type Value = Envelope<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Envelope<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, 'p, F, E> serde::de::Visitor<'de> for &mut EnvelopeRead<'p, F, E>
+where
+    F: FnOnce(Option<&Value>) -> Result<&'p Policy, E>,
+{
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an OPA input object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        use serde::de::Error;
+        let mut envelope = Envelope { parameters: None, review: None };
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "parameters" if envelope.parameters.is_some() => return Err(A::Error::duplicate_field("parameters")),
+                "review" if envelope.review.is_some() => return Err(A::Error::duplicate_field("review")),
+                "parameters" => envelope.parameters = Some(map.next_value()?),
+                "review" => {
+                    let known = match (envelope.parameters.as_ref(), self.policy_for.take()) {
+                        (Some(parameters), Some(policy_for)) => Some(policy_for(Some(parameters))),
+                        (_, policy_for) => {
+                            self.policy_for = policy_for;
+                            None
+                        }
+                    };
+                    envelope.review = Some(match known {
+                        Some(Ok(policy)) => Review::Decoded(map.next_value_seed(policy.admission_seed())?),
+                        _ => Review::Text(map.next_value()?),
+                    });
+                    self.policy = known;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(envelope)
+    }
 }
 
 fn non_empty(v: Option<&Value>) -> Option<&Value> {
@@ -67,9 +184,10 @@ fn non_empty(v: Option<&Value>) -> Option<&Value> {
 /// Keys of `data` that hold the cluster, never the RuleSet.
 const CLUSTER_KEYS: [&str; 2] = ["inventory", "kubernetes"];
 
-/// Where the RuleSet for this evaluation comes from (`None`: the built-in one).
-pub fn rule_set<'a>(input: Option<&'a Value>, data: Option<&'a Value>) -> Option<Cow<'a, Value>> {
-    if let Some(parameters) = non_empty(input.and_then(|i| i.get("parameters"))) {
+/// Where the RuleSet for this evaluation comes from (`None`: the built-in one): the input's
+/// `parameters`, else `data`.
+pub fn rule_set<'a>(parameters: Option<&'a Value>, data: Option<&'a Value>) -> Option<Cow<'a, Value>> {
+    if let Some(parameters) = non_empty(parameters) {
         return Some(Cow::Borrowed(parameters));
     }
     let data = non_empty(data)?;
@@ -80,7 +198,7 @@ pub fn rule_set<'a>(input: Option<&'a Value>, data: Option<&'a Value>) -> Option
                 .filter(|(k, _)| !CLUSTER_KEYS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            (!rest.is_empty()).then(|| Cow::Owned(Value::Object(rest)))
+            (!rest.is_empty()).then_some(Cow::Owned(Value::Object(rest)))
         }
         _ => Some(Cow::Borrowed(data)),
     }
@@ -144,16 +262,29 @@ const KIND_OF_RESOURCE: [(&str, &str); 6] = [
     ("serviceentries", "ServiceEntry"),
 ];
 
+/// The input's `parameters`, where [`rule_set`] looks first.
+pub fn parameters(input: Option<&Value>) -> Option<&Value> {
+    input?.get("parameters")
+}
+
 /// The result set `[{"result": ...}]` of entrypoint `id` (`[]`: undefined).
 pub fn evaluate(policy: &Policy, id: usize, input: Option<&Value>, data: Option<&Value>) -> Value {
-    let (Some(input), Some(entrypoint)) = (input, ENTRYPOINTS.get(id)) else { return json!([]) };
-    let review = input.get("review").unwrap_or(input);
+    let Some(input) = input else { return json!([]) };
+    evaluate_payload(policy, id, input.get("review").unwrap_or(input), data)
+}
+
+/// [`evaluate`] of the input's reviewed payload (its `review`, else the input itself).
+pub fn evaluate_payload(policy: &Policy, id: usize, review: &Value, data: Option<&Value>) -> Value {
+    let Some(entrypoint) = ENTRYPOINTS.get(id) else { return json!([]) };
     let request = admission_request(review);
     let namespace = request.object_namespace();
     let cluster = cluster_objects(data, namespace);
-    let view = match &cluster {
-        Some(objects) => ClusterView { objects, unseen: Unseen::Nothing },
-        None => ClusterView::NONE,
+    let view = match (&cluster, entrypoint) {
+        (Some(objects), _) => ClusterView { objects, unseen: Unseen::Nothing },
+        (None, Entrypoint::Response) => ClusterView::NONE,
+        // Only the AdmissionResponse names the rules that decided without their peers: the other
+        // answers need not look for them (the findings are the same either way).
+        (None, _) => ClusterView { objects: &[], unseen: Unseen::Nothing },
     };
     let verdict = policy.review_admission_in(review, view);
     json!([{ "result": result(*entrypoint, &verdict, request.uid()) }])
@@ -221,7 +352,7 @@ mod tests {
     #[test]
     fn gatekeeper_shape_violations_allow_findings_and_response() {
         let input = json!({"review": {"uid": "u1", "operation": "CREATE", "namespace": "shop", "object": svc("web")}, "parameters": {}});
-        let policy = compile(rule_set(Some(&input), None).as_deref()).unwrap();
+        let policy = compile(rule_set(parameters(Some(&input)), None).as_deref()).unwrap();
         let v = evaluate(&policy, id(Entrypoint::Violation), Some(&input), None);
         assert_eq!(
             v[0]["result"][0]["details"],
@@ -250,7 +381,7 @@ mod tests {
         let dr = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "a", "namespace": "shop"}, "spec": {"host": "a", "exportTo": ["."]}});
         let input = json!({"request": {"uid": "u2", "operation": "CREATE", "namespace": "shop", "object": dr}});
         let data = json!({});
-        let policy = compile(rule_set(Some(&input), Some(&data)).as_deref()).unwrap();
+        let policy = compile(rule_set(parameters(Some(&input)), Some(&data)).as_deref()).unwrap();
         let response = &evaluate(&policy, id(Entrypoint::Response), Some(&input), Some(&data))[0]["result"]["response"];
         assert_eq!(response["allowed"], true);
         assert!(response["warnings"][0].as_str().unwrap().starts_with("istio-circuit-breaker:"), "{response}");
@@ -262,11 +393,11 @@ mod tests {
     fn rule_set_from_parameters_then_data_without_the_cluster_keys() {
         let rs = json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "x"}, "spec": {"rules": []}});
         let input = json!({"review": svc("web"), "parameters": rs.clone()});
-        assert_eq!(rule_set(Some(&input), None).as_deref(), Some(&rs));
-        assert_eq!(rule_set(Some(&json!({"review": svc("web")})), Some(&rs)).as_deref(), Some(&rs));
-        assert_eq!(rule_set(Some(&json!({"review": svc("web"), "parameters": {}})), Some(&json!({}))), None);
+        assert_eq!(rule_set(parameters(Some(&input)), None).as_deref(), Some(&rs));
+        assert_eq!(rule_set(parameters(Some(&json!({"review": svc("web")}))), Some(&rs)).as_deref(), Some(&rs));
+        assert_eq!(rule_set(Some(&json!({})), Some(&json!({}))), None);
         // Gatekeeper's inventory and kube-mgmt's `kubernetes` are data, not a RuleSet.
-        assert_eq!(rule_set(Some(&json!({"request": {}})), Some(&json!({"inventory": {"cluster": {}}}))), None);
+        assert_eq!(rule_set(None, Some(&json!({"inventory": {"cluster": {}}}))), None);
         let mut with_cluster = rs.clone();
         with_cluster["kubernetes"] = json!({"services": {}});
         assert_eq!(rule_set(None, Some(&with_cluster)).as_deref(), Some(&rs));
@@ -285,6 +416,97 @@ mod tests {
         let response = &error_result(id(Entrypoint::Response), &message)[0]["result"]["response"];
         assert_eq!((&response["allowed"], &response["status"]["message"]), (&json!(false), &json!(expected)));
         assert_eq!(error_result(id(Entrypoint::Allow), &message), json!([{"result": false}]));
+    }
+
+    /// What the one-call path answers for `text` (abi.rs's glue, with a fresh compile per call).
+    fn answer_read(text: &str, id: usize, data: Option<&Value>, calls: &mut usize) -> Option<Value> {
+        let read = read_input(text, |parameters| {
+            *calls += 1;
+            compile(rule_set(parameters, data).as_deref()).map(|p| &*Box::leak(Box::new(p)))
+        })?;
+        Some(match (read.policy, read.payload) {
+            (Ok(p), Some(payload)) => evaluate_payload(p, id, &payload, data),
+            (Ok(p), None) => evaluate(p, id, None, data),
+            (Err(e), _) => error_result(id, &e),
+        })
+    }
+
+    /// What the whole-tree path (ABI 1.1's `eval`) answers for `text`.
+    fn answer_whole(text: &str, id: usize, data: Option<&Value>) -> Value {
+        let input: Option<Value> = serde_json::from_str(text).ok();
+        match compile(rule_set(parameters(input.as_ref()), data).as_deref()) {
+            Ok(p) => evaluate(&p, id, input.as_ref(), data),
+            Err(e) => error_result(id, &e),
+        }
+    }
+
+    #[test]
+    fn the_one_pass_read_answers_as_the_whole_tree_does() {
+        // A free field path reads `status`, which the built-in rules' decode skips.
+        let free_path = json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "x"},
+            "spec": {"rules": [{"id": "f", "check": "field-pattern", "params": {"path": "status.phase", "pattern": "^Running$"}}]}});
+        let invalid = json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "x"},
+            "spec": {"rules": [{"id": "p", "check": "istio-port-name", "params": {"protocol": []}}]}});
+        let mut object = svc("web");
+        object["metadata"]["managedFields"] = json!([{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]);
+        object["status"] = json!({"phase": "Pending"});
+        let request = json!({"uid": "u9", "operation": "UPDATE", "namespace": "shop", "object": object,
+                             "oldObject": svc("http"), "userInfo": {"username": "dev"}});
+        let review = request.to_string();
+        let texts = [
+            // Keys sorted, as Go and serde_json write them: `parameters` comes first.
+            json!({"parameters": {}, "review": request}).to_string(),
+            json!({"parameters": free_path, "review": request}).to_string(),
+            json!({"parameters": invalid, "review": request}).to_string(),
+            format!(r#"{{"review": {review}, "parameters": {free_path}}}"#),
+            format!(r#"{{"review": {review}}}"#),
+            r#" {"review": null, "parameters": null}"#.to_string(),
+            json!({"request": request}).to_string(),
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}).to_string(),
+            svc("web").to_string(),
+        ];
+        let mut data_with_rules = free_path.clone();
+        data_with_rules["kubernetes"] = json!({"services": {"shop": {"db": headless("db", "tcp-db")}}});
+        for text in &texts {
+            for data in [None, Some(&json!({})), Some(&data_with_rules)] {
+                for id in 0..ENTRYPOINTS.len() {
+                    let mut calls = 0;
+                    let read = answer_read(text, id, data, &mut calls).expect(text);
+                    assert_eq!(read, answer_whole(text, id, data), "{text} with {data:?}, entrypoint {id}");
+                    assert_eq!(calls, 1, "the policy is asked for once: {text}");
+                }
+            }
+        }
+        // The cases above differ where they should: the free path denies on `status`, the
+        // built-in rules on the port name, an invalid RuleSet with its message.
+        let violation =
+            |text: &str| answer_whole(text, id(Entrypoint::Violation), None)[0]["result"][0]["details"]["rule"].clone();
+        assert_eq!(violation(&texts[0]), "istio-port-name");
+        assert_eq!(violation(&texts[1]), "f");
+        assert_eq!(violation(&texts[2]), "meshguard-rule-set");
+        assert_eq!(violation(&texts[3]), "f");
+    }
+
+    #[test]
+    fn the_one_pass_read_decodes_for_the_rule_set_and_leaves_odd_input_to_the_whole_tree() {
+        let mut object = svc("web");
+        object["status"] = json!({"phase": "Pending"});
+        let text = json!({"parameters": {}, "review": {"operation": "CREATE", "object": object}}).to_string();
+        let policy = compile(None).unwrap();
+        let read = read_input(&text, |_| Ok::<_, ()>(&policy)).unwrap();
+        let payload = read.payload.unwrap();
+        assert!(payload["object"].get("status").is_none(), "the built-in rules never read status: {payload}");
+        assert_eq!(payload["object"]["spec"], object["spec"]);
+        for odd in [
+            "[1, 2]",
+            "\"review\"",
+            "{\"review\": {}, \"review\": {}}",
+            "{\"parameters\": {}, \"parameters\": {}}",
+            "{\"review\": ",
+            "{} x",
+        ] {
+            assert!(read_input(odd, |_| Ok::<_, ()>(&policy)).is_none(), "{odd}");
+        }
     }
 
     fn headless(name: &str, port_name: &str) -> Value {
