@@ -238,6 +238,81 @@ fn js_package() {
     }
 }
 
+/// meshguard and its floor timed in alternating rounds (which goes first alternates as well), so a
+/// drift in the shared machine's speed hits both alike: medians of the rounds' times and of their
+/// ratios. Criterion times one module and then the other, seconds apart.
+fn interleaved(mut meshguard: impl FnMut(), mut floor: impl FnMut()) -> Value {
+    const ROUNDS: usize = 41;
+    const CALLS: usize = 2000;
+    let time = |f: &mut dyn FnMut()| {
+        let start = std::time::Instant::now();
+        for _ in 0..CALLS {
+            f();
+        }
+        start.elapsed().as_nanos() as f64 / CALLS as f64
+    };
+    let (mut m, mut f, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (a, b) = if round % 2 == 0 {
+            let a = time(&mut meshguard);
+            (a, time(&mut floor))
+        } else {
+            let b = time(&mut floor);
+            (time(&mut meshguard), b)
+        };
+        m.push(a);
+        f.push(b);
+        ratios.push(a / b);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    json!({"meshguard": median(m), "floor": median(f), "ratio": median(ratios), "rounds": ROUNDS, "calls": CALLS})
+}
+
+/// The waPC and OPA (Rust SDK) hosts against their floors, interleaved; for bench-report.
+fn floors_interleaved() {
+    let mut results = serde_json::Map::new();
+    let payload = json!({"request": request(), "settings": {}}).to_string();
+    let wapc_host = |path: &str| {
+        let bytes = std::fs::read(built_module(path).expect("module")).expect("read");
+        let engine =
+            wasmtime_provider::WasmtimeEngineProviderBuilder::new().module_bytes(&bytes).build().expect("engine");
+        wapc::WapcHost::new(Box::new(engine), None).expect("host")
+    };
+    let (m, f) = (wapc_host("dist/meshguard-kubewarden.wasm"), wapc_host("target/wasm-bench/kubewarden-floor.wasm"));
+    let call = |host: &wapc::WapcHost| black_box(host.call("validate", black_box(payload.as_bytes())).expect("call"));
+    results.insert("admission/wapc".into(), interleaved(|| drop(call(&m)), || drop(call(&f))));
+
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
+    let input = json!({"review": request(), "parameters": {}});
+    let engine = wasmtime::Engine::default();
+    let opa_host = |path: &str| {
+        let module = wasmtime::Module::new(&engine, std::fs::read(built_module(path).expect("module")).expect("read"))
+            .expect("module");
+        let mut store = wasmtime::Store::new(&engine, ());
+        let policy = rt.block_on(async {
+            let runtime = opa_wasm::Runtime::new(&mut store, &module).await.expect("runtime");
+            runtime.with_data(&mut store, &json!({})).await.expect("data")
+        });
+        (store, policy)
+    };
+    let (mut m, mut f) = (opa_host("dist/meshguard-opa.wasm"), opa_host("target/wasm-bench/opa-floor.wasm"));
+    let eval = |(store, policy): &mut (wasmtime::Store<()>, opa_wasm::Policy<opa_wasm::DefaultContext>)| {
+        let v: Value = rt.block_on(policy.evaluate(store, "meshguard/violation", black_box(&input))).expect("eval");
+        black_box(v);
+    };
+    results.insert("admission/opa-wasm-rust".into(), interleaved(|| eval(&mut m), || eval(&mut f)));
+    for (group, r) in &results {
+        println!("{group} interleaved: {r}");
+    }
+    if std::fs::create_dir_all(repo_root().join("target/bench")).is_ok() {
+        let out = repo_root().join("target/bench/admission-interleaved.json");
+        let _ = std::fs::write(out, Value::Object(results).to_string());
+    }
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     native(&mut c);
@@ -246,6 +321,7 @@ fn main() {
     opa_rust(&mut c);
     kubewarden_rego(&mut c);
     c.final_summary();
+    floors_interleaved();
     opa_js();
     js_package();
 }

@@ -187,6 +187,11 @@ fn main() -> Result<(), String> {
         rows.iter().find(|r| r["id"] == id)?["added"].as_f64()
     };
     let opa_js = read_json("opa-js.json");
+    let interleaved = read_json("admission-interleaved.json");
+    let interleaved_of = |group: &str| {
+        let r = interleaved.as_ref()?.get(group)?;
+        Some((r["meshguard"].as_f64()?, r["floor"].as_f64()?, r["ratio"].as_f64()?, r["rounds"].as_u64()?))
+    };
     let webhook = read_json("webhook-load.json");
     let js = read_json("js.json");
     let instructions = if callgrind_on { instruction_counts() } else { None };
@@ -290,14 +295,30 @@ fn main() -> Result<(), String> {
         });
     }
     let floor_ratio = |group: &str| Some(get(&format!("{group}/meshguard"))? / get(&format!("{group}/floor"))?);
+    let (wapc_interleaved, opa_interleaved) =
+        (interleaved_of("admission/wapc"), interleaved_of("admission/opa-wasm-rust"));
     if let (Some(wapc), Some(opa)) = (floor_ratio("admission/wapc"), floor_ratio("admission/opa-wasm-rust")) {
+        // The interleaved rounds are the ratio's measure when they ran: criterion times the module
+        // and its floor seconds apart, and this machine's speed drifts by more than the margin.
+        let (measured, met) = match (wapc_interleaved, opa_interleaved) {
+            (Some((_, _, w, rounds)), Some((_, _, o, _))) => (
+                format!(
+                    "waPC {w:.2}x, OPA ABI (opa-wasm, Rust) {o:.2}x (medians of {rounds} interleaved rounds; \
+                     criterion, one after the other: waPC {wapc:.2}x, OPA {opa:.2}x)"
+                ),
+                w <= 1.5 && o <= 1.5,
+            ),
+            _ => (format!("waPC {wapc:.2}x, OPA ABI (opa-wasm, Rust) {opa:.2}x"), wapc <= 1.5 && opa <= 1.5),
+        };
         targets.push(Target {
             what: "wasm admission hosts within 1.5x their empty-guest floors (one Deployment AdmissionRequest)",
-            measured: format!("waPC {wapc:.2}x, OPA ABI (opa-wasm, Rust) {opa:.2}x"),
-            met: Some(wapc <= 1.5 && opa <= 1.5),
+            measured,
+            met: Some(met),
             note: "The floor modules have the same ABI and payload parsing and accept without evaluating; \
                    the table \"Admission hosts and their floors\" has the times, and Kubewarden's Rego \
-                   modes, which compile the RuleSet in every fresh instance.",
+                   modes, which compile the RuleSet in every fresh instance. The ratio is taken from \
+                   meshguard and its floor timed in alternating rounds (which goes first alternates too), \
+                   since the shared machine's speed drifts between criterion's two runs.",
         });
     }
     if let (Some(b), Some(c), Some(a)) = (
@@ -561,6 +582,14 @@ fn main() -> Result<(), String> {
     {
         if let (Some(m), Some(f)) = (get(&format!("{group}/meshguard")), get(&format!("{group}/floor"))) {
             let _ = writeln!(md, "| {label} | {} | {} | {} |", time(m), time(f), ratio(m, f));
+        }
+        if let Some((m, f, r, rounds)) = interleaved_of(group) {
+            let _ = writeln!(
+                md,
+                "| {label}, interleaved (median of {rounds} alternating rounds) | {} | {} | {r:.2}x |",
+                time(m),
+                time(f)
+            );
         }
     }
     // policy-server gives every Rego-mode request a fresh instance: instantiation and the RuleSet's

@@ -64,6 +64,13 @@ fn path_error(path: &Path, message: impl Into<String>) -> InputError {
     InputError { file: path.display().to_string(), line: 0, column: 0, message: message.into() }
 }
 
+/// What makes two paths one file in [`expand`].
+#[derive(PartialEq, Eq, Hash)]
+enum FileId {
+    Inode(u64, u64),
+    Named(PathBuf),
+}
+
 /// Expands directories (recursively, following symlinks with loop detection, skipping hidden
 /// entries) into manifest files. A file reached twice (named and inside a named directory, or
 /// through a symlink) is read once. A path that does not exist is a usage error (`Err`); an
@@ -72,8 +79,14 @@ fn expand(paths: &[PathBuf]) -> Result<Expanded> {
     let mut out = Expanded::default();
     let mut seen = std::collections::HashSet::new();
     let mut push = |out: &mut Expanded, path: PathBuf| {
-        // Two names for one file are one file; a path that cannot be resolved is kept as named.
-        let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        // Two names for one file (a symlink, a hard link, `dir/../dir`) are one file: its device
+        // and inode, one stat where resolving the path took a readlink per component. A path
+        // that cannot be stat'ed is kept as named.
+        use std::os::unix::fs::MetadataExt;
+        let key = match std::fs::metadata(&path) {
+            Ok(meta) if path.as_os_str() != "-" => FileId::Inode(meta.dev(), meta.ino()),
+            _ => FileId::Named(path.clone()),
+        };
         if seen.insert(key) {
             out.files.push(path);
         }

@@ -92,7 +92,7 @@ pub struct Object<'a> {
     /// empty for cluster-scoped kinds.
     pub namespace: &'a str,
     /// The pod template and its path, found once: most workload checks start from it.
-    template: Option<(&'a Value, &'static [&'static str])>,
+    template: Option<PodTemplate<'a>>,
 }
 
 impl<'a> Object<'a> {
@@ -108,7 +108,7 @@ impl<'a> Object<'a> {
             meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or(default_namespace)
         };
         let template = POD_TEMPLATE_PATHS.iter().find(|(k, _)| *k == kind).and_then(|(_, steps)| {
-            steps.iter().try_fold(value, |v, step| v.get(*step)).map(|template| (template, *steps))
+            steps.iter().try_fold(value, |v, step| v.get(*step)).map(|template| PodTemplate::new(template, steps))
         });
         Object { value, kind, group, name, namespace, template }
     }
@@ -131,7 +131,7 @@ impl<'a> Object<'a> {
 
     /// The pod template of a workload (a Pod is its own template).
     pub fn pod_template(&self) -> Option<PodTemplate<'a>> {
-        self.template.map(|(value, steps)| PodTemplate { value, steps })
+        self.template
     }
 }
 
@@ -140,14 +140,29 @@ pub fn string_map(v: Option<&Value>) -> &Map<String, Value> {
 }
 
 /// A pod template (or a Pod) and where it sits in its object. Paths are built only when asked
-/// for (a finding needs one): every workload check looks up the template on every review.
-#[derive(Clone, Debug)]
+/// for (a finding needs one): every workload check looks up the template on every review, and
+/// its spec, labels and annotations several times, so those are found once.
+#[derive(Clone, Copy, Debug)]
 pub struct PodTemplate<'a> {
     pub value: &'a Value,
     steps: &'static [&'static str],
+    spec: Option<&'a Value>,
+    labels: &'a Map<String, Value>,
+    annotations: &'a Map<String, Value>,
 }
 
 impl<'a> PodTemplate<'a> {
+    fn new(value: &'a Value, steps: &'static [&'static str]) -> Self {
+        let metadata = value.get("metadata");
+        PodTemplate {
+            value,
+            steps,
+            spec: value.get("spec"),
+            labels: string_map(metadata.and_then(|m| m.get("labels"))),
+            annotations: string_map(metadata.and_then(|m| m.get("annotations"))),
+        }
+    }
+
     /// Where the template sits in its object.
     fn path(&self) -> FieldPath {
         self.steps.iter().fold(FieldPath::root(), |path, step| path.key(step))
@@ -162,15 +177,15 @@ impl<'a> PodTemplate<'a> {
     }
 
     pub fn spec(&self) -> Option<&'a Value> {
-        self.value.get("spec")
+        self.spec
     }
 
     pub fn labels(&self) -> &'a Map<String, Value> {
-        string_map(self.value.get("metadata").and_then(|m| m.get("labels")))
+        self.labels
     }
 
     pub fn annotations(&self) -> &'a Map<String, Value> {
-        string_map(self.value.get("metadata").and_then(|m| m.get("annotations")))
+        self.annotations
     }
 
     /// Path to an annotation, or to the nearest existing parent when it is absent.

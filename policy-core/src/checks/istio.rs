@@ -539,10 +539,10 @@ fn pre_stop(container: &Value) -> Option<PreStop> {
 fn sleep_in(command: &str) -> Option<u64> {
     let mut best = None;
     let mut rest = command;
-    while let Some(at) = rest.find("sleep") {
+    while let Some(at) = find_word(rest, "sleep") {
         let before_ok = rest[..at].chars().last().is_none_or(|c| !c.is_alphanumeric());
         let after = rest[at + 5..].trim_start();
-        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        let digits = &after[..after.bytes().take_while(u8::is_ascii_digit).count()];
         if before_ok && !digits.is_empty() && after.len() < rest.len() - at - 5 {
             if let Ok(n) = digits.parse::<u64>() {
                 best = best.max(Some(n));
