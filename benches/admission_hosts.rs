@@ -93,6 +93,28 @@ fn json_in(c: &mut Criterion) {
     }
 }
 
+/// The `wapc` + `wasmtime-provider` host running the module at `path`.
+fn wapc_host(path: &str) -> wapc::WapcHost {
+    let bytes = std::fs::read(built_module(path).expect("module")).expect("read");
+    let engine = wasmtime_provider::WasmtimeEngineProviderBuilder::new().module_bytes(&bytes).build().expect("engine");
+    wapc::WapcHost::new(Box::new(engine), None).expect("host")
+}
+
+type OpaHost = (wasmtime::Store<()>, opa_wasm::Policy<opa_wasm::DefaultContext>);
+
+/// OPA's Rust SDK running the module at `path`, its data empty.
+fn opa_host(rt: &tokio::runtime::Runtime, path: &str) -> OpaHost {
+    let engine = wasmtime::Engine::default();
+    let module = wasmtime::Module::new(&engine, std::fs::read(built_module(path).expect("module")).expect("read"))
+        .expect("module");
+    let mut store = wasmtime::Store::new(&engine, ());
+    let policy = rt.block_on(async {
+        let runtime = opa_wasm::Runtime::new(&mut store, &module).await.expect("runtime");
+        runtime.with_data(&mut store, &json!({})).await.expect("data")
+    });
+    (store, policy)
+}
+
 fn wapc(c: &mut Criterion) {
     let payload = json!({"request": request(), "settings": {}}).to_string();
     let mut g = c.benchmark_group("admission/wapc");
@@ -100,10 +122,7 @@ fn wapc(c: &mut Criterion) {
     for (name, path) in
         [("meshguard", "dist/meshguard-kubewarden.wasm"), ("floor", "target/wasm-bench/kubewarden-floor.wasm")]
     {
-        let bytes = std::fs::read(built_module(path).expect("module")).expect("read");
-        let engine =
-            wasmtime_provider::WasmtimeEngineProviderBuilder::new().module_bytes(&bytes).build().expect("engine");
-        let host = wapc::WapcHost::new(Box::new(engine), None).expect("host");
+        let host = wapc_host(path);
         let answer: Value =
             serde_json::from_slice(&host.call("validate", payload.as_bytes()).expect("call")).expect("json");
         assert_eq!(answer["accepted"], true, "{name}: the benchmark Deployment is compliant: {answer}");
@@ -120,14 +139,7 @@ fn opa_rust(c: &mut Criterion) {
     let mut g = c.benchmark_group("admission/opa-wasm-rust");
     g.sampling_mode(SamplingMode::Flat);
     for (name, path) in [("meshguard", "dist/meshguard-opa.wasm"), ("floor", "target/wasm-bench/opa-floor.wasm")] {
-        let engine = wasmtime::Engine::default();
-        let module = wasmtime::Module::new(&engine, std::fs::read(built_module(path).expect("module")).expect("read"))
-            .expect("module");
-        let mut store = wasmtime::Store::new(&engine, ());
-        let policy = rt.block_on(async {
-            let runtime = opa_wasm::Runtime::new(&mut store, &module).await.expect("runtime");
-            runtime.with_data(&mut store, &json!({})).await.expect("data")
-        });
+        let (mut store, policy) = opa_host(&rt, path);
         let first: Value = rt.block_on(policy.evaluate(&mut store, "meshguard/violation", &input)).expect("eval");
         assert_eq!(first, json!([{"result": []}]), "{name}");
         g.bench_function(name, |b| {
@@ -275,31 +287,14 @@ fn interleaved(mut meshguard: impl FnMut(), mut floor: impl FnMut()) -> Value {
 fn floors_interleaved() {
     let mut results = serde_json::Map::new();
     let payload = json!({"request": request(), "settings": {}}).to_string();
-    let wapc_host = |path: &str| {
-        let bytes = std::fs::read(built_module(path).expect("module")).expect("read");
-        let engine =
-            wasmtime_provider::WasmtimeEngineProviderBuilder::new().module_bytes(&bytes).build().expect("engine");
-        wapc::WapcHost::new(Box::new(engine), None).expect("host")
-    };
     let (m, f) = (wapc_host("dist/meshguard-kubewarden.wasm"), wapc_host("target/wasm-bench/kubewarden-floor.wasm"));
     let call = |host: &wapc::WapcHost| black_box(host.call("validate", black_box(payload.as_bytes())).expect("call"));
     results.insert("admission/wapc".into(), interleaved(|| drop(call(&m)), || drop(call(&f))));
 
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
     let input = json!({"review": request(), "parameters": {}});
-    let engine = wasmtime::Engine::default();
-    let opa_host = |path: &str| {
-        let module = wasmtime::Module::new(&engine, std::fs::read(built_module(path).expect("module")).expect("read"))
-            .expect("module");
-        let mut store = wasmtime::Store::new(&engine, ());
-        let policy = rt.block_on(async {
-            let runtime = opa_wasm::Runtime::new(&mut store, &module).await.expect("runtime");
-            runtime.with_data(&mut store, &json!({})).await.expect("data")
-        });
-        (store, policy)
-    };
-    let (mut m, mut f) = (opa_host("dist/meshguard-opa.wasm"), opa_host("target/wasm-bench/opa-floor.wasm"));
-    let eval = |(store, policy): &mut (wasmtime::Store<()>, opa_wasm::Policy<opa_wasm::DefaultContext>)| {
+    let (mut m, mut f) = (opa_host(&rt, "dist/meshguard-opa.wasm"), opa_host(&rt, "target/wasm-bench/opa-floor.wasm"));
+    let eval = |(store, policy): &mut OpaHost| {
         let v: Value = rt.block_on(policy.evaluate(store, "meshguard/violation", black_box(&input))).expect("eval");
         black_box(v);
     };

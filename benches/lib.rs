@@ -8,7 +8,7 @@ use std::fmt::Write;
 /// One team's namespace worth of objects (10 objects), some with mistakes, as a YAML stream.
 pub fn team_file(team: usize) -> String {
     let ns = format!("team-{team}");
-    let bad = team % 3 == 0;
+    let bad = team.is_multiple_of(3);
     let port_name = if bad { "web" } else { "http-web" };
     let mut y = String::new();
     let _ = write!(

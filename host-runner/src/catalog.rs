@@ -84,10 +84,10 @@ pub fn markdown() -> String {
                 );
             }
         }
-        let lang = if spec.target == Target::Http { "yaml" } else { "yaml" };
+        // Both kinds of example (an object, an HTTP request) are written in YAML.
         let _ = writeln!(
             out,
-            "\nWith params `{}`, this passes:\n\n```{lang}\n{}```\n\nand this fails:\n\n```{lang}\n{}```",
+            "\nWith params `{}`, this passes:\n\n```yaml\n{}```\n\nand this fails:\n\n```yaml\n{}```",
             spec.example_params,
             with_newline(spec.passing_example),
             with_newline(spec.failing_example)
