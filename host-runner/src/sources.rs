@@ -83,9 +83,11 @@ fn expand(paths: &[PathBuf]) -> Result<Expanded> {
         // and inode, one stat where resolving the path took a readlink per component. A path
         // that cannot be stat'ed is kept as named.
         use std::os::unix::fs::MetadataExt;
-        let key = match std::fs::metadata(&path) {
-            Ok(meta) if path.as_os_str() != "-" => FileId::Inode(meta.dev(), meta.ino()),
-            _ => FileId::Named(path.clone()),
+        // Stdin (`-`) is never stat'ed: a file of that name in the working directory is not it.
+        let meta = if path.as_os_str() == "-" { None } else { std::fs::metadata(&path).ok() };
+        let key = match meta {
+            Some(meta) => FileId::Inode(meta.dev(), meta.ino()),
+            None => FileId::Named(path.clone()),
         };
         if seen.insert(key) {
             out.files.push(path);

@@ -318,10 +318,7 @@ pub extern "C" fn opa_eval(
         let result = match read {
             Some(read) => {
                 let payload = read.payload;
-                let result = answer(id, read.policy, |p| match &payload {
-                    Some(payload) => translate::evaluate_payload(p, id, payload, data),
-                    None => translate::evaluate(p, id, None, data),
-                });
+                let result = answer(id, read.policy, |p| translate::evaluate_payload(p, id, payload.as_ref(), data));
                 std::mem::forget(payload);
                 result
             }

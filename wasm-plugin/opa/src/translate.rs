@@ -269,13 +269,13 @@ pub fn parameters(input: Option<&Value>) -> Option<&Value> {
 
 /// The result set `[{"result": ...}]` of entrypoint `id` (`[]`: undefined).
 pub fn evaluate(policy: &Policy, id: usize, input: Option<&Value>, data: Option<&Value>) -> Value {
-    let Some(input) = input else { return json!([]) };
-    evaluate_payload(policy, id, input.get("review").unwrap_or(input), data)
+    evaluate_payload(policy, id, input.map(|i| i.get("review").unwrap_or(i)), data)
 }
 
-/// [`evaluate`] of the input's reviewed payload (its `review`, else the input itself).
-pub fn evaluate_payload(policy: &Policy, id: usize, review: &Value, data: Option<&Value>) -> Value {
-    let Some(entrypoint) = ENTRYPOINTS.get(id) else { return json!([]) };
+/// [`evaluate`] of the input's reviewed payload (its `review`, else the input itself; `None`:
+/// undefined).
+pub fn evaluate_payload(policy: &Policy, id: usize, review: Option<&Value>, data: Option<&Value>) -> Value {
+    let (Some(review), Some(entrypoint)) = (review, ENTRYPOINTS.get(id)) else { return json!([]) };
     let request = admission_request(review);
     let namespace = request.object_namespace();
     let cluster = cluster_objects(data, namespace);
@@ -424,10 +424,9 @@ mod tests {
             *calls += 1;
             compile(rule_set(parameters, data).as_deref()).map(|p| &*Box::leak(Box::new(p)))
         })?;
-        Some(match (read.policy, read.payload) {
-            (Ok(p), Some(payload)) => evaluate_payload(p, id, &payload, data),
-            (Ok(p), None) => evaluate(p, id, None, data),
-            (Err(e), _) => error_result(id, &e),
+        Some(match read.policy {
+            Ok(p) => evaluate_payload(p, id, read.payload.as_ref(), data),
+            Err(e) => error_result(id, &e),
         })
     }
 
