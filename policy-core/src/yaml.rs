@@ -16,6 +16,10 @@ use std::fmt;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+// By path, so build.rs, which includes this file by path too, finds it.
+#[path = "yaml/block_subset.rs"]
+mod block_subset;
+
 /// A position in the source text: 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Position {
@@ -24,13 +28,13 @@ pub struct Position {
 }
 
 /// Positions of one node and its children, parallel to the JSON value.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Spans {
     pub at: Position,
     children: Children,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 enum Children {
     #[default]
     Leaf,
@@ -63,7 +67,7 @@ impl Spans {
 }
 
 /// One YAML document of a stream.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Document {
     pub value: Value,
     pub spans: Spans,
@@ -133,8 +137,18 @@ pub fn parse_documents_with(text: &str, limits: Limits) -> Result<Vec<Document>,
         });
     }
     let text = strip_bom(text);
+    if let Some(parsed) = block_subset::parse(&text, limits) {
+        return parsed;
+    }
+    parse_with_yaml_rust2(&text, limits)
+}
+
+/// The general path of [`parse_documents_with`], for any YAML (the block subset only speeds up
+/// the common case); public for the tests and fuzz target that hold the two to one answer.
+#[doc(hidden)]
+pub fn parse_with_yaml_rust2(text: &str, limits: Limits) -> Result<Vec<Document>, YamlError> {
     let mut builder = Builder { limits, ..Builder::default() };
-    let mut parser = Parser::new_from_str(&text);
+    let mut parser = Parser::new_from_str(text);
     let scan = parser.load(&mut builder, true);
     if let Some(err) = builder.error.take() {
         return Err(err);
@@ -325,10 +339,16 @@ fn apply_merge(
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        self.event(ev, position(&mark));
+    }
+}
+
+impl Builder {
+    /// One event of the parse, from `yaml-rust2` or from [`block_subset`].
+    fn event(&mut self, ev: Event, at: Position) {
         if self.error.is_some() {
             return;
         }
-        let at = position(&mark);
         match ev {
             Event::Scalar(text, style, anchor, _)
                 if matches!(self.stack.last(), Some(Frame::Map { key: None, .. })) =>
@@ -540,6 +560,96 @@ svc:
         assert!(err.message.contains("merge key"), "{err}");
         let err = parse_one("c:\n  <<: {x: 1}\n  <<: {y: 1}\n").unwrap_err();
         assert!(err.message.contains("duplicate key `<<`"), "{err}");
+    }
+
+    /// Texts in the block subset: its scanner must read each, and answer as yaml-rust2 does.
+    const BLOCK_SUBSET: &[&str] = &[
+        SERVICE,
+        "kind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        ports:\n        - containerPort: 8080\n          name: http\n      - name: istio-proxy\n",
+        "a:\n- 1\n- x\nb: 2\n",
+        "a:\n    - 1\n    -   y: 2\n        z: 3\nb: c\n",
+        "- - x\n  - y\n- z\n",
+        "- ports:\n  - a\n  name: b\n- c\n",
+        "empty: {}\nlist: []\nflow: [\"sh\", '-c', sleep 40 ,  -1]\n",
+        "cmd: [ \"a # not a comment\" ]   # a comment\n",
+        "script: |\n  line one\n\n  # not a comment\n    indented\nnext: 1\n",
+        "a:\n  s: |-\n    kept\n    no final break\n\n\n  t: x\n",
+        "- |\n  in a list\n- two\n",
+        "a:\nb:\n  c:\n  d: ~\ne:\n",
+        "--- # first\nx: 1\n---\n\n# nothing\n---\ny: 'it''s'\n",
+        "n: [1, 2.5, -3, 0x1F, true, null]\nq: \"80\"\nurl: http://x:80/y#z\nhash: a#b\nneg: -c\n",
+        "metadata:\n  annotations:\n    proxy.istio.io/config: '{\"holdApplicationUntilProxyStarts\": true}'\n    sidecar.istio.io/inject: \"true\"   \n",
+        "a: 1\nb: 2\na: 3\n",
+        "k:   spaced   # and a comment\n  # an indented comment\nl: 2",
+    ];
+
+    /// Texts outside it: the scanner must leave each to yaml-rust2.
+    const OUTSIDE_THE_SUBSET: &[&str] = &[
+        "a: &x 1\nb: *x\n",
+        "a: !!str 1\n",
+        "base: &b {x: 1}\nc:\n  <<: *b\n",
+        "a: multi\n  line\n",
+        "a: \"esc\\n\"\n",
+        "a: {b: 1}\n",
+        "a:\tb\n",
+        "a: 1\r\nb: 2\r\n",
+        "a: caf\u{e9}\n",
+        "{\"kind\": \"Service\"}",
+        "a: >\n  folded\n",
+        "a: |\n  at the end without a break",
+        "-\n  a: 1\n",
+        "? complex\n: key\n",
+        "a: 1\n...\n",
+        "%YAML 1.2\n---\na: 1\n",
+        "just a scalar\n",
+        "  a: 1\n",
+        "a: 'not\n  closed'\n",
+        "a: b: c\n",
+        "a: [1,\n  2]\n",
+        "\"quoted key\": 1\n",
+    ];
+
+    #[test]
+    fn the_block_subset_answers_as_yaml_rust2() {
+        for text in BLOCK_SUBSET {
+            assert!(block_subset::parse(text, Limits::DEFAULT).is_some(), "the subset should read {text:?}");
+            assert_eq!(parse_documents(text), parse_with_yaml_rust2(text, Limits::DEFAULT), "{text:?}");
+        }
+        for text in OUTSIDE_THE_SUBSET {
+            assert!(block_subset::parse(text, Limits::DEFAULT).is_none(), "the subset should decline {text:?}");
+        }
+        let err = parse_documents("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!((err.at.line, err.message.as_str()), (3, "duplicate key `a`"));
+        let doc = parse_one("script: |\n  line one\n\n  # not a comment\n    indented\nnext: 1\n").unwrap();
+        assert_eq!(doc.value["script"], "line one\n\n# not a comment\n  indented\n");
+    }
+
+    /// Every text in the repository's examples, test corpus and fuzz corpus: one answer from both
+    /// front ends, and the block subset reads the example manifests (else it speeds nothing up).
+    #[test]
+    fn yaml_front_ends_agree() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut texts = Vec::new();
+        let mut dirs = vec![root.join("examples"), root.join("tests/corpus"), root.join("fuzz/corpus/yaml")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if let Ok(text) = std::fs::read_to_string(&path) {
+                    texts.push((path, text));
+                }
+            }
+        }
+        assert!(texts.len() > 1000, "{}", texts.len());
+        for (path, text) in &texts {
+            let stripped = strip_bom(text);
+            assert_eq!(parse_documents(text), parse_with_yaml_rust2(&stripped, Limits::DEFAULT), "{}", path.display());
+        }
+        let manifests = texts.iter().filter(|(p, _)| p.starts_with(root.join("examples/manifests")));
+        for (path, text) in manifests {
+            assert!(block_subset::parse(text, Limits::DEFAULT).is_some(), "{}", path.display());
+        }
     }
 
     #[test]
