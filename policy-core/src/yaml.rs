@@ -575,6 +575,10 @@ svc:
         "script: |\n  line one\n\n  # not a comment\n    indented\nnext: 1\n",
         "a:\n  s: |-\n    kept\n    no final break\n\n\n  t: x\n",
         "- |\n  in a list\n- two\n",
+        "a: |\n  at the end\n",
+        "a: |\n  at the end\n\n\n",
+        "a: |-\n  at the end\n  \n",
+        "a:\n  b: |\n    x\n\n  c: |\n    y\n",
         "a:\nb:\n  c:\n  d: ~\ne:\n",
         "--- # first\nx: 1\n---\n\n# nothing\n---\ny: 'it''s'\n",
         "n: [1, 2.5, -3, 0x1F, true, null]\nq: \"80\"\nurl: http://x:80/y#z\nhash: a#b\nneg: -c\n",
@@ -597,6 +601,7 @@ svc:
         "{\"kind\": \"Service\"}",
         "a: >\n  folded\n",
         "a: |\n  at the end without a break",
+        "ag: |\n baion: x\n   more\n ",
         "-\n  a: 1\n",
         "? complex\n: key\n",
         "a: 1\n...\n",
@@ -624,13 +629,18 @@ svc:
         assert_eq!(doc.value["script"], "line one\n\n# not a comment\n  indented\n");
     }
 
-    /// Every text in the repository's examples, test corpus and fuzz corpus: one answer from both
+    /// Every text in the repository's examples, test corpus, fuzz corpus and fuzz regressions: one answer from both
     /// front ends, and the block subset reads the example manifests (else it speeds nothing up).
     #[test]
     fn yaml_front_ends_agree() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut texts = Vec::new();
-        let mut dirs = vec![root.join("examples"), root.join("tests/corpus"), root.join("fuzz/corpus/yaml")];
+        let mut dirs = vec![
+            root.join("examples"),
+            root.join("tests/corpus"),
+            root.join("fuzz/corpus/yaml"),
+            root.join("fuzz/regressions/yaml"),
+        ];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();

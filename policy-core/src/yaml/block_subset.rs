@@ -429,8 +429,8 @@ impl<'t> Scanner<'t> {
             }
             i += 1;
         }
-        // A last line without its line break: leave the chomping to yaml-rust2.
-        if last + 1 >= self.lines.len() {
+        // Running into a last line without its line break: leave the chomping to yaml-rust2.
+        if i == self.lines.len() && self.lines.last().is_some_and(|line| !line.is_empty()) {
             return Err(Outside);
         }
         if keep_final_newline {
