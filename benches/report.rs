@@ -287,11 +287,12 @@ fn main() -> Result<(), String> {
                 repo_native.map_or("?".into(), time)
             ),
             met: Some(w < 150e6 && r / w >= 15.0),
-            note: "Both sides read and parse the same files with the same YAML parser, and most of \
-                   meshguard's time is that shared work. The waPC module is built for speed and the host \
-                   frees the parsed repo on both cores; what is left is mostly the YAML front end \
-                   (yaml-rust2's scanner alone is about half of the native engine's time) and the JSON \
-                   hand-off to the guest.",
+            note: "Both sides read and parse the same files with the same YAML front end (policy-core's \
+                   scanner for block-style manifests, which halved its instructions against yaml-rust2's \
+                   event parser), and most of meshguard's time is that shared work. The waPC module is \
+                   built for speed and the host frees the parsed repo on both cores; what is left is \
+                   building the values and spans, and the JSON hand-off to the guest (serializing on the \
+                   host, decoding and reviewing in wasm: about 2.5x the native decode and review).",
         });
     }
     let floor_ratio = |group: &str| Some(get(&format!("{group}/meshguard"))? / get(&format!("{group}/floor"))?);
