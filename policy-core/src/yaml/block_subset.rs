@@ -115,6 +115,11 @@ impl<'t> Scanner<'t> {
         self.lines.get(i).copied().ok_or(Outside)
     }
 
+    /// The text of `line` from `column` on.
+    fn from(&self, line: usize, column: usize) -> Scan<&'t str> {
+        self.line(line)?.get(column..).ok_or(Outside)
+    }
+
     fn at(&self, line: usize, column: usize) -> Position {
         Position { line: line as u32 + 1, column: column as u32 + 1 }
     }
@@ -160,7 +165,7 @@ impl<'t> Scanner<'t> {
         if self.depth > self.builder.limits.max_depth + 1 {
             return Err(Outside);
         }
-        let rest = self.line(line)?.get(column..).ok_or(Outside)?;
+        let rest = self.from(line, column)?;
         let next = if is_entry(rest) {
             self.sequence(line, column)
         } else if key_end(rest).is_some() {
@@ -192,8 +197,7 @@ impl<'t> Scanner<'t> {
         self.emit(Event::MappingStart(0, None), self.at(first, column));
         let mut line = first;
         loop {
-            let text = self.line(line)?;
-            let rest = text.get(column..).ok_or(Outside)?;
+            let rest = self.from(line, column)?;
             let end = key_end(rest).ok_or(Outside)?;
             self.scalar(&rest[..end], TScalarStyle::Plain, self.at(line, column));
             let after = self.value(line, column + end + 1, column)?;
@@ -213,7 +217,7 @@ impl<'t> Scanner<'t> {
         let mut line = first;
         loop {
             let text = self.line(line)?;
-            let rest = text.get(column..).ok_or(Outside)?;
+            let rest = self.from(line, column)?;
             if !is_entry(rest) {
                 return Err(Outside);
             }
@@ -222,7 +226,7 @@ impl<'t> Scanner<'t> {
                 // An entry whose node starts on the next line.
                 return Err(Outside);
             }
-            let item_rest = text.get(item..).ok_or(Outside)?;
+            let item_rest = self.from(line, item)?;
             let after = if is_entry(item_rest) || key_end(item_rest).is_some() {
                 self.block_node(line, item)?
             } else {
@@ -230,7 +234,7 @@ impl<'t> Scanner<'t> {
             };
             // A sequence level with its parent key ends at the next key; one deeper ends at a dedent.
             match self.continues_at(after, column)? {
-                Some(next) if is_entry(self.line(next)?.get(column..).ok_or(Outside)?) => line = next,
+                Some(next) if is_entry(self.from(next, column)?) => line = next,
                 _ => {
                     self.emit(Event::SequenceEnd, self.at(after, 0));
                     return Ok(after);
@@ -390,8 +394,7 @@ impl<'t> Scanner<'t> {
     /// A `|` or `|-` literal whose header is at (`line`, `start`), under a node at
     /// `indent_of_parent`. Returns the line after its last content line.
     fn literal(&mut self, line: usize, start: usize, indent_of_parent: usize) -> Scan<usize> {
-        let text = self.line(line)?;
-        let keep_final_newline = match text.get(start..).ok_or(Outside)?.trim_end_matches(' ') {
+        let keep_final_newline = match self.from(line, start)?.trim_end_matches(' ') {
             "|" => true,
             "|-" => false,
             _ => return Err(Outside),
