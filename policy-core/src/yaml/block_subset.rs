@@ -26,11 +26,16 @@ type Scan<T> = Result<T, Outside>;
 /// The documents of `text` (the byte-order marks already dropped), or `None` when `text` is not
 /// in the subset.
 pub(super) fn parse(text: &str, limits: Limits) -> Option<Result<Vec<Document>, YamlError>> {
-    if !text.bytes().all(|b| b == b'\n' || (b' '..=b'~').contains(&b)) {
+    if !printable_ascii_lines(text.as_bytes()) {
         return None;
     }
-    let mut scanner =
-        Scanner { lines: text.split('\n').collect(), builder: Builder { limits, ..Builder::default() }, depth: 0 };
+    let mut lines = Vec::with_capacity(text.len() / 16);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', text.as_bytes()).chain(std::iter::once(text.len())) {
+        lines.push(Line::new(text.get(start..end)?));
+        start = end + 1;
+    }
+    let mut scanner = Scanner { lines, builder: Builder { limits, ..Builder::default() }, depth: 0 };
     scanner.stream().ok()?;
     let mut builder = scanner.builder;
     Some(match builder.error.take() {
@@ -39,8 +44,36 @@ pub(super) fn parse(text: &str, limits: Limits) -> Option<Result<Vec<Document>, 
     })
 }
 
+/// Only printable ASCII and line feeds. Checked 32 bytes at a time with no early exit inside a
+/// block, which the compiler turns into vector compares.
+fn printable_ascii_lines(bytes: &[u8]) -> bool {
+    let outside = |b: u8| (b < b' ' && b != b'\n') | (b > b'~');
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &b| any | outside(b)) {
+            return false;
+        }
+    }
+    !blocks.remainder().iter().any(|&b| outside(b))
+}
+
+/// One line of the text (without its line feed), measured once.
+struct Line<'t> {
+    text: &'t str,
+    indent: usize,
+    /// Neither blank nor only a comment.
+    content: bool,
+}
+
+impl<'t> Line<'t> {
+    fn new(text: &'t str) -> Self {
+        let indent = indent(text);
+        Line { text, indent, content: !matches!(text.as_bytes().get(indent), None | Some(b'#')) }
+    }
+}
+
 struct Scanner<'t> {
-    lines: Vec<&'t str>,
+    lines: Vec<Line<'t>>,
     builder: Builder,
     /// Nesting of the node being scanned; the builder reports the depth limit, this only keeps
     /// the scanner's own recursion within it.
@@ -103,16 +136,21 @@ fn content_end(line: &str, from: usize) -> usize {
     end
 }
 
-/// Nothing but spaces and perhaps a comment from `from` on (a comment needs a space before it).
+/// Nothing but spaces and perhaps a comment after the token that ends at `from` (a comment needs
+/// a space before it there).
 fn rest_is_blank(line: &str, from: usize) -> bool {
     let Some(rest) = line.get(from..) else { return false };
     let trimmed = rest.trim_start_matches(' ');
-    trimmed.is_empty() || (trimmed.starts_with('#') && (trimmed.len() < rest.len() || from == 0))
+    trimmed.is_empty() || (trimmed.starts_with('#') && trimmed.len() < rest.len())
 }
 
 impl<'t> Scanner<'t> {
     fn line(&self, i: usize) -> Scan<&'t str> {
-        self.lines.get(i).copied().ok_or(Outside)
+        self.lines.get(i).map(|line| line.text).ok_or(Outside)
+    }
+
+    fn indent_of(&self, i: usize) -> Scan<usize> {
+        self.lines.get(i).map(|line| line.indent).ok_or(Outside)
     }
 
     /// The text of `line` from `column` on.
@@ -134,7 +172,7 @@ impl<'t> Scanner<'t> {
 
     /// The first line at or after `from` with content (not blank, not only a comment).
     fn next_content(&self, from: usize) -> Option<usize> {
-        (from..self.lines.len()).find(|&i| !rest_is_blank(self.lines[i], 0))
+        (from..self.lines.len()).find(|&i| self.lines[i].content)
     }
 
     fn stream(&mut self) -> Scan<()> {
@@ -145,7 +183,7 @@ impl<'t> Scanner<'t> {
                 i = line + 1;
                 continue;
             }
-            if indent(text) != 0 {
+            if self.indent_of(line)? != 0 {
                 return Err(Outside);
             }
             i = self.block_node(line, 0)?;
@@ -186,7 +224,7 @@ impl<'t> Scanner<'t> {
         if is_document_start(text) {
             return Ok(None);
         }
-        match indent(text) {
+        match self.indent_of(next)? {
             n if n == indent_of_node => Ok(Some(next)),
             n if n < indent_of_node => Ok(None),
             _ => Err(Outside),
@@ -253,7 +291,7 @@ impl<'t> Scanner<'t> {
         }
         if let Some(next) = self.next_content(line + 1) {
             let next_text = self.line(next)?;
-            let n = indent(next_text);
+            let n = self.indent_of(next)?;
             if !is_document_start(next_text) {
                 if n > indent_of_map {
                     return self.block_node(next, n);
@@ -310,7 +348,7 @@ impl<'t> Scanner<'t> {
         // A deeper line next would continue a multi-line scalar (or be an error).
         if let Some(next) = self.next_content(line + 1) {
             let next_text = self.line(next)?;
-            if !is_document_start(next_text) && indent(next_text) > indent_of_parent {
+            if !is_document_start(next_text) && self.indent_of(next)? > indent_of_parent {
                 return Err(Outside);
             }
         }
@@ -400,17 +438,15 @@ impl<'t> Scanner<'t> {
             _ => return Err(Outside),
         };
         let first = line + 1;
-        let first_text = self.line(first)?;
-        let content_indent = indent(first_text);
-        if content_indent <= indent_of_parent || content_indent == first_text.len() {
+        let content_indent = self.indent_of(first)?;
+        if content_indent <= indent_of_parent || content_indent == self.line(first)?.len() {
             return Err(Outside);
         }
         let mut value = String::new();
         let mut blank_run = 0;
         let mut last = first;
         let mut i = first;
-        while let Some(&text) = self.lines.get(i) {
-            let n = indent(text);
+        while let Some(&Line { text, indent: n, .. }) = self.lines.get(i) {
             if n == text.len() {
                 // Spaces past the content indent would be content: leave that to yaml-rust2.
                 if n > content_indent {
@@ -433,7 +469,7 @@ impl<'t> Scanner<'t> {
             i += 1;
         }
         // Running into a last line without its line break: leave the chomping to yaml-rust2.
-        if i == self.lines.len() && self.lines.last().is_some_and(|line| !line.is_empty()) {
+        if i == self.lines.len() && self.lines.last().is_some_and(|line| !line.text.is_empty()) {
             return Err(Outside);
         }
         if keep_final_newline {
