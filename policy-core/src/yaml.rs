@@ -34,11 +34,15 @@ pub struct Spans {
     children: Children,
 }
 
+/// A field name in the span tree: Kubernetes' field names fit inline, so keeping one beside the
+/// value's own copy costs no allocation.
+type SpanKey = compact_str::CompactString;
+
 #[derive(Clone, Debug, Default, PartialEq)]
 enum Children {
     #[default]
     Leaf,
-    Map(Vec<(String, Spans)>),
+    Map(Vec<(SpanKey, Spans)>),
     Seq(Vec<Spans>),
 }
 
@@ -203,7 +207,7 @@ enum Frame {
         at: Position,
         size: Size,
         entries: Map<String, Value>,
-        spans: Vec<(String, Spans)>,
+        spans: Vec<(SpanKey, Spans)>,
         key: Option<(String, Position)>,
         /// The pending key is a plain `<<`: its value is merged, not stored.
         merge_next: bool,
@@ -301,8 +305,8 @@ impl Builder {
                 Some((name, key_at)) => {
                     // A field's line is its key's line: that is where a reader looks for it.
                     let spans = Spans { at: key_at, children: spans.children };
-                    entries.insert(name.clone(), value);
-                    entry_spans.push((name, spans));
+                    entry_spans.push((SpanKey::from(name.as_str()), spans));
+                    entries.insert(name, value);
                 }
             },
         }
@@ -314,7 +318,7 @@ impl Builder {
 /// `Err` holds the position of a merged value that is not a mapping.
 fn apply_merge(
     entries: &mut Map<String, Value>,
-    spans: &mut Vec<(String, Spans)>,
+    spans: &mut Vec<(SpanKey, Spans)>,
     (value, merged_spans): (Value, Spans),
 ) -> Result<(), Position> {
     let sources: Vec<(Value, Spans)> = match (value, merged_spans.children) {
@@ -330,7 +334,7 @@ fn apply_merge(
                 continue;
             }
             let span = field_spans.iter_mut().find(|(n, _)| *n == name).map(|(_, s)| std::mem::take(s));
-            spans.push((name.clone(), span.unwrap_or_default()));
+            spans.push((SpanKey::from(name.as_str()), span.unwrap_or_default()));
             entries.insert(name, value);
         }
     }
