@@ -288,7 +288,7 @@ fn main() -> Result<(), String> {
             ),
             met: Some(w < 150e6 && r / w >= 15.0),
             note: "Both sides read and parse the same files with the same YAML front end (policy-core's \
-                   scanner for block-style manifests, which halved its instructions against yaml-rust2's \
+                   scanner for block-style manifests, about 60% fewer instructions than over yaml-rust2's \
                    event parser), and most of meshguard's time is that shared work. The waPC module is \
                    built for speed and the host frees the parsed repo on both cores; what is left is \
                    building the values and spans, and the JSON hand-off to the guest (serializing on the \
