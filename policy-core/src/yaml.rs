@@ -627,6 +627,13 @@ svc:
         for text in OUTSIDE_THE_SUBSET {
             assert!(block_subset::parse(text, Limits::DEFAULT).is_none(), "the subset should decline {text:?}");
         }
+        // The byte check runs 32 bytes at a time: a character it must refuse, inside such a block.
+        let padding = "# padding\n".repeat(8);
+        for refused in ['\t', '\r', '\u{7f}', '\u{0}', '\u{e9}'] {
+            let text = format!("{padding}a: x{refused}y\n{padding}");
+            assert!(block_subset::parse(&text, Limits::DEFAULT).is_none(), "{refused:?}");
+        }
+        assert!(block_subset::parse(&format!("{padding}a: xy\n{padding}"), Limits::DEFAULT).is_some());
         let err = parse_documents("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!((err.at.line, err.message.as_str()), (3, "duplicate key `a`"));
         let doc = parse_one("script: |\n  line one\n\n  # not a comment\n    indented\nnext: 1\n").unwrap();
