@@ -290,18 +290,11 @@ impl<'t> Scanner<'t> {
             return self.inline_value(line, start, indent_of_map);
         }
         if let Some(next) = self.next_content(line + 1) {
-            let next_text = self.line(next)?;
             let n = self.indent_of(next)?;
-            if !is_document_start(next_text) {
-                if n > indent_of_map {
-                    return self.block_node(next, n);
-                }
-                if n == indent_of_map && is_entry(next_text.get(n..).ok_or(Outside)?) {
-                    self.depth += 1;
-                    let after = self.sequence(next, n);
-                    self.depth -= 1;
-                    return after;
-                }
+            // A node indented under the key, or a list level with it (as kubectl writes them).
+            let under = n > indent_of_map || (n == indent_of_map && is_entry(self.from(next, n)?));
+            if under && !is_document_start(self.line(next)?) {
+                return self.block_node(next, n);
             }
         }
         // No value: null (its span is the key's).
