@@ -5,7 +5,6 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meshguard_benches::repo_files;
 use policy_core::{Action, Policy};
-use std::hint::black_box;
 
 // The allocator the `meshguard` binary uses, so in-process figures match the CLI's.
 #[global_allocator]
@@ -21,7 +20,8 @@ fn repo(c: &mut Criterion) {
     let paths = vec![dir.path().to_path_buf()];
     let native = host_runner::check::Reviewer::Native(Policy::default_rules().expect("default rules"));
     let mut reviewers = vec![("check_10k_objects_default_rules/native", native)];
-    // The deployed Kubewarden module in host-runner's wasmtime host, when scripts/build-wasm.sh built it.
+    // The deployed Kubewarden module in host-runner's wasmtime host, when scripts/build-wasm.sh built it,
+    // under the limits `meshguard check` runs it with (a watched deadline, no fuel metering).
     // With wasmtime's default 4 GiB reservations, and with the small ones meshguard picks under an
     // address-space limit (`ulimit -v`), where every memory access is bounds-checked.
     if let Ok(bytes) = std::fs::read(meshguard_tests::envoy::repo_root().join("dist/meshguard-kubewarden.wasm")) {
@@ -29,9 +29,11 @@ fn repo(c: &mut Criterion) {
             ("check_10k_objects_default_rules/wasm", false),
             ("check_10k_objects_default_rules/wasm_small_reservations", true),
         ] {
-            let engine = host_runner::wasm::engine_for(limited).expect("engine");
+            let engine =
+                host_runner::wasm::engine_for(&host_runner::wasm::Limits::one_shot(), limited).expect("engine");
             let (module, _) = host_runner::wasm::compile_cached(&engine, &bytes, None).expect("compile");
-            let module = host_runner::wasm::WapcModule::new(&engine, &module, Default::default()).expect("link");
+            let module = host_runner::wasm::WapcModule::new(&engine, &module, host_runner::wasm::Limits::one_shot())
+                .expect("link");
             reviewers.push((
                 name,
                 host_runner::check::Reviewer::Wasm {
@@ -47,10 +49,12 @@ fn repo(c: &mut Criterion) {
     g.throughput(Throughput::Elements(10_000));
     for (name, reviewer) in &reviewers {
         g.bench_function(*name, |b| {
-            b.iter(|| {
+            // `meshguard check` exits without freeing the parsed repo (`Report::parsed`), so its
+            // drop is left out of the time as the CLI leaves it out of its run.
+            b.iter_with_large_drop(|| {
                 let report = host_runner::check::run(reviewer, &paths, "default", Action::Deny).expect("check");
                 assert_eq!(report.summary.objects, 10_000);
-                black_box(report.findings.len())
+                report
             })
         });
     }

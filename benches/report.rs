@@ -290,9 +290,11 @@ fn main() -> Result<(), String> {
             note: "Both sides read and parse the same files with the same YAML front end (policy-core's \
                    scanner for block-style manifests, about 60% fewer instructions than over yaml-rust2's \
                    event parser), and most of meshguard's time is that shared work. The waPC module is \
-                   built for speed and the host frees the parsed repo on both cores; what is left is \
-                   building the values and spans, and the JSON hand-off to the guest (serializing on the \
-                   host, decoding and reviewing in wasm: about 2.5x the native decode and review).",
+                   built for speed and runs without fuel metering (a watched deadline bounds each call), \
+                   and `meshguard check` leaves the parsed repo to the OS at exit, so the time stops where \
+                   the CLI's does; what is left is building the values and spans, and the JSON hand-off to \
+                   the guest (serializing on the host, decoding and reviewing in wasm: about 1.6x the \
+                   native decode and review).",
         });
     }
     let floor_ratio = |group: &str| Some(get(&format!("{group}/meshguard"))? / get(&format!("{group}/floor"))?);

@@ -35,9 +35,9 @@ fn accepted(answer: &[u8]) -> bool {
 
 fn host_runner_module(path: &str) -> Option<host_runner::wasm::WapcModule> {
     let bytes = std::fs::read(built_module(path).ok()?).ok()?;
-    let engine = host_runner::wasm::engine().expect("engine");
+    let engine = host_runner::wasm::engine(&host_runner::wasm::Limits::one_shot()).expect("engine");
     let (module, _) = host_runner::wasm::compile_cached(&engine, &bytes, None).expect("compile");
-    Some(host_runner::wasm::WapcModule::new(&engine, &module, Default::default()).expect("link"))
+    Some(host_runner::wasm::WapcModule::new(&engine, &module, host_runner::wasm::Limits::one_shot()).expect("link"))
 }
 
 fn objects(c: &mut Criterion) {
@@ -149,7 +149,7 @@ fn requests(c: &mut Criterion) {
     // The Envoy filter artifact in host-runner's proxy-wasm host: one whole stream per iteration
     // (context create, request headers, response headers, done, delete), and the empty filter
     // under the same host, so their difference is meshguard's own work.
-    let engine = host_runner::wasm::engine().expect("engine");
+    let engine = host_runner::wasm::engine(&host_runner::wasm::Limits::one_shot()).expect("engine");
     for (name, path, config) in [
         ("wasmtime", "dist/meshguard-envoy.wasm", HTTP_RULES.as_bytes()),
         ("wasmtime_empty_filter", "target/wasm-bench/noop-filter.wasm", &b""[..]),
@@ -158,7 +158,8 @@ fn requests(c: &mut Criterion) {
         let Some(bytes) = built_module(path).ok().and_then(|p| std::fs::read(p).ok()) else { continue };
         let (module, _) = host_runner::wasm::compile_cached(&engine, &bytes, None).expect("compile");
         let mut filter =
-            host_runner::wasm::proxy::ProxyFilter::new(&engine, &module, config, Default::default()).expect("filter");
+            host_runner::wasm::proxy::ProxyFilter::new(&engine, &module, config, host_runner::wasm::Limits::one_shot())
+                .expect("filter");
         let headers = typical_request_headers();
         let mut now = 1_000u64;
         assert!(filter.request(headers.clone(), now).expect("request").local_response.is_none(), "{name} allows it");

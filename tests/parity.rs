@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 fn kubewarden() -> WapcModule {
-    let engine = wasm::engine().unwrap();
+    let engine = wasm::engine(&Limits::default()).unwrap();
     let bytes = std::fs::read(built_module("dist/meshguard-kubewarden.wasm").unwrap()).unwrap();
     let (module, _) = wasm::compile_cached(&engine, &bytes, None).unwrap();
     WapcModule::new(&engine, &module, Limits::default()).unwrap()
@@ -20,7 +20,7 @@ fn kubewarden() -> WapcModule {
 fn filter(rules: &str) -> ProxyFilter {
     static COMPILED: std::sync::OnceLock<(wasmtime::Engine, wasmtime::Module)> = std::sync::OnceLock::new();
     let (engine, module) = COMPILED.get_or_init(|| {
-        let engine = wasm::engine().unwrap();
+        let engine = wasm::engine(&Limits::default()).unwrap();
         let bytes = std::fs::read(built_module("dist/meshguard-envoy.wasm").unwrap()).unwrap();
         let (module, _) = wasm::compile_cached(&engine, &bytes, None).unwrap();
         (engine, module)

@@ -46,6 +46,23 @@ pub struct Report {
     /// Ids of the rule set's Kubernetes rules.
     pub rules: Vec<String>,
     pub fail_on: Action,
+    /// The parsed objects and their spans, which nothing reads once the report is made. Freeing
+    /// a 10,000-object repo's trees cost 30-40 ms of CPU (measured 2026-11-27, one thread), as
+    /// much as reviewing it: the CLI exits without freeing them, the way compilers leave their
+    /// syntax trees to the OS; other callers drop the report as usual.
+    pub parsed: Parsed,
+}
+
+/// What [`Report::parsed`] keeps alive.
+pub struct Parsed {
+    _values: Vec<serde_json::Value>,
+    _sources: Vec<sources::SourceObject>,
+}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Parsed({} objects)", self._values.len())
+    }
 }
 
 type FindingKey<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
@@ -397,11 +414,14 @@ pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail
     let ranks: HashMap<&str, usize> = sources.files.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
     let file_rank = |name: &str| ranks.get(name).copied().unwrap_or(usize::MAX);
     findings.sort_by_key(|f| (file_rank(&f.file), f.line, f.column));
-    // Freeing a 10,000-object repo's trees and spans on one thread took about as long as reviewing
-    // them (measured once: 39 ms against 25-31 ms); both cores share it now.
-    rayon::join(
-        || values.into_par_iter().for_each(drop),
-        || std::mem::take(&mut sources.objects).into_par_iter().for_each(drop),
-    );
-    Ok(Report { findings, errors: sources.errors, summary, objects, rules: reviewer.kubernetes_rule_ids(), fail_on })
+    let parsed = Parsed { _values: values, _sources: sources.objects };
+    Ok(Report {
+        findings,
+        errors: sources.errors,
+        summary,
+        objects,
+        rules: reviewer.kubernetes_rule_ids(),
+        fail_on,
+        parsed,
+    })
 }

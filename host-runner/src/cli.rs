@@ -207,9 +207,15 @@ pub struct WasmArgs {
     /// `replay` the Envoy filter)
     #[arg(long, value_name = "FILE")]
     pub module: Option<PathBuf>,
-    /// Fuel per wasm call (about one unit per instruction); stops a module that loops forever
-    #[arg(long, value_name = "UNITS", default_value_t = 200_000_000_000)]
-    pub fuel: u64,
+    /// Wall-clock bound per wasm call, in milliseconds: stops a module that loops forever
+    /// (`serve` also stops each review at --review-timeout-ms)
+    #[arg(long, value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub call_timeout_ms: u64,
+    /// Also meter fuel, about one unit per wasm instruction: a bound that stops a call at the same
+    /// instruction on every machine, where the timeout depends on the machine's speed. Off by
+    /// default: metering costs about a quarter of the module's speed
+    #[arg(long, value_name = "UNITS")]
+    pub fuel: Option<u64>,
     /// Largest memory a wasm module may use, in MiB (1 to 4096, what a 32-bit wasm memory can address)
     #[arg(long, value_name = "MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_memory_mb: u64,

@@ -62,7 +62,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other?,
             }
-            Ok(report.exit_code() as u8)
+            let code = report.exit_code() as u8;
+            // See `Report::parsed`: the process ends now, and the OS takes the trees back at once.
+            std::mem::forget(report.parsed);
+            Ok(code)
         }
         Command::Replay { rules, requests, wasm: args } => {
             let config = match &rules {
@@ -74,14 +77,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 None => policy_core::DEFAULT_RULES_YAML.as_bytes().to_vec(),
             };
             let bytes = wasm::filter_bytes(args.module.as_deref())?;
-            let engine = wasm::engine()?;
+            let limits = wasm_limits(&args, None);
+            let engine = wasm::engine(&limits)?;
             let cache = if args.no_cache { None } else { args.cache_dir.clone().or_else(wasm::default_cache_dir) };
             let (module, _) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
-            let limits = wasm::Limits {
-                fuel: args.fuel,
-                max_memory_bytes: (args.max_memory_mb as usize) << 20,
-                deadline_ticks: None,
-            };
             let mut filter = wasm::proxy::ProxyFilter::new(&engine, &module, &config, limits)?;
             let stdout = std::io::stdout();
             let summary = host_runner::replay::run(&mut filter, &requests, &mut stdout.lock())?;
@@ -112,7 +111,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::CompileForServe { wasm: args } => {
             let bytes = wasm::module_bytes(args.module.as_deref())?;
-            let engine = wasm::engine_with_deadlines()?;
+            // The server's engine: its deadlines trap.
+            let limits = wasm::Limits { on_deadline: wasm::OnDeadline::Trap, ..wasm_limits(&args, None) };
+            let engine = wasm::server_engine(&limits)?;
             let cache = args.cache_dir.clone().or_else(wasm::default_cache_dir);
             wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
             Ok(0)
@@ -213,10 +214,24 @@ fn wasm_module(args: &WasmArgs) -> anyhow::Result<wasm::WapcModule> {
     wasm_module_with(args, None)
 }
 
+/// What bounds each wasm call: the module's limits from the command line, and for the webhook
+/// also its review deadline (the shorter of the two holds).
+fn wasm_limits(args: &WasmArgs, review_deadline: Option<std::time::Duration>) -> wasm::Limits {
+    let call = std::time::Duration::from_millis(args.call_timeout_ms);
+    wasm::Limits {
+        fuel: args.fuel,
+        max_memory_bytes: (args.max_memory_mb as usize) << 20,
+        deadline: review_deadline.map_or(call, |review| review.min(call)),
+        // The server answers the next review; a one-shot command has failed when a call runs long.
+        on_deadline: if review_deadline.is_some() { wasm::OnDeadline::Trap } else { wasm::OnDeadline::Exit },
+    }
+}
+
 /// [`wasm_module`], each call also bounded by `deadline` of wall-clock time (the webhook).
 fn wasm_module_with(args: &WasmArgs, deadline: Option<std::time::Duration>) -> anyhow::Result<wasm::WapcModule> {
     let bytes = wasm::module_bytes(args.module.as_deref())?;
-    let engine = if deadline.is_some() { wasm::engine_with_deadlines()? } else { wasm::engine()? };
+    let limits = wasm_limits(args, deadline);
+    let engine = if deadline.is_some() { wasm::server_engine(&limits)? } else { wasm::engine(&limits)? };
     let cache = if args.no_cache { None } else { args.cache_dir.clone().or_else(wasm::default_cache_dir) };
     let compile_here = |child_compiled: bool| -> anyhow::Result<(wasmtime::Module, &'static str)> {
         let (module, cached) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;
@@ -246,11 +261,6 @@ fn wasm_module_with(args: &WasmArgs, deadline: Option<std::time::Duration>) -> a
     if deadline.is_some() {
         host_runner::serve::log("info", "module loaded", serde_json::json!({"from": source}));
     }
-    let limits = wasm::Limits {
-        fuel: args.fuel,
-        max_memory_bytes: (args.max_memory_mb as usize) << 20,
-        deadline_ticks: deadline.map(|d| (d.as_millis() / wasm::EPOCH_TICK.as_millis()).max(1) as u64),
-    };
     wasm::WapcModule::new(&engine, &module, limits)
 }
 
@@ -263,6 +273,10 @@ fn compile_in_child(args: &WasmArgs, cache: &std::path::Path) -> bool {
     let Ok(exe) = std::env::current_exe() else { return false };
     let mut child = std::process::Command::new(exe);
     child.arg("compile-for-serve").arg("--cache-dir").arg(cache);
+    // Metering changes the compiled code: the child compiles for the engine that will load it.
+    if let Some(fuel) = args.fuel {
+        child.arg("--fuel").arg(fuel.to_string());
+    }
     if let Some(module) = &args.module {
         child.arg("--module").arg(module);
     }

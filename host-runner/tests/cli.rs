@@ -254,6 +254,23 @@ fn runaway_modules_are_stopped_with_a_clear_error() {
         stderr(&out)
     );
 
+    // Without --fuel a wall-clock deadline holds, with nothing compiled into the module: the
+    // command reports it and exits 2 at the deadline (the test allows a slow machine 10x).
+    let started = std::time::Instant::now();
+    let out = meshguard(
+        &["check", "--module", &looping, "--call-timeout-ms", "300", "--no-cache", "examples/manifests"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "stopped late: {:?}", started.elapsed());
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: the wasm module ran past its 300 ms deadline and was stopped: it may loop forever (raise it with --call-timeout-ms)"
+    );
+    assert!(stdout(&out).is_empty(), "nothing half printed: {}", stdout(&out));
+    let out = meshguard(&["check", "--call-timeout-ms", "0", "examples/manifests"], None);
+    assert_eq!(out.status.code(), Some(2), "a zero timeout is refused: {}", stderr(&out));
+
     let hungry = write(dir.path(), "alloc.wat", ALLOCATES_FOREVER);
     let out =
         meshguard(&["check", "--module", &hungry, "--max-memory-mb", "64", "--no-cache", "examples/manifests"], None);

@@ -296,7 +296,11 @@ impl ProxyFilter {
         let host = Host { config: config.to_vec(), now_ns: 1_000_000_000_000, limits: Some(memory), ..Host::default() };
         let mut store = Store::new(engine, host);
         store.limiter(|h| h.limits.as_mut().expect("set before the store was made"));
-        store.set_fuel(limits.fuel).map_err(|e| anyhow!("{e}"))?;
+        if let Some(fuel) = limits.fuel {
+            store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
+        }
+        // Dropped when this function returns: the filter's start runs under the deadline.
+        let _watch = limits.arm(&mut store, "the filter");
         let denied = |store: &Store<Host>| store.data().limits.as_ref().is_some_and(|l| l.denied);
         let fail = |store: &Store<Host>, e: wasmtime::Error| explain("the filter", &limits, denied(store), &e);
         let instance: Instance = l.instantiate(&mut store, module).map_err(|e| fail(&store, e))?;
@@ -335,14 +339,17 @@ impl ProxyFilter {
     pub fn request(&mut self, headers: Vec<(String, String)>, now_ms: u64) -> Result<Outcome> {
         let ctx = self.next_context;
         self.next_context += 1;
-        let fuel = self.limits.fuel;
+        let limits = self.limits;
         let host = self.store.data_mut();
         host.now_ns = now_ms.saturating_mul(1_000_000);
         host.local_response = None;
         host.response_headers = vec![(":status".into(), "200".into())];
         let n = headers.len() as i32;
         host.request_headers = headers;
-        self.store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
+        if let Some(fuel) = limits.fuel {
+            self.store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
+        }
+        let watch = limits.arm(&mut self.store, "the filter");
         let run = |s: &mut Self| -> wasmtime::Result<()> {
             s.on_create.call(&mut s.store, (ctx, ROOT))?;
             s.on_request.call(&mut s.store, (ctx, n, 1))?;
@@ -359,7 +366,9 @@ impl ProxyFilter {
             s.on_delete.call(&mut s.store, ctx)?;
             Ok(())
         };
-        run(self).map_err(|e| {
+        let ran = run(self);
+        drop(watch);
+        ran.map_err(|e| {
             let denied = self.store.data().limits.as_ref().is_some_and(|l| l.denied);
             explain("the filter", &self.limits, denied, &e).context("on this request Envoy would answer 503")
         })?;

@@ -188,11 +188,12 @@ impl WapcModule {
         data.payload = payload.to_vec();
         data.response = None;
         data.error = None;
-        warm.store.set_fuel(self.limits.fuel).map_err(|e| anyhow!("{e}"))?;
-        if let Some(ticks) = self.limits.deadline_ticks {
-            warm.store.set_epoch_deadline(ticks);
+        if let Some(fuel) = self.limits.fuel {
+            warm.store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
         }
+        let watch = self.limits.arm(&mut warm.store, "the wasm module");
         let ok = warm.guest_call.call(&mut warm.store, (op.len() as i32, payload.len() as i32));
+        drop(watch);
         let data = warm.store.data_mut();
         let answer = match (ok, data.response.take(), data.error.take()) {
             (Ok(1), Some(response), _) => Ok(response),
@@ -219,9 +220,11 @@ impl WapcModule {
         };
         let mut store = Store::new(self.pre.module().engine(), call);
         store.limiter(|c| &mut c.limits);
-        store.set_fuel(self.limits.fuel).map_err(|e| anyhow!("{e}"))?;
-        // Instantiation runs guest code too; without a deadline the epoch never interrupts.
-        store.set_epoch_deadline(self.limits.deadline_ticks.unwrap_or(u64::MAX / 2));
+        if let Some(fuel) = self.limits.fuel {
+            store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
+        }
+        // Instantiation runs guest code too.
+        let watch = self.limits.arm(&mut store, "the wasm module");
         let started = (|| -> wasmtime::Result<TypedFunc<(i32, i32), i32>> {
             let instance = self.pre.instantiate(&mut store)?;
             for init in ["_initialize", "wapc_init"] {
@@ -231,6 +234,7 @@ impl WapcModule {
             }
             instance.get_typed_func::<(i32, i32), i32>(&mut store, "__guest_call")
         })();
+        drop(watch);
         match started {
             Ok(guest_call) => Ok(Warm { store, guest_call }),
             Err(e) => Err(self.explain(&store, e)),
