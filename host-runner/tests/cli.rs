@@ -234,6 +234,16 @@ fn wasm_and_native_engines_print_identical_output() {
 const LOOPS_FOREVER: &str = r#"(module (memory (export "memory") 1)
   (func (export "__guest_call") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 0)))"#;
 
+/// A proxy-wasm filter whose start never returns.
+const FILTER_LOOPS_FOREVER: &str = r#"(module (memory (export "memory") 1)
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_delete") (param i32)))"#;
+
 const ALLOCATES_FOREVER: &str = r#"(module (memory (export "memory") 1)
   (func (export "__guest_call") (param i32 i32) (result i32)
     (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
@@ -268,6 +278,16 @@ fn runaway_modules_are_stopped_with_a_clear_error() {
         "error: the wasm module ran past its 300 ms deadline and was stopped: it may loop forever (raise it with --call-timeout-ms)"
     );
     assert!(stdout(&out).is_empty(), "nothing half printed: {}", stdout(&out));
+    let filter = write(dir.path(), "filter-loop.wat", FILTER_LOOPS_FOREVER);
+    let out = meshguard(
+        &["replay", "--module", &filter, "--call-timeout-ms", "300", "--no-cache", "examples/requests.jsonl"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: the filter ran past its 300 ms deadline and was stopped: it may loop forever (raise it with --call-timeout-ms)"
+    );
     let out = meshguard(&["check", "--call-timeout-ms", "0", "examples/manifests"], None);
     assert_eq!(out.status.code(), Some(2), "a zero timeout is refused: {}", stderr(&out));
 

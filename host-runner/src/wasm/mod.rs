@@ -76,16 +76,19 @@ impl Limits {
         (self.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
 
-    /// Starts bounding one call on `store`: arms the epoch deadline, or watches the call from
-    /// another thread until the returned guard drops.
-    pub(crate) fn arm<T>(&self, store: &mut wasmtime::Store<T>, what: &'static str) -> Option<watchdog::Watch> {
-        match self.on_deadline {
+    /// Starts bounding one call of `what` on `store`: refuels it when metered, and arms the epoch
+    /// deadline or watches the call from another thread until the returned guard drops.
+    pub(crate) fn arm<T>(&self, store: &mut wasmtime::Store<T>, what: &'static str) -> Result<Option<watchdog::Watch>> {
+        if let Some(fuel) = self.fuel {
+            store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
+        }
+        Ok(match self.on_deadline {
             OnDeadline::Trap => {
                 store.set_epoch_deadline(self.deadline_ticks());
                 None
             }
             OnDeadline::Exit => Some(watchdog::watch(what, self.deadline)),
-        }
+        })
     }
 }
 

@@ -296,11 +296,8 @@ impl ProxyFilter {
         let host = Host { config: config.to_vec(), now_ns: 1_000_000_000_000, limits: Some(memory), ..Host::default() };
         let mut store = Store::new(engine, host);
         store.limiter(|h| h.limits.as_mut().expect("set before the store was made"));
-        if let Some(fuel) = limits.fuel {
-            store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
-        }
         // Dropped when this function returns: the filter's start runs under the deadline.
-        let _watch = limits.arm(&mut store, "the filter");
+        let _watch = limits.arm(&mut store, "the filter")?;
         let denied = |store: &Store<Host>| store.data().limits.as_ref().is_some_and(|l| l.denied);
         let fail = |store: &Store<Host>, e: wasmtime::Error| explain("the filter", &limits, denied(store), &e);
         let instance: Instance = l.instantiate(&mut store, module).map_err(|e| fail(&store, e))?;
@@ -346,10 +343,7 @@ impl ProxyFilter {
         host.response_headers = vec![(":status".into(), "200".into())];
         let n = headers.len() as i32;
         host.request_headers = headers;
-        if let Some(fuel) = limits.fuel {
-            self.store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
-        }
-        let watch = limits.arm(&mut self.store, "the filter");
+        let watch = limits.arm(&mut self.store, "the filter")?;
         let run = |s: &mut Self| -> wasmtime::Result<()> {
             s.on_create.call(&mut s.store, (ctx, ROOT))?;
             s.on_request.call(&mut s.store, (ctx, n, 1))?;

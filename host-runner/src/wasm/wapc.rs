@@ -188,10 +188,7 @@ impl WapcModule {
         data.payload = payload.to_vec();
         data.response = None;
         data.error = None;
-        if let Some(fuel) = self.limits.fuel {
-            warm.store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
-        }
-        let watch = self.limits.arm(&mut warm.store, "the wasm module");
+        let watch = self.limits.arm(&mut warm.store, "the wasm module")?;
         let ok = warm.guest_call.call(&mut warm.store, (op.len() as i32, payload.len() as i32));
         drop(watch);
         let data = warm.store.data_mut();
@@ -220,11 +217,8 @@ impl WapcModule {
         };
         let mut store = Store::new(self.pre.module().engine(), call);
         store.limiter(|c| &mut c.limits);
-        if let Some(fuel) = self.limits.fuel {
-            store.set_fuel(fuel).map_err(|e| anyhow!("{e}"))?;
-        }
         // Instantiation runs guest code too.
-        let watch = self.limits.arm(&mut store, "the wasm module");
+        let watch = self.limits.arm(&mut store, "the wasm module")?;
         let started = (|| -> wasmtime::Result<TypedFunc<(i32, i32), i32>> {
             let instance = self.pre.instantiate(&mut store)?;
             for init in ["_initialize", "wapc_init"] {
