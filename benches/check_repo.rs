@@ -21,19 +21,20 @@ fn repo(c: &mut Criterion) {
     let native = host_runner::check::Reviewer::Native(Policy::default_rules().expect("default rules"));
     let mut reviewers = vec![("check_10k_objects_default_rules/native", native)];
     // The deployed Kubewarden module in host-runner's wasmtime host, when scripts/build-wasm.sh built it,
-    // under the limits `meshguard check` runs it with (a watched deadline, no fuel metering).
-    // With wasmtime's default 4 GiB reservations, and with the small ones meshguard picks under an
-    // address-space limit (`ulimit -v`), where every memory access is bounds-checked.
+    // under the limits `meshguard check` runs it with (a watched deadline, no fuel metering);
+    // with the small memory reservations meshguard picks under an address-space limit (`ulimit -v`),
+    // where every memory access is bounds-checked; and with `--fuel`, whose metering is compiled in.
     if let Ok(bytes) = std::fs::read(meshguard_tests::envoy::repo_root().join("dist/meshguard-kubewarden.wasm")) {
-        for (name, limited) in [
-            ("check_10k_objects_default_rules/wasm", false),
-            ("check_10k_objects_default_rules/wasm_small_reservations", true),
+        let one_shot = host_runner::wasm::Limits::one_shot();
+        let metered = host_runner::wasm::Limits { fuel: Some(200_000_000_000), ..one_shot };
+        for (name, limits, limited) in [
+            ("check_10k_objects_default_rules/wasm", one_shot, false),
+            ("check_10k_objects_default_rules/wasm_small_reservations", one_shot, true),
+            ("check_10k_objects_default_rules/wasm_fuel", metered, false),
         ] {
-            let engine =
-                host_runner::wasm::engine_for(&host_runner::wasm::Limits::one_shot(), limited).expect("engine");
+            let engine = host_runner::wasm::engine_for(&limits, limited).expect("engine");
             let (module, _) = host_runner::wasm::compile_cached(&engine, &bytes, None).expect("compile");
-            let module = host_runner::wasm::WapcModule::new(&engine, &module, host_runner::wasm::Limits::one_shot())
-                .expect("link");
+            let module = host_runner::wasm::WapcModule::new(&engine, &module, limits).expect("link");
             reviewers.push((
                 name,
                 host_runner::check::Reviewer::Wasm {

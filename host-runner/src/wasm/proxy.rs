@@ -336,14 +336,13 @@ impl ProxyFilter {
     pub fn request(&mut self, headers: Vec<(String, String)>, now_ms: u64) -> Result<Outcome> {
         let ctx = self.next_context;
         self.next_context += 1;
-        let limits = self.limits;
         let host = self.store.data_mut();
         host.now_ns = now_ms.saturating_mul(1_000_000);
         host.local_response = None;
         host.response_headers = vec![(":status".into(), "200".into())];
         let n = headers.len() as i32;
         host.request_headers = headers;
-        let watch = limits.arm(&mut self.store, "the filter")?;
+        let watch = self.limits.arm(&mut self.store, "the filter")?;
         let run = |s: &mut Self| -> wasmtime::Result<()> {
             s.on_create.call(&mut s.store, (ctx, ROOT))?;
             s.on_request.call(&mut s.store, (ctx, n, 1))?;
