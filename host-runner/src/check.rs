@@ -305,8 +305,13 @@ fn review_in_wasm(
     default_namespace: &str,
 ) -> Result<Vec<Reviewed>> {
     const BATCH_OBJECTS: usize = 256;
-    let rules = serde_json::to_string(rules)?;
-    let namespace = serde_json::to_string(default_namespace)?;
+    // The rules first: the module compiles them before the objects start and decodes the objects
+    // for them in the same pass.
+    let envelope = format!(
+        r#"{{"rules":{},"namespace":{},"objects":"#,
+        serde_json::to_string(rules)?,
+        serde_json::to_string(default_namespace)?
+    );
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, o) in objects.iter().enumerate() {
         groups.entry(if o.kind == "Namespace" { &o.name } else { &o.namespace }).or_default().push(i);
@@ -328,9 +333,11 @@ fn review_in_wasm(
         .map(|bin| {
             bin.sort_unstable();
             let objects: Vec<&serde_json::Value> = bin.iter().map(|&i| &values[i]).collect();
-            let objects = serde_json::to_string(&objects)?;
-            let payload = format!(r#"{{"objects":{objects},"rules":{rules},"namespace":{namespace}}}"#);
-            let answer = module.call("meshguard_review", payload.as_bytes())?;
+            let mut payload = Vec::with_capacity(envelope.len() + 512 * objects.len());
+            payload.extend_from_slice(envelope.as_bytes());
+            serde_json::to_writer(&mut payload, &objects)?;
+            payload.push(b'}');
+            let answer = module.call("meshguard_review", &payload)?;
             #[derive(serde::Deserialize)]
             struct Answer {
                 findings: Vec<Reviewed>,

@@ -497,6 +497,13 @@ impl Policy {
         self.seed(&TOP)
     }
 
+    /// [`Policy::parse_objects_str`]'s decode as a serde seed, for a list inside a host's own
+    /// envelope (`meshguard_review`'s payload): read in the same pass as the envelope. It yields
+    /// whatever JSON value is there; the caller refuses one that is not a list.
+    pub fn objects_seed(&self) -> AdmissionSeed {
+        self.seed(&OBJECT)
+    }
+
     fn seed(&self, prune: &'static Prune) -> AdmissionSeed {
         AdmissionSeed(self.reads_object_content_only().then_some(prune))
     }

@@ -90,15 +90,86 @@ struct ValidationRequest<'a> {
     settings: Value,
 }
 
-/// `meshguard_review`'s payload, first pass.
-#[derive(Deserialize)]
+/// `meshguard_review`'s payload, read in one pass when `rules` comes before `objects` (host-runner
+/// writes it so): the rules are compiled when the objects start, and the objects are decoded for
+/// them as they are read, skipping what no rule reads. In another order the objects are kept as
+/// raw bytes and decoded after, as `validate` does with its request.
+struct ReviewPayload<'c> {
+    cache: &'c mut PolicyCache,
+}
+
+enum ReviewObjects<'a> {
+    Decoded(Value),
+    Raw(&'a serde_json::value::RawValue),
+    /// The rules do not compile; the objects were only checked to be JSON.
+    NotDecoded,
+}
+
 struct ReviewRequest<'a> {
-    #[serde(borrow, default)]
-    objects: Option<&'a serde_json::value::RawValue>,
-    #[serde(default)]
+    objects: Option<ReviewObjects<'a>>,
     rules: Value,
-    #[serde(default)]
     namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum ReviewField {
+    Objects,
+    Rules,
+    Namespace,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ReviewPayload<'_> {
+    type Value = ReviewRequest<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ReviewPayload<'_> {
+    type Value = ReviewRequest<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a review payload object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut request = ReviewRequest { objects: None, rules: Value::Null, namespace: None };
+        let (mut rules_seen, mut namespace_seen) = (false, false);
+        while let Some(field) = map.next_key::<ReviewField>()? {
+            match field {
+                ReviewField::Rules if rules_seen => return Err(A::Error::duplicate_field("rules")),
+                ReviewField::Rules => {
+                    request.rules = map.next_value()?;
+                    rules_seen = true;
+                }
+                ReviewField::Namespace if namespace_seen => return Err(A::Error::duplicate_field("namespace")),
+                ReviewField::Namespace => {
+                    request.namespace = map.next_value()?;
+                    namespace_seen = true;
+                }
+                ReviewField::Objects if request.objects.is_some() => return Err(A::Error::duplicate_field("objects")),
+                ReviewField::Objects if rules_seen => {
+                    request.objects = Some(match self.cache.policy(&request.rules) {
+                        Ok(policy) => ReviewObjects::Decoded(map.next_value_seed(policy.objects_seed())?),
+                        Err(_) => {
+                            // `review` compiles them again and reports why.
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            ReviewObjects::NotDecoded
+                        }
+                    });
+                }
+                ReviewField::Objects => request.objects = Some(ReviewObjects::Raw(map.next_value()?)),
+                ReviewField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(request)
+    }
 }
 
 /// Kubewarden's context-aware host calls: `operation` of the `kubernetes` namespace with a JSON
@@ -192,16 +263,27 @@ pub fn accept() -> ValidationResponse {
 
 /// `meshguard_review`, meshguard's own operation (Kubewarden never calls it): reviews a whole
 /// input as `meshguard check` does, for host-runner's wasm engine.
-/// In: `{"objects": [...], "rules": <RuleSet or null>, "namespace": "default"}`.
+/// In: `{"rules": <RuleSet or null>, "namespace": "default", "objects": [...]}` (any order; with
+/// the rules before the objects it is read in one pass).
 /// Out: `{"findings": [{"rule", "action", "message", "kind", "namespace", "name", "path", "object"}]}`.
 pub fn review(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>, String> {
-    // As in `validate`: the objects are decoded once the rules say what they may skip.
-    let request: ReviewRequest<'_> =
-        serde_json::from_slice(payload).map_err(|e| format!("the review payload is not JSON: {e}"))?;
-    let raw = request.objects.ok_or("the review payload has no `objects` list")?;
+    let not_json = |e: serde_json::Error| format!("the review payload is not JSON: {e}");
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let request = serde::de::DeserializeSeed::deserialize(ReviewPayload { cache }, &mut de).map_err(not_json)?;
+    de.end().map_err(not_json)?;
+    let objects = request.objects.ok_or("the review payload has no `objects` list")?;
     let namespace = request.namespace.as_deref().unwrap_or("default");
     let policy = cache.policy(&request.rules)?;
-    let objects = policy.parse_objects_str(raw.get()).map_err(|e| format!("the review payload's `objects`: {e}"))?;
+    let not_a_list = |e: serde_json::Error| format!("the review payload's `objects`: {e}");
+    let objects = match objects {
+        ReviewObjects::Decoded(Value::Array(objects)) => objects,
+        ReviewObjects::Decoded(_) => {
+            return Err(not_a_list(serde::de::Error::custom("the objects are not a JSON list")))
+        }
+        ReviewObjects::Raw(raw) => policy.parse_objects_str(raw.get()).map_err(not_a_list)?,
+        // `cache.policy` above has already returned the rules' error.
+        ReviewObjects::NotDecoded => Vec::new(),
+    };
     // Hosts split a big input by namespace (host-runner's check does), never inside one.
     let findings = policy.review(&policy_core::Input::new(&objects, namespace));
     let wire: Vec<Value> = findings
@@ -266,6 +348,62 @@ mod tests {
             "rule `p`: spec.rules[0].params.protocol: unknown field `protocol`, expected `protocols`"
         );
         assert!(validate(b"nope", &mut PolicyCache::default(), &mut NoCluster).unwrap_err().contains("not JSON"));
+    }
+
+    fn review_text(payload: &str, cache: &mut PolicyCache) -> Result<Value, String> {
+        review(payload.as_bytes(), cache).map(|answer| serde_json::from_slice(&answer).unwrap())
+    }
+
+    #[test]
+    fn review_payload_decodes_the_same_with_the_rules_before_or_after_the_objects() {
+        let objects = json!([
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "shop"},
+             "spec": {"ports": [{"name": "web", "port": 80}]}, "status": {"loadBalancer": {}}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop"},
+             "spec": {"template": {"spec": {"containers": [{"name": "api", "image": "api:1"}]}}}},
+        ]);
+        // A free field path that reads a container's image, which the decode skips for the
+        // built-in rules: a one-pass decode that skipped it here would lose this finding.
+        let reads_image = json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "s"},
+            "spec": {"rules": [{"id": "registry", "check": "field-pattern",
+                                "params": {"path": "spec.template.spec.containers[*].image", "pattern": "^registry/"}}]}});
+        for rules in [Value::Null, reads_image] {
+            let (o, r) = (objects.to_string(), rules.to_string());
+            let first = review_text(
+                &format!(r#"{{"rules":{r},"namespace":"shop","objects":{o}}}"#),
+                &mut PolicyCache::default(),
+            );
+            let last = review_text(
+                &format!(r#"{{"objects":{o},"namespace":"shop","rules":{r}}}"#),
+                &mut PolicyCache::default(),
+            );
+            let first = first.unwrap();
+            assert!(!first["findings"].as_array().unwrap().is_empty(), "{rules}: {first}");
+            assert_eq!(Ok(first), last, "{rules}");
+        }
+        // Errors read the same in either order.
+        let bad_rules = r#"{"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "x"},
+            "spec": {"rules": [{"id": "p", "check": "no-such-check"}]}}"#;
+        for (fields, expected) in [
+            (
+                [r#""rules":null"#, r#""objects":{"kind":"Service"}"#],
+                "the review payload's `objects`: the objects are not a JSON list",
+            ),
+            ([r#""rules":null"#, r#""objects":[{"a":1},]"#], "the review payload is not JSON: "),
+            ([&format!(r#""rules":{bad_rules}"#), r#""objects":[]"#], "no-such-check"),
+            ([r#""rules":null"#, r#""namespace":"a""#], "the review payload has no `objects` list"),
+        ] {
+            for order in [[0, 1], [1, 0]] {
+                let payload = format!("{{{},{}}}", fields[order[0]], fields[order[1]]);
+                let error = review_text(&payload, &mut PolicyCache::default()).unwrap_err();
+                assert!(error.contains(expected), "{payload}: {error}");
+            }
+        }
+        let twice = r#"{"rules":null,"objects":[],"objects":[]}"#;
+        assert!(review_text(twice, &mut PolicyCache::default()).unwrap_err().contains("duplicate field `objects`"));
+        assert!(review_text(r#"{"rules":null,"objects":[]} x"#, &mut PolicyCache::default())
+            .unwrap_err()
+            .contains("trailing"));
     }
 
     /// A cluster holding one headless Service `db` in `shop`, answering as Kubewarden does.
