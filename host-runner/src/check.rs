@@ -305,13 +305,14 @@ fn review_in_wasm(
     default_namespace: &str,
 ) -> Result<Vec<Reviewed>> {
     const BATCH_OBJECTS: usize = 256;
-    // The rules first: the module compiles them before the objects start and decodes the objects
-    // for them in the same pass.
-    let envelope = format!(
-        r#"{{"rules":{},"namespace":{},"objects":"#,
-        serde_json::to_string(rules)?,
-        serde_json::to_string(default_namespace)?
-    );
+    /// `meshguard_review_msgpack`'s payload. The rules come first: the module compiles them before
+    /// the objects start and decodes the objects for them in the same pass.
+    #[derive(serde::Serialize)]
+    struct Payload<'a> {
+        rules: &'a serde_json::Value,
+        namespace: &'a str,
+        objects: Vec<&'a serde_json::Value>,
+    }
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, o) in objects.iter().enumerate() {
         groups.entry(if o.kind == "Namespace" { &o.name } else { &o.namespace }).or_default().push(i);
@@ -333,11 +334,9 @@ fn review_in_wasm(
         .map(|bin| {
             bin.sort_unstable();
             let objects: Vec<&serde_json::Value> = bin.iter().map(|&i| &values[i]).collect();
-            let mut payload = Vec::with_capacity(envelope.len() + 512 * objects.len());
-            payload.extend_from_slice(envelope.as_bytes());
-            serde_json::to_writer(&mut payload, &objects)?;
-            payload.push(b'}');
-            let answer = module.call("meshguard_review", &payload)?;
+            let mut payload = Vec::with_capacity(512 * objects.len());
+            rmp_serde::encode::write_named(&mut payload, &Payload { rules, namespace: default_namespace, objects })?;
+            let answer = module.call("meshguard_review_msgpack", &payload)?;
             #[derive(serde::Deserialize)]
             struct Answer {
                 findings: Vec<Reviewed>,

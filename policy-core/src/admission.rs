@@ -368,6 +368,14 @@ impl Key<'_> {
             Key::Owned(s) => s,
         }
     }
+
+    /// The key for the tree: an owned one moves in, without a second copy.
+    fn into_string(self) -> String {
+        match self {
+            Key::Borrowed(s) => s.to_string(),
+            Key::Owned(s) => s,
+        }
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for Key<'de> {
@@ -409,19 +417,19 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            let key = key.as_str();
-            if self.0.skip.contains(&key) {
+            let name = key.as_str();
+            if self.0.skip.contains(&name) {
                 // Still parsed, so malformed JSON is refused as the full decode refuses it.
                 map.next_value::<serde::de::IgnoredAny>()?;
                 // A skipped key that appears again later must not leave an earlier value behind.
-                out.remove(key);
+                out.remove(name);
                 continue;
             }
-            let value = match self.0.deeper.iter().find(|(name, _)| *name == key) {
+            let value = match self.0.deeper.iter().find(|(deeper, _)| *deeper == name) {
                 Some((_, deeper)) => map.next_value_seed(Pruned(deeper))?,
                 None => map.next_value::<Value>()?,
             };
-            out.insert(key.to_string(), value);
+            out.insert(key.into_string(), value);
         }
         Ok(Value::Object(out))
     }

@@ -1,6 +1,7 @@
 //! meshguard as a Kubewarden policy: the waPC guest protocol (`validate`, `validate_settings`,
-//! `protocol_version`) over policy-core's admission verdict, plus `meshguard_review`, which
-//! host-runner's wasm engine calls to check a whole manifest repo with this very module. `translate` turns payloads into
+//! `protocol_version`) over policy-core's admission verdict, plus `meshguard_review` (JSON in) and
+//! `meshguard_review_msgpack` (the same payload in MessagePack), which host-runner's wasm engine
+//! calls to check a whole manifest repo with this very module. `translate` turns payloads into
 //! answers and is tested natively; `guest` registers it with waPC, for wasm only.
 
 pub mod translate;
@@ -31,6 +32,10 @@ mod guest {
         CACHE.with(|c| translate::review(payload, &mut c.borrow_mut())).map_err(Into::into)
     }
 
+    fn review_msgpack(payload: &[u8]) -> wapc_guest::CallResult {
+        CACHE.with(|c| translate::review_msgpack(payload, &mut c.borrow_mut())).map_err(Into::into)
+    }
+
     fn validate_settings(payload: &[u8]) -> wapc_guest::CallResult {
         Ok(translate::validate_settings(payload))
     }
@@ -45,6 +50,7 @@ mod guest {
         wapc_guest::register_function("validate_settings", validate_settings);
         wapc_guest::register_function("protocol_version", protocol_version);
         wapc_guest::register_function("meshguard_review", review);
+        wapc_guest::register_function("meshguard_review_msgpack", review_msgpack);
     }
 }
 

@@ -96,6 +96,8 @@ struct ValidationRequest<'a> {
 /// raw bytes and decoded after, as `validate` does with its request.
 struct ReviewPayload<'c> {
     cache: &'c mut PolicyCache,
+    /// Objects before the rules may be kept as raw JSON (not in MessagePack).
+    raw_objects: bool,
 }
 
 enum ReviewObjects<'a> {
@@ -162,7 +164,10 @@ impl<'de> serde::de::Visitor<'de> for ReviewPayload<'_> {
                         }
                     });
                 }
-                ReviewField::Objects => request.objects = Some(ReviewObjects::Raw(map.next_value()?)),
+                ReviewField::Objects if self.raw_objects => {
+                    request.objects = Some(ReviewObjects::Raw(map.next_value()?))
+                }
+                ReviewField::Objects => return Err(A::Error::custom("`objects` must come after `rules`")),
                 ReviewField::Other => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
@@ -269,8 +274,31 @@ pub fn accept() -> ValidationResponse {
 pub fn review(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>, String> {
     let not_json = |e: serde_json::Error| format!("the review payload is not JSON: {e}");
     let mut de = serde_json::Deserializer::from_slice(payload);
-    let request = serde::de::DeserializeSeed::deserialize(ReviewPayload { cache }, &mut de).map_err(not_json)?;
+    let request = serde::de::DeserializeSeed::deserialize(ReviewPayload { cache, raw_objects: true }, &mut de)
+        .map_err(not_json)?;
     de.end().map_err(not_json)?;
+    review_request(request, cache)
+}
+
+/// `meshguard_review_msgpack`: [`review`] of the same payload in MessagePack, the rules before
+/// the objects (host-runner's wasm engine sends it so: encoding and decoding cost less than JSON's).
+/// The answer is [`review`]'s JSON.
+pub fn review_msgpack(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>, String> {
+    let not_msgpack = |e: rmp_serde::decode::Error| format!("the review payload is not MessagePack: {e}");
+    let mut de = rmp_serde::Deserializer::from_read_ref(payload);
+    // serde_json's nesting limit, so both encodings refuse the same depth (the guest's stack is small).
+    de.set_max_depth(128);
+    let request = serde::de::DeserializeSeed::deserialize(ReviewPayload { cache, raw_objects: false }, &mut de)
+        .map_err(not_msgpack)?;
+    // The payload is one value: reading another must find the end of the bytes.
+    match serde::de::IgnoredAny::deserialize(&mut de) {
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        _ => return Err("the review payload has bytes after its end".into()),
+    }
+    review_request(request, cache)
+}
+
+fn review_request(request: ReviewRequest<'_>, cache: &mut PolicyCache) -> Result<Vec<u8>, String> {
     let objects = request.objects.ok_or("the review payload has no `objects` list")?;
     let namespace = request.namespace.as_deref().unwrap_or("default");
     let policy = cache.policy(&request.rules)?;
@@ -367,7 +395,7 @@ mod tests {
         let reads_image = json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "s"},
             "spec": {"rules": [{"id": "registry", "check": "field-pattern",
                                 "params": {"path": "spec.template.spec.containers[*].image", "pattern": "^registry/"}}]}});
-        for rules in [Value::Null, reads_image] {
+        for rules in [Value::Null, reads_image.clone()] {
             let (o, r) = (objects.to_string(), rules.to_string());
             let first = review_text(
                 &format!(r#"{{"rules":{r},"namespace":"shop","objects":{o}}}"#),
@@ -399,6 +427,45 @@ mod tests {
                 assert!(error.contains(expected), "{payload}: {error}");
             }
         }
+        // The same payload in MessagePack, the rules first (as host-runner writes it), reads the same.
+        #[derive(Serialize)]
+        struct Packed<'a> {
+            rules: &'a Value,
+            namespace: &'a str,
+            objects: &'a Value,
+        }
+        let pack = |rules: &Value, objects: &Value| {
+            rmp_serde::to_vec_named(&Packed { rules, namespace: "shop", objects }).unwrap()
+        };
+        for rules in [Value::Null, reads_image.clone()] {
+            let json = format!(r#"{{"rules":{rules},"namespace":"shop","objects":{objects}}}"#);
+            let packed = pack(&rules, &objects);
+            let from_json = review_text(&json, &mut PolicyCache::default()).unwrap();
+            let answer = review_msgpack(&packed, &mut PolicyCache::default()).unwrap();
+            assert_eq!(serde_json::from_slice::<Value>(&answer).unwrap(), from_json, "{rules}");
+        }
+        let mut trailing = pack(&Value::Null, &json!([]));
+        assert!(review_msgpack(&trailing, &mut PolicyCache::default()).is_ok());
+        trailing.push(0xc0);
+        assert_eq!(
+            review_msgpack(&trailing, &mut PolicyCache::default()).unwrap_err(),
+            "the review payload has bytes after its end"
+        );
+        // Objects before rules cannot be kept for later in MessagePack: refused, not misread
+        // (`json!` sorts its keys).
+        let objects_first = rmp_serde::to_vec_named(&json!({"objects": [], "rules": null})).unwrap();
+        let error = review_msgpack(&objects_first, &mut PolicyCache::default()).unwrap_err();
+        assert!(error.contains("`objects` must come after `rules`"), "{error}");
+        let mut deep = json!([]);
+        for _ in 0..200 {
+            deep = json!([deep]);
+        }
+        let error =
+            review_msgpack(&pack(&Value::Null, &json!([{"spec": deep}])), &mut PolicyCache::default()).unwrap_err();
+        assert!(error.contains("depth limit exceeded"), "{error}");
+        let error = review_msgpack(br#"{"rules":null}"#, &mut PolicyCache::default()).unwrap_err();
+        assert!(error.starts_with("the review payload is not MessagePack"), "{error}");
+
         let twice = r#"{"rules":null,"objects":[],"objects":[]}"#;
         assert!(review_text(twice, &mut PolicyCache::default()).unwrap_err().contains("duplicate field `objects`"));
         assert!(review_text(r#"{"rules":null,"objects":[]} x"#, &mut PolicyCache::default())
