@@ -297,6 +297,13 @@ impl Reviewer {
 /// object is parsed or reviewed twice, findings equal a review of the whole input at once
 /// (`wasm_and_native_engines_print_identical_output`), and each call's guest memory stays small
 /// and is reused by the next call on that worker's warm instance instead of growing fresh pages.
+const REVIEW_MSGPACK: &str = "meshguard_review_msgpack";
+
+/// The module has no handler for `op`, as waPC's guest SDK words it.
+fn lacks_operation(error: &anyhow::Error, op: &str) -> bool {
+    error.to_string().ends_with(&format!("No handler registered for function {op}"))
+}
+
 fn review_in_wasm(
     module: &crate::wasm::WapcModule,
     rules: &serde_json::Value,
@@ -305,14 +312,31 @@ fn review_in_wasm(
     default_namespace: &str,
 ) -> Result<Vec<Reviewed>> {
     const BATCH_OBJECTS: usize = 256;
-    /// `meshguard_review_msgpack`'s payload. The rules come first: the module compiles them before
-    /// the objects start and decodes the objects for them in the same pass.
+    /// `meshguard_review_msgpack`'s payload, and `meshguard_review`'s in JSON. The rules come
+    /// first: the module compiles them before the objects start and decodes the objects for them
+    /// in the same pass.
     #[derive(serde::Serialize)]
     struct Payload<'a> {
         rules: &'a serde_json::Value,
         namespace: &'a str,
         objects: Vec<&'a serde_json::Value>,
     }
+    // A module built before the MessagePack operation existed (`--module`) answers it with waPC's
+    // "no handler" error: it is asked in JSON from then on.
+    let json_only = std::sync::atomic::AtomicBool::new(false);
+    let review = |payload: &Payload<'_>| -> Result<Vec<u8>> {
+        if !json_only.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut packed = Vec::with_capacity(512 * payload.objects.len());
+            rmp_serde::encode::write_named(&mut packed, payload)?;
+            match module.call(REVIEW_MSGPACK, &packed) {
+                Err(e) if lacks_operation(&e, REVIEW_MSGPACK) => {
+                    json_only.store(true, std::sync::atomic::Ordering::Relaxed)
+                }
+                answer => return answer,
+            }
+        }
+        module.call("meshguard_review", &serde_json::to_vec(payload)?)
+    };
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, o) in objects.iter().enumerate() {
         groups.entry(if o.kind == "Namespace" { &o.name } else { &o.namespace }).or_default().push(i);
@@ -334,9 +358,7 @@ fn review_in_wasm(
         .map(|bin| {
             bin.sort_unstable();
             let objects: Vec<&serde_json::Value> = bin.iter().map(|&i| &values[i]).collect();
-            let mut payload = Vec::with_capacity(512 * objects.len());
-            rmp_serde::encode::write_named(&mut payload, &Payload { rules, namespace: default_namespace, objects })?;
-            let answer = module.call("meshguard_review_msgpack", &payload)?;
+            let answer = review(&Payload { rules, namespace: default_namespace, objects })?;
             #[derive(serde::Deserialize)]
             struct Answer {
                 findings: Vec<Reviewed>,

@@ -249,6 +249,35 @@ const ALLOCATES_FOREVER: &str = r#"(module (memory (export "memory") 1)
     (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
     unreachable))"#;
 
+/// A waPC guest from before `meshguard_review_msgpack`: it knows `meshguard_review` (JSON) only,
+/// answers one finding on the first object, and answers anything else as waPC's guest SDK does.
+const KNOWS_JSON_REVIEW_ONLY: &str = r#"(module
+  (import "wapc" "__guest_request" (func $request (param i32 i32)))
+  (import "wapc" "__guest_response" (func $response (param i32 i32)))
+  (import "wapc" "__guest_error" (func $error (param i32 i32)))
+  (memory (export "memory") 16)
+  (data (i32.const 0) "{\"findings\":[{\"rule\":\"old-module\",\"action\":\"deny\",\"message\":\"decided from JSON\",\"kind\":\"Service\",\"namespace\":\"shop\",\"name\":\"api\",\"path\":\"spec.ports[0].name\",\"object\":0}]}")
+  (data (i32.const 512) "No handler registered for function meshguard_review_msgpack")
+  (func (export "__guest_call") (param $op_len i32) (param $len i32) (result i32)
+    (call $request (i32.const 1024) (i32.const 2048))
+    (if (result i32) (i32.eq (local.get $op_len) (i32.const 16))
+      (then (call $response (i32.const 0) (i32.const 170)) (i32.const 1))
+      (else (call $error (i32.const 512) (i32.const 59)) (i32.const 0)))))"#;
+
+#[test]
+fn a_module_without_the_msgpack_review_is_asked_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = write(dir.path(), "old.wat", KNOWS_JSON_REVIEW_ONLY);
+    let service = write(dir.path(), "service.yaml", BAD_SERVICE);
+    let out = meshguard(&["check", "--module", &module, "--no-cache", "--format", "json", &service], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let findings = json(&out)["findings"].clone();
+    assert_eq!(findings.as_array().map(Vec::len), Some(1), "{findings}");
+    assert_eq!(findings[0]["rule"], "old-module");
+    assert_eq!(findings[0]["message"], "decided from JSON");
+    assert_eq!(findings[0]["line"], 8, "located in the file: {findings}");
+}
+
 #[test]
 fn runaway_modules_are_stopped_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
