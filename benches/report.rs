@@ -294,9 +294,9 @@ fn main() -> Result<(), String> {
                    built for speed and runs without fuel metering (a watched deadline bounds each call; \
                    the repo table has the run with `--fuel` beside it), \
                    and `meshguard check` leaves the parsed repo to the OS at exit, so the time stops where \
-                   the CLI's does; what is left is building the values and spans, and the JSON hand-off to \
-                   the guest (serializing on the host, decoding and reviewing in wasm: the gap between \
-                   the native and the wasm engine's rows).",
+                   the CLI's does; what is left is building the values and spans, and the hand-off to the \
+                   guest (MessagePack in one pass: encoding on the host, decoding and reviewing in wasm: \
+                   the gap between the native and the wasm engine's rows).",
         });
     }
     let floor_ratio = |group: &str| Some(get(&format!("{group}/meshguard"))? / get(&format!("{group}/floor"))?);

@@ -292,11 +292,6 @@ impl Reviewer {
     }
 }
 
-/// Every cross-object check looks only within a namespace (and at that namespace's Namespace
-/// object), so the input splits into namespaces, and calls get batches of whole namespaces: no
-/// object is parsed or reviewed twice, findings equal a review of the whole input at once
-/// (`wasm_and_native_engines_print_identical_output`), and each call's guest memory stays small
-/// and is reused by the next call on that worker's warm instance instead of growing fresh pages.
 const REVIEW_MSGPACK: &str = "meshguard_review_msgpack";
 
 /// The module has no handler for `op`, as waPC's guest SDK words it.
@@ -304,6 +299,11 @@ fn lacks_operation(error: &anyhow::Error, op: &str) -> bool {
     error.to_string().ends_with(&format!("No handler registered for function {op}"))
 }
 
+/// Every cross-object check looks only within a namespace (and at that namespace's Namespace
+/// object), so the input splits into namespaces, and calls get batches of whole namespaces: no
+/// object is parsed or reviewed twice, findings equal a review of the whole input at once
+/// (`wasm_and_native_engines_print_identical_output`), and each call's guest memory stays small
+/// and is reused by the next call on that worker's warm instance instead of growing fresh pages.
 fn review_in_wasm(
     module: &crate::wasm::WapcModule,
     rules: &serde_json::Value,

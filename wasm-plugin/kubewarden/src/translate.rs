@@ -158,7 +158,7 @@ impl<'de> serde::de::Visitor<'de> for ReviewPayload<'_> {
                     request.objects = Some(match self.cache.policy(&request.rules) {
                         Ok(policy) => ReviewObjects::Decoded(map.next_value_seed(policy.objects_seed())?),
                         Err(_) => {
-                            // `review` compiles them again and reports why.
+                            // `review_request` compiles them again and reports why.
                             map.next_value::<serde::de::IgnoredAny>()?;
                             ReviewObjects::NotDecoded
                         }
