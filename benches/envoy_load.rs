@@ -1,6 +1,6 @@
 //! Load comparison for the Envoy filter, in one run on one machine: plain Envoy, Envoy with an
 //! empty proxy-wasm filter (the floor any wasm filter pays), Envoy with meshguard (10 HTTP rules
-//! + 1 rate limit), and the same checks with Envoy's RBAC + local_ratelimit filters and with a Lua
+//! and 1 rate limit), and the same checks with Envoy's RBAC + local_ratelimit filters and with a Lua
 //! filter (benches/peers/), all with the same concurrency, driven by wrk on loopback with bounded
 //! runs. Variants are interleaved over several rounds and the median round is reported, because a
 //! shared 2-core machine drifts. Writes target/bench/envoy-load.json for `bench-report`.

@@ -7,8 +7,11 @@ use meshguard_benches::peers::envoy::{lua, rbac};
 use meshguard_benches::{typical_headers, HTTP_RULES};
 use meshguard_tests::envoy::{request, Envoy, Filter, Http, Options};
 
-/// (what it violates, method, path, headers changed: None removes the header)
-fn cases() -> Vec<(&'static str, &'static str, &'static str, Vec<(&'static str, Option<&'static str>)>)> {
+/// Headers a case changes: `None` removes the header.
+type HeaderChanges = Vec<(&'static str, Option<&'static str>)>;
+
+/// (what it violates, method, path, headers changed)
+fn cases() -> Vec<(&'static str, &'static str, &'static str, HeaderChanges)> {
     vec![
         ("nothing", "GET", "/api/orders/42?expand=items", vec![]),
         ("tenant (missing)", "GET", "/api/orders", vec![("x-tenant", None)]),

@@ -45,6 +45,9 @@ pub struct Sources {
 
 const STDIN: &str = "<stdin>";
 
+/// One document of a file, as parsed.
+type Parsed = (Value, Spans);
+
 /// Largest file (or stdin stream) read, in bytes: the YAML front end's own limit, checked before
 /// reading so `/dev/zero` or a runaway generator cannot exhaust memory.
 pub const MAX_FILE_BYTES: usize = policy_core::yaml::Limits::DEFAULT.max_bytes;
@@ -237,7 +240,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Sources> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let parsed: Vec<(String, Result<Vec<(Value, Spans)>, InputError>)> = files
+    let parsed: Vec<(String, Result<Vec<Parsed>, InputError>)> = files
         .par_iter()
         .inspect(|_| progress.inc(1))
         .map(|path| {
