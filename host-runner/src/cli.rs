@@ -213,7 +213,7 @@ pub struct WasmArgs {
     pub call_timeout_ms: u64,
     /// Also meter fuel, about one unit per wasm instruction: a bound that stops a call at the same
     /// instruction on every machine, where the timeout depends on the machine's speed. Off by
-    /// default: metering costs about a quarter of the module's speed
+    /// default: metering is compiled into the module and slows every call
     #[arg(long, value_name = "UNITS")]
     pub fuel: Option<u64>,
     /// Largest memory a wasm module may use, in MiB (1 to 4096, what a 32-bit wasm memory can address)

@@ -231,7 +231,10 @@ fn wasm_limits(args: &WasmArgs, review_deadline: Option<std::time::Duration>) ->
 fn wasm_module_with(args: &WasmArgs, deadline: Option<std::time::Duration>) -> anyhow::Result<wasm::WapcModule> {
     let bytes = wasm::module_bytes(args.module.as_deref())?;
     let limits = wasm_limits(args, deadline);
-    let engine = if deadline.is_some() { wasm::server_engine(&limits)? } else { wasm::engine(&limits)? };
+    let engine = match limits.on_deadline {
+        wasm::OnDeadline::Trap => wasm::server_engine(&limits)?,
+        wasm::OnDeadline::Exit => wasm::engine(&limits)?,
+    };
     let cache = if args.no_cache { None } else { args.cache_dir.clone().or_else(wasm::default_cache_dir) };
     let compile_here = |child_compiled: bool| -> anyhow::Result<(wasmtime::Module, &'static str)> {
         let (module, cached) = wasm::compile_cached(&engine, &bytes, cache.as_deref())?;

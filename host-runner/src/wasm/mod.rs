@@ -44,10 +44,9 @@ pub struct Limits {
     pub on_deadline: OnDeadline,
 }
 
-/// What a call past its deadline does. Any check compiled into the module costs speed: over the
-/// 10,000-object repo (measured 2026-11-27, one thread, medians of 31 interleaved rounds) the
-/// guest's decode and review took 1.6x the native ones with none, 2.2x with fuel metering and
-/// 2.3x with wasmtime's epoch checks; benches/check_repo.rs prints the run with and without fuel.
+/// What a call past its deadline does. Any check compiled into the module (fuel metering, epoch
+/// checks) slows every call; benches/check_repo.rs prints the repo run with fuel beside the one
+/// without.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnDeadline {
     /// The call traps and the process carries on (wasmtime epoch interruption, checked every

@@ -103,8 +103,8 @@ struct ReviewPayload<'c> {
 enum ReviewObjects<'a> {
     Decoded(Value),
     Raw(&'a serde_json::value::RawValue),
-    /// The rules do not compile; the objects were only checked to be JSON.
-    NotDecoded,
+    /// The rules do not compile (why); the objects were only checked to be well formed.
+    Refused(String),
 }
 
 struct ReviewRequest<'a> {
@@ -157,10 +157,9 @@ impl<'de> serde::de::Visitor<'de> for ReviewPayload<'_> {
                 ReviewField::Objects if rules_seen => {
                     request.objects = Some(match self.cache.policy(&request.rules) {
                         Ok(policy) => ReviewObjects::Decoded(map.next_value_seed(policy.objects_seed())?),
-                        Err(_) => {
-                            // `review_request` compiles them again and reports why.
+                        Err(e) => {
                             map.next_value::<serde::de::IgnoredAny>()?;
-                            ReviewObjects::NotDecoded
+                            ReviewObjects::Refused(e)
                         }
                     });
                 }
@@ -301,17 +300,17 @@ pub fn review_msgpack(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>
 fn review_request(request: ReviewRequest<'_>, cache: &mut PolicyCache) -> Result<Vec<u8>, String> {
     let objects = request.objects.ok_or("the review payload has no `objects` list")?;
     let namespace = request.namespace.as_deref().unwrap_or("default");
-    let policy = cache.policy(&request.rules)?;
     let not_a_list = |e: serde_json::Error| format!("the review payload's `objects`: {e}");
     let objects = match objects {
+        ReviewObjects::Refused(e) => return Err(e),
         ReviewObjects::Decoded(Value::Array(objects)) => objects,
         ReviewObjects::Decoded(_) => {
             return Err(not_a_list(serde::de::Error::custom("the objects are not a JSON list")))
         }
-        ReviewObjects::Raw(raw) => policy.parse_objects_str(raw.get()).map_err(not_a_list)?,
-        // `cache.policy` above has already returned the rules' error.
-        ReviewObjects::NotDecoded => Vec::new(),
+        ReviewObjects::Raw(raw) => cache.policy(&request.rules)?.parse_objects_str(raw.get()).map_err(not_a_list)?,
     };
+    // Compiled by the decode above: the cache hands it back.
+    let policy = cache.policy(&request.rules)?;
     // Hosts split a big input by namespace (host-runner's check does), never inside one.
     let findings = policy.review(&policy_core::Input::new(&objects, namespace));
     let wire: Vec<Value> = findings
