@@ -100,6 +100,7 @@ fn main() -> Result<(), String> {
     let variants = [
         ("plain", "plain Envoy", Filter::None),
         ("empty", "Envoy + empty proxy-wasm filter (the floor)", Filter::Noop),
+        ("empty_lean", "Envoy + empty filter exporting only meshguard's callbacks", Filter::NoopLean),
         ("empty_reading_headers", "Envoy + empty filter reading the header map", Filter::NoopReadingHeaders),
         ("meshguard", "Envoy + meshguard (10 HTTP rules + 1 rate limit)", Filter::Rules(rules)),
         ("rbac", "Envoy + RBAC + local_ratelimit (same checks)", rbac().map_err(|e| format!("{e:#}"))?),

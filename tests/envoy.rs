@@ -54,6 +54,9 @@ pub enum Filter {
     Noop,
     /// The same, fetching the request header map once: the floor of any header-inspecting filter.
     NoopReadingHeaders,
+    /// The empty filter exporting only the callbacks meshguard's exports (scripts/build-wasm.sh):
+    /// what is left of the floor once the callbacks a filter does not implement are gone.
+    NoopLean,
     /// meshguard with the example's own RuleSet.
     ExampleRules,
     /// meshguard with this RuleSet text (YAML or JSON).
@@ -97,6 +100,9 @@ pub fn bootstrap(options: &Options, admin: u16, port: u16) -> Result<Value, Stri
             filters.remove(0);
         }
         Filter::Noop => wasm["vm_config"]["code"]["local"]["filename"] = module("target/wasm-bench/noop-filter.wasm")?,
+        Filter::NoopLean => {
+            wasm["vm_config"]["code"]["local"]["filename"] = module("target/wasm-bench/noop-filter-lean.wasm")?
+        }
         Filter::NoopReadingHeaders => {
             wasm["vm_config"]["code"]["local"]["filename"] = module("target/wasm-bench/noop-filter.wasm")?;
             wasm["configuration"]["value"] = json!("read-headers");

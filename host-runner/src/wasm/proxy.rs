@@ -273,13 +273,16 @@ pub struct Outcome {
 }
 
 /// One filter instance (one Envoy worker's VM), configured once, fed requests in order.
+///
+/// Like Envoy, it calls only the callbacks the module exports (a filter may leave out those it
+/// does not implement) and answers for a missing one what the ABI says: continue, done.
 pub struct ProxyFilter {
     store: Store<Host>,
-    on_create: TypedFunc<(i32, i32), ()>,
+    on_create: Option<TypedFunc<(i32, i32), ()>>,
     on_request: TypedFunc<(i32, i32, i32), i32>,
-    on_response: TypedFunc<(i32, i32, i32), i32>,
-    on_done: TypedFunc<i32, i32>,
-    on_delete: TypedFunc<i32, ()>,
+    on_response: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_done: Option<TypedFunc<i32, i32>>,
+    on_delete: Option<TypedFunc<i32, ()>>,
     next_context: i32,
     limits: Limits,
 }
@@ -304,28 +307,46 @@ impl ProxyFilter {
         let func = |store: &mut Store<Host>, name: &str| {
             instance.get_func(&mut *store, name).ok_or_else(|| anyhow!("the filter does not export {name}"))
         };
+        // A callback the filter may leave out: absent is `None`, present with the wrong type an error.
+        fn optional<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+            instance: &Instance,
+            store: &mut Store<Host>,
+            name: &str,
+        ) -> Result<Option<TypedFunc<P, R>>> {
+            match instance.get_func(&mut *store, name) {
+                None => Ok(None),
+                Some(f) => f.typed(&*store).map(Some).map_err(|e| anyhow!("{name}: {e}")),
+            }
+        }
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
             init.call(&mut store, ()).map_err(|e| fail(&store, e))?;
         }
         let malloc = instance.get_typed_func::<i32, i32>(&mut store, "malloc").ok();
         let memory = instance.get_memory(&mut store, "memory");
         (store.data_mut().malloc, store.data_mut().memory) = (malloc, memory);
-        let on_create =
-            func(&mut store, "proxy_on_context_create")?.typed::<(i32, i32), ()>(&store).map_err(|e| anyhow!("{e}"))?;
-        let on_vm_start =
-            func(&mut store, "proxy_on_vm_start")?.typed::<(i32, i32), i32>(&store).map_err(|e| anyhow!("{e}"))?;
-        let on_configure =
-            func(&mut store, "proxy_on_configure")?.typed::<(i32, i32), i32>(&store).map_err(|e| anyhow!("{e}"))?;
-        let typed3 = |store: &mut Store<Host>, name: &str| -> Result<TypedFunc<(i32, i32, i32), i32>> {
-            func(store, name)?.typed(&*store).map_err(|e| anyhow!("{e}"))
+        let on_create = optional::<(i32, i32), ()>(&instance, &mut store, "proxy_on_context_create")?;
+        let on_vm_start = optional::<(i32, i32), i32>(&instance, &mut store, "proxy_on_vm_start")?;
+        let on_configure = optional::<(i32, i32), i32>(&instance, &mut store, "proxy_on_configure")?;
+        let on_request = func(&mut store, "proxy_on_request_headers")?
+            .typed(&store)
+            .map_err(|e| anyhow!("proxy_on_request_headers: {e}"))?;
+        let on_response = optional(&instance, &mut store, "proxy_on_response_headers")?;
+        let on_done = optional(&instance, &mut store, "proxy_on_done")?;
+        let on_delete = optional(&instance, &mut store, "proxy_on_delete")?;
+        if let Some(on_create) = &on_create {
+            on_create.call(&mut store, (ROOT, 0)).map_err(|e| fail(&store, e))?;
+        }
+        let started = match on_vm_start {
+            Some(f) => f.call(&mut store, (ROOT, 0)).map_err(|e| fail(&store, e))?,
+            None => 1,
         };
-        let on_request = typed3(&mut store, "proxy_on_request_headers")?;
-        let on_response = typed3(&mut store, "proxy_on_response_headers")?;
-        let on_done = func(&mut store, "proxy_on_done")?.typed::<i32, i32>(&store).map_err(|e| anyhow!("{e}"))?;
-        let on_delete = func(&mut store, "proxy_on_delete")?.typed::<i32, ()>(&store).map_err(|e| anyhow!("{e}"))?;
-        on_create.call(&mut store, (ROOT, 0)).map_err(|e| fail(&store, e))?;
-        on_vm_start.call(&mut store, (ROOT, 0)).map_err(|e| fail(&store, e))?;
-        let configured = on_configure.call(&mut store, (ROOT, config.len() as i32)).map_err(|e| fail(&store, e))?;
+        if started == 0 {
+            bail!("the filter failed to start: {}", store.data().logs.join("; "));
+        }
+        let configured = match on_configure {
+            Some(f) => f.call(&mut store, (ROOT, config.len() as i32)).map_err(|e| fail(&store, e))?,
+            None => 1,
+        };
         if configured == 0 {
             bail!("the filter rejected its configuration: {}", store.data().logs.join("; "));
         }
@@ -344,7 +365,9 @@ impl ProxyFilter {
         host.request_headers = headers;
         let watch = self.limits.arm(&mut self.store, "the filter")?;
         let run = |s: &mut Self| -> wasmtime::Result<()> {
-            s.on_create.call(&mut s.store, (ctx, ROOT))?;
+            if let Some(f) = &s.on_create {
+                f.call(&mut s.store, (ctx, ROOT))?;
+            }
             s.on_request.call(&mut s.store, (ctx, n, 1))?;
             // Envoy runs the response path for the filter's own local reply too.
             let replied = s.store.data().local_response.clone();
@@ -354,9 +377,16 @@ impl ProxyFilter {
                 s.store.data_mut().response_headers = h;
             }
             let count = s.store.data().response_headers.len() as i32;
-            s.on_response.call(&mut s.store, (ctx, count, 1))?;
-            s.on_done.call(&mut s.store, ctx)?;
-            s.on_delete.call(&mut s.store, ctx)?;
+            if let Some(f) = &s.on_response {
+                f.call(&mut s.store, (ctx, count, 1))?;
+            }
+            // A filter that answers "not done" would be asked again by Envoy later; none here does.
+            if let Some(f) = &s.on_done {
+                f.call(&mut s.store, ctx)?;
+            }
+            if let Some(f) = &s.on_delete {
+                f.call(&mut s.store, ctx)?;
+            }
             Ok(())
         };
         let ran = run(self);
