@@ -195,7 +195,7 @@ fn corpus_http_cases_decide_the_same_in_envoy() {
 fn release_module_is_under_640_kib() {
     let module = meshguard_tests::envoy::built_module("dist/meshguard-envoy.wasm").unwrap();
     let size = std::fs::metadata(module).unwrap().len();
-    // The filter is built for speed (opt-level 3, wasm-opt -O3), ~535 KB: each proxy worker loads
+    // The filter is built for speed (opt-level 3, wasm-opt -O3), ~530 KB: each proxy worker loads
     // it once and runs it on every request, so per-request CPU outranks size (issue 15 allows up to
     // 1 MB). The budget catches a dependency or a debug build slipping in: at opt-level "z" it
     // was ~420 KB, unoptimized by wasm-opt it is far larger.
@@ -230,4 +230,38 @@ fn release_module_exports_only_the_callbacks_the_filter_implements() {
     callbacks.sort();
     assert_eq!(callbacks, listed, "the filter's exported callbacks against wasm-plugin/envoy/Cargo.toml");
     assert!(allocator, "the host allocates the header map through the guest's allocator");
+}
+
+/// The list the build keeps is the filter's own overrides (`fn on_*` in src/filter.rs, named as
+/// the ABI names them) plus the two the SDK needs to keep a context per stream: an override left
+/// off the list would be unexported, and Envoy would silently never call it.
+#[test]
+fn callback_list_matches_the_filter_s_overrides() {
+    let manifest = std::fs::read_to_string(repo_root().join("wasm-plugin/envoy/Cargo.toml")).unwrap();
+    let manifest: toml::Value = toml::from_str(&manifest).unwrap();
+    let mut listed: Vec<&str> = manifest["package"]["metadata"]["proxy-wasm"]["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap())
+        .collect();
+    listed.sort();
+    let source = std::fs::read_to_string(repo_root().join("wasm-plugin/envoy/src/filter.rs")).unwrap();
+    let mut expected = vec!["proxy_on_context_create".to_string(), "proxy_on_delete".to_string()];
+    for line in source.lines() {
+        let Some(name) = line.trim_start().strip_prefix("fn on_").and_then(|rest| rest.split('(').next()) else {
+            continue;
+        };
+        // HttpContext's `on_http_request_headers` is the ABI's `proxy_on_request_headers`, but
+        // `on_http_call_response` keeps its name.
+        let abi = match name.strip_prefix("http_") {
+            Some(rest) if rest.starts_with("request_") || rest.starts_with("response_") => rest,
+            _ => name,
+        };
+        expected.push(format!("proxy_on_{abi}"));
+    }
+    expected.sort();
+    expected.dedup();
+    assert!(expected.len() > 2, "no `fn on_*` override found in src/filter.rs");
+    assert_eq!(listed, expected, "wasm-plugin/envoy/Cargo.toml's callbacks against src/filter.rs's overrides");
 }

@@ -491,11 +491,12 @@ impl Policy {
 
     /// A JSON list of objects (a manifest repo's, as host-runner hands them to the wasm engine),
     /// decoded as [`Policy::parse_admission`] decodes one object: what no loaded rule reads is
-    /// skipped. `Err` for text that is not a JSON list.
+    /// skipped. `Err` for text that is not a JSON list, saying "the objects are not a list", the
+    /// words hosts use whichever encoding they read the objects in.
     pub fn parse_objects_str(&self, json: &str) -> Result<Vec<Value>, serde_json::Error> {
         match self.decode_as(&mut serde_json::Deserializer::from_str(json), &OBJECT)? {
             Value::Array(objects) => Ok(objects),
-            _ => Err(serde::de::Error::custom("the objects are not a JSON list")),
+            _ => Err(serde::de::Error::custom("the objects are not a list")),
         }
     }
 
@@ -645,7 +646,7 @@ mod tests {
         assert_eq!(decoded[1], objects[1]);
         let full: Vec<Value> = serde_json::from_value(objects.clone()).unwrap();
         assert_eq!(policy.review(&crate::Input::new(&decoded, "t")), policy.review(&crate::Input::new(&full, "t")));
-        assert!(policy.parse_objects_str(r#"{"kind": "Pod"}"#).unwrap_err().to_string().contains("not a JSON list"));
+        assert!(policy.parse_objects_str(r#"{"kind": "Pod"}"#).unwrap_err().to_string().contains("not a list"));
         assert!(policy.parse_objects_str("[1] x").is_err());
         // Rules that may read anything get every field.
         let policy = Policy::from_text(FREE_PATH_RULES).unwrap();

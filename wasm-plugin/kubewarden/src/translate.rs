@@ -304,9 +304,7 @@ fn review_request(request: ReviewRequest<'_>, cache: &mut PolicyCache) -> Result
     let objects = match objects {
         ReviewObjects::Refused(e) => return Err(e),
         ReviewObjects::Decoded(Value::Array(objects)) => objects,
-        ReviewObjects::Decoded(_) => {
-            return Err(not_a_list(serde::de::Error::custom("the objects are not a JSON list")))
-        }
+        ReviewObjects::Decoded(_) => return Err(not_a_list(serde::de::Error::custom("the objects are not a list"))),
         ReviewObjects::Raw(raw) => cache.policy(&request.rules)?.parse_objects_str(raw.get()).map_err(not_a_list)?,
     };
     // Compiled by the decode above: the cache hands it back.
@@ -414,7 +412,7 @@ mod tests {
         for (fields, expected) in [
             (
                 [r#""rules":null"#, r#""objects":{"kind":"Service"}"#],
-                "the review payload's `objects`: the objects are not a JSON list",
+                "the review payload's `objects`: the objects are not a list",
             ),
             ([r#""rules":null"#, r#""objects":[{"a":1},]"#], "the review payload is not JSON: "),
             ([&format!(r#""rules":{bad_rules}"#), r#""objects":[]"#], "no-such-check"),
@@ -464,6 +462,11 @@ mod tests {
         assert!(error.contains("depth limit exceeded"), "{error}");
         let error = review_msgpack(br#"{"rules":null}"#, &mut PolicyCache::default()).unwrap_err();
         assert!(error.starts_with("the review payload is not MessagePack"), "{error}");
+        // The same words as the JSON operation's, which name no encoding.
+        assert_eq!(
+            review_msgpack(&pack(&Value::Null, &json!({"kind": "Service"})), &mut PolicyCache::default()).unwrap_err(),
+            "the review payload's `objects`: the objects are not a list"
+        );
 
         let twice = r#"{"rules":null,"objects":[],"objects":[]}"#;
         assert!(review_text(twice, &mut PolicyCache::default()).unwrap_err().contains("duplicate field `objects`"));
