@@ -353,6 +353,47 @@ static TOP: Prune = Prune {
     deeper: &[("request", &REQUEST), ("object", &OBJECT), ("metadata", &METADATA), ("spec", &SPEC)],
 };
 
+/// Nothing skipped: a subtree no prune table names, and whole documents ([`json_value`]).
+/// Read by [`Pruned`], never by serde_json's own `Value` impl: with serde_json's `raw_value`
+/// feature (on in every build that links a module using `RawValue`, the native CLI's included)
+/// that impl reads a map whose first key is `$serde_json::private::RawValue` as the JSON text in
+/// its value, so one manifest would be one object to the YAML front end and another to the wasm
+/// engine or an admission module: a way around the guardrail.
+static WHOLE: Prune = Prune { skip: &[], deeper: &[] };
+
+/// A JSON document as a tree, every key as written (see [`WHOLE`]): what hosts use for JSON a
+/// tenant controls (an OPA input, a cluster lookup's answer) instead of `serde_json::from_str`.
+pub fn json_value(text: &str) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde::de::DeserializeSeed::deserialize(Pruned(&WHOLE), &mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// [`json_value`] of bytes (an error names where they stop being UTF-8).
+pub fn json_value_from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde::de::DeserializeSeed::deserialize(Pruned(&WHOLE), &mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// [`json_value`]'s decode for a field of a host's own envelope, any format
+/// (`#[serde(deserialize_with = "policy_core::admission::value")]`).
+pub fn value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    serde::de::DeserializeSeed::deserialize(Pruned(&WHOLE), d)
+}
+
+/// [`value`] as a seed, for a host's own envelope visitor (`map.next_value_seed(ValueSeed)`).
+pub struct ValueSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        value(d)
+    }
+}
+
 struct Pruned(&'static Prune);
 
 /// A map key, borrowed from the input unless it holds escapes: a skipped key costs no allocation.
@@ -427,7 +468,7 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
             }
             let value = match self.0.deeper.iter().find(|(deeper, _)| *deeper == name) {
                 Some((_, deeper)) => map.next_value_seed(Pruned(deeper))?,
-                None => map.next_value::<Value>()?,
+                None => map.next_value_seed(Pruned(&WHOLE))?,
             };
             out.insert(key.into_string(), value);
         }
@@ -536,7 +577,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for AdmissionSeed {
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         match self.0 {
             Some(prune) => serde::de::DeserializeSeed::deserialize(Pruned(prune), d),
-            None => serde::Deserialize::deserialize(d),
+            None => value(d),
         }
     }
 }
@@ -552,6 +593,35 @@ mod tests {
 
     fn bad_service() -> Value {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"}, "spec": {"ports": [{"name": "web", "port": 80}]}})
+    }
+
+    /// serde_json's `raw_value` feature is on in this test build (a dev-dependency, as in the
+    /// admission modules), and its `Value` impl reads this key's string as JSON; meshguard's
+    /// decode must not.
+    #[test]
+    fn a_raw_value_token_key_is_an_ordinary_key_in_every_decode() {
+        let token = "$serde_json::private::RawValue";
+        let hidden = format!(r#"{{"{token}": "{{\"name\": \"http-web\", \"port\": 80}}"}}"#);
+        let literal = json!({token: r#"{"name": "http-web", "port": 80}"#});
+        assert_eq!(json_value(&hidden).unwrap(), literal);
+        assert_eq!(json_value_from_slice(hidden.as_bytes()).unwrap(), literal);
+        let service = format!(
+            r#"{{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "api", "labels": {hidden}}},
+                "spec": {{"ports": [{hidden}], "selector": {hidden}}}}}"#
+        );
+        for policy in [Policy::default_rules().unwrap(), Policy::from_text(FREE_PATH_RULES).unwrap()] {
+            let decoded = policy.parse_admission_str(&service).unwrap();
+            assert_eq!(decoded["spec"]["ports"][0], literal);
+            assert_eq!(decoded["spec"]["selector"], literal);
+            assert_eq!(decoded["metadata"]["labels"], literal);
+            let listed = policy.parse_objects_str(&format!("[{service}]")).unwrap();
+            assert_eq!(listed[0]["spec"]["ports"][0], literal);
+        }
+        // What the bug let through: the port reads as unnamed, as the YAML front end reads it.
+        let policy = Policy::default_rules().unwrap();
+        let objects = vec![policy.parse_admission_str(&service).unwrap()];
+        let findings = policy.review(&Input::new(&objects, "shop"));
+        assert!(findings.iter().any(|f| f.rule == "istio-port-name"), "{findings:?}");
     }
 
     #[test]

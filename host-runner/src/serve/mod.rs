@@ -173,7 +173,7 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     // Decoded for the rule set in force: what none of its rules reads is skipped, not built.
     let decode = |bytes: &[u8]| match &rules {
         Ok(r) => r.reviewer.policy().parse_admission(bytes),
-        Err(_) => serde_json::from_slice(bytes),
+        Err(_) => policy_core::admission::json_value_from_slice(bytes),
     };
     let (review, asked) = match review::parse(&body, &decode) {
         Ok(parsed) => parsed,

@@ -86,7 +86,7 @@ pub fn validate(payload: &[u8], cache: &mut PolicyCache, host: &mut dyn ClusterH
 struct ValidationRequest<'a> {
     #[serde(borrow, default)]
     request: Option<&'a serde_json::value::RawValue>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "policy_core::admission::value")]
     settings: Value,
 }
 
@@ -145,7 +145,7 @@ impl<'de> serde::de::Visitor<'de> for ReviewPayload<'_> {
             match field {
                 ReviewField::Rules if rules_seen => return Err(A::Error::duplicate_field("rules")),
                 ReviewField::Rules => {
-                    request.rules = map.next_value()?;
+                    request.rules = map.next_value_seed(policy_core::admission::ValueSeed)?;
                     rules_seen = true;
                 }
                 ReviewField::Namespace if namespace_seen => return Err(A::Error::duplicate_field("namespace")),
@@ -198,13 +198,13 @@ fn fetch(host: &mut dyn ClusterHost, kind: &str, namespace: &str) -> Result<Vec<
         let payload = serde_json::json!({"api_version": api_version, "kind": kind, "name": namespace,
                                          "namespace": null, "disable_cache": false});
         let answer = host.call("get_resource", payload.to_string().as_bytes())?;
-        let object: Value = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+        let object = policy_core::admission::json_value_from_slice(&answer).map_err(|e| e.to_string())?;
         return Ok(vec![with_type_meta(object, api_version, kind)]);
     }
     let payload = serde_json::json!({"api_version": api_version, "kind": kind, "namespace": namespace,
                                      "label_selector": null, "field_selector": null});
     let answer = host.call("list_resources_by_namespace", payload.to_string().as_bytes())?;
-    let list: Value = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+    let list = policy_core::admission::json_value_from_slice(&answer).map_err(|e| e.to_string())?;
     let items = match list.get("items") {
         Some(Value::Array(items)) => items.clone(),
         _ => return Err("the list has no `items`".into()),
@@ -323,7 +323,7 @@ fn review_request(request: ReviewRequest<'_>, cache: &mut PolicyCache) -> Result
 
 /// `validate_settings`: the same checks and error text as `meshguard check --rules`.
 pub fn validate_settings(payload: &[u8]) -> Vec<u8> {
-    let result = serde_json::from_slice::<Value>(payload)
+    let result = policy_core::admission::json_value_from_slice(payload)
         .map_err(|e| format!("the settings are not JSON: {e}"))
         .and_then(|s| compile(&s));
     let answer = match result {

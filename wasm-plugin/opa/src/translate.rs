@@ -64,7 +64,7 @@ pub fn json_text(bytes: &[u8]) -> Option<&str> {
 
 /// A JSON value as a host hands it over (`opa_json_parse`, `opa_value_parse`).
 pub fn parse_json(bytes: &[u8]) -> Option<Value> {
-    serde_json::from_str(json_text(bytes)?).ok()
+    policy_core::admission::json_value(json_text(bytes)?).ok()
 }
 
 /// The one-call path's read of an input ([`read_input`]): the policy in force and the reviewed
@@ -153,7 +153,7 @@ where
             match key.as_str() {
                 "parameters" if envelope.parameters.is_some() => return Err(A::Error::duplicate_field("parameters")),
                 "review" if envelope.review.is_some() => return Err(A::Error::duplicate_field("review")),
-                "parameters" => envelope.parameters = Some(map.next_value()?),
+                "parameters" => envelope.parameters = Some(map.next_value_seed(policy_core::admission::ValueSeed)?),
                 "review" => {
                     let known = match (envelope.parameters.as_ref(), self.policy_for.take()) {
                         (Some(parameters), Some(policy_for)) => Some(policy_for(Some(parameters))),
@@ -343,6 +343,26 @@ mod tests {
 
     fn svc(port_name: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "shop"}, "spec": {"ports": [{"name": port_name, "port": 80}]}})
+    }
+
+    /// This crate turns on serde_json's `raw_value`, whose `Value` decode would read the token
+    /// key's string as JSON: an input, whole or read in one pass, keeps it as an ordinary key.
+    #[test]
+    fn a_raw_value_token_key_stays_a_key_in_every_input_read() {
+        let hidden = r#"{"$serde_json::private::RawValue": "{\"name\": \"http-web\", \"port\": 80}"}"#;
+        let literal = json!({"$serde_json::private::RawValue": r#"{"name": "http-web", "port": 80}"#});
+        assert_eq!(parse_json(hidden.as_bytes()), Some(literal.clone()));
+        let object = format!(
+            r#"{{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "api", "namespace": "shop"}}, "spec": {{"ports": [{hidden}]}}}}"#
+        );
+        let policy = Policy::default_rules().unwrap();
+        for input in [
+            format!(r#"{{"parameters": null, "review": {{"object": {object}}}}}"#),
+            format!(r#"{{"review": {{"object": {object}}}}}"#),
+        ] {
+            let read = read_input(&input, |_| Ok::<_, String>(&policy)).unwrap();
+            assert_eq!(read.payload.unwrap()["object"]["spec"]["ports"][0], literal, "{input}");
+        }
     }
 
     fn id(e: Entrypoint) -> usize {
