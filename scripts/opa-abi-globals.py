@@ -8,15 +8,7 @@ usage: opa-abi-globals.py MODULE.wasm MAJOR MINOR   (rewrites MODULE.wasm in pla
 """
 import sys
 
-
-def uleb(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from wasm_module import read_uleb, section, sections, uleb
 
 
 def sleb(n):
@@ -28,26 +20,6 @@ def sleb(n):
         out.append(b if done else b | 0x80)
         if done:
             return bytes(out)
-
-
-def read_uleb(data, i):
-    n = shift = 0
-    while True:
-        b = data[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i
-
-
-def sections(data):
-    i = 8
-    while i < len(data):
-        sid = data[i]
-        size, body = read_uleb(data, i + 1)
-        yield sid, data[body:body + size]
-        i = body + size
 
 
 def imported_globals(body):
@@ -105,7 +77,7 @@ def main():
             count, i = read_uleb(body, 0)
             extra = b"".join(uleb(len(n)) + n.encode() + b"\x03" + uleb(first_index + k) for k, (_, n) in enumerate(new_globals))
             body = uleb(count + len(new_globals)) + body[i:] + extra
-        out += bytes([sid]) + uleb(len(body)) + body
+        out += section(sid, body)
     open(path, "wb").write(out)
 
 

@@ -17,28 +17,9 @@ import os
 import sys
 import tomllib
 
+from wasm_module import read_uleb, section, sections, uleb
+
 ALWAYS = {"proxy_on_memory_allocate"}
-
-
-def uleb(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def read_uleb(data, i):
-    n = shift = 0
-    while True:
-        b = data[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i
 
 
 def keep_exports(data, keep, always):
@@ -46,11 +27,8 @@ def keep_exports(data, keep, always):
     unexported, and the names it dropped. Every name in `keep` must be exported."""
     if data[:8] != b"\0asm\1\0\0\0":
         sys.exit("proxy-wasm-callbacks: not a wasm module (version 1)")
-    out, dropped, seen, i = bytearray(data[:8]), [], set(), 8
-    while i < len(data):
-        sid = data[i]
-        size, start = read_uleb(data, i + 1)
-        body = data[start:start + size]
+    out, dropped, seen = bytearray(data[:8]), [], set()
+    for sid, body in sections(data):
         if sid == 7:  # exports: name, kind, index
             count, j = read_uleb(body, 0)
             kept = []
@@ -67,8 +45,7 @@ def keep_exports(data, keep, always):
                 else:
                     kept.append(body[entry:j])
             body = uleb(len(kept)) + b"".join(kept)
-        out += bytes([sid]) + uleb(len(body)) + body
-        i = start + size
+        out += section(sid, body)
     missing = sorted(keep - seen)
     if missing:
         sys.exit(f"proxy-wasm-callbacks: the module does not export {', '.join(missing)}, which Cargo.toml lists")
