@@ -312,6 +312,15 @@ impl Policy {
 
     /// Validates and compiles a RuleSet document; every error names the rule id and field.
     pub fn from_value(doc: &Value) -> Result<Policy, RuleSetError> {
+        if let Some(field) = raw_value_key_at(doc) {
+            return Err(doc_error(
+                &field,
+                format!(
+                    "the key `{RAW_VALUE_KEY}` is reserved by serde_json for embedded JSON, which some of \
+                     meshguard's builds would read as JSON and others as a plain key; rename it"
+                ),
+            ));
+        }
         let raw: RawRuleSet = serde_path_to_error::deserialize(doc).map_err(|e| RuleSetError {
             rule: None,
             field: e.path().to_string().trim_start_matches('.').to_string(),
@@ -680,6 +689,34 @@ impl Policy {
     pub fn http_rule(&self, index: usize) -> Option<&RuleInfo> {
         self.http_rules.get(index).map(|r| &r.info)
     }
+}
+
+/// serde_json reserves this key: with its `raw_value` feature (on in the admission modules and
+/// the CLI, off in the Envoy filter) its `Value` decode reads a map whose only key it is as the
+/// JSON text in its string. A RuleSet compiles through that decode, so one holding the key is
+/// refused rather than read one way in Envoy and another in CI.
+pub const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+
+/// The field path of the map in `doc` that holds [`RAW_VALUE_KEY`], if one does.
+fn raw_value_key_at(doc: &Value) -> Option<String> {
+    let mut stack = vec![(doc, String::new())];
+    while let Some((value, path)) = stack.pop() {
+        match value {
+            Value::Object(map) => {
+                if map.contains_key(RAW_VALUE_KEY) {
+                    return Some(path);
+                }
+                for (key, child) in map {
+                    stack.push((child, if path.is_empty() { key.clone() } else { format!("{path}.{key}") }));
+                }
+            }
+            Value::Array(items) => {
+                stack.extend(items.iter().enumerate().map(|(i, item)| (item, format!("{path}[{i}]"))))
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn doc_error(field: &str, message: String) -> RuleSetError {

@@ -45,6 +45,17 @@ fn wrong_param_type() {
 }
 
 #[test]
+fn serde_json_raw_value_key_is_refused_where_it_is() {
+    assert_err(
+        "  - id: ports\n    check: istio-port-name\n    params:\n      $serde_json::private::RawValue: '{\"protocols\": [http]}'\n",
+        None,
+        "spec.rules[0].params",
+        "is reserved by serde_json for embedded JSON",
+        8,
+    );
+}
+
+#[test]
 fn bad_regex() {
     assert_err(
         "  - id: images\n    check: field-pattern\n    params:\n      path: spec.containers[*].image\n      pattern: '(latest'\n",
