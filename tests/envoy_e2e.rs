@@ -202,16 +202,22 @@ fn release_module_is_under_640_kib() {
     assert!(size < 640 * 1024, "dist/meshguard-envoy.wasm is {size} bytes (wasm-opt installed?)");
 }
 
+/// The callbacks scripts/build-wasm.sh keeps exported: wasm-plugin/envoy/Cargo.toml's
+/// `[package.metadata.proxy-wasm] callbacks`, sorted.
+fn listed_callbacks() -> Vec<String> {
+    let manifest = std::fs::read_to_string(repo_root().join("wasm-plugin/envoy/Cargo.toml")).unwrap();
+    let manifest: toml::Value = toml::from_str(&manifest).unwrap();
+    let listed = manifest["package"]["metadata"]["proxy-wasm"]["callbacks"].as_array().unwrap();
+    let mut listed: Vec<String> = listed.iter().map(|name| name.as_str().unwrap().to_string()).collect();
+    listed.sort();
+    listed
+}
+
 /// Envoy crosses into the VM for every callback a filter exports, on every request; the filter
 /// exports those it implements (its Cargo.toml lists them) and the SDK's allocator, no others.
 #[test]
 fn release_module_exports_only_the_callbacks_the_filter_implements() {
-    let manifest = std::fs::read_to_string(repo_root().join("wasm-plugin/envoy/Cargo.toml")).unwrap();
-    let manifest: toml::Value = toml::from_str(&manifest).unwrap();
-    let listed = &manifest["package"]["metadata"]["proxy-wasm"]["callbacks"];
-    let mut listed: Vec<String> =
-        listed.as_array().unwrap().iter().map(|name| name.as_str().unwrap().to_string()).collect();
-    listed.sort();
+    let listed = listed_callbacks();
     assert!(listed.iter().any(|name| name == "proxy_on_request_headers"), "{listed:?}");
     let module = std::fs::read(built_module("dist/meshguard-envoy.wasm").unwrap()).unwrap();
     let (mut callbacks, mut allocator) = (Vec::new(), false);
@@ -237,15 +243,7 @@ fn release_module_exports_only_the_callbacks_the_filter_implements() {
 /// off the list would be unexported, and Envoy would silently never call it.
 #[test]
 fn callback_list_matches_the_filter_s_overrides() {
-    let manifest = std::fs::read_to_string(repo_root().join("wasm-plugin/envoy/Cargo.toml")).unwrap();
-    let manifest: toml::Value = toml::from_str(&manifest).unwrap();
-    let mut listed: Vec<&str> = manifest["package"]["metadata"]["proxy-wasm"]["callbacks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|name| name.as_str().unwrap())
-        .collect();
-    listed.sort();
+    let listed = listed_callbacks();
     let source = std::fs::read_to_string(repo_root().join("wasm-plugin/envoy/src/filter.rs")).unwrap();
     let mut expected = vec!["proxy_on_context_create".to_string(), "proxy_on_delete".to_string()];
     for line in source.lines() {

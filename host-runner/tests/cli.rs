@@ -249,6 +249,30 @@ const ALLOCATES_FOREVER: &str = r#"(module (memory (export "memory") 1)
     (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
     unreachable))"#;
 
+/// A proxy-wasm filter exporting request headers only (continue), as Envoy allows: a module need
+/// not export the callbacks it does not implement.
+const FILTER_REQUEST_HEADERS_ONLY: &str = r#"(module (memory (export "memory") 1)
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)))"#;
+
+/// A proxy-wasm filter whose start answers false.
+const FILTER_REFUSES_TO_START: &str = r#"(module (memory (export "memory") 1)
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)))"#;
+
+#[test]
+fn replay_calls_only_the_callbacks_a_filter_exports_and_stops_on_a_failed_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let minimal = write(dir.path(), "minimal.wat", FILTER_REQUEST_HEADERS_ONLY);
+    let out = meshguard(&["replay", "--module", &minimal, "--no-cache", "examples/requests.jsonl"], None);
+    // Every request continues, so the examples' expected denials come out unexpected (exit 1).
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("7 requests: 7 allowed, 0 denied"), "{}", stdout(&out));
+    let refusing = write(dir.path(), "refusing.wat", FILTER_REFUSES_TO_START);
+    let out = meshguard(&["replay", "--module", &refusing, "--no-cache", "examples/requests.jsonl"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out).trim_end(), "error: the filter failed to start: proxy_on_vm_start answered false");
+}
+
 /// A waPC guest from before `meshguard_review_msgpack`: it knows `meshguard_review` (JSON) only,
 /// answers one finding on the first object, and answers anything else as waPC's guest SDK does.
 const KNOWS_JSON_REVIEW_ONLY: &str = r#"(module

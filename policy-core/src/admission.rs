@@ -364,16 +364,21 @@ static WHOLE: Prune = Prune { skip: &[], deeper: &[] };
 /// A JSON document as a tree, every key as written (see [`WHOLE`]): what hosts use for JSON a
 /// tenant controls (an OPA input, a cluster lookup's answer) instead of `serde_json::from_str`.
 pub fn json_value(text: &str) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde::de::DeserializeSeed::deserialize(Pruned(&WHOLE), &mut de)?;
-    de.end()?;
-    Ok(value)
+    read_one(&mut serde_json::Deserializer::from_str(text), Pruned(&WHOLE))
 }
 
 /// [`json_value`] of bytes (an error names where they stop being UTF-8).
 pub fn json_value_from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde::de::DeserializeSeed::deserialize(Pruned(&WHOLE), &mut de)?;
+    read_one(&mut serde_json::Deserializer::from_slice(bytes), Pruned(&WHOLE))
+}
+
+/// One JSON document through `seed`, with nothing after it.
+fn read_one<'de, R, S>(de: &mut serde_json::Deserializer<R>, seed: S) -> Result<Value, serde_json::Error>
+where
+    R: serde_json::de::Read<'de>,
+    S: serde::de::DeserializeSeed<'de, Value = Value>,
+{
+    let value = seed.deserialize(&mut *de)?;
     de.end()?;
     Ok(value)
 }
@@ -563,9 +568,7 @@ impl Policy {
         de: &mut serde_json::Deserializer<R>,
         prune: &'static Prune,
     ) -> Result<Value, serde_json::Error> {
-        let value = serde::de::DeserializeSeed::deserialize(self.seed(prune), &mut *de)?;
-        de.end()?;
-        Ok(value)
+        read_one(de, self.seed(prune))
     }
 }
 
@@ -600,7 +603,7 @@ mod tests {
     /// decode must not.
     #[test]
     fn a_raw_value_token_key_is_an_ordinary_key_in_every_decode() {
-        let token = "$serde_json::private::RawValue";
+        let token = crate::policy::RAW_VALUE_KEY;
         let hidden = format!(r#"{{"{token}": "{{\"name\": \"http-web\", \"port\": 80}}"}}"#);
         let literal = json!({token: r#"{"name": "http-web", "port": 80}"#});
         assert_eq!(json_value(&hidden).unwrap(), literal);

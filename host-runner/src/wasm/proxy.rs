@@ -304,9 +304,6 @@ impl ProxyFilter {
         let denied = |store: &Store<Host>| store.data().limits.as_ref().is_some_and(|l| l.denied);
         let fail = |store: &Store<Host>, e: wasmtime::Error| explain("the filter", &limits, denied(store), &e);
         let instance: Instance = l.instantiate(&mut store, module).map_err(|e| fail(&store, e))?;
-        let func = |store: &mut Store<Host>, name: &str| {
-            instance.get_func(&mut *store, name).ok_or_else(|| anyhow!("the filter does not export {name}"))
-        };
         // A callback the filter may leave out: absent is `None`, present with the wrong type an error.
         fn optional<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
             instance: &Instance,
@@ -327,9 +324,8 @@ impl ProxyFilter {
         let on_create = optional::<(i32, i32), ()>(&instance, &mut store, "proxy_on_context_create")?;
         let on_vm_start = optional::<(i32, i32), i32>(&instance, &mut store, "proxy_on_vm_start")?;
         let on_configure = optional::<(i32, i32), i32>(&instance, &mut store, "proxy_on_configure")?;
-        let on_request = func(&mut store, "proxy_on_request_headers")?
-            .typed(&store)
-            .map_err(|e| anyhow!("proxy_on_request_headers: {e}"))?;
+        let on_request = optional(&instance, &mut store, "proxy_on_request_headers")?
+            .ok_or_else(|| anyhow!("the filter does not export proxy_on_request_headers"))?;
         let on_response = optional(&instance, &mut store, "proxy_on_response_headers")?;
         let on_done = optional(&instance, &mut store, "proxy_on_done")?;
         let on_delete = optional(&instance, &mut store, "proxy_on_delete")?;
@@ -341,7 +337,11 @@ impl ProxyFilter {
             None => 1,
         };
         if started == 0 {
-            bail!("the filter failed to start: {}", store.data().logs.join("; "));
+            let logs = store.data().logs.join("; ");
+            bail!(
+                "the filter failed to start: {}",
+                if logs.is_empty() { "proxy_on_vm_start answered false" } else { &logs }
+            );
         }
         let configured = match on_configure {
             Some(f) => f.call(&mut store, (ROOT, config.len() as i32)).map_err(|e| fail(&store, e))?,

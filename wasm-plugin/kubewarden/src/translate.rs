@@ -300,12 +300,14 @@ pub fn review_msgpack(payload: &[u8], cache: &mut PolicyCache) -> Result<Vec<u8>
 fn review_request(request: ReviewRequest<'_>, cache: &mut PolicyCache) -> Result<Vec<u8>, String> {
     let objects = request.objects.ok_or("the review payload has no `objects` list")?;
     let namespace = request.namespace.as_deref().unwrap_or("default");
-    let not_a_list = |e: serde_json::Error| format!("the review payload's `objects`: {e}");
     let objects = match objects {
         ReviewObjects::Refused(e) => return Err(e),
         ReviewObjects::Decoded(Value::Array(objects)) => objects,
-        ReviewObjects::Decoded(_) => return Err(not_a_list(serde::de::Error::custom("the objects are not a list"))),
-        ReviewObjects::Raw(raw) => cache.policy(&request.rules)?.parse_objects_str(raw.get()).map_err(not_a_list)?,
+        ReviewObjects::Decoded(_) => return Err("the review payload's `objects`: the objects are not a list".into()),
+        ReviewObjects::Raw(raw) => cache
+            .policy(&request.rules)?
+            .parse_objects_str(raw.get())
+            .map_err(|e| format!("the review payload's `objects`: {e}"))?,
     };
     // Compiled by the decode above: the cache hands it back.
     let policy = cache.policy(&request.rules)?;

@@ -349,8 +349,9 @@ mod tests {
     /// key's string as JSON: an input, whole or read in one pass, keeps it as an ordinary key.
     #[test]
     fn a_raw_value_token_key_stays_a_key_in_every_input_read() {
-        let hidden = r#"{"$serde_json::private::RawValue": "{\"name\": \"http-web\", \"port\": 80}"}"#;
-        let literal = json!({"$serde_json::private::RawValue": r#"{"name": "http-web", "port": 80}"#});
+        let key = policy_core::policy::RAW_VALUE_KEY;
+        let hidden = format!(r#"{{"{key}": "{{\"name\": \"http-web\", \"port\": 80}}"}}"#);
+        let literal = json!({key: r#"{"name": "http-web", "port": 80}"#});
         assert_eq!(parse_json(hidden.as_bytes()), Some(literal.clone()));
         let object = format!(
             r#"{{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "api", "namespace": "shop"}}, "spec": {{"ports": [{hidden}]}}}}"#
