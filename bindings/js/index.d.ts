@@ -44,7 +44,7 @@ export interface AdmissionResponse {
 
 export interface AdmissionDecision {
   response: AdmissionResponse;
-  findings: { rule: string; action: Action; message: string; path: string }[];
+  findings: { rule: string; action: Action; message: string; kind: string; namespace: string; name: string; path: string }[];
 }
 
 export interface RuleInfo {

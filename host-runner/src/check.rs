@@ -2,26 +2,14 @@
 
 use crate::sources::{self, InputError};
 use anyhow::{Context, Result};
-use policy_core::{Action, Input, Policy};
+use policy_core::{Action, Finding, IndexedFinding, Input, Policy};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// A finding placed in its file: what every output format prints.
-#[derive(Debug, Clone, Serialize)]
-pub struct LocatedFinding {
-    pub rule: String,
-    pub action: Action,
-    pub message: String,
-    pub file: String,
-    pub line: u32,
-    pub column: u32,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub path: String,
-}
+/// A finding placed in its file: what every output format prints (policy-core's one finding type).
+pub use policy_core::LocatedFinding;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
@@ -225,20 +213,6 @@ pub enum Reviewer {
     },
 }
 
-/// One finding as either engine reports it, before it is placed in a file.
-#[derive(Debug, serde::Deserialize)]
-struct Reviewed {
-    rule: String,
-    action: Action,
-    message: String,
-    kind: String,
-    namespace: String,
-    name: String,
-    path: String,
-    #[serde(rename = "object")]
-    object_index: usize,
-}
-
 impl Reviewer {
     /// The rule set, compiled natively (with the wasm engine it only names rules and decides
     /// HTTP cases in `meshguard test`; the module reviews the objects).
@@ -260,11 +234,11 @@ impl Reviewer {
         values: &[serde_json::Value],
         objects: &[ObjectRef],
         default_namespace: &str,
-    ) -> Result<Vec<Reviewed>> {
+    ) -> Result<Vec<Finding>> {
         match self {
             Reviewer::Native(policy) => {
                 let input = Input::new(values, default_namespace);
-                let per_object: Vec<Vec<policy_core::Finding>> = (0..values.len())
+                let per_object: Vec<Vec<Finding>> = (0..values.len())
                     .into_par_iter()
                     .map(|i| {
                         let mut out = Vec::new();
@@ -272,20 +246,7 @@ impl Reviewer {
                         out
                     })
                     .collect();
-                Ok(per_object
-                    .into_iter()
-                    .flatten()
-                    .map(|f| Reviewed {
-                        rule: f.rule,
-                        action: f.action,
-                        message: f.message,
-                        kind: f.kind,
-                        namespace: f.namespace,
-                        name: f.name,
-                        path: f.path.to_string(),
-                        object_index: f.object_index,
-                    })
-                    .collect())
+                Ok(per_object.into_iter().flatten().collect())
             }
             Reviewer::Wasm { module, rules, .. } => review_in_wasm(module, rules, values, objects, default_namespace),
         }
@@ -310,7 +271,7 @@ fn review_in_wasm(
     values: &[serde_json::Value],
     objects: &[ObjectRef],
     default_namespace: &str,
-) -> Result<Vec<Reviewed>> {
+) -> Result<Vec<Finding>> {
     const BATCH_OBJECTS: usize = 256;
     /// `meshguard_review_msgpack`'s payload, and `meshguard_review`'s in JSON. The rules come
     /// first: the module compiles them before the objects start and decodes the objects for them
@@ -352,7 +313,7 @@ fn review_in_wasm(
             bin.extend(g);
         }
     }
-    let answers: Vec<Result<Vec<Reviewed>>> = bins
+    let answers: Vec<Result<Vec<Finding>>> = bins
         .par_iter_mut()
         .filter(|bin| !bin.is_empty())
         .map(|bin| {
@@ -361,16 +322,16 @@ fn review_in_wasm(
             let answer = review(&Payload { rules, namespace: default_namespace, objects })?;
             #[derive(serde::Deserialize)]
             struct Answer {
-                findings: Vec<Reviewed>,
+                findings: Vec<IndexedFinding>,
             }
             let parsed: Answer =
                 serde_json::from_slice(&answer).context("the wasm module's review is not the expected JSON")?;
             parsed
                 .findings
                 .into_iter()
-                .map(|mut f| {
-                    f.object_index = *bin.get(f.object_index).context("a finding names an object it was not given")?;
-                    Ok(f)
+                .map(|f| {
+                    let object = *bin.get(f.object).context("a finding names an object it was not given")?;
+                    Ok(Finding { object_index: object, ..f.finding })
                 })
                 .collect()
         })
@@ -415,8 +376,7 @@ pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail
     for f in reviewed {
         let source =
             sources.objects.get(f.object_index).context("a finding names an object that is not in the input")?;
-        let path = policy_core::FieldPath::parse(&f.path).unwrap_or_default();
-        let at = source.position(&path);
+        let at = source.position(&f.path);
         match f.action {
             Action::Deny => summary.deny += 1,
             Action::Warn => summary.warn += 1,
@@ -426,16 +386,10 @@ pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail
             summary.failing += 1;
         }
         findings.push(LocatedFinding {
-            rule: f.rule,
-            action: f.action,
-            message: f.message,
             file: sources.files[source.file].clone(),
             line: at.line,
             column: at.column,
-            kind: f.kind,
-            namespace: f.namespace,
-            name: f.name,
-            path: f.path,
+            finding: f,
         });
     }
     // Files in argument order, then by line; the sort is stable so rule order breaks ties.

@@ -18,6 +18,7 @@ pub mod admission;
 #[cfg(feature = "cel")]
 pub mod cel;
 pub mod checks;
+pub mod decode;
 pub mod finding;
 pub mod http;
 pub mod matching;
@@ -25,15 +26,19 @@ pub mod object;
 pub mod path;
 pub mod pattern;
 pub mod policy;
+#[cfg(feature = "yaml")]
+mod text_review;
 #[cfg(all(feature = "kubernetes", feature = "cel"))]
 pub mod vap;
 #[cfg(feature = "yaml")]
 pub mod yaml;
 
-pub use admission::{AdmissionVerdict, ClusterView, Unseen};
+pub use admission::{AdmissionResponse, AdmissionVerdict, ClusterObjects, ClusterSource, ClusterView, Unseen};
 pub use checks::{registry, Applies, CheckSpec, Target};
-pub use finding::{Action, Finding};
+pub use finding::{Action, Finding, IndexedFinding, LocatedFinding};
 pub use http::{BucketStore, Clock, LeasedBuckets, MemoryBuckets, Request, SharedBuckets};
 pub use object::Input;
 pub use path::FieldPath;
 pub use policy::{Coverage, Denial, HttpDecision, LoadError, Policy, RuleSetError, DEFAULT_RULES_YAML};
+#[cfg(feature = "yaml")]
+pub use text_review::TextReview;

@@ -88,6 +88,14 @@ impl serde::Serialize for FieldPath {
     }
 }
 
+/// The rendered form, read back with [`FieldPath::parse`] (a finding crossing a host boundary).
+impl<'de> serde::Deserialize<'de> for FieldPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        FieldPath::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// One step of a field selector written by a user in a rule (`spec.containers[*].image`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SelectorPart {

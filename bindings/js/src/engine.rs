@@ -4,29 +4,14 @@
 //! `reviewAdmission` the AdmissionResponse the admission hosts send, `decide` what the Envoy
 //! filter decides.
 
-use policy_core::object::is_kubernetes_object;
-use policy_core::{yaml, Action, ClusterView, Input, MemoryBuckets, Policy, Request, Target, Unseen};
-use serde::Serialize;
+use policy_core::decode::json_value;
+use policy_core::{Action, ClusterView, MemoryBuckets, Policy, Request, Target, Unseen};
 use serde_json::{json, Value};
 
 pub struct Engine {
     policy: Policy,
     /// Rate-limit buckets of this RuleSet's HTTP rules, kept between `decide` calls.
     buckets: MemoryBuckets,
-}
-
-/// A finding as `meshguard check --format json` prints it, less the file.
-#[derive(Serialize, Debug, PartialEq)]
-pub struct Finding {
-    pub rule: String,
-    pub action: Action,
-    pub message: String,
-    pub line: u32,
-    pub column: u32,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub path: String,
 }
 
 impl Engine {
@@ -47,35 +32,16 @@ impl Engine {
 
     /// Reviews every Kubernetes object of a YAML or JSON stream together (objects without
     /// `metadata.namespace` in `namespace`), findings placed at their field's line and column,
-    /// in the order of the text. A stream that does not parse is an error at its line.
+    /// in the order of the text ([`Policy::review_text`]). A stream that does not parse is an
+    /// error at its line.
     pub fn check(&self, manifests: &str, namespace: &str) -> Result<String, String> {
         let namespace = if namespace.is_empty() { "default" } else { namespace };
-        let documents = yaml::parse_documents(manifests)
-            .map_err(|e| format!("line {}, column {}: {}", e.at.line, e.at.column, e.message))?;
-        let (values, spans): (Vec<Value>, Vec<yaml::Spans>) =
-            documents.into_iter().filter(|d| is_kubernetes_object(&d.value)).map(|d| (d.value, d.spans)).unzip();
-        let mut findings: Vec<Finding> = self
+        let reviewed = self
             .policy
-            .review(&Input::new(&values, namespace))
-            .into_iter()
-            .map(|f| {
-                let at = spans.get(f.object_index).map(|s| s.locate(&f.path)).unwrap_or_default();
-                Finding {
-                    rule: f.rule,
-                    action: f.action,
-                    message: f.message,
-                    line: at.line,
-                    column: at.column,
-                    kind: f.kind,
-                    namespace: f.namespace,
-                    name: f.name,
-                    path: f.path.to_string(),
-                }
-            })
-            .collect();
-        // As the CLI orders them: by line, then column; rule order breaks ties (stable sort).
-        findings.sort_by_key(|f| (f.line, f.column));
-        serde_json::to_string(&json!({ "findings": findings, "objects": values.len() })).map_err(|e| e.to_string())
+            .review_text(manifests, namespace)
+            .map_err(|e| format!("line {}, column {}: {}", e.at.line, e.at.column, e.message))?;
+        serde_json::to_string(&json!({ "findings": reviewed.findings, "objects": reviewed.objects }))
+            .map_err(|e| e.to_string())
     }
 
     /// `{"allowed", "rule", "message", "status", "grpcStatus", "warn": [rule ids]}`.
@@ -100,22 +66,20 @@ impl Engine {
     /// the findings behind it. `cluster`: a JSON array of the objects already in the cluster,
     /// for cross-object rules (empty text: no view of the cluster).
     pub fn review_admission(&self, review: &str, cluster: &str) -> Result<String, String> {
-        let review: Value = serde_json::from_str(review).map_err(|e| format!("the AdmissionReview: {e}"))?;
+        let review = json_value(review).map_err(|e| format!("the AdmissionReview: {e}"))?;
         let cluster: Option<Vec<Value>> = match cluster.trim() {
             "" => None,
-            text => Some(serde_json::from_str(text).map_err(|e| format!("the cluster objects: {e}"))?),
+            text => match json_value(text).map_err(|e| format!("the cluster objects: {e}"))? {
+                Value::Array(objects) => Some(objects),
+                _ => return Err("the cluster objects: not a JSON list".into()),
+            },
         };
         let verdict = match &cluster {
             Some(objects) => self.policy.review_admission_in(&review, ClusterView { objects, unseen: Unseen::Nothing }),
             None => self.policy.review_admission(&review),
         };
         let uid = policy_core::admission::admission_request(&review).uid();
-        let findings: Vec<Value> = verdict
-            .findings
-            .iter()
-            .map(|f| json!({"rule": f.rule, "action": f.action, "message": f.message, "path": f.path}))
-            .collect();
-        Ok(json!({"response": verdict.admission_response(uid), "findings": findings}).to_string())
+        Ok(json!({"response": verdict.response(uid), "findings": verdict.findings}).to_string())
     }
 
     pub fn rules(&self) -> String {
@@ -150,6 +114,7 @@ pub fn checks() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policy_core::yaml;
 
     const BAD: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  ports:\n  - name: web\n    port: 80\n";
 

@@ -53,7 +53,7 @@ impl Printer for TextPrinter {
                 self.paint("2", &p(&f.rule)),
                 p(&f.kind),
                 p(&object),
-                p(&f.path),
+                p(&f.path.to_string()),
                 p(&f.message)
             )?;
         }

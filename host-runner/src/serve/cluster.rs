@@ -1,8 +1,7 @@
 //! The webhook's view of the cluster: manifests standing for what is already there (a GitOps
 //! repo's rendered output, or `kubectl get -A -o yaml` of the kinds the rules compare with),
-//! answering Kubewarden's context-aware calls, so cross-object rules decide at admission as CI
-//! decides over the same objects. The same answers go to the native engine and to the wasm
-//! module's host calls.
+//! read directly by the native engine and answering Kubewarden's context-aware calls for the wasm
+//! module, so cross-object rules decide at admission as CI decides over the same objects.
 
 use anyhow::{bail, Context, Result};
 use policy_core::object::Object;
@@ -30,6 +29,11 @@ impl ClusterSnapshot {
 
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
+    }
+
+    /// The snapshot as the native engine reads it: directly, no host-call round trip.
+    pub fn source(&self) -> policy_core::ClusterObjects<'_> {
+        policy_core::ClusterObjects(&self.objects)
     }
 
     /// Kubewarden's `kubernetes/list_resources_by_namespace` and `kubernetes/get_resource`.
@@ -62,15 +66,6 @@ impl ClusterSnapshot {
             }
             other => Err(format!("unsupported host call kubernetes/{other}")),
         }
-    }
-}
-
-/// The snapshot as the native engine's host.
-pub struct SnapshotHost<'a>(pub &'a ClusterSnapshot);
-
-impl meshguard_kubewarden::translate::ClusterHost for SnapshotHost<'_> {
-    fn call(&mut self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-        self.0.answer("kubewarden", "kubernetes", operation, payload)
     }
 }
 

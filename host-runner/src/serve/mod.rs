@@ -20,9 +20,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use meshguard_kubewarden::translate::{
-    accept, respond, respond_asking, ValidationResponse, AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION,
-};
+use policy_core::admission::kubewarden::ValidationResponse;
+use policy_core::{Action, AdmissionResponse};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -93,19 +92,23 @@ fn load_rules(opts: &Options) -> Result<Rules> {
     Ok(Rules { reviewer, source, coverage, settings_json, cluster: opts.cluster.clone() })
 }
 
-/// Decides one AdmissionRequest with the rule set in force.
-fn decide(rules: &Rules, request: &Value) -> Result<ValidationResponse> {
+/// Decides one AdmissionRequest (`uid`) with the rule set in force.
+fn decide(rules: &Rules, request: &Value, uid: &str) -> Result<AdmissionResponse> {
+    let uid = Value::String(uid.to_string());
     match &rules.reviewer {
         Reviewer::Native(policy) => Ok(match &rules.cluster {
-            Some(c) => respond_asking(policy, request, &mut cluster::SnapshotHost(c)),
-            None => respond(policy, request),
-        }),
+            Some(c) => policy.review_admission_from(request, &mut c.source()),
+            None => policy.review_admission(request),
+        }
+        .response(uid)),
         Reviewer::Wasm { module, .. } => {
             // The rule set was serialized once when it loaded; only the request is, per request.
             let payload =
                 format!(r#"{{"request":{},"settings":{}}}"#, serde_json::to_string(request)?, rules.settings_json);
             let answer = module.call("validate", payload.as_bytes())?;
-            serde_json::from_slice(&answer).context("the wasm module's answer is not a ValidationResponse")
+            let answer: ValidationResponse =
+                serde_json::from_slice(&answer).context("the wasm module's answer is not a ValidationResponse")?;
+            Ok(answer.into_response(uid))
         }
     }
 }
@@ -173,7 +176,7 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     // Decoded for the rule set in force: what none of its rules reads is skipped, not built.
     let decode = |bytes: &[u8]| match &rules {
         Ok(r) => r.reviewer.policy().parse_admission(bytes),
-        Err(_) => policy_core::admission::json_value_from_slice(bytes),
+        Err(_) => policy_core::decode::json_value_from_slice(bytes),
     };
     let (review, asked) = match review::parse(&body, &decode) {
         Ok(parsed) => parsed,
@@ -183,7 +186,7 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
         }
         Err(review::BadReview::Invalid { uid, message }) => {
             app.metrics.error("invalid_review");
-            return json_response(&review::invalid(&uid, &message));
+            return json_response(&review::answer(&AdmissionResponse::refuse(Value::String(uid), 400, message)));
         }
     };
     // What policy-core allows without looking (DELETE, CONNECT, a kind no rule can flag) is
@@ -192,13 +195,14 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     // The operation as policy-core reads it (a missing one is a CREATE), not as sent.
     let operation = policy_core::admission::admission_request(&review["request"]).operation;
     let decided = if uncovered || !policy_core::admission::reviews_operation(operation) {
-        Ok(accept())
+        Ok(AdmissionResponse::allow(Value::String(asked.uid.clone())))
     } else {
         // One review per core at a time: more would only add warm instances (memory), not speed.
         let slots = app.review_slots.clone();
+        let uid = asked.uid.clone();
         let work = async move {
             let _slot = slots.acquire_owned().await.map_err(|e| anyhow!("{e}"))?;
-            tokio::task::spawn_blocking(move || decide(&*rules?, &review["request"]))
+            tokio::task::spawn_blocking(move || decide(&*rules?, &review["request"], &uid))
                 .await
                 .map_err(|e| anyhow!("the review failed: {e}"))?
         };
@@ -209,26 +213,18 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
             Ok(result) => result,
         }
     };
-    let answer = match &decided {
-        Ok(d) => review::answer(&asked.uid, d),
-        Err(e) => {
-            app.metrics.error("evaluation");
-            log("error", "review failed", json!({"uid": asked.uid, "error": format!("{e:#}")}));
-            review::failed(&asked.uid, app.opts.fail_closed, &format!("{e:#}"))
-        }
-    };
+    let response = decided.unwrap_or_else(|e| {
+        app.metrics.error("evaluation");
+        log("error", "review failed", json!({"uid": asked.uid, "error": format!("{e:#}")}));
+        AdmissionResponse::unevaluated(Value::String(asked.uid.clone()), app.opts.fail_closed, &format!("{e:#}"))
+    });
     let seconds = started.elapsed().as_secs_f64();
-    let allowed = answer["response"]["allowed"].as_bool().unwrap_or(false);
-    let annotations = decided.as_ref().ok().and_then(|d| d.audit_annotations.clone()).unwrap_or_default();
-    let ids = |key: &str| {
-        annotations.get(key).map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>()).unwrap_or_default()
-    };
-    let fired: Vec<String> = [ids(DENY_ANNOTATION), ids(WARN_ANNOTATION)].concat();
-    let fired: Vec<&str> = fired.iter().map(String::as_str).collect();
-    app.metrics.request(if allowed { "allow" } else { "deny" }, &asked.operation, &asked.kind, &fired, seconds);
+    let fired: Vec<&str> = response.rule_ids(Action::Deny).chain(response.rule_ids(Action::Warn)).collect();
+    let verdict = if response.allowed { "allow" } else { "deny" };
+    app.metrics.request(verdict, &asked.operation, &asked.kind, &fired, seconds);
     if !asked.dry_run {
-        for rule in ids(AUDIT_ANNOTATION) {
-            app.metrics.audit(&rule);
+        for rule in response.rule_ids(Action::Audit) {
+            app.metrics.audit(rule);
             log(
                 "info",
                 "audit finding",
@@ -236,7 +232,7 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
             );
         }
     }
-    json_response(&answer)
+    json_response(&review::answer(&response))
 }
 
 /// A file's identity for change detection: modification time and length.

@@ -1,8 +1,8 @@
 //! One AdmissionReview in, one AdmissionReview out: the webhook's translation, kept free of I/O so
-//! it is tested directly. The decision itself is policy-core's (natively, or in the Kubewarden
-//! module through the wasm host); this file only reshapes it.
+//! it is tested directly. The decision and the response are policy-core's (natively, or in the
+//! Kubewarden module through the wasm host); this file only wraps the response in its envelope.
 
-use meshguard_kubewarden::translate::{ValidationResponse, AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION};
+use policy_core::admission::{AdmissionResponse, AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION};
 use serde_json::{json, Value};
 
 /// What a request asks, read before any evaluation.
@@ -76,42 +76,14 @@ fn annotation_key(key: &str) -> &str {
     }
 }
 
-/// The AdmissionReview answering `uid` with `decided`.
-pub fn answer(uid: &str, decided: &ValidationResponse) -> Value {
-    let mut response = json!({"uid": uid, "allowed": decided.accepted});
-    if !decided.accepted {
-        response["status"] = json!({
-            "code": decided.code.unwrap_or(403),
-            "message": decided.message.clone().unwrap_or_else(|| "denied by meshguard".into()),
-        });
-    }
-    if let Some(w) = decided.warnings.as_ref().filter(|w| !w.is_empty()) {
-        response["warnings"] = json!(w);
-    }
-    if let Some(a) = decided.audit_annotations.as_ref().filter(|a| !a.is_empty()) {
-        let map: serde_json::Map<String, Value> =
-            a.iter().map(|(k, v)| (annotation_key(k).to_string(), Value::String(v.clone()))).collect();
-        response["auditAnnotations"] = Value::Object(map);
-    }
-    envelope(response)
-}
-
-/// The AdmissionReview for a request that could not be evaluated: refused (`fail`) or allowed
-/// with a warning saying so (`ignore`), as `--failure-policy` says.
-pub fn failed(uid: &str, fail_closed: bool, why: &str) -> Value {
-    let message = format!("meshguard could not evaluate this request: {why}");
-    let response = if fail_closed {
-        json!({"uid": uid, "allowed": false, "status": {"code": 500, "message": message}})
-    } else {
-        let warning = policy_core::admission::fit_warnings(vec![message]);
-        json!({"uid": uid, "allowed": true, "warnings": warning})
-    };
-    envelope(response)
-}
-
-/// The AdmissionReview refusing a malformed review (the API server reads `status.message`).
-pub fn invalid(uid: &str, message: &str) -> Value {
-    envelope(json!({"uid": uid, "allowed": false, "status": {"code": 400, "message": message}}))
+/// The AdmissionReview carrying `response`, its audit annotation keys as a webhook may send them.
+pub fn answer(response: &AdmissionResponse) -> Value {
+    let mut response = response.clone();
+    response.audit_annotations = std::mem::take(&mut response.audit_annotations)
+        .into_iter()
+        .map(|(k, v)| (annotation_key(&k).to_string(), v))
+        .collect();
+    envelope(json!(response))
 }
 
 fn envelope(response: Value) -> Value {
@@ -181,23 +153,27 @@ mod tests {
 
     #[test]
     fn answers_carry_status_warnings_and_short_annotation_keys() {
-        let decided = ValidationResponse {
-            accepted: false,
-            message: Some("istio-port-name: bad (at spec.ports[0].name)".into()),
-            code: Some(403),
-            warnings: Some(vec!["trace: missing".into()]),
-            audit_annotations: Some([(DENY_ANNOTATION.to_string(), "istio-port-name".to_string())].into()),
-            mutated_object: None,
+        let decided = AdmissionResponse {
+            allowed: false,
+            audit_annotations: [(DENY_ANNOTATION.to_string(), "istio-port-name".to_string())].into(),
+            status: Some(policy_core::admission::Status {
+                code: 403,
+                message: "istio-port-name: bad (at spec.ports[0].name)".into(),
+            }),
+            uid: json!("u1"),
+            warnings: vec!["trace: missing".into()],
         };
-        let a = answer("u1", &decided);
+        let a = answer(&decided);
+        assert_eq!((&a["apiVersion"], &a["kind"]), (&json!("admission.k8s.io/v1"), &json!("AdmissionReview")));
         assert_eq!(a["response"]["uid"], "u1");
         assert_eq!(a["response"]["allowed"], false);
         assert_eq!(a["response"]["status"]["code"], 403);
         assert_eq!(a["response"]["warnings"][0], "trace: missing");
-        assert_eq!(a["response"]["auditAnnotations"]["deny"], "istio-port-name");
-        let f = failed("u2", false, "deadline");
+        assert_eq!(a["response"]["auditAnnotations"], json!({"deny": "istio-port-name"}));
+        let f = answer(&AdmissionResponse::unevaluated(json!("u2"), false, "deadline"));
         assert_eq!(f["response"]["allowed"], true);
         assert!(f["response"]["warnings"][0].as_str().unwrap().contains("deadline"));
-        assert_eq!(failed("u2", true, "x")["response"]["status"]["code"], 500);
+        let closed = answer(&AdmissionResponse::unevaluated(json!("u2"), true, "x"));
+        assert_eq!(closed["response"]["status"]["code"], 500);
     }
 }

@@ -11,16 +11,14 @@
 //! `meshguard.dev/without-context` audit annotation.
 
 use policy_core::admission::admission_request;
-use policy_core::object::{api_version_of_kind, with_type_meta};
-use policy_core::{ClusterView, Policy, Unseen};
-use serde::{Deserialize, Serialize};
+use policy_core::admission::kubewarden::ValidationResponse;
+use policy_core::object::api_version_of_kind;
+use policy_core::{ClusterSource, IndexedFinding, Policy};
+use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// `protocol_version`'s answer: waPC policies speak Kubewarden's protocol v1.
 pub const PROTOCOL_VERSION: &[u8] = b"\"v1\"";
-
-pub use policy_core::admission::{AUDIT_ANNOTATION, DENY_ANNOTATION, WARN_ANNOTATION, WITHOUT_CONTEXT_ANNOTATION};
 
 #[derive(Default)]
 pub struct PolicyCache {
@@ -50,18 +48,6 @@ fn compile(settings: &Value) -> Result<Policy, String> {
     }
 }
 
-/// Kubewarden's ValidationResponse; meshguard's webhook reads it back from the module (or builds
-/// it natively with [`respond`]) and turns it into an AdmissionReview response.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct ValidationResponse {
-    pub accepted: bool,
-    pub message: Option<String>,
-    pub code: Option<u16>,
-    pub warnings: Option<Vec<String>>,
-    pub audit_annotations: Option<BTreeMap<String, String>>,
-    pub mutated_object: Option<Value>,
-}
-
 /// `validate`: a ValidationRequest in, a ValidationResponse out. `Err` for a payload that is not
 /// a ValidationRequest (the host reports it as a policy error).
 pub fn validate(payload: &[u8], cache: &mut PolicyCache, host: &mut dyn ClusterHost) -> Result<Vec<u8>, String> {
@@ -73,12 +59,14 @@ pub fn validate(payload: &[u8], cache: &mut PolicyCache, host: &mut dyn ClusterH
     if cfg!(feature = "floor") {
         // The floor decodes the whole request, as any engine deciding on a JSON tree must.
         let _: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
-        return serde_json::to_vec(&accept()).map_err(|e| e.to_string());
+        let accept = ValidationResponse { accepted: true, ..Default::default() };
+        return serde_json::to_vec(&accept).map_err(|e| e.to_string());
     }
     let policy = cache.policy(&parsed.settings)?;
     let admission = policy.parse_admission_str(raw.get()).map_err(|e| format!("the request: {e}"))?;
-    let response = respond_asking(policy, &admission, host);
-    serde_json::to_vec(&response).map_err(|e| e.to_string())
+    let verdict = policy.review_admission_from(&admission, &mut HostCalls(host));
+    let response = verdict.response(admission_request(&admission).uid());
+    serde_json::to_vec(&ValidationResponse::from(&response)).map_err(|e| e.to_string())
 }
 
 /// Kubewarden's ValidationRequest, first pass.
@@ -86,7 +74,7 @@ pub fn validate(payload: &[u8], cache: &mut PolicyCache, host: &mut dyn ClusterH
 struct ValidationRequest<'a> {
     #[serde(borrow, default)]
     request: Option<&'a serde_json::value::RawValue>,
-    #[serde(default, deserialize_with = "policy_core::admission::value")]
+    #[serde(default, deserialize_with = "policy_core::decode::value")]
     settings: Value,
 }
 
@@ -145,7 +133,7 @@ impl<'de> serde::de::Visitor<'de> for ReviewPayload<'_> {
             match field {
                 ReviewField::Rules if rules_seen => return Err(A::Error::duplicate_field("rules")),
                 ReviewField::Rules => {
-                    request.rules = map.next_value_seed(policy_core::admission::ValueSeed)?;
+                    request.rules = map.next_value_seed(policy_core::decode::ValueSeed)?;
                     rules_seen = true;
                 }
                 ReviewField::Namespace if namespace_seen => return Err(A::Error::duplicate_field("namespace")),
@@ -191,77 +179,32 @@ impl ClusterHost for NoCluster {
     }
 }
 
-/// Objects of `kind` in `namespace` (for `Namespace`: that namespace's own object).
-fn fetch(host: &mut dyn ClusterHost, kind: &str, namespace: &str) -> Result<Vec<Value>, String> {
-    let api_version = api_version_of_kind(kind).ok_or_else(|| format!("no apiVersion known for {kind}"))?;
-    if kind == "Namespace" {
-        let payload = serde_json::json!({"api_version": api_version, "kind": kind, "name": namespace,
-                                         "namespace": null, "disable_cache": false});
-        let answer = host.call("get_resource", payload.to_string().as_bytes())?;
-        let object = policy_core::admission::json_value_from_slice(&answer).map_err(|e| e.to_string())?;
-        return Ok(vec![with_type_meta(object, api_version, kind)]);
-    }
-    let payload = serde_json::json!({"api_version": api_version, "kind": kind, "namespace": namespace,
-                                     "label_selector": null, "field_selector": null});
-    let answer = host.call("list_resources_by_namespace", payload.to_string().as_bytes())?;
-    let list = policy_core::admission::json_value_from_slice(&answer).map_err(|e| e.to_string())?;
-    let items = match list.get("items") {
-        Some(Value::Array(items)) => items.clone(),
-        _ => return Err("the list has no `items`".into()),
-    };
-    Ok(items.into_iter().map(|o| with_type_meta(o, api_version, kind)).collect())
-}
+/// The cluster as Kubewarden's host calls read it, for policy-core's admission review.
+struct HostCalls<'h>(&'h mut dyn ClusterHost);
 
-/// [`respond`], asking `host` for the cluster objects a cross-object rule compares with: only
-/// the kinds the rules selecting this object read, and nothing when none does.
-pub fn respond_asking(policy: &Policy, admission: &Value, host: &mut dyn ClusterHost) -> ValidationResponse {
-    let kinds = policy.context_kinds_for(admission);
-    if kinds.is_empty() {
-        // No rule selecting this object compares it with others: the cluster holds nothing the
-        // review lacks, and no rule needs to be named as decided without it.
-        return answer(policy.review_admission_in(admission, ClusterView { objects: &[], unseen: Unseen::Nothing }));
-    }
-    let request = admission_request(admission);
-    let namespace = request.object_namespace();
-    let mut objects = Vec::new();
-    let mut unseen = Vec::new();
-    for kind in kinds {
-        match fetch(host, kind, namespace) {
-            Ok(found) => objects.extend(found),
-            Err(_) => unseen.push(kind.to_string()),
-        }
-    }
-    answer(policy.review_admission_in(admission, ClusterView { objects: &objects, unseen: Unseen::Kinds(&unseen) }))
-}
-
-/// The answer to one AdmissionRequest under `policy` on the request alone: what the webhook
-/// builds natively without a view of the cluster.
-pub fn respond(policy: &Policy, admission: &Value) -> ValidationResponse {
-    answer(policy.review_admission(admission))
-}
-
-fn answer(verdict: policy_core::AdmissionVerdict) -> ValidationResponse {
-    let annotations = verdict.audit_annotations();
-    let warnings = verdict.warnings();
-    ValidationResponse {
-        accepted: verdict.allowed,
-        message: verdict.denial_message(),
-        code: (!verdict.allowed).then_some(403),
-        warnings: (!warnings.is_empty()).then_some(warnings),
-        audit_annotations: (!annotations.is_empty()).then_some(annotations),
-        mutated_object: None,
-    }
-}
-
-/// An answer that admits the request with nothing to say.
-pub fn accept() -> ValidationResponse {
-    ValidationResponse {
-        accepted: true,
-        message: None,
-        code: None,
-        warnings: None,
-        audit_annotations: None,
-        mutated_object: None,
+impl ClusterSource for HostCalls<'_> {
+    /// `kubernetes/get_resource` for the Namespace, `kubernetes/list_resources_by_namespace` for
+    /// the rest.
+    fn objects(&mut self, kind: &str, namespace: &str) -> Result<Vec<Value>, String> {
+        let api_version = api_version_of_kind(kind).ok_or_else(|| format!("no apiVersion known for {kind}"))?;
+        let found = if kind == "Namespace" {
+            let payload = serde_json::json!({"api_version": api_version, "kind": kind, "name": namespace,
+                                             "namespace": null, "disable_cache": false});
+            let answer = self.0.call("get_resource", payload.to_string().as_bytes())?;
+            vec![policy_core::decode::json_value_from_slice(&answer).map_err(|e| e.to_string())?]
+        } else {
+            let payload = serde_json::json!({"api_version": api_version, "kind": kind, "namespace": namespace,
+                                             "label_selector": null, "field_selector": null});
+            let answer = self.0.call("list_resources_by_namespace", payload.to_string().as_bytes())?;
+            match policy_core::decode::json_value_from_slice(&answer).map_err(|e| e.to_string())? {
+                Value::Object(mut list) => match list.remove("items") {
+                    Some(Value::Array(items)) => items,
+                    _ => return Err("the list has no `items`".into()),
+                },
+                _ => return Err("the list has no `items`".into()),
+            }
+        };
+        policy_core::admission::typed_objects(found, kind)
     }
 }
 
@@ -313,19 +256,13 @@ fn review_request(request: ReviewRequest<'_>, cache: &mut PolicyCache) -> Result
     let policy = cache.policy(&request.rules)?;
     // Hosts split a big input by namespace (host-runner's check does), never inside one.
     let findings = policy.review(&policy_core::Input::new(&objects, namespace));
-    let wire: Vec<Value> = findings
-        .iter()
-        .map(|f| {
-            serde_json::json!({"rule": f.rule, "action": f.action, "message": f.message, "kind": f.kind,
-                               "namespace": f.namespace, "name": f.name, "path": f.path, "object": f.object_index})
-        })
-        .collect();
+    let wire: Vec<IndexedFinding> = findings.into_iter().map(IndexedFinding::from).collect();
     serde_json::to_vec(&serde_json::json!({ "findings": wire })).map_err(|e| e.to_string())
 }
 
 /// `validate_settings`: the same checks and error text as `meshguard check --rules`.
 pub fn validate_settings(payload: &[u8]) -> Vec<u8> {
-    let result = policy_core::admission::json_value_from_slice(payload)
+    let result = policy_core::decode::json_value_from_slice(payload)
         .map_err(|e| format!("the settings are not JSON: {e}"))
         .and_then(|s| compile(&s));
     let answer = match result {
@@ -338,6 +275,8 @@ pub fn validate_settings(payload: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policy_core::admission::{DENY_ANNOTATION, WITHOUT_CONTEXT_ANNOTATION};
+    use serde::Serialize;
     use serde_json::json;
 
     fn call(payload: Value, cache: &mut PolicyCache) -> Value {

@@ -323,7 +323,7 @@ pub extern "C" fn opa_eval(
                 result
             }
             None => {
-                let parsed = text.and_then(|t| in_host_memory(|| policy_core::admission::json_value(t).ok()));
+                let parsed = text.and_then(|t| in_host_memory(|| policy_core::decode::json_value(t).ok()));
                 let input = parsed.as_ref();
                 let result = if cfg!(feature = "floor") {
                     translate::floor_result(id)

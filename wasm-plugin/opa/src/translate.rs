@@ -64,7 +64,7 @@ pub fn json_text(bytes: &[u8]) -> Option<&str> {
 
 /// A JSON value as a host hands it over (`opa_json_parse`, `opa_value_parse`).
 pub fn parse_json(bytes: &[u8]) -> Option<Value> {
-    policy_core::admission::json_value(json_text(bytes)?).ok()
+    policy_core::decode::json_value(json_text(bytes)?).ok()
 }
 
 /// The one-call path's read of an input ([`read_input`]): the policy in force and the reviewed
@@ -153,7 +153,7 @@ where
             match key.as_str() {
                 "parameters" if envelope.parameters.is_some() => return Err(A::Error::duplicate_field("parameters")),
                 "review" if envelope.review.is_some() => return Err(A::Error::duplicate_field("review")),
-                "parameters" => envelope.parameters = Some(map.next_value_seed(policy_core::admission::ValueSeed)?),
+                "parameters" => envelope.parameters = Some(map.next_value_seed(policy_core::decode::ValueSeed)?),
                 "review" => {
                     let known = match (envelope.parameters.as_ref(), self.policy_for.take()) {
                         (Some(parameters), Some(policy_for)) => Some(policy_for(Some(parameters))),
@@ -299,17 +299,8 @@ fn result(entrypoint: Entrypoint, verdict: &AdmissionVerdict, uid: Value) -> Val
                 .collect(),
         ),
         Entrypoint::Allow => json!(verdict.allowed),
-        Entrypoint::Findings => Value::Array(
-            verdict
-                .findings
-                .iter()
-                .map(|f| {
-                    json!({"rule": f.rule, "action": f.action, "message": f.message, "kind": f.kind,
-                           "namespace": f.namespace, "name": f.name, "path": f.path})
-                })
-                .collect(),
-        ),
-        Entrypoint::Response => json!({ "response": verdict.admission_response(uid) }),
+        Entrypoint::Findings => json!(verdict.findings),
+        Entrypoint::Response => json!({ "response": verdict.response(uid) }),
     }
 }
 
