@@ -14,8 +14,7 @@ use std::hint::black_box;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "../tests/rego_host.rs"]
-mod rego_host;
+use meshguard_tests::rego_host;
 
 fn request() -> Value {
     json!({"uid": "b", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"}, "operation": "CREATE",

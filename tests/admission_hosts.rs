@@ -3,8 +3,7 @@
 //! through the Rust `opa-wasm` crate and through OPA's JavaScript SDK. Every corpus object must
 //! get the same allow/deny and the same rule ids as policy-core natively.
 
-#[path = "rego_host.rs"]
-mod rego_host;
+use meshguard_tests::rego_host;
 
 use meshguard_tests::envoy::{built_module, repo_root};
 use meshguard_tests::{admission_cases, AdmissionCase};

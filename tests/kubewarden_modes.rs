@@ -2,8 +2,7 @@
 //! calls them as policy-server's evaluator does (tests/rego_host.rs), the metadata Kubewarden
 //! reads from the modules, and the Artifact Hub packages built from it.
 
-#[path = "rego_host.rs"]
-mod rego_host;
+use meshguard_tests::rego_host;
 
 use meshguard_tests::envoy::{built_module, repo_root};
 use meshguard_tests::{admission_cases, AdmissionCase};

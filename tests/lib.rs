@@ -2,6 +2,7 @@
 //! loaded here so every host (native, wasm, Envoy, waPC, OPA) runs the very same cases.
 
 pub mod envoy;
+pub mod rego_host;
 
 use policy_core::yaml::parse_one;
 use serde::Deserialize;

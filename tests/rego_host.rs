@@ -16,8 +16,6 @@
 //!   when context-aware; `[0].result.response` read as an AdmissionResponse (uid and allowed
 //!   required), else "cannot interpret OPA policy result" with code 500.
 
-#![allow(dead_code)] // each test binary that includes this host uses part of it
-
 use serde_json::{json, Map, Value};
 use wasmtime::{Engine, Instance, Linker, Memory, MemoryType, Module, Store, TypedFunc};
 

@@ -9,8 +9,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
-#[path = "../../wasm-plugin/envoy/src/header_map.rs"]
-mod header_map;
+use meshguard_guest_support::header_map;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);

@@ -431,7 +431,11 @@ mod tests {
     #[test]
     fn decode_skips_no_container_field_a_check_reads() {
         let sources = [
-            ("istio.rs", include_str!("checks/istio.rs")),
+            ("istio/mod.rs", include_str!("checks/istio/mod.rs")),
+            ("istio/ports.rs", include_str!("checks/istio/ports.rs")),
+            ("istio/workloads.rs", include_str!("checks/istio/workloads.rs")),
+            ("istio/traffic.rs", include_str!("checks/istio/traffic.rs")),
+            ("istio/platform.rs", include_str!("checks/istio/platform.rs")),
             ("generic.rs", include_str!("checks/generic.rs")),
             ("object.rs", include_str!("object.rs")),
             ("matching.rs", include_str!("matching.rs")),
@@ -445,7 +449,10 @@ mod tests {
                 );
             }
         }
-        assert!(include_str!("checks/istio.rs").contains("\"lifecycle\""), "the scan sees quoted field names");
+        assert!(
+            include_str!("checks/istio/workloads.rs").contains("\"lifecycle\""),
+            "the scan sees quoted field names"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Writes this module's Kubewarden metadata (embedded in its `io.kubewarden.metadata` section).
-include!("../kubewarden_metadata.rs");
+use meshguard_guest_support::metadata::{write_kubewarden_metadata, Artifact};
 
 fn main() {
     let artifact = Artifact {

@@ -2,7 +2,7 @@
 //! and keep the stack and data small enough to fit. Also writes the module's Kubewarden metadata
 //! (embedded in its `io.kubewarden.metadata` section): `gatekeeper` mode, or `opa` mode for the
 //! `kubewarden-opa-mode` build.
-include!("../kubewarden_metadata.rs");
+use meshguard_guest_support::metadata::{write_kubewarden_metadata, Artifact};
 
 fn main() {
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("wasm32") {

@@ -9,4 +9,4 @@ pub mod translate;
 #[cfg(target_arch = "wasm32")]
 mod filter;
 #[cfg(target_arch = "wasm32")]
-mod header_map;
+use meshguard_guest_support::header_map;

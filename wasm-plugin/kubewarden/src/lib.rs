@@ -62,5 +62,4 @@ mod guest {
 static KUBEWARDEN_METADATA: [u8; include_bytes!(concat!(env!("OUT_DIR"), "/kubewarden-metadata.json")).len()] =
     *include_bytes!(concat!(env!("OUT_DIR"), "/kubewarden-metadata.json"));
 
-#[path = "../../memcmp.rs"]
-pub mod memcmp;
+pub use meshguard_guest_support::memcmp;

@@ -7,8 +7,7 @@ pub mod translate;
 #[cfg(target_arch = "wasm32")]
 mod abi;
 
-#[path = "../../memcmp.rs"]
-pub mod memcmp;
+pub use meshguard_guest_support::memcmp;
 
 /// Kubewarden reads a policy's metadata from this custom section (what `kwctl annotate` writes), so
 /// the module runs as built: execution mode, rules, context-aware resources, annotations.

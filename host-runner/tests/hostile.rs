@@ -245,7 +245,7 @@ fn excerpt(s: &str) -> String {
 
 #[test]
 fn hostile_inputs_get_their_documented_answer_in_both_engines() {
-    let text = std::fs::read_to_string(repo().join("tests/hostile/cases.yaml")).unwrap();
+    let text = std::fs::read_to_string(repo().join("host-runner/tests/hostile/cases.yaml")).unwrap();
     let suite: Suite = serde_json::from_value(parse_one(&text).unwrap().value).unwrap();
     assert!(suite.cases.len() >= 25, "the suite shrank: {} cases", suite.cases.len());
     let cache = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
-//! The request header map in one raw host call. Shared by the filter and, through `#[path]`, by
-//! the benchmark floor that reads the map and does nothing else (benches/noop-filter), so both
-//! pay for exactly the same read.
+//! The request header map in one raw host call. Shared by the Envoy filter and the benchmark floor
+//! that reads the map and does nothing else (benches/noop-filter), so both pay for exactly the
+//! same read.
 
 use proxy_wasm::types::{MapType, Status};
 

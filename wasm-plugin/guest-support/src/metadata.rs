@@ -1,28 +1,28 @@
-// Included by the build scripts of the admission modules (`include!`): writes the Kubewarden
-// metadata of one artifact, as JSON, to `$OUT_DIR/kubewarden-metadata.json`, from the shared
-// wasm-plugin/metadata.yml plus what differs per artifact. The crate embeds that file in the
-// `io.kubewarden.metadata` custom section, the section Kubewarden's policy-evaluator reads.
+//! For the build scripts of the admission modules: writes the Kubewarden metadata of one artifact,
+//! as JSON, to `$OUT_DIR/kubewarden-metadata.json`, from the shared wasm-plugin/metadata.yml plus
+//! what differs per artifact. The crate embeds that file in the `io.kubewarden.metadata` custom
+//! section, the section Kubewarden's policy-evaluator reads.
 
 /// What one artifact says about itself on top of the shared metadata.
-struct Artifact {
+pub struct Artifact {
     /// `kubewarden-wapc`, `gatekeeper` or `opa`.
-    execution_mode: &'static str,
+    pub execution_mode: &'static str,
     /// `v1` for waPC; Rego modules have no protocol (`Unknown`, as `kwctl annotate` writes).
-    protocol_version: &'static str,
+    pub protocol_version: &'static str,
     /// `io.kubewarden.policy.title`, the Artifact Hub package name.
-    title: &'static str,
-    display_name: &'static str,
-    oci_url: &'static str,
-    usage: &'static str,
+    pub title: &'static str,
+    pub display_name: &'static str,
+    pub oci_url: &'static str,
+    pub usage: &'static str,
 }
 
 fn yaml_to_json(y: &yaml_rust2::Yaml) -> serde_json::Value {
     use serde_json::Value;
     use yaml_rust2::Yaml;
     match y {
-        Yaml::Hash(h) => Value::Object(
-            h.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), yaml_to_json(v)))).collect(),
-        ),
+        Yaml::Hash(h) => {
+            Value::Object(h.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), yaml_to_json(v)))).collect())
+        }
         Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
         Yaml::String(s) => Value::String(s.clone()),
         Yaml::Integer(i) => Value::from(*i),
@@ -32,7 +32,7 @@ fn yaml_to_json(y: &yaml_rust2::Yaml) -> serde_json::Value {
     }
 }
 
-fn write_kubewarden_metadata(artifact: &Artifact) -> Result<(), String> {
+pub fn write_kubewarden_metadata(artifact: &Artifact) -> Result<(), String> {
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../metadata.yml");
     println!("cargo:rerun-if-changed={}", source.display());
     let text = std::fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;

@@ -1,5 +1,5 @@
-//! `memcmp` for the admission modules, which link it in place of their libc's (included by path
-//! from each module's crate, as neither may depend on the other).
+//! `memcmp` for the admission modules, which link it in place of their libc's (both depend on
+//! this crate, as neither may depend on the other).
 
 /// Byte comparison for the map lookups and inserts a review is made of (every field name is
 /// compared through it): wasi-libc's and compiler-builtins' compare one byte per step,

@@ -1,0 +1,298 @@
+//! Traffic configuration a tenant owns: where it is exported, which hosts it names, circuit breakers.
+
+use super::*;
+use crate::checks::{parse_params, Applies, CheckSpec, Compiled, ObjectCheck, ParamDoc, Target};
+use crate::finding::Violation;
+use crate::matching::any_glob;
+use crate::object::{Input, Object};
+use crate::path::FieldPath;
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PlatformParams {
+    #[serde(default = "istio_system")]
+    platform_namespaces: Vec<String>,
+}
+
+struct ExportToOwnNamespace {
+    p: PlatformParams,
+}
+
+pub static EXPORT_TO_OWN_NAMESPACE: CheckSpec = CheckSpec {
+    id: "istio-export-to-own-namespace",
+    target: Target::Kubernetes,
+    applies_to: Applies::Kinds(&["VirtualService", "DestinationRule", "ServiceEntry"]),
+    summary: crate::checks::doc(
+        "A tenant's VirtualService, DestinationRule and ServiceEntry set `exportTo: [\".\"]` (or their own \
+              namespace). Istio exports them to every namespace by default, so one tenant's traffic policy leaks into \
+              all others. Objects in `platformNamespaces` are exempt.",
+    ),
+    params: &[ParamDoc {
+        name: "platformNamespaces",
+        ty: "list of globs",
+        default: "[istio-system]",
+        description: crate::checks::doc("Namespaces owned by the platform team."),
+    }],
+    example_params: crate::checks::doc("{}"),
+    passing_example: crate::checks::doc(
+        "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: shop}
+spec:
+  host: api
+  exportTo: [\".\"]
+",
+    ),
+    failing_example: crate::checks::doc(
+        "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: shop}
+spec:
+  host: api
+",
+    ),
+    compile: |params| Ok(Compiled::Object(Box::new(ExportToOwnNamespace { p: parse_params(params)? }))),
+};
+
+impl ObjectCheck for ExportToOwnNamespace {
+    fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
+        if !is_istio(obj, &["VirtualService", "DestinationRule", "ServiceEntry"])
+            || any_glob(&self.p.platform_namespaces, obj.namespace)
+        {
+            return;
+        }
+        let spec_path = FieldPath::root().key("spec");
+        match obj.spec().and_then(|s| s.get("exportTo")).and_then(Value::as_array) {
+            None => out.push(Violation::new(
+                spec_path.key("exportTo"),
+                format!(
+                    "{} `{}` has no exportTo, so Istio exports it to every namespace; set `exportTo: [\".\"]`",
+                    obj.kind, obj.name
+                ),
+            )),
+            Some(list) if list.is_empty() => out.push(Violation::new(
+                spec_path.key("exportTo"),
+                format!(
+                    "{} `{}` has an empty exportTo, which exports it to every namespace; set `exportTo: [\".\"]`",
+                    obj.kind, obj.name
+                ),
+            )),
+            Some(list) => {
+                for (i, item) in list.iter().enumerate() {
+                    let target = item.as_str().unwrap_or("");
+                    if target != "." && target != obj.namespace {
+                        out.push(Violation::new(
+                            spec_path.key("exportTo").index(i),
+                            format!("{} `{}` is exported to `{target}`; tenants may export only to their own namespace (\".\")", obj.kind, obj.name),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HostParams {
+    #[serde(default = "istio_system")]
+    platform_namespaces: Vec<String>,
+    #[serde(default = "cluster_local")]
+    cluster_domain: String,
+    #[serde(default = "yes")]
+    allow_external_hosts: bool,
+}
+
+fn cluster_local() -> String {
+    "cluster.local".into()
+}
+
+struct HostInOwnNamespace {
+    p: HostParams,
+}
+
+pub static HOST_IN_OWN_NAMESPACE: CheckSpec = CheckSpec {
+    id: "istio-host-in-own-namespace",
+    target: Target::Kubernetes,
+    applies_to: Applies::Kinds(&["VirtualService", "DestinationRule"]),
+    summary: crate::checks::doc("A tenant's VirtualService and DestinationRule hosts are short names or `<name>.<own-namespace>.svc.<clusterDomain>` \
+              (a `*` name allowed there): no bare `*`, no wildcard domains, no other namespace's services. \
+              Otherwise a tenant rewrites routing for traffic it does not own."),
+    params: &[
+        ParamDoc { name: "platformNamespaces", ty: "list of globs", default: "[istio-system]", description: crate::checks::doc("Namespaces exempt from the check.") },
+        ParamDoc { name: "clusterDomain", ty: "string", default: "cluster.local", description: crate::checks::doc("The cluster's DNS domain.") },
+        ParamDoc {
+            name: "allowExternalHosts",
+            ty: "bool",
+            default: "true",
+            description: crate::checks::doc("Whether non-cluster FQDNs (e.g. `api.example.com` behind a ServiceEntry) are allowed."),
+        },
+    ],
+    example_params: crate::checks::doc("{}"),
+    passing_example: crate::checks::doc("\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api, api.shop.svc.cluster.local]
+"),
+    failing_example: crate::checks::doc("\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [payments.pay.svc.cluster.local]
+"),
+    compile: |params| Ok(Compiled::Object(Box::new(HostInOwnNamespace { p: parse_params(params)? }))),
+};
+
+impl HostInOwnNamespace {
+    fn problem(&self, host: &str, own: &str) -> Option<String> {
+        if host == "*" {
+            return Some("`*` matches every service in the mesh".into());
+        }
+        let labels: Vec<&str> = host.split('.').collect();
+        let svc_at = labels.iter().position(|l| *l == "svc");
+        let in_cluster =
+            svc_at.is_some_and(|i| i == 2 && (labels.len() == 3 || labels[3..].join(".") == self.p.cluster_domain));
+        if in_cluster {
+            let ns = labels[1];
+            return (ns != own).then(|| format!("`{host}` belongs to namespace `{ns}`"));
+        }
+        if labels.len() == 1 {
+            return None;
+        }
+        if labels[0] == "*" || host.contains('*') {
+            return Some(format!("wildcard host `{host}` can capture other tenants' traffic"));
+        }
+        if host.ends_with(&format!(".{}", self.p.cluster_domain)) {
+            return Some(format!("`{host}` is a cluster host outside namespace `{own}`"));
+        }
+        (!self.p.allow_external_hosts).then(|| format!("external host `{host}` is not allowed for tenants"))
+    }
+}
+
+impl ObjectCheck for HostInOwnNamespace {
+    fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
+        if any_glob(&self.p.platform_namespaces, obj.namespace) {
+            return;
+        }
+        let spec = FieldPath::root().key("spec");
+        let hosts: Vec<(FieldPath, &str)> = if is_istio(obj, &["VirtualService"]) {
+            let list = obj.spec().and_then(|s| s.get("hosts")).and_then(Value::as_array);
+            list.into_iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(i, h)| Some((spec.key("hosts").index(i), h.as_str()?)))
+                .collect()
+        } else if is_istio(obj, &["DestinationRule"]) {
+            obj.spec()
+                .and_then(|s| s.get("host"))
+                .and_then(Value::as_str)
+                .map(|h| (spec.key("host"), h))
+                .into_iter()
+                .collect()
+        } else {
+            return;
+        };
+        for (path, host) in hosts {
+            if let Some(why) = self.problem(host, obj.namespace) {
+                out.push(Violation::new(
+                    path,
+                    format!(
+                        "{} `{}`: {why}; use a short name or `<service>.{}.svc.{}`",
+                        obj.kind, obj.name, obj.namespace, self.p.cluster_domain
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CircuitBreakerParams {
+    #[serde(default = "yes")]
+    require_outlier_detection: bool,
+    #[serde(default = "yes")]
+    require_connection_pool: bool,
+}
+
+struct CircuitBreaker {
+    p: CircuitBreakerParams,
+}
+
+pub static CIRCUIT_BREAKER: CheckSpec = CheckSpec {
+    id: "istio-circuit-breaker",
+    target: Target::Kubernetes,
+    applies_to: Applies::Kinds(&["DestinationRule"]),
+    summary: crate::checks::doc(
+        "A DestinationRule's `trafficPolicy` sets `outlierDetection` and `connectionPool`, so one slow or failing \
+              backend cannot take its callers down with it (cascading failures).",
+    ),
+    params: &[
+        ParamDoc {
+            name: "requireOutlierDetection",
+            ty: "bool",
+            default: "true",
+            description: crate::checks::doc("Require `trafficPolicy.outlierDetection`."),
+        },
+        ParamDoc {
+            name: "requireConnectionPool",
+            ty: "bool",
+            default: "true",
+            description: crate::checks::doc("Require `trafficPolicy.connectionPool`."),
+        },
+    ],
+    example_params: crate::checks::doc("{}"),
+    passing_example: crate::checks::doc(
+        "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: shop}
+spec:
+  host: api
+  trafficPolicy:
+    connectionPool: {http: {http2MaxRequests: 1000}}
+    outlierDetection: {consecutive5xxErrors: 5, interval: 10s}
+",
+    ),
+    failing_example: crate::checks::doc(
+        "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: shop}
+spec:
+  host: api
+",
+    ),
+    compile: |params| Ok(Compiled::Object(Box::new(CircuitBreaker { p: parse_params(params)? }))),
+};
+
+impl ObjectCheck for CircuitBreaker {
+    fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
+        if !is_istio(obj, &["DestinationRule"]) {
+            return;
+        }
+        let policy = obj.spec().and_then(|s| s.get("trafficPolicy"));
+        let path = FieldPath::root().key("spec").key("trafficPolicy");
+        let missing: Vec<&str> = [
+            ("outlierDetection", self.p.require_outlier_detection),
+            ("connectionPool", self.p.require_connection_pool),
+        ]
+        .into_iter()
+        .filter(|(field, required)| *required && policy.and_then(|p| p.get(*field)).is_none())
+        .map(|(f, _)| f)
+        .collect();
+        if !missing.is_empty() {
+            out.push(Violation::new(
+                path,
+                format!("DestinationRule `{}` has no {} in trafficPolicy; without a circuit breaker one failing backend cascades to its callers", obj.name, missing.join(" and ")),
+            ));
+        }
+    }
+}

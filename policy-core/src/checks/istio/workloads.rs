@@ -1,0 +1,643 @@
+//! Pod templates with a sidecar: start order, graceful shutdown, HTTP drain, and rolling injection out.
+
+use super::*;
+use crate::checks::{parse_params, Applies, CheckSpec, Compiled, ObjectCheck, ParamDoc, Target};
+use crate::finding::Violation;
+use crate::matching::any_glob;
+use crate::object::{map_str, Input, Object, PodTemplate};
+use crate::path::FieldPath;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Whether Istio will inject a sidecar into pods of this template, from the pod's own opt-in or
+/// opt-out, its namespace's labels, or a list of namespaces known to be injected.
+fn gets_sidecar(obj: &Object<'_>, tmpl: &PodTemplate<'_>, input: &Input<'_>, injected_namespaces: &[String]) -> bool {
+    let pod_says = map_str(tmpl.labels(), INJECT_KEY).or_else(|| map_str(tmpl.annotations(), INJECT_KEY));
+    if let Some(v) = pod_says {
+        return v == "true";
+    }
+    if any_glob(injected_namespaces, obj.namespace) {
+        return true;
+    }
+    input.labels_of_namespace(obj).is_some_and(|labels| {
+        map_str(labels, "istio-injection").as_deref() == Some("enabled") || labels.contains_key("istio.io/rev")
+    })
+}
+
+/// The pod's `proxy.istio.io/config` annotation (YAML or JSON), as text.
+fn proxy_config<'a>(tmpl: &PodTemplate<'a>) -> Option<&'a str> {
+    tmpl.annotations().get(PROXY_CONFIG_KEY)?.as_str()
+}
+
+/// Finds `key: <value>` in the pod's `proxy.istio.io/config` annotation.
+fn proxy_config_setting<'a>(tmpl: &PodTemplate<'a>, key: &str) -> Option<&'a str> {
+    let text = proxy_config(tmpl)?;
+    let at = find_word(text, key)?;
+    let rest = text[at + key.len()..].trim_start_matches(['"', '\'']).trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let end = rest.find([',', '}', '\n']).unwrap_or(rest.len());
+    Some(rest[..end].trim().trim_matches(['"', '\'']))
+}
+
+/// Where `word` first occurs in `text`. The words are fixed setting names of a few dozen bytes, so
+/// a scan that compares at most `word.len()` bytes per position stays linear in the annotation,
+/// hostile or not; it skips the two-way searcher `str::find` builds on every call, which costs
+/// more than the whole scan of an annotation a few lines long.
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    let (text, word) = (text.as_bytes(), word.as_bytes());
+    let first = *word.first()?;
+    (0..text.len().checked_sub(word.len())? + 1).find(|&at| text[at] == first && text[at..].starts_with(word))
+}
+
+fn strings_of(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StartOrderParams {
+    #[serde(default)]
+    injected_namespaces: Vec<String>,
+    #[serde(default)]
+    mesh_holds_application: bool,
+}
+
+struct SidecarStartOrder {
+    p: StartOrderParams,
+}
+
+pub static SIDECAR_START_ORDER: CheckSpec = CheckSpec {
+    id: "istio-sidecar-start-order",
+    target: Target::Kubernetes,
+    applies_to: Applies::Kinds(crate::object::POD_TEMPLATE_KINDS),
+    summary: crate::checks::doc(
+        "Pods that get an Istio sidecar wait for the proxy before the app starts: `proxy.istio.io/config` sets \
+              `holdApplicationUntilProxyStarts: true`, or a container polls `localhost:15020/healthz/ready`. \
+              Otherwise the app's first outbound calls fail while Envoy is still starting. A pod gets a sidecar when \
+              it opts in (`sidecar.istio.io/inject`), its Namespace in the input is labelled `istio-injection=enabled` \
+              or `istio.io/rev`, or its namespace is in `injectedNamespaces`.",
+    ),
+    params: &[
+        ParamDoc {
+            name: "injectedNamespaces",
+            ty: "list of globs",
+            default: "[]",
+            description: crate::checks::doc(
+                "Namespaces known to have injection on (when their Namespace objects are not in the input).",
+            ),
+        },
+        ParamDoc {
+            name: "meshHoldsApplication",
+            ty: "bool",
+            default: "false",
+            description:
+                "The mesh config already sets holdApplicationUntilProxyStarts; only an explicit `false` fails.",
+        },
+    ],
+    example_params: crate::checks::doc("{injectedNamespaces: [shop]}"),
+    passing_example: crate::checks::doc(
+        "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    metadata:
+      annotations:
+        proxy.istio.io/config: '{ \"holdApplicationUntilProxyStarts\": true }'
+    spec:
+      containers: [{name: api, image: shop/api:1.0}]
+",
+    ),
+    failing_example: crate::checks::doc(
+        "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    spec:
+      containers: [{name: api, image: shop/api:1.0}]
+",
+    ),
+    compile: |params| Ok(Compiled::Object(Box::new(SidecarStartOrder { p: parse_params(params)? }))),
+};
+
+const HOLD_KEY: &str = "holdApplicationUntilProxyStarts";
+
+impl SidecarStartOrder {
+    /// Whether the app waits for the proxy whatever the namespace says: then the Namespace object
+    /// cannot change the outcome, and an admission host need not fetch it.
+    /// `hold`: the pod's `holdApplicationUntilProxyStarts`, when it sets one.
+    fn holds_application(&self, hold: Option<&str>) -> bool {
+        hold.map_or(self.p.mesh_holds_application, |hold| hold == "true")
+    }
+}
+
+impl ObjectCheck for SidecarStartOrder {
+    fn reads_context(&self, obj: &Object<'_>) -> bool {
+        obj.pod_template().is_some_and(|tmpl| {
+            let pod_says = map_str(tmpl.labels(), INJECT_KEY).or_else(|| map_str(tmpl.annotations(), INJECT_KEY));
+            pod_says.is_none()
+                && !any_glob(&self.p.injected_namespaces, obj.namespace)
+                && !self.holds_application(proxy_config_setting(&tmpl, HOLD_KEY))
+        })
+    }
+
+    fn context_kinds(&self) -> Vec<String> {
+        vec!["Namespace".into()]
+    }
+
+    fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
+        let Some(tmpl) = obj.pod_template() else {
+            return;
+        };
+        let hold = proxy_config_setting(&tmpl, HOLD_KEY);
+        if self.holds_application(hold) || !gets_sidecar(obj, &tmpl, input, &self.p.injected_namespaces) {
+            return;
+        }
+        let polls = tmpl.containers().any(|(_, c)| {
+            let text = [
+                strings_of(c.get("command")),
+                strings_of(c.get("args")),
+                strings_of(
+                    c.get("lifecycle")
+                        .and_then(|l| l.get("postStart"))
+                        .and_then(|p| p.get("exec"))
+                        .and_then(|e| e.get("command")),
+                ),
+            ]
+            .join(" ");
+            text.contains("15020/healthz/ready") || text.contains("pilot-agent wait")
+        });
+        if polls {
+            return;
+        }
+        let path = if hold.is_some() { tmpl.annotation_path(PROXY_CONFIG_KEY) } else { tmpl.metadata_path() };
+        out.push(Violation::new(
+            path,
+            format!(
+                "{} `{}` gets an Istio sidecar but its app may start before the proxy is ready; add the pod annotation \
+                 `{PROXY_CONFIG_KEY}: '{{ \"holdApplicationUntilProxyStarts\": true }}'`",
+                obj.kind, obj.name
+            ),
+        ));
+    }
+}
+
+const LONG_RUNNING: &[&str] = &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"];
+
+/// A Namespace (its injection label) and every kind with a pod template.
+const INJECTION_ROLLOUT_KINDS: &[&str] = &[
+    "Namespace",
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+    "CronJob",
+];
+
+struct PreStop {
+    /// The exec command joined by spaces, or empty.
+    command: String,
+    sleep_seconds: Option<u64>,
+}
+
+fn pre_stop(container: &Value) -> Option<PreStop> {
+    let hook = container.get("lifecycle")?.get("preStop")?;
+    let command = strings_of(hook.get("exec").and_then(|e| e.get("command")));
+    let native = hook.get("sleep").and_then(|s| s.get("seconds")).and_then(Value::as_u64);
+    Some(PreStop { sleep_seconds: native.or_else(|| sleep_in(&command)), command })
+}
+
+/// The largest `sleep N` in a shell command.
+fn sleep_in(command: &str) -> Option<u64> {
+    let mut best = None;
+    let mut rest = command;
+    while let Some(at) = find_word(rest, "sleep") {
+        let before_ok = rest[..at].chars().last().is_none_or(|c| !c.is_alphanumeric());
+        let after = rest[at + 5..].trim_start();
+        let digits = &after[..after.bytes().take_while(u8::is_ascii_digit).count()];
+        if before_ok && !digits.is_empty() && after.len() < rest.len() - at - 5 {
+            if let Ok(n) = digits.parse::<u64>() {
+                best = best.max(Some(n));
+            }
+        }
+        rest = &rest[at + 5..];
+    }
+    best
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ShutdownParams {
+    #[serde(default = "thirty")]
+    min_pre_stop_seconds: u64,
+    #[serde(default = "thirty")]
+    grace_margin_seconds: u64,
+}
+
+fn thirty() -> u64 {
+    30
+}
+
+struct GracefulShutdown {
+    p: ShutdownParams,
+}
+
+pub static GRACEFUL_SHUTDOWN: CheckSpec = CheckSpec {
+    id: "istio-graceful-shutdown",
+    target: Target::Kubernetes,
+    applies_to: Applies::Kinds(LONG_RUNNING),
+    summary: crate::checks::doc("Workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Pod) give every container a preStop hook that \
+              sleeps at least `minPreStopSeconds` (an exec `sleep N` or the native `preStop.sleep.seconds`), and a \
+              `terminationGracePeriodSeconds` of at least that sleep plus `graceMarginSeconds` (Kubernetes defaults \
+              it to 30 s). Without them endpoints are removed after the pod is already gone and in-flight requests fail."),
+    params: &[
+        ParamDoc { name: "minPreStopSeconds", ty: "integer", default: "30", description: crate::checks::doc("Shortest preStop sleep accepted.") },
+        ParamDoc {
+            name: "graceMarginSeconds",
+            ty: "integer",
+            default: "30",
+            description: crate::checks::doc("Time the app needs after the sleep; the grace period must cover sleep + margin."),
+        },
+    ],
+    example_params: crate::checks::doc("{}"),
+    passing_example: crate::checks::doc("\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    spec:
+      terminationGracePeriodSeconds: 75
+      containers:
+      - name: api
+        image: shop/api:1.0
+        lifecycle:
+          preStop:
+            exec: {command: [sh, -c, sleep 40]}
+"),
+    failing_example: crate::checks::doc("\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    spec:
+      containers:
+      - name: api
+        image: shop/api:1.0
+"),
+    compile: |params| Ok(Compiled::Object(Box::new(GracefulShutdown { p: parse_params(params)? }))),
+};
+
+impl ObjectCheck for GracefulShutdown {
+    fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
+        if !LONG_RUNNING.contains(&obj.kind) {
+            return;
+        }
+        let Some(tmpl) = obj.pod_template() else {
+            return;
+        };
+        let min = self.p.min_pre_stop_seconds;
+        let mut longest = None;
+        for (index, c) in tmpl.containers() {
+            let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+            let path = || tmpl.container_path(index).key("lifecycle").key("preStop");
+            match pre_stop(c).and_then(|h| h.sleep_seconds) {
+                Some(s) if s >= min => longest = longest.max(Some(s)),
+                Some(s) => out.push(Violation::new(
+                    path(),
+                    format!("container `{name}`: preStop sleeps {s}s, less than {min}s; the proxy and endpoints need that long to drain"),
+                )),
+                None => out.push(Violation::new(
+                    path(),
+                    format!(
+                        "container `{name}` has no preStop sleep; add `lifecycle.preStop.sleep.seconds: {min}` (or exec `sleep {min}`) so endpoints drain before it stops"
+                    ),
+                )),
+            }
+        }
+        let Some(sleep) = longest else { return };
+        let need = sleep + self.p.grace_margin_seconds;
+        let grace = tmpl.spec().and_then(|s| s.get("terminationGracePeriodSeconds")).and_then(Value::as_u64);
+        if grace.unwrap_or(30) < need {
+            let have = grace.map_or("the default 30s".to_string(), |g| format!("{g}s"));
+            out.push(Violation::new(
+                tmpl.spec_path().key("terminationGracePeriodSeconds"),
+                format!("terminationGracePeriodSeconds is {have}, below the preStop sleep {sleep}s + margin {}s; set it to at least {need}", self.p.grace_margin_seconds),
+            ));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DrainParams {
+    #[serde(default = "http_protocols")]
+    protocols: Vec<String>,
+}
+
+struct HttpDrain {
+    protocols: Vec<String>,
+    all_protocols: Vec<String>,
+}
+
+pub static HTTP_DRAIN: CheckSpec = CheckSpec {
+    id: "istio-http-drain",
+    target: Target::Kubernetes,
+    applies_to: Applies::Kinds(LONG_RUNNING),
+    summary: crate::checks::doc(
+        "Workloads that serve HTTP make their sidecar drain on stop: a preStop that calls the proxy admin \
+              `/healthcheck/fail` before sleeping, or `terminationDrainDuration` / `EXIT_ON_ZERO_ACTIVE_CONNECTIONS` \
+              in `proxy.istio.io/config`. The protocol comes from the Services in the input that select the pods, \
+              else from the containers' named ports.",
+    ),
+    params: &[ParamDoc {
+        name: "protocols",
+        ty: "list of strings",
+        default: "[http, http2, grpc, grpc-web]",
+        description: crate::checks::doc("Protocols that count as HTTP serving."),
+    }],
+    example_params: crate::checks::doc("{}"),
+    passing_example: crate::checks::doc(
+        "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    metadata:
+      annotations:
+        proxy.istio.io/config: '{ \"terminationDrainDuration\": \"20s\" }'
+    spec:
+      containers:
+      - name: api
+        image: shop/api:1.0
+        ports: [{name: http, containerPort: 8080}]
+",
+    ),
+    failing_example: crate::checks::doc(
+        "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers: [{name: api, image: shop/api:1.0}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+",
+    ),
+    compile: |params| {
+        let p: DrainParams = parse_params(params)?;
+        Ok(Compiled::Object(Box::new(HttpDrain { protocols: p.protocols, all_protocols: default_protocols() })))
+    },
+};
+
+impl HttpDrain {
+    fn serves_http(&self, obj: &Object<'_>, tmpl: &PodTemplate<'_>, input: &Input<'_>) -> Option<String> {
+        let labels = tmpl.labels();
+        for svc in input.peers(obj, "Service") {
+            let Some(selector) = svc.spec().and_then(|s| s.get("selector")).and_then(Value::as_object) else {
+                continue;
+            };
+            if selector.is_empty() || !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                continue;
+            }
+            for (_, port) in service_ports(svc) {
+                if let Some(p) = port_protocol(port, &self.all_protocols).filter(|p| self.protocols.contains(p)) {
+                    return Some(format!("Service `{}` exposes it as `{p}`", svc.name));
+                }
+            }
+        }
+        for (_, c) in tmpl.containers() {
+            for port in c.get("ports").and_then(Value::as_array).into_iter().flatten() {
+                let Some(name) = port.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                if let Some(p) = protocol_of_name(name, &self.protocols) {
+                    return Some(format!("its container port `{name}` is `{p}`"));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Whether the pod's proxy is told how to drain; then how it serves HTTP does not matter.
+fn drain_configured(tmpl: &PodTemplate<'_>) -> bool {
+    proxy_config(tmpl).is_some_and(|config| {
+        ["terminationDrainDuration", "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"].iter().any(|s| find_word(config, s).is_some())
+    })
+}
+
+impl ObjectCheck for HttpDrain {
+    /// Services are read only to learn whether the pods serve HTTP, which matters only for a
+    /// long-running workload whose proxy is not told how to drain.
+    fn reads_context(&self, obj: &Object<'_>) -> bool {
+        LONG_RUNNING.contains(&obj.kind) && obj.pod_template().is_some_and(|tmpl| !drain_configured(&tmpl))
+    }
+
+    fn context_kinds(&self) -> Vec<String> {
+        vec!["Service".into()]
+    }
+
+    fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
+        if !LONG_RUNNING.contains(&obj.kind) {
+            return;
+        }
+        let Some(tmpl) = obj.pod_template() else {
+            return;
+        };
+        if drain_configured(&tmpl) {
+            return;
+        }
+        let Some(why) = self.serves_http(obj, &tmpl, input) else {
+            return;
+        };
+        let drains = tmpl.containers().find_map(|(index, c)| {
+            let hook = pre_stop(c)?;
+            let fail_at = hook.command.find("/healthcheck/fail")?;
+            let ordered = hook.command.find("sleep").is_none_or(|s| fail_at < s);
+            Some((index, ordered))
+        });
+        match drains {
+            Some((_, true)) => {}
+            Some((index, false)) => out.push(Violation::new(
+                tmpl.container_path(index).key("lifecycle").key("preStop"),
+                "preStop sleeps before calling /healthcheck/fail; call the proxy admin endpoint first so Envoy drains while the app still serves",
+            )),
+            None => out.push(Violation::new(
+                tmpl.metadata_path(),
+                format!(
+                    "{} `{}` serves HTTP ({why}) but nothing makes its proxy drain on stop; set `terminationDrainDuration` \
+                     (or EXIT_ON_ZERO_ACTIVE_CONNECTIONS) in `{PROXY_CONFIG_KEY}`, or call \
+                     `curl -XPOST localhost:15000/healthcheck/fail` in a preStop before sleeping",
+                    obj.kind, obj.name
+                ),
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RolloutParams {
+    #[serde(default)]
+    allowed_namespaces: Option<Vec<String>>,
+    #[serde(default)]
+    required_namespaces: Vec<String>,
+}
+
+struct InjectionRollout {
+    p: RolloutParams,
+}
+
+pub static INJECTION_ROLLOUT: CheckSpec = CheckSpec {
+    id: "istio-injection-rollout",
+    target: Target::Kubernetes,
+    applies_to: Applies::Kinds(INJECTION_ROLLOUT_KINDS),
+    summary: crate::checks::doc("Sidecar injection follows the rollout plan: only namespaces in `allowedNamespaces` may turn injection on \
+              (Namespace label `istio-injection=enabled` / `istio.io/rev`, or a pod's `sidecar.istio.io/inject: \"true\"`), \
+              and in `requiredNamespaces` no pod may opt out with `sidecar.istio.io/inject: \"false\"`."),
+    params: &[
+        ParamDoc {
+            name: "allowedNamespaces",
+            ty: "list of globs",
+            default: "unset (any namespace)",
+            description: crate::checks::doc("Namespaces of the current rollout waves."),
+        },
+        ParamDoc {
+            name: "requiredNamespaces",
+            ty: "list of globs",
+            default: "[]",
+            description: crate::checks::doc("Namespaces already in the mesh, where opting out is an error."),
+        },
+    ],
+    example_params: crate::checks::doc("{allowedNamespaces: [shop, pay-*], requiredNamespaces: [shop]}"),
+    passing_example: crate::checks::doc("\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: pay-eu
+  labels: {istio-injection: enabled}
+"),
+    failing_example: crate::checks::doc("\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  template:
+    metadata:
+      labels: {sidecar.istio.io/inject: \"false\"}
+    spec:
+      containers: [{name: api, image: shop/api:1.0}]
+"),
+    compile: |params| Ok(Compiled::Object(Box::new(InjectionRollout { p: parse_params(params)? }))),
+};
+
+impl ObjectCheck for InjectionRollout {
+    fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
+        let allowed = |ns: &str| self.p.allowed_namespaces.as_ref().is_none_or(|a| any_glob(a, ns));
+        if is_core(obj, "Namespace") {
+            if allowed(obj.name) {
+                return;
+            }
+            let labels = obj.labels();
+            let labels_path = FieldPath::root().key("metadata").key("labels");
+            if map_str(labels, "istio-injection").as_deref() == Some("enabled") {
+                out.push(Violation::new(
+                    labels_path.key("istio-injection"),
+                    format!(
+                        "namespace `{}` enables sidecar injection but is not in the rollout's allowedNamespaces",
+                        obj.name
+                    ),
+                ));
+            } else if labels.contains_key("istio.io/rev") {
+                out.push(Violation::new(
+                    labels_path.key("istio.io/rev"),
+                    format!(
+                        "namespace `{}` selects an Istio revision but is not in the rollout's allowedNamespaces",
+                        obj.name
+                    ),
+                ));
+            }
+            return;
+        }
+        let Some(tmpl) = obj.pod_template() else {
+            return;
+        };
+        let (where_, value) = match (map_str(tmpl.labels(), INJECT_KEY), map_str(tmpl.annotations(), INJECT_KEY)) {
+            (Some(v), _) => ("labels", v),
+            (None, Some(v)) => ("annotations", v),
+            (None, None) => return,
+        };
+        let path = || tmpl.metadata_path().key(where_).key(INJECT_KEY);
+        if value == "true" && !allowed(obj.namespace) {
+            out.push(Violation::new(
+                path(),
+                format!(
+                    "{} `{}` opts into sidecar injection but namespace `{}` is not in the rollout's allowedNamespaces",
+                    obj.kind, obj.name, obj.namespace
+                ),
+            ));
+        } else if value == "false" && any_glob(&self.p.required_namespaces, obj.namespace) {
+            out.push(Violation::new(
+                path(),
+                format!(
+                    "{} `{}` opts out of sidecar injection, but namespace `{}` is required to be in the mesh",
+                    obj.kind, obj.name, obj.namespace
+                ),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_word_agrees_with_str_find() {
+        let texts = [
+            "",
+            "t",
+            "terminationDrainDuration: 5s",
+            "{\"holdApplicationUntilProxyStarts\": true}",
+            "tttterminationDrainDurationX",
+            "terminationDrainDuratio",
+            "é holdApplicationUntilProxyStarts",
+            "drain: terminationDrainDuration\nterminationDrainDuration: 1s",
+        ];
+        for text in texts {
+            for word in [HOLD_KEY, "terminationDrainDuration", "t", "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"] {
+                assert_eq!(find_word(text, word), text.find(word), "{word:?} in {text:?}");
+            }
+        }
+        assert_eq!(find_word("abc", ""), None, "an empty word is never looked for");
+    }
+
+    #[test]
+    fn sleep_parsing() {
+        assert_eq!(sleep_in("sh -c sleep 40"), Some(40));
+        assert_eq!(sleep_in("curl -XPOST localhost:15000/healthcheck/fail && sleep 5; sleep 30"), Some(30));
+        assert_eq!(sleep_in("nosleep 40"), None);
+        assert_eq!(sleep_in("sleep"), None);
+    }
+}
