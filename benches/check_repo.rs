@@ -18,7 +18,7 @@ fn repo(c: &mut Criterion) {
         std::fs::write(path, text).expect("write");
     }
     let paths = vec![dir.path().to_path_buf()];
-    let native = host_runner::check::Reviewer::Native(Policy::default_rules().expect("default rules"));
+    let native = host_runner::engine::Reviewer::Native(Policy::default_rules().expect("default rules"));
     let mut reviewers = vec![("check_10k_objects_default_rules/native", native)];
     // The deployed Kubewarden module in host-runner's wasmtime host, when scripts/build-wasm.sh built it,
     // under the limits `meshguard check` runs it with (a watched deadline, no fuel metering);
@@ -37,7 +37,7 @@ fn repo(c: &mut Criterion) {
             let module = host_runner::wasm::WapcModule::new(&engine, &module, limits).expect("link");
             reviewers.push((
                 name,
-                host_runner::check::Reviewer::Wasm {
+                host_runner::engine::Reviewer::Wasm {
                     module: std::sync::Arc::new(module),
                     rules: serde_json::Value::Null,
                     policy: Policy::default_rules().expect("rules"),

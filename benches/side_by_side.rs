@@ -189,7 +189,7 @@ fn repo_regorus(c: &mut Criterion) {
         paths.push(path);
     }
     let native_findings = {
-        let r = host_runner::check::Reviewer::Native(Policy::default_rules().expect("rules"));
+        let r = host_runner::engine::Reviewer::Native(Policy::default_rules().expect("rules"));
         host_runner::check::run(&r, &[dir.path().to_path_buf()], "default", policy_core::Action::Deny)
             .expect("check")
             .findings

@@ -141,3 +141,30 @@ fn corpus_decisions_match_natively() {
     assert!(failures.is_empty(), "{} corpus failures:\n{}", failures.len(), failures.join("\n"));
     assert!(cases.len() >= 40, "the corpus has only {} cases", cases.len());
 }
+
+/// The check catalog sends a reader from a check id to its cases with `grep -rlw <id> tests/corpus`:
+/// every built-in check is named, as a whole word, in some corpus file (a rule of that check, or a
+/// finding of it under the default rules).
+#[test]
+fn every_check_is_named_by_a_corpus_file() {
+    let files: Vec<(String, String)> = std::fs::read_dir(meshguard_tests::corpus_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    let word_char = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let names = |text: &str, id: &str| {
+        text.match_indices(id).any(|(at, _)| {
+            !word_char(text[..at].chars().next_back()) && !word_char(text[at + id.len()..].chars().next())
+        })
+    };
+    assert!(names("check: cel\n", "cel") && !names("check: cel-rule", "cel") && !names("x-cel", "cel"));
+    for check in policy_core::registry() {
+        assert!(
+            files.iter().any(|(_, text)| names(text, check.id)),
+            "no corpus file names `{}`: add cases for it under tests/corpus/",
+            check.id
+        );
+    }
+}

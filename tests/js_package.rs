@@ -5,7 +5,8 @@
 //! (rule, action, message, line, column, kind, namespace, name, path), the corpus's HTTP
 //! decisions, and policy-core's admission verdicts.
 
-use host_runner::check::{self, Reviewer};
+use host_runner::check;
+use host_runner::engine::Reviewer;
 use meshguard_tests::envoy::repo_root;
 use meshguard_tests::{admission_cases, load_corpus};
 use policy_core::{Action, Policy};

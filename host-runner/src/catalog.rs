@@ -1,5 +1,5 @@
 //! The check catalog rendered from policy-core's registry: `rules list`, `rules explain`, and the
-//! Markdown the README embeds (a test keeps the README equal to it).
+//! Markdown of docs/checks.md (a test keeps docs/checks.md equal to it).
 
 use policy_core::checks::CheckSpec;
 use policy_core::{registry, Target};
@@ -31,7 +31,7 @@ pub fn list() -> String {
 pub fn explain(id: &str) -> Option<String> {
     let spec = policy_core::checks::find(id)?;
     let mut out = String::new();
-    let _ = writeln!(out, "{} ({})\n\n{}\n", spec.id, target(spec), spec.summary);
+    let _ = writeln!(out, "{} ({})\n\n{}\n\nCode: {}\n", spec.id, target(spec), spec.summary, spec.source);
     if spec.params.is_empty() {
         out.push_str("Params: none\n");
     } else {
@@ -69,6 +69,8 @@ pub fn markdown() -> String {
     }
     for spec in registry() {
         let _ = writeln!(out, "\n### {}\n\n{}\n", spec.id, spec.summary);
+        // One hop from a rule id to its code and to the corpus cases that exercise it.
+        let _ = writeln!(out, "Code: [`{0}`](../{0}) · cases: `grep -rlw {1} tests/corpus`\n", spec.source, spec.id);
         if spec.params.is_empty() {
             out.push_str("No params.\n");
         } else {

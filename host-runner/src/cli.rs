@@ -246,7 +246,7 @@ pub enum RulesCommand {
         /// Check id, e.g. istio-port-name
         check: String,
     },
-    /// Print the check catalog as Markdown (the README's catalog is generated from it)
+    /// Print the check catalog as Markdown (docs/checks.md is generated from it)
     Docs,
     /// Print the ValidatingWebhookConfiguration for `meshguard serve` whose rules cover exactly the
     /// kinds the rule set can flag (so other writes never wait on the webhook)

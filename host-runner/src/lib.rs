@@ -1,9 +1,12 @@
-//! The `meshguard` CLI's pieces, one job each: where manifests come from (`sources`), running a
-//! check (`check`), printing it (`report`), and the check catalog (`catalog`). `main.rs` only wires them.
+//! The `meshguard` CLI's pieces, one job each: where manifests come from (`sources`), the rule set
+//! and the engine that reviews with it (`engine`), running a check (`check`), printing it
+//! (`report`), the webhook (`serve`), the wasmtime host (`wasm`) and the check catalog
+//! (`catalog`). `main.rs` only wires them.
 
 pub mod catalog;
 pub mod check;
 pub mod cli;
+pub mod engine;
 pub mod printable;
 pub mod replay;
 pub mod report;

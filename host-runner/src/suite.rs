@@ -2,7 +2,8 @@
 //! `opa test`. Every `meshguard-test.yaml` under DIR lists cases: resource files (reviewed
 //! together) or one HTTP request, and the result each must produce.
 
-use crate::check::{self, Reviewer};
+use crate::check;
+use crate::engine::{self, Reviewer};
 use anyhow::{anyhow, bail, Context, Result};
 use policy_core::{Action, MemoryBuckets, Policy, Request};
 use serde::Deserialize;
@@ -99,7 +100,7 @@ pub fn run(dir: &Path, make_reviewer: &dyn Fn(Policy, serde_json::Value) -> Resu
         let base = file.parent().unwrap_or(Path::new("."));
         let rules = suite.rules.as_ref().map(|r| base.join(r));
         let policies: Vec<PathBuf> = suite.policies.iter().map(|p| base.join(p)).collect();
-        let (policy, rules_doc) = check::load_policy_with(rules.as_deref(), &policies)?;
+        let (policy, rules_doc) = engine::load_policy_with(rules.as_deref(), &policies)?;
         let reviewer = make_reviewer(policy, rules_doc)?;
         let namespace = suite.namespace.as_deref().unwrap_or("default");
         let prefix = suite.name.clone().unwrap_or_else(|| file.display().to_string());

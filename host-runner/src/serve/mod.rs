@@ -12,7 +12,7 @@ pub mod metrics;
 pub mod review;
 pub mod tls;
 
-use crate::check::{self, Reviewer};
+use crate::engine::{self, Reviewer};
 use crate::wasm::WapcModule;
 use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
@@ -81,7 +81,7 @@ struct App {
 }
 
 fn load_rules(opts: &Options) -> Result<Rules> {
-    let (policy, doc) = check::load_policy(opts.rules.as_deref())?;
+    let (policy, doc) = engine::load_policy(opts.rules.as_deref())?;
     let coverage = policy.coverage();
     let settings_json = serde_json::to_string(&doc)?;
     let reviewer = match &opts.module {
@@ -338,7 +338,7 @@ async fn serve_metrics(app: Arc<App>, listener: tokio::net::TcpListener, mut sto
 }
 
 /// Runs the webhook until SIGTERM or SIGINT. `Err` for what stops it from starting (an invalid
-/// rule set is a [`check::RulesError`], exit 2).
+/// rule set is a [`engine::RulesError`], exit 2).
 pub fn run(opts: Options) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     runtime.block_on(run_async(opts))

@@ -7,6 +7,7 @@
 
 mod guest_memory;
 pub mod proxy;
+pub mod setup;
 mod wapc;
 mod watchdog;
 

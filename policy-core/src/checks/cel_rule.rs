@@ -65,6 +65,7 @@ fn compile(params: &Value) -> Result<Compiled, ParamError> {
 
 pub static CEL: CheckSpec = CheckSpec {
     id: "cel",
+    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc(

@@ -78,6 +78,7 @@ const TARGET_DOC: ParamDoc = ParamDoc {
 
 pub static REQUIRED_LABELS: CheckSpec = CheckSpec {
     id: "required-labels",
+    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc(
@@ -111,6 +112,7 @@ spec:
 
 pub static REQUIRED_ANNOTATIONS: CheckSpec = CheckSpec {
     id: "required-annotations",
+    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc(
@@ -218,6 +220,7 @@ struct FieldPattern {
 
 pub static FIELD_PATTERN: CheckSpec = CheckSpec {
     id: "field-pattern",
+    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc(
@@ -340,6 +343,7 @@ struct FieldRange {
 
 pub static FIELD_RANGE: CheckSpec = CheckSpec {
     id: "field-range",
+    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc(
@@ -431,6 +435,7 @@ struct ForbiddenKinds {
 
 pub static FORBIDDEN_KINDS: CheckSpec = CheckSpec {
     id: "forbidden-kinds",
+    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc("Objects of the listed kinds (`apiGroups` + `kinds`, as in `match.kinds`) are not allowed."),

@@ -1,6 +1,6 @@
 //! The registry of built-in checks. Each entry declares its id, params, docs and a passing and a
-//! failing example; the engine, `meshguard rules`, the README catalog and the example tests all
-//! read this one table, so the docs cannot drift from what runs.
+//! failing example; the engine, `meshguard rules`, the catalog in docs/checks.md and the example
+//! tests all read this one table, so the docs cannot drift from what runs.
 
 #[cfg(all(feature = "kubernetes", feature = "cel"))]
 mod cel_rule;
@@ -59,6 +59,9 @@ impl Applies {
 /// One built-in check: everything the engine and the docs know about it.
 pub struct CheckSpec {
     pub id: &'static str,
+    /// The file that implements it, from the workspace root (empty without the `docs` feature):
+    /// the catalog links each check to its code.
+    pub source: &'static str,
     pub target: Target,
     pub applies_to: Applies,
     pub summary: &'static str,
