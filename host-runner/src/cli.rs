@@ -182,6 +182,10 @@ pub struct ServeArgs {
     /// Deadline for a client to send its headers and body, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub read_timeout_ms: u64,
+    /// Close a connection after this many milliseconds without a byte in either direction (after
+    /// the TLS handshake, before a first request, between requests)
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
     /// Largest request body, in bytes (the API server sends objects up to about 3 MiB)
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
     pub max_body_bytes: usize,

@@ -188,6 +188,7 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<u8> {
         fail_closed: args.failure_policy == FailurePolicy::Fail,
         review_timeout: ms(args.review_timeout_ms),
         read_timeout: ms(args.read_timeout_ms),
+        idle_timeout: ms(args.idle_timeout_ms),
         max_body_bytes: args.max_body_bytes,
         poll: ms(args.poll_ms),
         shutdown_delay: ms(args.shutdown_delay_ms),

@@ -235,7 +235,7 @@ fn shell_words_split_as_sh_does() {
     assert_eq!(
         split("meshguard check --rules 'a b.yaml' \"c\\\"d\" e\\ f   # exit 1: why"),
         (
-            vec!["meshguard", "check", "--rules", "a b.yaml", "c\"d", "e f"].iter().map(|s| s.to_string()).collect(),
+            ["meshguard", "check", "--rules", "a b.yaml", "c\"d", "e f"].iter().map(|s| s.to_string()).collect(),
             Some("exit 1: why".to_string())
         )
     );

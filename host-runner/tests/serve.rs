@@ -538,3 +538,66 @@ fn an_open_connection_survives_certificate_rotation() {
         assert!(connect(server.ca.clone()).await.is_err(), "new handshakes no longer get the old certificate");
     });
 }
+
+/// A client that completes the TLS handshake and then sends nothing (with either ALPN protocol) is
+/// disconnected after `--idle-timeout-ms`, and one that keeps talking is not.
+#[test]
+fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--engine", "native", "--idle-timeout-ms", "600"]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let connect = |alpn: &'static [u8]| {
+            let addr = server.addr.replace("localhost", "127.0.0.1");
+            let ca = server.ca.clone();
+            async move {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_file_iter(&ca).unwrap() {
+                    roots.add(cert.unwrap()).unwrap();
+                }
+                let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                config.alpn_protocols = vec![alpn.to_vec()];
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap()
+            }
+        };
+        for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+            let mut silent = connect(alpn).await;
+            let started = Instant::now();
+            let mut buf = vec![0u8; 4096];
+            // HTTP/2 servers speak first (SETTINGS); read until the server closes.
+            let closed = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match silent.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => continue,
+                    }
+                }
+            })
+            .await;
+            assert!(closed.is_ok(), "{alpn:?}: a silent connection is still open after 10 s");
+            let waited = started.elapsed();
+            assert!(waited >= Duration::from_millis(500), "{alpn:?}: closed after {waited:?}, before the idle timeout");
+        }
+        // Requests every 300 ms keep an HTTP/1.1 connection open past the timeout.
+        let mut talking = connect(b"http/1.1").await;
+        for _ in 0..5 {
+            talking.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n").await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = talking.read(&mut buf).await.unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "still served");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+}

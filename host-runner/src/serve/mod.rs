@@ -8,6 +8,7 @@
 //! first, then in-flight requests finish, then exit.
 
 pub mod cluster;
+mod idle;
 pub mod metrics;
 pub mod review;
 pub mod tls;
@@ -44,6 +45,8 @@ pub struct Options {
     pub fail_closed: bool,
     pub review_timeout: Duration,
     pub read_timeout: Duration,
+    /// A connection with no byte in either direction for this long is closed.
+    pub idle_timeout: Duration,
     pub max_body_bytes: usize,
     pub poll: Duration,
     /// How long `/readyz` reports unready before the listener closes, on SIGTERM.
@@ -282,27 +285,32 @@ impl App {
     }
 }
 
-/// Watches the rule set and certificate files (and SIGHUP) until shutdown.
+/// Watches the rule set and certificate files (and SIGHUP) until shutdown. Files are read on the
+/// blocking pool, never on a runtime worker, whatever is put in their place.
 async fn watch(app: Arc<App>, mut hup: tokio::signal::unix::Signal, mut stop: tokio::sync::watch::Receiver<bool>) {
     let rules_stamp = |app: &App| app.opts.rules.as_deref().and_then(stamp);
     let cert_stamp = |app: &App| (stamp(&app.opts.cert), stamp(&app.opts.key));
     let (mut rules_seen, mut cert_seen) = (rules_stamp(&app), cert_stamp(&app));
+    let off_runtime = |app: &Arc<App>, reload: fn(&App)| {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || reload(&app))
+    };
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 rules_seen = rules_stamp(&app);
-                app.reload_rules("SIGHUP");
+                let _ = off_runtime(&app, |app| app.reload_rules("SIGHUP")).await;
             }
             _ = tokio::time::sleep(app.opts.poll) => {
                 let now = rules_stamp(&app);
                 if now != rules_seen {
                     rules_seen = now;
-                    app.reload_rules("file change");
+                    let _ = off_runtime(&app, |app| app.reload_rules("file change")).await;
                 }
                 let now = cert_stamp(&app);
                 if now != cert_seen {
                     cert_seen = now;
-                    app.reload_cert();
+                    let _ = off_runtime(&app, App::reload_cert).await;
                 }
             }
             _ = stop.changed() => return,
@@ -417,6 +425,7 @@ async fn run_async(opts: Options) -> Result<()> {
         // Reap finished connections so the set holds only live ones.
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
+            let tcp = idle::IdleTimeout::new(tcp, app.opts.idle_timeout);
             let tls = match tokio::time::timeout(app.opts.read_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
