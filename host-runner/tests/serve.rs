@@ -601,3 +601,24 @@ fn a_silent_connection_is_closed_after_the_idle_timeout() {
         }
     });
 }
+
+/// Metric labels come from a bounded set: made-up kinds count as `other`, made-up operations too,
+/// so a caller cannot add a series per request.
+#[test]
+fn made_up_kinds_and_operations_do_not_grow_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--engine", "native"]);
+    for i in 0..12 {
+        let object = json!({"apiVersion": "example.com/v1", "kind": format!("Made{i}"), "metadata": {"name": "a"}});
+        let answer = validate(&server, &review(&format!("k{i}"), "CREATE", object, false));
+        assert_eq!(answer["response"]["allowed"], true);
+        let answer = validate(&server, &review(&format!("o{i}"), &format!("OP{i}"), service("http-web"), false));
+        assert_eq!(answer["response"]["uid"], format!("o{i}"));
+    }
+    let page = metrics(&server);
+    assert!(!page.contains("kind=\"Made") && !page.contains("operation=\"OP"), "{page}");
+    assert!(page.contains("operation=\"CREATE\",kind=\"other\""), "{page}");
+    assert!(page.contains("operation=\"other\",kind=\"Service\""), "{page}");
+    let series = page.lines().filter(|l| l.starts_with("meshguard_admission_requests_total{")).count();
+    assert!(series <= 3, "{series} series for 24 requests: {page}");
+}

@@ -68,3 +68,25 @@ fn expressions_see_the_request_and_the_old_object() {
     assert_eq!(warn[0].message, "anonymous users may not change Deployments");
     assert!(review("CREATE", "system:anonymous", 3, 3).findings.is_empty(), "the policy matches UPDATE only");
 }
+
+/// An evaluated `messageExpression` over 5 KiB, or on more than one line, is not used: the
+/// static `message` is, as in the API server.
+#[test]
+fn oversized_or_multiline_evaluated_messages_fall_back_to_the_static_message() {
+    let rules = |message_expression: &str| {
+        format!(
+            "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {{name: m}}\nspec:\n  rules:\n  - id: r\n    check: cel\n    params:\n      expression: 'false'\n      message: static words\n      messageExpression: \"{message_expression}\"\n"
+        )
+    };
+    let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}});
+    let message = |expr: &str| {
+        let policy = Policy::from_text(&rules(expr)).unwrap();
+        policy.review(&policy_core::Input::new(std::slice::from_ref(&object), "shop"))[0].message.clone()
+    };
+    assert_eq!(message("'short ' + object.metadata.name"), "short c");
+    let at_limit = format!("'{}'", "x".repeat(policy_core::cel::MAX_EVALUATED_MESSAGE_BYTES));
+    assert_eq!(message(&at_limit).len(), policy_core::cel::MAX_EVALUATED_MESSAGE_BYTES);
+    let over = format!("'{}'", "x".repeat(policy_core::cel::MAX_EVALUATED_MESSAGE_BYTES + 1));
+    assert_eq!(message(&over), "static words");
+    assert_eq!(message("'two\\\\nlines'"), "static words");
+}

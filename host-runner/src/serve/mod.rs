@@ -195,6 +195,17 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     // What policy-core allows without looking (DELETE, CONNECT, a kind no rule can flag) is
     // answered without the engine.
     let uncovered = rules.as_ref().is_ok_and(|r| !r.coverage.covers(&asked.group, &asked.kind));
+    // Metric labels come from a bounded set, never from the request as sent: a caller inventing
+    // kinds or operations must not grow the metrics page by a series each.
+    let kind_label = match &rules {
+        Ok(r) if r.coverage.kinds.contains(asked.kind.as_str()) => asked.kind.as_str(),
+        _ if policy_core::object::api_version_of_kind(&asked.kind).is_some() => asked.kind.as_str(),
+        _ => "other",
+    };
+    let operation_label = match asked.operation.as_str() {
+        op @ ("CREATE" | "UPDATE" | "DELETE" | "CONNECT") => op,
+        _ => "other",
+    };
     // The operation as policy-core reads it (a missing one is a CREATE), not as sent.
     let operation = policy_core::admission::admission_request(&review["request"]).operation;
     let decided = if uncovered || !policy_core::admission::reviews_operation(operation) {
@@ -224,7 +235,7 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     let seconds = started.elapsed().as_secs_f64();
     let fired: Vec<&str> = response.rule_ids(Action::Deny).chain(response.rule_ids(Action::Warn)).collect();
     let verdict = if response.allowed { "allow" } else { "deny" };
-    app.metrics.request(verdict, &asked.operation, &asked.kind, &fired, seconds);
+    app.metrics.request(verdict, operation_label, kind_label, &fired, seconds);
     if !asked.dry_run {
         for rule in response.rule_ids(Action::Audit) {
             app.metrics.audit(rule);

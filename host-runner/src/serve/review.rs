@@ -62,6 +62,17 @@ pub fn parse(
         kind: request.pointer("/kind/kind").and_then(Value::as_str).unwrap_or_else(|| object_str("kind")).to_string(),
         dry_run: request.get("dryRun").and_then(Value::as_bool).unwrap_or(false),
     };
+    // What is reviewed (and what is skipped as a kind no rule covers) is decided by `request.kind`;
+    // an object of another kind would pass unreviewed. An API server never sends one.
+    let object_kind = object_str("kind");
+    if !object_kind.is_empty() && object_kind != asked.kind {
+        let short = |text: &str| policy_core::pattern::excerpt(text, 64).into_owned();
+        return Err(invalid(&format!(
+            "request.kind is `{}` but the object is a `{}`",
+            short(&asked.kind),
+            short(object_kind)
+        )));
+    }
     Ok((review, asked))
 }
 
@@ -148,6 +159,16 @@ mod tests {
         );
         assert!(
             matches!(parse_full(&review(json!({"operation": "CREATE"}))), Err(BadReview::Invalid { message, .. }) if message.contains("no uid"))
+        );
+        // The kind the request names decides what is reviewed: an object of another kind is refused.
+        let disguised = review(json!({"uid": "u4", "operation": "CREATE", "kind": {"group": "", "kind": "ConfigMap"},
+            "object": {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}}}));
+        assert_eq!(
+            parse_full(&disguised),
+            Err(BadReview::Invalid {
+                uid: "u4".into(),
+                message: "request.kind is `ConfigMap` but the object is a `Service`".into()
+            })
         );
     }
 

@@ -16,8 +16,8 @@ mod response;
 
 pub use cluster::{typed_objects, ClusterObjects, ClusterSource, ClusterView, Unseen};
 pub use response::{
-    fit_warnings, AdmissionResponse, Status, AUDIT_ANNOTATION, DENY_ANNOTATION, MAX_WARNINGS_BYTES, MAX_WARNING_CHARS,
-    WARN_ANNOTATION, WITHOUT_CONTEXT_ANNOTATION,
+    fit_lines, fit_warnings, AdmissionResponse, Status, AUDIT_ANNOTATION, DENY_ANNOTATION, MAX_DENIAL_BYTES,
+    MAX_DENIAL_LINE_CHARS, MAX_WARNINGS_BYTES, MAX_WARNING_CHARS, WARN_ANNOTATION, WITHOUT_CONTEXT_ANNOTATION,
 };
 
 use crate::finding::{Action, Finding};
@@ -102,10 +102,13 @@ impl AdmissionVerdict {
         self.findings.iter().filter(move |f| f.action == action)
     }
 
-    /// One line per denying finding, as rejection messages show them.
+    /// One line per denying finding, as rejection messages show them, within
+    /// [`MAX_DENIAL_LINE_CHARS`] each and [`MAX_DENIAL_BYTES`] in all: findings past that become one
+    /// `+N more` entry (every rule id is still in the audit annotations).
     pub fn denial_message(&self) -> Option<String> {
         let lines: Vec<String> = self.with_action(Action::Deny).map(finding_line).collect();
-        (!lines.is_empty()).then(|| lines.join("; "))
+        (!lines.is_empty())
+            .then(|| fit_lines(lines, MAX_DENIAL_LINE_CHARS, MAX_DENIAL_BYTES, "; ".len(), "denial").join("; "))
     }
 
     /// One entry per `warn` finding, as Kubernetes admission warnings show them, within the API

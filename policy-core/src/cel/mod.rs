@@ -563,7 +563,7 @@ impl Validator {
                     let message = v
                         .message_expression
                         .as_ref()
-                        .and_then(|m| scope.eval_string(m).ok().filter(|s| !s.trim().is_empty()))
+                        .and_then(|m| scope.eval_string(m).ok().filter(|s| usable_evaluated_message(s)))
                         .or_else(|| v.message.clone())
                         .unwrap_or_else(|| format!("failed expression: {}", v.expression.source().trim()));
                     out.push(Violation::new(path(), message));
@@ -593,6 +593,16 @@ impl Validator {
             out.push(Violation::new(path, message));
         }
     }
+}
+
+/// The longest message a `messageExpression` may evaluate to, as the API server bounds it
+/// (`celconfig.MaxEvaluatedMessageExpressionSizeBytes`); a longer one falls back to `message`.
+pub const MAX_EVALUATED_MESSAGE_BYTES: usize = 5 * 1024;
+
+/// Whether an evaluated `messageExpression` is used, as the API server decides: not blank, within
+/// [`MAX_EVALUATED_MESSAGE_BYTES`], on one line. Otherwise the static `message` is.
+fn usable_evaluated_message(message: &str) -> bool {
+    !message.trim().is_empty() && message.len() <= MAX_EVALUATED_MESSAGE_BYTES && !message.contains(['\n', '\r'])
 }
 
 /// The values every expression of one object sees.
