@@ -14,6 +14,7 @@ use crate::finding::{Action, Violation};
 use crate::matching::LabelSelector;
 use crate::object::{is_cluster_scoped_kind, Input, Object};
 use crate::path::FieldPath;
+use crate::pattern::excerpt;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -390,8 +391,59 @@ fn parse<T: serde::de::DeserializeOwned>(index: usize, v: &Value, name: Option<&
     })
 }
 
+/// The operations a resource rule may name.
+const OPERATIONS: [&str; 5] = ["CREATE", "UPDATE", "DELETE", "CONNECT", "*"];
+
+/// A resource rule as the API server validates it: every list named and non-empty (an empty one
+/// would match nothing, silently), operations among [`OPERATIONS`]. `Err((field, message))`.
+fn validate_rules(rules: &[ResourceRule], at: &str) -> Result<(), (String, String)> {
+    for (i, rule) in rules.iter().enumerate() {
+        for (field, list) in [
+            ("apiGroups", &rule.api_groups),
+            ("apiVersions", &rule.api_versions),
+            ("resources", &rule.resources),
+            ("operations", &rule.operations),
+        ] {
+            if list.is_empty() {
+                return Err((
+                    format!("{at}[{i}].{field}"),
+                    format!("required: name at least one (`*` for all); an empty {field} matches nothing"),
+                ));
+            }
+        }
+        if let Some((j, op)) = rule.operations.iter().enumerate().find(|(_, op)| !OPERATIONS.contains(&op.as_str())) {
+            return Err((
+                format!("{at}[{i}].operations[{j}]"),
+                format!("`{}` is not an operation (CREATE, UPDATE, DELETE, CONNECT or *)", excerpt(op, 64)),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Compiles every binding in `objects` (policies, bindings and param objects, in any order).
+/// As the API server, refuses two policies of one name (one would silently hide the other), and
+/// policies and bindings without a name.
 pub fn compile(objects: &[Value]) -> Result<Vec<CompiledBinding>, VapError> {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for (index, p) in objects.iter().enumerate().filter(|(_, v)| is_kind(v, POLICY_KIND)) {
+        let error = |message: String| VapError {
+            index,
+            name: name_of(p).map(str::to_string),
+            field: "metadata.name".into(),
+            message,
+        };
+        let Some(name) = name_of(p).filter(|n| !n.is_empty()) else {
+            return Err(error("a ValidatingAdmissionPolicy needs a name".into()));
+        };
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            return Err(error(format!(
+                "a second ValidatingAdmissionPolicy named `{name}` (the first is object {}): names are unique",
+                first + 1
+            )));
+        }
+        seen.push((name, index));
+    }
     let bundled_params: Vec<Value> =
         objects.iter().filter(|v| !is_kind(v, POLICY_KIND) && !is_kind(v, BINDING_KIND)).cloned().collect();
     let mut out = Vec::new();
@@ -407,6 +459,23 @@ pub fn compile(objects: &[Value]) -> Result<Vec<CompiledBinding>, VapError> {
             return Err(error("metadata.name", "a binding needs a name".into()));
         }
         let spec: BindingSpec = parse(index, b, Some(&binding_name))?;
+        if let Some(r) = &spec.param_ref {
+            match (&r.name, &r.selector) {
+                (Some(_), Some(_)) => {
+                    return Err(error("spec.paramRef", "name and selector are mutually exclusive: set one".into()))
+                }
+                (None, None) => return Err(error("spec.paramRef", "one of name or selector is required".into())),
+                _ => {}
+            }
+        }
+        if let Some(m) = &spec.match_resources {
+            for (at, rules) in [
+                ("spec.matchResources.resourceRules", &m.resource_rules),
+                ("spec.matchResources.excludeResourceRules", &m.exclude_resource_rules),
+            ] {
+                validate_rules(rules, at).map_err(|(field, message)| error(&field, message))?;
+            }
+        }
         let Some((policy_index, policy)) = objects
             .iter()
             .enumerate()
@@ -451,6 +520,12 @@ fn compile_policy(
             "spec.matchConstraints.resourceRules".into(),
             "a ValidatingAdmissionPolicy must name the resources it matches".into(),
         ));
+    }
+    for (at, rules) in [
+        ("spec.matchConstraints.resourceRules", &constraints.resource_rules),
+        ("spec.matchConstraints.excludeResourceRules", &constraints.exclude_resource_rules),
+    ] {
+        validate_rules(rules, at).map_err(|(field, message)| error(field, message))?;
     }
     for (which, m) in
         [("spec.matchConstraints", Some(&constraints)), ("binding matchResources", binding.match_resources.as_ref())]

@@ -128,3 +128,54 @@ fn default_rules_load_and_cover_every_istio_check() {
         }
     }
 }
+
+/// ValidatingAdmissionPolicy objects the API server would refuse are refused at load, with the
+/// object, field and line: they would otherwise match nothing, or hide one another.
+#[cfg(feature = "cel")]
+#[test]
+fn vap_objects_the_api_server_refuses_are_refused() {
+    let policy = |name: &str, rule: &str| {
+        format!(
+            "  - apiVersion: admissionregistration.k8s.io/v1\n    kind: ValidatingAdmissionPolicy\n    metadata: {{name: {name}}}\n    spec:\n      paramKind: {{apiVersion: v1, kind: ConfigMap}}\n      matchConstraints:\n        resourceRules:\n        - {rule}\n      validations: [{{expression: 'true'}}]\n"
+        )
+    };
+    let good_rule = "{apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}";
+    let binding = |policy: &str, param_ref: &str| {
+        format!(
+            "  - apiVersion: admissionregistration.k8s.io/v1\n    kind: ValidatingAdmissionPolicyBinding\n    metadata: {{name: b}}\n    spec: {{policyName: {policy}, validationActions: [Deny]{param_ref}}}\n"
+        )
+    };
+    let load = |objects: String| {
+        let text = format!(
+            "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {{name: t}}\nspec:\n  rules: []\n  admissionPolicies:\n{objects}"
+        );
+        match Policy::from_text(&text) {
+            Err(LoadError::Invalid { line, error }) => (error.field, error.message, line),
+            other => panic!("expected a validation error, got {:?}", other.map(|_| ())),
+        }
+    };
+    // Two policies of one name: the second is refused (a permissive one could hide a strict one).
+    let (field, message, line) =
+        load(format!("{}{}{}", policy("strict", good_rule), policy("strict", good_rule), binding("strict", "")));
+    assert_eq!(field, "spec.admissionPolicies[1].metadata.name");
+    assert!(message.contains("a second ValidatingAdmissionPolicy named `strict`"), "{message}");
+    assert_eq!(line, 18, "the second policy's name");
+    // A resource rule without operations, or without apiVersions, would match nothing.
+    let no_ops = "{apiGroups: [apps], apiVersions: [v1], resources: [deployments]}";
+    let (field, message, _) = load(format!("{}{}", policy("p", no_ops), binding("p", "")));
+    assert_eq!(field, "spec.admissionPolicies[0].spec.matchConstraints.resourceRules[0].operations", "{message}");
+    let no_versions = "{apiGroups: [apps], operations: [CREATE], resources: [deployments]}";
+    let (field, _, _) = load(format!("{}{}", policy("p", no_versions), binding("p", "")));
+    assert_eq!(field, "spec.admissionPolicies[0].spec.matchConstraints.resourceRules[0].apiVersions");
+    let bad_op = "{apiGroups: [apps], apiVersions: [v1], operations: [CREATE, PATCH], resources: [deployments]}";
+    let (field, message, _) = load(format!("{}{}", policy("p", bad_op), binding("p", "")));
+    assert_eq!(field, "spec.admissionPolicies[0].spec.matchConstraints.resourceRules[0].operations[1]");
+    assert!(message.contains("`PATCH` is not an operation"), "{message}");
+    // A paramRef names its object, or selects objects: not both, not neither.
+    let both = ", paramRef: {name: limits, selector: {matchLabels: {a: b}}}";
+    let (field, message, _) = load(format!("{}{}", policy("p", good_rule), binding("p", both)));
+    assert_eq!(field, "spec.admissionPolicies[1].spec.paramRef");
+    assert!(message.contains("mutually exclusive"), "{message}");
+    let (_, message, _) = load(format!("{}{}", policy("p", good_rule), binding("p", ", paramRef: {namespace: x}")));
+    assert!(message.contains("one of name or selector is required"), "{message}");
+}
