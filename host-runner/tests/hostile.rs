@@ -54,6 +54,15 @@ enum Content {
     Utf16 {
         utf16le: String,
     },
+    /// `numbered` written `count` times with `{i}` as 1, 2, ... and `{j}` as `{i}` - 1.
+    Numbered {
+        numbered: String,
+        count: usize,
+        #[serde(default)]
+        before: String,
+        #[serde(default)]
+        after: String,
+    },
 }
 
 impl Content {
@@ -66,6 +75,12 @@ impl Content {
             Content::Parts { parts } => parts.iter().map(|(text, n)| text.repeat(*n)).collect::<String>().into_bytes(),
             Content::Latin1 { latin1 } => latin1.chars().map(|c| u8::try_from(u32::from(c)).expect("latin1")).collect(),
             Content::Utf16 { utf16le } => utf16le.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+            Content::Numbered { numbered, count, before, after } => {
+                let body: String = (1..=*count)
+                    .map(|i| numbered.replace("{i}", &i.to_string()).replace("{j}", &(i - 1).to_string()))
+                    .collect();
+                [before.as_str(), &body, after.as_str()].concat().into_bytes()
+            }
         }
     }
 }

@@ -595,6 +595,44 @@ impl Validator {
     }
 }
 
+/// The largest value a variable may hold (string and byte contents, eight bytes per list or map
+/// entry), and how deeply it may nest. A variable is the one place a value can be carried into
+/// the next expression and grow again: each doubling a string, 32 of them reach 4 GiB (natively an
+/// abort at the allocator, in wasm a trap at the memory limit). Growth inside one expression is
+/// the CEL cost budget's to bound (estimated at load, like the API server's).
+pub const MAX_VARIABLE_VALUE_BYTES: usize = 1 << 20;
+pub const MAX_VARIABLE_VALUE_NESTING: usize = 64;
+
+/// `value` if it is within [`MAX_VARIABLE_VALUE_BYTES`] and [`MAX_VARIABLE_VALUE_NESTING`]; walked
+/// without recursion, stopping at the first limit passed.
+fn within_value_limits(value: cel::Value) -> Result<cel::Value, String> {
+    let mut bytes = 0usize;
+    let mut pending: Vec<(&cel::Value, usize)> = vec![(&value, 1)];
+    while let Some((v, depth)) = pending.pop() {
+        if depth > MAX_VARIABLE_VALUE_NESTING {
+            return Err(format!("its value nests more than {MAX_VARIABLE_VALUE_NESTING} levels deep"));
+        }
+        bytes += match v {
+            cel::Value::String(s) => s.len(),
+            cel::Value::Bytes(b) => b.len(),
+            cel::Value::List(items) => {
+                pending.extend(items.iter().map(|i| (i, depth + 1)));
+                8 * items.len()
+            }
+            cel::Value::Map(m) => {
+                pending.extend(m.map.values().map(|i| (i, depth + 1)));
+                m.map.keys().map(|k| if let cel::objects::Key::String(s) = k { s.len() } else { 8 }).sum::<usize>()
+                    + 8 * m.map.len()
+            }
+            _ => 8,
+        };
+        if bytes > MAX_VARIABLE_VALUE_BYTES {
+            return Err(format!("its value is over the {} KiB a variable may hold", MAX_VARIABLE_VALUE_BYTES >> 10));
+        }
+    }
+    Ok(value)
+}
+
 /// The longest message a `messageExpression` may evaluate to, as the API server bounds it
 /// (`celconfig.MaxEvaluatedMessageExpressionSizeBytes`); a longer one falls back to `message`.
 pub const MAX_EVALUATED_MESSAGE_BYTES: usize = 5 * 1024;
@@ -667,9 +705,7 @@ impl Scope<'_> {
                 "it uses `authorizer`, which needs a live API server; meshguard cannot evaluate it offline".into()
             );
         }
-        for &i in &expr.reads {
-            self.ensure(i)?;
-        }
+        self.ensure_all(&expr.reads)?;
         let env = env()?;
         let mut ctx = Context::with_env(Arc::clone(env));
         let bound = self.bound;
@@ -703,15 +739,40 @@ impl Scope<'_> {
         expr.program.execute(&ctx).map_err(|e| describe(&e))
     }
 
-    fn ensure(&mut self, i: usize) -> Result<(), String> {
-        if self.values[i].is_none() {
-            let (_, expr) = &self.validator.variables[i];
-            let result = self.eval(expr);
+    /// Computes the variables `reads` needs, without recursion: an expression reads only variables
+    /// declared before it, so the ones it needs, directly or through others, are evaluated in
+    /// declaration order, each after everything it reads. A chain of thousands of variables takes
+    /// no stack (natively it overflowed the stack; in wasm it trapped: the engines disagreed).
+    /// A failed variable fails every one that reads it with the same message, naming it.
+    fn ensure_all(&mut self, reads: &[usize]) -> Result<(), String> {
+        let mut needed: Vec<usize> = reads.iter().copied().filter(|&i| self.values[i].is_none()).collect();
+        let mut queued = vec![false; self.values.len()];
+        let mut next = 0;
+        while let Some(&i) = needed.get(next) {
+            next += 1;
+            if std::mem::replace(&mut queued[i], true) {
+                continue;
+            }
+            let deps = &self.validator.variables[i].1.reads;
+            needed.extend(deps.iter().copied().filter(|&d| self.values[d].is_none() && !queued[d]));
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        for i in needed {
+            let (name, expr) = &self.validator.variables[i];
+            let failed = expr.reads.iter().find_map(|&d| match &self.values[d] {
+                Some(Err(e)) => Some(e.clone()),
+                _ => None,
+            });
+            let result = match failed {
+                Some(e) => Err(e),
+                None => self.eval(expr).and_then(within_value_limits).map_err(|e| format!("variable `{name}`: {e}")),
+            };
             self.values[i] = Some(result);
         }
-        match &self.values[i] {
-            Some(Err(e)) => Err(format!("variable `{}`: {e}", self.validator.variables[i].0)),
-            _ => Ok(()),
+        match reads.iter().find_map(|&i| self.values[i].as_ref().and_then(|v| v.as_ref().err())) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
         }
     }
 
