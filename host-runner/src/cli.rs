@@ -179,6 +179,10 @@ pub struct ServeArgs {
     /// Deadline for one review, in milliseconds (keep it under the webhook's timeoutSeconds)
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     pub review_timeout_ms: u64,
+    /// How long a review may wait for a free evaluation slot (one per core) before the failure
+    /// policy answers it; the review deadline starts only when its evaluation does
+    #[arg(long, value_name = "MS", default_value_t = 1_000)]
+    pub queue_timeout_ms: u64,
     /// Deadline for a client to send its headers and body, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub read_timeout_ms: u64,

@@ -187,6 +187,7 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<u8> {
         cluster,
         fail_closed: args.failure_policy == FailurePolicy::Fail,
         review_timeout: ms(args.review_timeout_ms),
+        queue_timeout: ms(args.queue_timeout_ms),
         read_timeout: ms(args.read_timeout_ms),
         idle_timeout: ms(args.idle_timeout_ms),
         max_body_bytes: args.max_body_bytes,

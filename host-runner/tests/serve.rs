@@ -622,3 +622,50 @@ fn made_up_kinds_and_operations_do_not_grow_the_metrics() {
     let series = page.lines().filter(|l| l.starts_with("meshguard_admission_requests_total{")).count();
     assert!(series <= 3, "{series} series for 24 requests: {page}");
 }
+
+/// Reviews queued behind costly ones get their own full deadline (it starts when evaluation
+/// does), and waiting for a slot has its own bound, answered by the failure policy.
+#[test]
+fn queueing_for_a_slot_does_not_count_against_the_review_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let looping = dir.path().join("loop.wat");
+    std::fs::write(
+        &looping,
+        r#"(module (memory (export "memory") 1)
+  (func (export "__guest_call") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 0)))"#,
+    )
+    .unwrap();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let concurrent = |server: &Server, n: usize| -> Vec<String> {
+        std::thread::scope(|s| {
+            let answers: Vec<_> = (0..n)
+                .map(|i| {
+                    s.spawn(move || {
+                        validate(server, &review(&format!("q{i}"), "CREATE", service("web"), false))["response"]
+                            .to_string()
+                    })
+                })
+                .collect();
+            answers.into_iter().map(|a| a.join().unwrap()).collect()
+        })
+    };
+    // Three rounds of slots: the last reviews wait two deadlines for theirs, and still run their own.
+    let server = start(
+        &dir.path().join("patient"),
+        &["--module", looping.to_str().unwrap(), "--review-timeout-ms", "400", "--queue-timeout-ms", "10000"],
+    );
+    for answer in concurrent(&server, 3 * cores) {
+        assert!(answer.contains("ran past its 400 ms deadline and was stopped"), "{answer}");
+    }
+    // With a short queue bound, what cannot get a slot in time is answered by the failure policy.
+    let server = start(
+        &dir.path().join("hurried"),
+        &["--module", looping.to_str().unwrap(), "--review-timeout-ms", "400", "--queue-timeout-ms", "100"],
+    );
+    let answers = concurrent(&server, 3 * cores);
+    let queued = answers.iter().filter(|a| a.contains("no review slot came free within 100ms")).count();
+    let ran = answers.iter().filter(|a| a.contains("ran past its 400 ms deadline")).count();
+    assert_eq!(queued + ran, 3 * cores, "{answers:?}");
+    assert!(queued >= cores && ran >= cores, "{queued} queued out, {ran} ran: {answers:?}");
+    assert!(metrics(&server).contains("meshguard_admission_errors_total{reason=\"queue_timeout\"}"));
+}

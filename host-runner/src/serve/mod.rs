@@ -44,6 +44,9 @@ pub struct Options {
     pub cluster: Option<Arc<cluster::ClusterSnapshot>>,
     pub fail_closed: bool,
     pub review_timeout: Duration,
+    /// How long a review may wait for a free slot (one per core) before it is answered by the
+    /// failure policy.
+    pub queue_timeout: Duration,
     pub read_timeout: Duration,
     /// A connection with no byte in either direction for this long is closed.
     pub idle_timeout: Duration,
@@ -212,19 +215,31 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
         Ok(AdmissionResponse::allow(Value::String(asked.uid.clone())))
     } else {
         // One review per core at a time: more would only add warm instances (memory), not speed.
-        let slots = app.review_slots.clone();
-        let uid = asked.uid.clone();
-        let work = async move {
-            let _slot = slots.acquire_owned().await.map_err(|e| anyhow!("{e}"))?;
-            tokio::task::spawn_blocking(move || decide(&*rules?, &review["request"], &uid))
-                .await
-                .map_err(|e| anyhow!("the review failed: {e}"))?
-        };
-        // The wasm engine stops the guest itself at the deadline (epoch interruption) and says so;
-        // this margin only catches waiting for a slot and what has no such stop.
-        match tokio::time::timeout(app.opts.review_timeout + Duration::from_millis(250), work).await {
-            Err(_) => Err(anyhow!("the review took longer than {:?}", app.opts.review_timeout)),
-            Ok(result) => result,
+        // Waiting for a slot has its own bound; the review deadline starts when evaluation does,
+        // so a small review queued behind costly ones is not failed for their time.
+        let queue_timeout = app.opts.queue_timeout;
+        match tokio::time::timeout(queue_timeout, app.review_slots.clone().acquire_owned()).await {
+            Err(_) => {
+                app.metrics.error("queue_timeout");
+                Err(anyhow!("no review slot came free within {queue_timeout:?}: every core is busy with other reviews"))
+            }
+            Ok(Err(e)) => Err(anyhow!("{e}")),
+            Ok(Ok(slot)) => {
+                let uid = asked.uid.clone();
+                // The slot goes with the evaluation: one that outlives its answer (natively there is
+                // no preemption) still holds it, so the bound on concurrent evaluations holds.
+                let work = tokio::task::spawn_blocking(move || {
+                    let _slot = slot;
+                    decide(&*rules?, &review["request"], &uid)
+                });
+                // The wasm engine stops the guest itself at the deadline (epoch interruption) and
+                // says so; this margin catches what has no such stop.
+                match tokio::time::timeout(app.opts.review_timeout + Duration::from_millis(250), work).await {
+                    Err(_) => Err(anyhow!("the review took longer than {:?}", app.opts.review_timeout)),
+                    Ok(Ok(decided)) => decided,
+                    Ok(Err(e)) => Err(anyhow!("the review failed: {e}")),
+                }
+            }
         }
     };
     let response = decided.unwrap_or_else(|e| {
