@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let compiled;
     let policy = match rule_set(input.as_ref(), data_doc.as_ref()) {
         None => DEFAULT.get_or_init(|| compile(None).expect("built-in rules")),
-        Some(doc) => match compile(Some(doc)) {
+        Some(doc) => match compile(Some(&doc)) {
             Ok(p) => {
                 compiled = p;
                 &compiled
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         },
     };
     for id in 0..ENTRYPOINTS.len() {
-        let result = evaluate(policy, id, input.as_ref());
+        let result = evaluate(policy, id, input.as_ref(), data_doc.as_ref());
         assert!(result.is_array(), "a result set is an array: {result}");
     }
 });
