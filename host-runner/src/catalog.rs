@@ -31,7 +31,14 @@ pub fn list() -> String {
 pub fn explain(id: &str) -> Option<String> {
     let spec = policy_core::checks::find(id)?;
     let mut out = String::new();
-    let _ = writeln!(out, "{} ({})\n\n{}\n\nCode: {}\n", spec.id, target(spec), spec.summary, spec.source);
+    let _ = writeln!(
+        out,
+        "{} ({})\n\n{}\n\nCode: {}\n",
+        spec.id,
+        target(spec),
+        spec.summary,
+        policy_core::checks::source(spec.id).unwrap_or("")
+    );
     if spec.params.is_empty() {
         out.push_str("Params: none\n");
     } else {
@@ -70,7 +77,8 @@ pub fn markdown() -> String {
     for spec in registry() {
         let _ = writeln!(out, "\n### {}\n\n{}\n", spec.id, spec.summary);
         // One hop from a rule id to its code and to the corpus cases that exercise it.
-        let _ = writeln!(out, "Code: [`{0}`](../{0}) · cases: `grep -rlw {1} tests/corpus`\n", spec.source, spec.id);
+        let source = policy_core::checks::source(spec.id).unwrap_or("");
+        let _ = writeln!(out, "Code: [`{source}`](../{source}) · cases: `grep -rlw {} tests/corpus`\n", spec.id);
         if spec.params.is_empty() {
             out.push_str("No params.\n");
         } else {

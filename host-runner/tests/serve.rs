@@ -1,6 +1,7 @@
 //! `meshguard serve` over real TLS, driven by curl as a client would: AdmissionReviews as the API
 //! server sends them, both engines, reloads of rules and certificates, and SIGTERM.
 
+use rustls::pki_types::pem::PemObject;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -117,6 +118,28 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("{what} did not happen within 20 s");
+}
+
+/// A TLS connection to the webhook at `addr`, trusting `ca`, offering the one ALPN protocol `alpn`.
+async fn tls_connect(
+    addr: &str,
+    ca: &Path,
+    alpn: &[u8],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr.replace("localhost", "127.0.0.1")).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await
 }
 
 fn metrics(server: &Server) -> String {
@@ -437,16 +460,22 @@ fn deploy_manifests_parse_and_pass_meshguards_own_default_rules() {
     }
 }
 
-#[test]
-fn a_guest_past_its_deadline_is_stopped_and_answered_by_the_failure_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let looping = dir.path().join("loop.wat");
+/// A waPC guest whose every call loops for ever, written into `dir`.
+fn looping_guest(dir: &Path) -> PathBuf {
+    let looping = dir.join("loop.wat");
     std::fs::write(
         &looping,
         r#"(module (memory (export "memory") 1)
   (func (export "__guest_call") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 0)))"#,
     )
     .unwrap();
+    looping
+}
+
+#[test]
+fn a_guest_past_its_deadline_is_stopped_and_answered_by_the_failure_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let looping = looping_guest(dir.path());
     for (policy, allowed) in [("ignore", true), ("fail", false)] {
         let server = start(
             &dir.path().join(policy),
@@ -470,31 +499,15 @@ fn a_guest_past_its_deadline_is_stopped_and_answered_by_the_failure_policy() {
 fn an_open_connection_survives_certificate_rotation() {
     use http_body_util::{BodyExt, Full};
     use hyper_util::rt::TokioIo;
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
 
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &["--engine", "native"]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let connect = |ca: PathBuf| {
-            let addr = server.addr.replace("localhost", "127.0.0.1");
+            let addr = server.addr.clone();
             async move {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_file_iter(&ca).unwrap() {
-                    roots.add(cert.unwrap()).unwrap();
-                }
-                let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                config.alpn_protocols = vec![b"h2".to_vec()];
-                let tcp = tokio::net::TcpStream::connect(addr).await?;
-                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-                let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await?;
+                let tls = tls_connect(&addr, &ca, b"h2").await?;
                 let (sender, conn) =
                     hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls))
                         .await
@@ -543,8 +556,6 @@ fn an_open_connection_survives_certificate_rotation() {
 /// disconnected after `--idle-timeout-ms`, and one that keeps talking is not.
 #[test]
 fn a_silent_connection_is_closed_after_the_idle_timeout() {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().unwrap();
@@ -552,25 +563,8 @@ fn a_silent_connection_is_closed_after_the_idle_timeout() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let connect = |alpn: &'static [u8]| {
-            let addr = server.addr.replace("localhost", "127.0.0.1");
-            let ca = server.ca.clone();
-            async move {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_file_iter(&ca).unwrap() {
-                    roots.add(cert.unwrap()).unwrap();
-                }
-                let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                config.alpn_protocols = vec![alpn.to_vec()];
-                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-                tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap()
-            }
+            let (addr, ca) = (server.addr.clone(), server.ca.clone());
+            async move { tls_connect(&addr, &ca, alpn).await.unwrap() }
         };
         for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
             let mut silent = connect(alpn).await;
@@ -628,13 +622,7 @@ fn made_up_kinds_and_operations_do_not_grow_the_metrics() {
 #[test]
 fn queueing_for_a_slot_does_not_count_against_the_review_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let looping = dir.path().join("loop.wat");
-    std::fs::write(
-        &looping,
-        r#"(module (memory (export "memory") 1)
-  (func (export "__guest_call") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 0)))"#,
-    )
-    .unwrap();
+    let looping = looping_guest(dir.path());
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let concurrent = |server: &Server, n: usize| -> Vec<String> {
         std::thread::scope(|s| {

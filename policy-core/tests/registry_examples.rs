@@ -117,3 +117,17 @@ fn coverage_includes_every_object_a_check_flags() {
     assert!(coverage.covers("security.istio.io", "AuthorizationPolicy"), "platform-only kinds cover Istio groups");
     assert!(!coverage.covers("", "ConfigMap") && !coverage.covers("rbac.authorization.k8s.io", "Role"));
 }
+
+/// The catalog links each check to its code: the file the registry names for it exists and
+/// declares that check.
+#[test]
+fn every_check_names_the_file_that_declares_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for spec in policy_core::registry() {
+        let source = policy_core::checks::source(spec.id).unwrap_or_else(|| panic!("{}: no source", spec.id));
+        let text = std::fs::read_to_string(root.join(source)).unwrap_or_else(|e| panic!("{}: {source}: {e}", spec.id));
+        let declared = text.contains(&format!("id: \"{}\",", spec.id))
+            || (spec.id == policy_core::checks::CEL_CHECK_ID && text.contains("id: super::CEL_CHECK_ID,"));
+        assert!(declared, "{source} does not declare `{}`", spec.id);
+    }
+}

@@ -64,8 +64,7 @@ fn compile(params: &Value) -> Result<Compiled, ParamError> {
 }
 
 pub static CEL: CheckSpec = CheckSpec {
-    id: "cel",
-    source: crate::checks::doc(file!()),
+    id: super::CEL_CHECK_ID,
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc(

@@ -78,7 +78,6 @@ const TARGET_DOC: ParamDoc = ParamDoc {
 
 pub static REQUIRED_LABELS: CheckSpec = CheckSpec {
     id: "required-labels",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc(
@@ -112,7 +111,6 @@ spec:
 
 pub static REQUIRED_ANNOTATIONS: CheckSpec = CheckSpec {
     id: "required-annotations",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc(
@@ -220,7 +218,6 @@ struct FieldPattern {
 
 pub static FIELD_PATTERN: CheckSpec = CheckSpec {
     id: "field-pattern",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc(
@@ -343,7 +340,6 @@ struct FieldRange {
 
 pub static FIELD_RANGE: CheckSpec = CheckSpec {
     id: "field-range",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc(
@@ -435,7 +431,6 @@ struct ForbiddenKinds {
 
 pub static FORBIDDEN_KINDS: CheckSpec = CheckSpec {
     id: "forbidden-kinds",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Any,
     summary: super::doc("Objects of the listed kinds (`apiGroups` + `kinds`, as in `match.kinds`) are not allowed."),

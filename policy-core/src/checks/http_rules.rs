@@ -22,7 +22,6 @@ struct RequireHeader {
 
 pub static REQUIRE_HEADER: CheckSpec = CheckSpec {
     id: "http-require-header",
-    source: crate::checks::doc(file!()),
     target: Target::Http,
     applies_to: Applies::Any,
     summary: super::doc("The request carries `header`, and when `pattern` is set its value matches it."),
@@ -82,7 +81,6 @@ struct DenyHeader {
 
 pub static DENY_HEADER: CheckSpec = CheckSpec {
     id: "http-deny-header",
-    source: crate::checks::doc(file!()),
     target: Target::Http,
     applies_to: Applies::Any,
     summary: super::doc(
@@ -143,7 +141,6 @@ struct HeaderLimits(HeaderLimitsParams);
 
 pub static HEADER_LIMITS: CheckSpec = CheckSpec {
     id: "http-header-limits",
-    source: crate::checks::doc(file!()),
     target: Target::Http,
     applies_to: Applies::Any,
     summary: super::doc("Bounds the request headers: how many (`maxCount`), the longest value (`maxValueBytes`) and the total \
@@ -246,7 +243,6 @@ struct AllowedMethods {
 
 pub static ALLOWED_METHODS: CheckSpec = CheckSpec {
     id: "http-allowed-methods",
-    source: crate::checks::doc(file!()),
     target: Target::Http,
     applies_to: Applies::Any,
     summary: super::doc(
@@ -317,7 +313,6 @@ struct TenantHeader(TenantParams);
 
 pub static TENANT_HEADER: CheckSpec = CheckSpec {
     id: "http-tenant-header",
-    source: crate::checks::doc(file!()),
     target: Target::Http,
     applies_to: Applies::Any,
     summary: super::doc("The request names its tenant in `header`, and the tenant is one of `allowed` (the callers this service accepts)."),
@@ -357,7 +352,6 @@ struct GrpcShape;
 
 pub static GRPC_SHAPE: CheckSpec = CheckSpec {
     id: "http-grpc-shape",
-    source: crate::checks::doc(file!()),
     target: Target::Http,
     applies_to: Applies::Any,
     summary: super::doc("gRPC requests (`content-type: application/grpc*`) are POST with `te: trailers`, as the gRPC over HTTP/2 spec requires; \
@@ -423,7 +417,6 @@ struct LocalRateLimit {
 
 pub static LOCAL_RATE_LIMIT: CheckSpec = CheckSpec {
     id: "http-local-rate-limit",
-    source: crate::checks::doc(file!()),
     target: Target::Http,
     applies_to: Applies::Any,
     summary: super::doc("A token bucket per key (`global`, `path`, or `header:<name>`), as Envoy's local_ratelimit filter: \

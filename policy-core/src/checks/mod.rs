@@ -4,10 +4,13 @@
 
 #[cfg(all(feature = "kubernetes", feature = "cel"))]
 mod cel_rule;
-#[cfg(feature = "kubernetes")]
+// The Kubernetes checks compile in every build, so that their ids are known where they do not
+// run (the Envoy filter recognises and skips their rules); only builds with the `kubernetes`
+// feature put them in the registry, and the others leave their code out of the binary.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 mod generic;
 pub(crate) mod http_rules;
-#[cfg(feature = "kubernetes")]
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 mod istio;
 
 use crate::finding::Violation;
@@ -59,9 +62,6 @@ impl Applies {
 /// One built-in check: everything the engine and the docs know about it.
 pub struct CheckSpec {
     pub id: &'static str,
-    /// The file that implements it, from the workspace root (empty without the `docs` feature):
-    /// the catalog links each check to its code.
-    pub source: &'static str,
     pub target: Target,
     pub applies_to: Applies,
     pub summary: &'static str,
@@ -155,72 +155,100 @@ pub(crate) fn compile_regex(field: &str, pattern: &str) -> Result<crate::pattern
         .map_err(|e| ParamError::new(field, format!("invalid regex `{}`: {e}", crate::pattern::excerpt(pattern, 80))))
 }
 
-static REGISTRY: &[&CheckSpec] = &[
-    #[cfg(feature = "kubernetes")]
-    &istio::PORT_NAME,
-    #[cfg(feature = "kubernetes")]
-    &istio::HEADLESS_PORT_CONFLICT,
-    #[cfg(feature = "kubernetes")]
-    &istio::SIDECAR_START_ORDER,
-    #[cfg(feature = "kubernetes")]
-    &istio::GRACEFUL_SHUTDOWN,
-    #[cfg(feature = "kubernetes")]
-    &istio::HTTP_DRAIN,
-    #[cfg(feature = "kubernetes")]
-    &istio::INJECTION_ROLLOUT,
-    #[cfg(feature = "kubernetes")]
-    &istio::EXPORT_TO_OWN_NAMESPACE,
-    #[cfg(feature = "kubernetes")]
-    &istio::HOST_IN_OWN_NAMESPACE,
-    #[cfg(feature = "kubernetes")]
-    &istio::PLATFORM_ONLY_KINDS,
-    #[cfg(feature = "kubernetes")]
-    &istio::SINGLE_DEFAULT_SIDECAR,
-    #[cfg(feature = "kubernetes")]
-    &istio::CIRCUIT_BREAKER,
-    #[cfg(feature = "kubernetes")]
-    &generic::REQUIRED_LABELS,
-    #[cfg(feature = "kubernetes")]
-    &generic::REQUIRED_ANNOTATIONS,
-    #[cfg(feature = "kubernetes")]
-    &generic::FIELD_PATTERN,
-    #[cfg(feature = "kubernetes")]
-    &generic::FIELD_RANGE,
-    #[cfg(feature = "kubernetes")]
-    &generic::FORBIDDEN_KINDS,
-    #[cfg(all(feature = "kubernetes", feature = "cel"))]
-    &cel_rule::CEL,
-    &http_rules::REQUIRE_HEADER,
-    &http_rules::DENY_HEADER,
-    &http_rules::HEADER_LIMITS,
-    &http_rules::ALLOWED_METHODS,
-    &http_rules::TENANT_HEADER,
-    &http_rules::GRPC_SHAPE,
-    &http_rules::LOCAL_RATE_LIMIT,
-];
+/// The check catalog, in order: the Kubernetes checks, `cel`, the HTTP checks. Declared once:
+/// the registry, the Kubernetes check ids (known in every build) and the file of each check (from
+/// the module each entry is named by: `istio::ports => PORT_NAME` is in `checks/istio/ports.rs`,
+/// and a test holds every path to the file that declares it) all derive from these lists.
+macro_rules! checks {
+    ($($group:ident: [$($module:ident $(:: $sub:ident)? => $spec:ident,)*],)*) => {
+        $(
+            #[allow(dead_code)]
+            mod $group {
+                use super::*;
+                pub const SPECS: &[&CheckSpec] = &[$(&$module$(::$sub)?::$spec,)*];
+                pub const SOURCES: &[&str] = &[$(
+                    concat!("policy-core/src/checks/", stringify!($module) $(, "/", stringify!($sub))?, ".rs"),
+                )*];
+            }
+        )*
+    };
+}
+
+checks! {
+    kubernetes: [
+        istio::ports => PORT_NAME,
+        istio::ports => HEADLESS_PORT_CONFLICT,
+        istio::workloads => SIDECAR_START_ORDER,
+        istio::workloads => GRACEFUL_SHUTDOWN,
+        istio::workloads => HTTP_DRAIN,
+        istio::workloads => INJECTION_ROLLOUT,
+        istio::traffic => EXPORT_TO_OWN_NAMESPACE,
+        istio::traffic => HOST_IN_OWN_NAMESPACE,
+        istio::platform => PLATFORM_ONLY_KINDS,
+        istio::platform => SINGLE_DEFAULT_SIDECAR,
+        istio::traffic => CIRCUIT_BREAKER,
+        generic => REQUIRED_LABELS,
+        generic => REQUIRED_ANNOTATIONS,
+        generic => FIELD_PATTERN,
+        generic => FIELD_RANGE,
+        generic => FORBIDDEN_KINDS,
+    ],
+    http: [
+        http_rules => REQUIRE_HEADER,
+        http_rules => DENY_HEADER,
+        http_rules => HEADER_LIMITS,
+        http_rules => ALLOWED_METHODS,
+        http_rules => TENANT_HEADER,
+        http_rules => GRPC_SHAPE,
+        http_rules => LOCAL_RATE_LIMIT,
+    ],
+}
+
+/// The `cel` check: a Kubernetes check that needs the `cel` feature's crate.
+pub const CEL_CHECK_ID: &str = "cel";
+#[cfg(all(feature = "kubernetes", feature = "cel"))]
+const CEL: (&[&CheckSpec], &[&str]) = (&[&cel_rule::CEL], &["policy-core/src/checks/cel_rule.rs"]);
+#[cfg(not(all(feature = "kubernetes", feature = "cel")))]
+const CEL: (&[&CheckSpec], &[&str]) = (&[], &[]);
+#[cfg(feature = "kubernetes")]
+const RUNNING_KUBERNETES: (&[&CheckSpec], &[&str]) = (kubernetes::SPECS, kubernetes::SOURCES);
+#[cfg(not(feature = "kubernetes"))]
+const RUNNING_KUBERNETES: (&[&CheckSpec], &[&str]) = (&[], &[]);
+
+const REGISTRY_LEN: usize = RUNNING_KUBERNETES.0.len() + CEL.0.len() + http::SPECS.len();
+
+/// `parts` one after another, as one array of `N` (the caller's count of their items).
+const fn joined<T: Copy, const N: usize>(parts: [&[T]; 3], fill: T) -> [T; N] {
+    let mut out = [fill; N];
+    let (mut at, mut part) = (0, 0);
+    while part < parts.len() {
+        let mut i = 0;
+        while i < parts[part].len() {
+            out[at] = parts[part][i];
+            at += 1;
+            i += 1;
+        }
+        part += 1;
+    }
+    assert!(at == N, "the registry's parts do not add up to its length");
+    out
+}
+
+static REGISTRY: [&CheckSpec; REGISTRY_LEN] = joined([RUNNING_KUBERNETES.0, CEL.0, http::SPECS], http::SPECS[0]);
+static SOURCES: [&str; REGISTRY_LEN] = joined([RUNNING_KUBERNETES.1, CEL.1, http::SOURCES], "");
 
 /// Ids of the Kubernetes checks. A build without the `kubernetes` feature (the Envoy filter, where
 /// only HTTP rules run) still recognises them, so one RuleSet file loads everywhere: such rules are
 /// skipped there, and their params are validated by every host that runs them.
-pub const KUBERNETES_CHECK_IDS: &[&str] = &[
-    "istio-port-name",
-    "istio-headless-port-conflict",
-    "istio-sidecar-start-order",
-    "istio-graceful-shutdown",
-    "istio-http-drain",
-    "istio-injection-rollout",
-    "istio-export-to-own-namespace",
-    "istio-host-in-own-namespace",
-    "istio-platform-only-kinds",
-    "istio-single-default-sidecar",
-    "istio-circuit-breaker",
-    "required-labels",
-    "required-annotations",
-    "field-pattern",
-    "field-range",
-    "forbidden-kinds",
-    "cel",
-];
+pub const KUBERNETES_CHECK_IDS: [&str; kubernetes::SPECS.len() + 1] = {
+    let mut ids = [CEL_CHECK_ID; kubernetes::SPECS.len() + 1];
+    let mut i = 0;
+    while i < kubernetes::SPECS.len() {
+        ids[i] = kubernetes::SPECS[i].id;
+        i += 1;
+    }
+    ids
+};
 
 /// Kubernetes checks that may read any part of a request: free field paths and CEL. Every other
 /// Kubernetes check reads only an object's kind, `metadata` (not `managedFields`) and content,
@@ -237,7 +265,12 @@ pub fn reads_object_content_only(id: &str) -> bool {
 
 /// Every built-in check, in catalog order.
 pub fn registry() -> &'static [&'static CheckSpec] {
-    REGISTRY
+    &REGISTRY
+}
+
+/// The file that implements check `id`, from the workspace root.
+pub fn source(id: &str) -> Option<&'static str> {
+    REGISTRY.iter().position(|c| c.id == id).and_then(|i| SOURCES.get(i).copied())
 }
 
 pub fn find(id: &str) -> Option<&'static CheckSpec> {

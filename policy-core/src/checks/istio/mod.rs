@@ -2,15 +2,10 @@
 //! (as the corpus files are): `ports`, `workloads`, `traffic`, `platform`. Helpers they share
 //! live here.
 
-mod platform;
-mod ports;
-mod traffic;
-mod workloads;
-
-pub use platform::{PLATFORM_ONLY_KINDS, SINGLE_DEFAULT_SIDECAR};
-pub use ports::{HEADLESS_PORT_CONFLICT, PORT_NAME};
-pub use traffic::{CIRCUIT_BREAKER, EXPORT_TO_OWN_NAMESPACE, HOST_IN_OWN_NAMESPACE};
-pub use workloads::{GRACEFUL_SHUTDOWN, HTTP_DRAIN, INJECTION_ROLLOUT, SIDECAR_START_ORDER};
+pub(crate) mod platform;
+pub(crate) mod ports;
+pub(crate) mod traffic;
+pub(crate) mod workloads;
 
 use crate::object::Object;
 use crate::path::FieldPath;

@@ -39,7 +39,6 @@ struct PlatformOnlyKinds {
 
 pub static PLATFORM_ONLY_KINDS: CheckSpec = CheckSpec {
     id: "istio-platform-only-kinds",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::GroupSuffix("istio.io"),
     summary: crate::checks::doc(
@@ -120,7 +119,6 @@ struct SingleDefaultSidecar;
 
 pub static SINGLE_DEFAULT_SIDECAR: CheckSpec = CheckSpec {
     id: "istio-single-default-sidecar",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Kinds(&["Sidecar"]),
     summary: crate::checks::doc(

@@ -20,7 +20,6 @@ struct PortName {
 
 pub static PORT_NAME: CheckSpec = CheckSpec {
     id: "istio-port-name",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Kinds(&["Service"]),
     summary: crate::checks::doc("Every Service port declares its protocol: `appProtocol`, or a name `<protocol>` / `<protocol>-<suffix>`. \
@@ -124,7 +123,6 @@ struct HeadlessPortConflict {
 
 pub static HEADLESS_PORT_CONFLICT: CheckSpec = CheckSpec {
     id: "istio-headless-port-conflict",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Kinds(&["Service"]),
     summary: crate::checks::doc(

@@ -22,7 +22,6 @@ struct ExportToOwnNamespace {
 
 pub static EXPORT_TO_OWN_NAMESPACE: CheckSpec = CheckSpec {
     id: "istio-export-to-own-namespace",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Kinds(&["VirtualService", "DestinationRule", "ServiceEntry"]),
     summary: crate::checks::doc(
@@ -118,7 +117,6 @@ struct HostInOwnNamespace {
 
 pub static HOST_IN_OWN_NAMESPACE: CheckSpec = CheckSpec {
     id: "istio-host-in-own-namespace",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Kinds(&["VirtualService", "DestinationRule"]),
     summary: crate::checks::doc("A tenant's VirtualService and DestinationRule hosts are short names or `<name>.<own-namespace>.svc.<clusterDomain>` \
@@ -230,7 +228,6 @@ struct CircuitBreaker {
 
 pub static CIRCUIT_BREAKER: CheckSpec = CheckSpec {
     id: "istio-circuit-breaker",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Kinds(&["DestinationRule"]),
     summary: crate::checks::doc(

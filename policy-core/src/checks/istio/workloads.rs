@@ -72,7 +72,6 @@ struct SidecarStartOrder {
 
 pub static SIDECAR_START_ORDER: CheckSpec = CheckSpec {
     id: "istio-sidecar-start-order",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Kinds(crate::object::POD_TEMPLATE_KINDS),
     summary: crate::checks::doc(
@@ -255,7 +254,6 @@ struct GracefulShutdown {
 
 pub static GRACEFUL_SHUTDOWN: CheckSpec = CheckSpec {
     id: "istio-graceful-shutdown",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Kinds(LONG_RUNNING),
     summary: crate::checks::doc("Workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Pod) give every container a preStop hook that \
@@ -355,7 +353,6 @@ struct HttpDrain {
 
 pub static HTTP_DRAIN: CheckSpec = CheckSpec {
     id: "istio-http-drain",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Kinds(LONG_RUNNING),
     summary: crate::checks::doc(
@@ -514,7 +511,6 @@ struct InjectionRollout {
 
 pub static INJECTION_ROLLOUT: CheckSpec = CheckSpec {
     id: "istio-injection-rollout",
-    source: crate::checks::doc(file!()),
     target: Target::Kubernetes,
     applies_to: Applies::Kinds(INJECTION_ROLLOUT_KINDS),
     summary: crate::checks::doc("Sidecar injection follows the rollout plan: only namespaces in `allowedNamespaces` may turn injection on \
