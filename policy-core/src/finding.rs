@@ -75,11 +75,41 @@ pub struct Finding {
 
 /// A finding and the index of its object in the input a host handed over: how findings cross a
 /// wasm boundary (`meshguard_review`'s answer), `object` beside the finding's own fields.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct IndexedFinding {
     #[serde(flatten)]
     pub finding: Finding,
     pub object: usize,
+}
+
+/// Read field by field: serde's `flatten` would buffer every finding of a large answer first.
+impl<'de> Deserialize<'de> for IndexedFinding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            rule: String,
+            action: Action,
+            message: String,
+            kind: String,
+            namespace: String,
+            name: String,
+            path: FieldPath,
+            object: usize,
+        }
+        let w = Wire::deserialize(d)?;
+        let finding = Finding {
+            rule: w.rule,
+            check: "",
+            action: w.action,
+            message: w.message,
+            kind: w.kind,
+            namespace: w.namespace,
+            name: w.name,
+            path: w.path,
+            object_index: w.object,
+        };
+        Ok(IndexedFinding { finding, object: w.object })
+    }
 }
 
 impl From<Finding> for IndexedFinding {
