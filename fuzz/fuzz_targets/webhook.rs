@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}})];
     let Ok((parsed, asked)) = review::parse(data, &|b| policy.parse_admission(b)) else { return };
     let verdict = policy.review_admission_from(&parsed["request"], &mut ClusterObjects(&cluster));
-    let answer = review::answer(&verdict.response(serde_json::Value::String(asked.uid.clone())));
+    let answer = review::answer(verdict.response(serde_json::Value::String(asked.uid.clone())));
     assert_eq!(answer["response"]["uid"], asked.uid.as_str());
     assert!(answer["response"]["allowed"].is_boolean(), "{answer}");
     // An answer is never much larger than its bounds, whatever the request held.

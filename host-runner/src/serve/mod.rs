@@ -192,7 +192,7 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
         }
         Err(review::BadReview::Invalid { uid, message }) => {
             app.metrics.error("invalid_review");
-            return json_response(&review::answer(&AdmissionResponse::refuse(Value::String(uid), 400, message)));
+            return json_response(&review::answer(AdmissionResponse::refuse(Value::String(uid), 400, message)));
         }
     };
     // What policy-core allows without looking (DELETE, CONNECT, a kind no rule can flag) is
@@ -261,7 +261,7 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
             );
         }
     }
-    json_response(&review::answer(&response))
+    json_response(&review::answer(response))
 }
 
 /// A file's identity for change detection: modification time and length.

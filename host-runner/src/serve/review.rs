@@ -88,8 +88,7 @@ fn annotation_key(key: &str) -> &str {
 }
 
 /// The AdmissionReview carrying `response`, its audit annotation keys as a webhook may send them.
-pub fn answer(response: &AdmissionResponse) -> Value {
-    let mut response = response.clone();
+pub fn answer(mut response: AdmissionResponse) -> Value {
     response.audit_annotations = std::mem::take(&mut response.audit_annotations)
         .into_iter()
         .map(|(k, v)| (annotation_key(&k).to_string(), v))
@@ -184,17 +183,17 @@ mod tests {
             uid: json!("u1"),
             warnings: vec!["trace: missing".into()],
         };
-        let a = answer(&decided);
+        let a = answer(decided);
         assert_eq!((&a["apiVersion"], &a["kind"]), (&json!("admission.k8s.io/v1"), &json!("AdmissionReview")));
         assert_eq!(a["response"]["uid"], "u1");
         assert_eq!(a["response"]["allowed"], false);
         assert_eq!(a["response"]["status"]["code"], 403);
         assert_eq!(a["response"]["warnings"][0], "trace: missing");
         assert_eq!(a["response"]["auditAnnotations"], json!({"deny": "istio-port-name"}));
-        let f = answer(&AdmissionResponse::unevaluated(json!("u2"), false, "deadline"));
+        let f = answer(AdmissionResponse::unevaluated(json!("u2"), false, "deadline"));
         assert_eq!(f["response"]["allowed"], true);
         assert!(f["response"]["warnings"][0].as_str().unwrap().contains("deadline"));
-        let closed = answer(&AdmissionResponse::unevaluated(json!("u2"), true, "x"));
+        let closed = answer(AdmissionResponse::unevaluated(json!("u2"), true, "x"));
         assert_eq!(closed["response"]["status"]["code"], 500);
     }
 }
