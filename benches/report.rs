@@ -193,6 +193,7 @@ fn main() -> Result<(), String> {
         Some((r["meshguard"].as_f64()?, r["floor"].as_f64()?, r["ratio"].as_f64()?, r["rounds"].as_u64()?))
     };
     let webhook = read_json("webhook-load.json");
+    let webhook_attack = read_json("webhook-fairness.json");
     let js = read_json("js.json");
     let instructions = if callgrind_on { instruction_counts() } else { None };
     let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
@@ -809,6 +810,41 @@ fn main() -> Result<(), String> {
         }
         None => {
             let _ = writeln!(md, "Not measured in this run (needs `oha`: `cargo install oha --locked`).");
+        }
+    }
+
+    let _ = writeln!(md, "\n## Admission webhook under attack\n");
+    match &webhook_attack {
+        Some(a) => {
+            let t = &a["tenant"];
+            let _ = writeln!(
+                md,
+                "`scripts/webhook-fairness.py`: `meshguard serve` (release, {} engine, default deadlines) on this \
+                 machine's 2 cores, holding {} TLS connections that finished the handshake and send nothing (opened \
+                 in {} s; the server held {} file descriptors, RSS {:.1} MiB), while {} clients keep a costly review \
+                 in flight from one namespace (a CEL rule cubic in a 2,000-port Service's ports: minutes of work \
+                 each), each re-sent as soon as it is answered. A well-behaved tenant in another namespace, one \
+                 Deployment review at a time with oha for {} s: **p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms**, {:.0} \
+                 requests/s, status codes {}. The costly reviews were answered {}. After the last answer the \
+                 server's CPU time grew for **{} s** more.",
+                a["engine"].as_str().unwrap_or("?"),
+                a["idle_connections"],
+                a["idle_opened_in_s"],
+                a["server_fds_while_held"],
+                a["rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
+                a["costly_in_flight"],
+                a["seconds"],
+                t["p50_ms"].as_f64().unwrap_or(0.0),
+                t["p99_ms"].as_f64().unwrap_or(0.0),
+                t["p99_9_ms"].as_f64().unwrap_or(0.0),
+                t["requests_per_second"].as_f64().unwrap_or(0.0),
+                t["status_codes"],
+                a["costly_answers"],
+                a["cpu_busy_after_last_answer_s"],
+            );
+        }
+        None => {
+            let _ = writeln!(md, "Not measured in this run (`scripts/webhook-fairness.py`, needs `oha`).");
         }
     }
 

@@ -7,12 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 per_target=${1:-720}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-[ -d corpus/yaml ] || python3 seed.py
+[ -d corpus/fix ] || python3 seed.py
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
 logs=../target/fuzz-logs
 mkdir -p "$logs"
-for target in yaml ruleset admission envoy_headers opa_input cel webhook vap; do
+for target in yaml ruleset admission envoy_headers opa_input cel webhook vap fix; do
   echo "== $target for ${per_target}s"
   # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: over 2 GiB is a memory bug.
   cargo fuzz run -O "$target" -- -max_total_time="$per_target" -timeout=10 -rss_limit_mb=2048 \

@@ -16,6 +16,8 @@ manifests = sorted(glob.glob(os.path.join(root, "examples", "manifests*", "**", 
 for i, path in enumerate(manifests):
     text = open(path, "rb").read()
     put("yaml", f"manifest-{i}", text)
+    put("fix", f"manifest-{i}", text)
+put("fix", "crlf", "apiVersion: v1\r\nkind: Service\r\nmetadata:\r\n  name: a\r\nspec:\r\n  ports:\r\n  - name: web\r\n    port: 80")
 put("yaml", "merge", "base: &b {name: web, port: 80}\nports:\n- <<: *b\n  port: 81\n")
 put("yaml", "bom", "\ufeffapiVersion: v1\nkind: Service\n")
 put("yaml", "json", '{"apiVersion": "v1", "kind": "List", "items": [{"kind": "Pod"}]}')

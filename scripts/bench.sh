@@ -56,6 +56,9 @@ command -v oha >/dev/null || cargo install oha --locked
 cargo build --locked --release -p host-runner
 if $quick; then python3 scripts/webhook-load.py --seconds 6; else python3 scripts/webhook-load.py --seconds 30; fi
 
+echo "== admission webhook under attack (idle connections, costly reviews, a well-behaved tenant)"
+if $quick; then python3 scripts/webhook-fairness.py --seconds 6 --idle 500; else python3 scripts/webhook-fairness.py; fi
+
 echo "== report"
 cargo build --locked --release -p meshguard-benches --bin instructions
 cargo run --locked --release -p meshguard-benches --bin bench-report

@@ -54,7 +54,27 @@ pub fn explain(id: &str) -> Option<String> {
         indent(spec.passing_example),
         indent(spec.failing_example)
     );
+    let _ = writeln!(out, "Fix: {}", spec.fix);
+    if let Some(fixed) = fixed_example(spec) {
+        let _ = writeln!(out, "\n`meshguard fix` turns the failing example into:\n{}", indent(&fixed));
+    }
     Some(out)
+}
+
+/// The failing example after `meshguard fix` (with the example params), when the check fixes it:
+/// run, not written by hand, so the catalog shows what the engine does.
+fn fixed_example(spec: &CheckSpec) -> Option<String> {
+    if spec.target != Target::Kubernetes {
+        return None;
+    }
+    let params = policy_core::yaml::parse_one(spec.example_params).ok()?.value;
+    let doc = serde_json::json!({
+        "apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "example"},
+        "spec": {"rules": [{"id": spec.id, "check": spec.id, "params": params}]}
+    });
+    let policy = policy_core::Policy::from_value(&doc).ok()?;
+    let fixed = policy_core::fix::fix_text(&policy, spec.failing_example, "default").ok()?;
+    (!fixed.applied.is_empty()).then_some(fixed.text)
 }
 
 fn indent(text: &str) -> String {
@@ -102,6 +122,14 @@ pub fn markdown() -> String {
             with_newline(spec.passing_example),
             with_newline(spec.failing_example)
         );
+        let _ = writeln!(out, "\n**Fix.** {}", spec.fix);
+        if let Some(fixed) = fixed_example(spec) {
+            let _ = writeln!(
+                out,
+                "\n`meshguard fix` turns the failing example into:\n\n```yaml\n{}```",
+                with_newline(&fixed)
+            );
+        }
     }
     out
 }

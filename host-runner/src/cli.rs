@@ -35,6 +35,24 @@ pub enum Command {
                             Exit codes: 0 nothing fails, 1 a finding fails the check, 2 usage or input error \
                             (malformed YAML, an invalid rule set, no objects at all; the other files are still checked).")]
     Check(CheckArgs),
+    /// Fix what has one right fix, in the files themselves (a diff by default; --write to change them)
+    #[command(after_help = "Reviews PATHs as `check` does; every finding whose check has one right remedy \
+                            (see `meshguard rules docs`, \"Fix\") becomes an RFC 6902 JSON Patch against its \
+                            object, written into the file at the place it belongs: untouched lines stay byte for \
+                            byte (comments, key order, quoting, CRLF, a missing final newline); new keys go \
+                            under their siblings at their indentation. Each edit is read back and must give \
+                            exactly the patched object, or the file is left as it was. Files with anchors, \
+                            aliases, merge keys, templates or tabs near an edit, and JSON documents, are not \
+                            edited: they are listed with the reason and the patch. A fix that makes another \
+                            possible (a preStop sleep, then a drain duration matching it) is followed up, up \
+                            to 3 rounds.\n\n\
+                            In CI, fail a pull request with the diff:\n  meshguard fix examples/manifests\n\
+                            Or commit what a bot fixed:\n  meshguard fix --write . && git commit -am 'meshguard fix'\n\
+                            In a pipeline:\n  kustomize build | meshguard fix - | kubectl apply -f -\n\n\
+                            Exit codes: without --write, 0 nothing to fix, 1 a fix is printed; with --write (or \
+                            -), 0 written; 2 usage or input error. Findings without a fix are listed on stderr \
+                            with why, and do not change the exit code: `meshguard check` judges them.")]
+    Fix(FixArgs),
     /// Replay recorded requests (JSON Lines) through the Envoy filter artifact, without Envoy
     #[command(
         after_help = "Each line: {\"method\": \"GET\", \"path\": \"/api\", \"authority\": \"api.shop\", \"headers\": {\"x-tenant\": \"shop\"},\n\
@@ -134,6 +152,41 @@ pub struct CheckArgs {
     pub engine: EngineChoice,
     #[command(flatten)]
     pub wasm: WasmArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FixArgs {
+    /// Files or directories to fix; `-` reads a YAML stream from stdin and writes the fixed stream to stdout
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Change the files (each written whole through a temporary file and a rename, its mode kept)
+    #[arg(long)]
+    pub write: bool,
+    /// Rule set file (YAML or JSON, `kind: RuleSet`); defaults to the built-in rule set
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Fix only these rules (comma-separated ids)
+    #[arg(long, value_name = "RULE,...", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// `diff`: a unified diff (as `git diff` names files); `json`: the patches per object and what
+    /// was left, for bots
+    #[arg(long, value_enum, default_value_t = FixFormat::Diff)]
+    pub format: FixFormat,
+    /// Namespace assumed for namespaced objects without metadata.namespace (as kubectl does)
+    #[arg(long, value_name = "NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Who decides: the Kubewarden wasm module in an embedded wasmtime host, or policy-core
+    /// compiled into this binary. The same fixes either way.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Wasm)]
+    pub engine: EngineChoice,
+    #[command(flatten)]
+    pub wasm: WasmArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FixFormat {
+    Diff,
+    Json,
 }
 
 pub fn default_dns_names() -> Vec<String> {

@@ -2,7 +2,8 @@
 
 use clap::Parser;
 use host_runner::cli::{
-    CheckArgs, Cli, ColorChoice, Command, EngineChoice, FailOn, FailurePolicy, RulesCommand, ServeArgs, WasmArgs,
+    CheckArgs, Cli, ColorChoice, Command, EngineChoice, FailOn, FailurePolicy, FixArgs, FixFormat, RulesCommand,
+    ServeArgs, WasmArgs,
 };
 use host_runner::engine::{self, Reviewer};
 use host_runner::printable::printable;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check_command(args),
+        Command::Fix(args) => fix_command(args),
         Command::Replay { rules, requests, wasm: args } => replay_command(rules, &requests, &args),
         Command::Test { dir, engine, wasm } => test_command(&dir, engine, &wasm),
         Command::CompileForServe { wasm: args } => {
@@ -100,6 +102,72 @@ fn check_command(args: CheckArgs) -> anyhow::Result<u8> {
     // See `Report::parsed`: the process ends now, and the OS takes the trees back at once.
     std::mem::forget(report.parsed);
     Ok(code)
+}
+
+fn fix_command(args: FixArgs) -> anyhow::Result<u8> {
+    let (policy, rules_doc) = engine::load_policy_with(args.rules.as_deref(), &[])?;
+    let known: Vec<String> = policy.rules().map(|r| r.id.clone()).collect();
+    if let Some(unknown) = args.only.iter().find(|r| !known.contains(r)) {
+        anyhow::bail!("--only names `{unknown}`, which is not a rule of the rule set ({})", known.join(", "));
+    }
+    let checks: std::collections::HashMap<String, &'static str> =
+        policy.rules().map(|r| (r.id.clone(), r.check)).collect();
+    let reviewer = match args.engine {
+        EngineChoice::Native => Reviewer::Native(policy),
+        EngineChoice::Wasm => {
+            Reviewer::Wasm { module: Arc::new(wasm::setup::module(&args.wasm)?), rules: rules_doc, policy }
+        }
+    };
+    let why_no_fix = |rule: &str| -> String {
+        let check = checks.get(rule).copied().unwrap_or("");
+        match policy_core::checks::find(check).map(|s| s.fix) {
+            Some(policy) if policy.starts_with("None") => format!("no fix: {}", policy.trim_start_matches("None: ")),
+            Some(policy) => format!("no fix for this case; the check fixes only this: {policy}"),
+            None => "its check offers no fix".to_string(),
+        }
+    };
+    let stream = args.paths.iter().any(|p| p.as_os_str() == "-");
+    if stream && args.paths.len() > 1 {
+        anyhow::bail!("`-` (stdin) is fixed on its own: it cannot be mixed with other paths");
+    }
+    let report = host_runner::fix::run(&reviewer, &args.paths, &args.namespace, &args.only, &why_no_fix)?;
+    for e in &report.errors {
+        eprintln!("{}: error: {}", e.location(), printable(&e.message));
+    }
+    for left in &report.left {
+        eprintln!("{}:{}: {}: not fixed: {}", left.file, left.line, left.rule, printable(&left.why));
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if stream {
+        // The fixed stream (or the stream as it came, when nothing changed) for the next command.
+        let text = match report.changed.first() {
+            Some(changed) => changed.after.clone(),
+            None => report.stream.clone().unwrap_or_default(),
+        };
+        out.write_all(text.as_bytes())?;
+        return Ok(if report.errors.is_empty() { 0 } else { 2 });
+    }
+    match args.format {
+        FixFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        FixFormat::Diff if !args.write => {
+            for changed in &report.changed {
+                write!(out, "{}", host_runner::fix::diff(changed))?;
+            }
+        }
+        FixFormat::Diff => {}
+    }
+    if args.write {
+        for changed in &report.changed {
+            let path = std::fs::canonicalize(&changed.name).unwrap_or_else(|_| PathBuf::from(&changed.name));
+            host_runner::fix::write_atomically(&path, &changed.after)?;
+            eprintln!("fixed {}", changed.name);
+        }
+    }
+    Ok(report.exit_code(args.write))
 }
 
 fn replay_command(rules: Option<PathBuf>, requests: &std::path::Path, args: &WasmArgs) -> anyhow::Result<u8> {

@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 /// One Kubernetes object and where it came from.
 pub struct SourceObject {
     pub file: usize,
+    /// Which document of the file (as `parse_documents` counts them).
+    pub document: usize,
+    /// Where the object sits in its document: the root, or an item of a `kind: List`.
+    pub within: policy_core::FieldPath,
     pub value: Value,
     pub spans: Spans,
 }
@@ -43,7 +47,7 @@ pub struct Sources {
     pub skipped: usize,
 }
 
-const STDIN: &str = "<stdin>";
+pub const STDIN: &str = "<stdin>";
 
 /// One document of a file, as parsed.
 type Parsed = (Value, Spans);
@@ -227,6 +231,18 @@ pub fn show_progress(stderr_is_terminal: bool, in_ci: bool, files: usize) -> boo
 /// Reads and parses every path. A path that does not exist is a usage error (`Err`); a file that
 /// cannot be read or does not parse is an [`InputError`] and the rest are still loaded.
 pub fn load(paths: &[PathBuf]) -> Result<Sources> {
+    Ok(load_keeping(paths, false)?.sources)
+}
+
+/// Sources and the text of each file they were read from (`None` for a file that could not be
+/// read): what `meshguard fix` edits.
+pub struct WithTexts {
+    pub sources: Sources,
+    pub texts: Vec<Option<String>>,
+}
+
+/// [`load`], keeping each file's text when `keep_texts`.
+pub fn load_keeping(paths: &[PathBuf], keep_texts: bool) -> Result<WithTexts> {
     use std::io::IsTerminal;
     let Expanded { files, errors } = expand(paths)?;
     let progress = if show_progress(std::io::stderr().is_terminal(), std::env::var_os("CI").is_some(), files.len()) {
@@ -240,37 +256,65 @@ pub fn load(paths: &[PathBuf]) -> Result<Sources> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let parsed: Vec<(String, Result<Vec<Parsed>, InputError>)> = files
+    let parsed: Vec<(String, Option<String>, Result<Vec<Parsed>, InputError>)> = files
         .par_iter()
         .inspect(|_| progress.inc(1))
         .map(|path| {
             let name = if path.as_os_str() == "-" { STDIN.to_string() } else { path.display().to_string() };
-            let result = read_text(path, MAX_FILE_BYTES).and_then(|text| {
-                parse_documents(&text).map(|docs| docs.into_iter().map(|d| (d.value, d.spans)).collect()).map_err(|e| {
-                    InputError { file: name.clone(), line: e.at.line, column: e.at.column, message: e.message }
-                })
-            });
-            (name, result)
+            match read_text(path, MAX_FILE_BYTES) {
+                Ok(text) => {
+                    let result = parse(&name, &text);
+                    (name, keep_texts.then_some(text), result)
+                }
+                Err(e) => (name, None, Err(e)),
+            }
         })
         .collect();
     progress.finish_and_clear();
     let mut sources = Sources { errors, ..Sources::default() };
-    for (file, (name, result)) in parsed.into_iter().enumerate() {
+    let mut texts = Vec::new();
+    for (file, (name, text, result)) in parsed.into_iter().enumerate() {
         sources.files.push(name);
-        match result {
-            Ok(docs) => {
-                for (value, spans) in docs {
-                    sources.add(file, value, spans);
-                }
-            }
-            Err(e) => sources.errors.push(e),
+        texts.push(text);
+        sources.add_file(file, result);
+    }
+    Ok(WithTexts { sources, texts })
+}
+
+fn parse(name: &str, text: &str) -> Result<Vec<Parsed>, InputError> {
+    parse_documents(text).map(|docs| docs.into_iter().map(|d| (d.value, d.spans)).collect()).map_err(|e| InputError {
+        file: name.to_string(),
+        line: e.at.line,
+        column: e.at.column,
+        message: e.message,
+    })
+}
+
+/// Sources from texts already read (`files[i]` named, `texts[i]` its text; `None`: skipped).
+pub fn from_texts(files: &[String], texts: &[Option<String>]) -> Sources {
+    let mut sources = Sources::default();
+    for (file, (name, text)) in files.iter().zip(texts).enumerate() {
+        sources.files.push(name.clone());
+        if let Some(text) = text {
+            sources.add_file(file, parse(name, text));
         }
     }
-    Ok(sources)
+    sources
 }
 
 impl Sources {
-    fn add(&mut self, file: usize, value: Value, spans: Spans) {
+    fn add_file(&mut self, file: usize, parsed: Result<Vec<Parsed>, InputError>) {
+        match parsed {
+            Ok(docs) => {
+                for (document, (value, spans)) in docs.into_iter().enumerate() {
+                    self.add(file, document, policy_core::FieldPath::root(), value, spans);
+                }
+            }
+            Err(e) => self.errors.push(e),
+        }
+    }
+
+    fn add(&mut self, file: usize, document: usize, within: policy_core::FieldPath, value: Value, spans: Spans) {
         if !policy_core::object::is_kubernetes_object(&value) {
             self.skipped += 1;
             return;
@@ -280,12 +324,12 @@ impl Sources {
                 for (i, item) in items.iter().enumerate() {
                     let item_spans =
                         spans.descend(policy_core::FieldPath::root().key("items").index(i).segments()).clone();
-                    self.add(file, item.clone(), item_spans);
+                    self.add(file, document, within.key("items").index(i), item.clone(), item_spans);
                 }
             }
             return;
         }
-        self.objects.push(SourceObject { file, value, spans });
+        self.objects.push(SourceObject { file, document, within, value, spans });
     }
 }
 

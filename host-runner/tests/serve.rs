@@ -629,8 +629,12 @@ fn queueing_for_a_slot_does_not_count_against_the_review_deadline() {
             let answers: Vec<_> = (0..n)
                 .map(|i| {
                     s.spawn(move || {
-                        validate(server, &review(&format!("q{i}"), "CREATE", service("web"), false))["response"]
-                            .to_string()
+                        // One namespace each: a namespace gets only half the cores (below).
+                        let mut body: Value =
+                            serde_json::from_str(&review(&format!("q{i}"), "CREATE", service("web"), false)).unwrap();
+                        body["request"]["namespace"] = json!(format!("team-{i}"));
+                        body["request"]["object"]["metadata"]["namespace"] = json!(format!("team-{i}"));
+                        validate(server, &body.to_string())["response"].to_string()
                     })
                 })
                 .collect();
@@ -656,4 +660,106 @@ fn queueing_for_a_slot_does_not_count_against_the_review_deadline() {
     assert_eq!(queued + ran, 3 * cores, "{answers:?}");
     assert!(queued >= cores && ran >= cores, "{queued} queued out, {ran} ran: {answers:?}");
     assert!(metrics(&server).contains("meshguard_admission_errors_total{reason=\"queue_timeout\"}"));
+}
+
+/// A tenant sending costly reviews gets half the cores; another tenant's review still runs at once.
+#[test]
+fn one_namespace_cannot_take_every_review_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let looping = looping_guest(dir.path());
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let server = start(
+        dir.path(),
+        &["--module", looping.to_str().unwrap(), "--review-timeout-ms", "1500", "--queue-timeout-ms", "5000"],
+    );
+    std::thread::scope(|s| {
+        for i in 0..2 * cores {
+            let server = &server;
+            s.spawn(move || validate(server, &review(&format!("hog{i}"), "CREATE", service("web"), false)));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let mut body: Value = serde_json::from_str(&review("other", "CREATE", service("web"), false)).unwrap();
+        body["request"]["namespace"] = json!("other-team");
+        body["request"]["object"]["metadata"]["namespace"] = json!("other-team");
+        let started = Instant::now();
+        let answer = validate(&server, &body.to_string());
+        // It ran (the looping guest always runs to its deadline) rather than waiting behind the hog's queue.
+        assert!(answer["response"].to_string().contains("ran past its 1500 ms deadline"), "{answer}");
+        assert!(started.elapsed() < Duration::from_millis(2900), "waited for the hog: {:?}", started.elapsed());
+    });
+}
+
+/// A rule set whose one CEL rule costs the cube of a Service's port count: with 2,000 ports,
+/// 8 billion iterations, minutes of work for one review.
+fn costly_rules(dir: &Path) -> (PathBuf, Value) {
+    let rules = dir.join("costly.yaml");
+    std::fs::write(
+        &rules,
+        r#"apiVersion: meshguard.dev/v1alpha1
+kind: RuleSet
+metadata: {name: costly}
+spec:
+  rules:
+  - id: cubic
+    check: cel
+    match: {kinds: [{apiGroups: [""], kinds: [Service]}]}
+    params:
+      expression: >-
+        object.spec.ports.all(p, object.spec.ports.all(q, object.spec.ports.all(r, r.port > 0)))
+      message: never
+"#,
+    )
+    .unwrap();
+    let ports: Vec<Value> = (1..=2000).map(|i| json!({"name": format!("http-{i}"), "port": i})).collect();
+    let object = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "big", "namespace": "shop"},
+                        "spec": {"ports": ports}});
+    (rules, object)
+}
+
+/// Natively nothing preempts a review, so policy-core polls for the deadline inside every CEL loop
+/// and between rules: a review past its deadline stops and frees its slot. Were the work to go on
+/// after the answer, the second round would find every slot still held and be queued out.
+#[test]
+fn a_native_review_past_its_deadline_stops_and_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rules, object) = costly_rules(dir.path());
+    let server = start(
+        dir.path(),
+        &[
+            "--engine",
+            "native",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--review-timeout-ms",
+            "300",
+            "--queue-timeout-ms",
+            "1500",
+            "--failure-policy",
+            "fail",
+        ],
+    );
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let body = review("costly", "CREATE", object, false);
+    for round in 0..2 {
+        let answers: Vec<String> = std::thread::scope(|s| {
+            let answers: Vec<_> =
+                (0..cores).map(|_| s.spawn(|| validate(&server, &body)["response"].to_string())).collect();
+            answers.into_iter().map(|a| a.join().unwrap()).collect()
+        });
+        for answer in answers {
+            assert!(answer.contains("ran past its 300 ms deadline and was stopped"), "round {round}: {answer}");
+            assert!(answer.contains("\"allowed\":false"), "fail closed: {answer}");
+        }
+    }
+    // And the process is idle again: a second of wall time costs it next to no CPU.
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id())).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu() - before;
+    assert!(spent < 0.3, "{spent:.2} s of CPU in the second after the last answer");
 }

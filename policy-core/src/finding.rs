@@ -1,5 +1,6 @@
 //! What a rule reports: the action it takes and where in the object it found the problem.
 
+use crate::fix::Fix;
 use crate::path::FieldPath;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -41,15 +42,21 @@ pub struct Violation {
     /// Some problems are only ever advisory (e.g. a port name contradicting `appProtocol`):
     /// the rule's action is capped at this.
     pub max_action: Option<Action>,
+    /// The one right change, where there is one.
+    pub fix: Option<Fix>,
 }
 
 impl Violation {
     pub fn new(path: FieldPath, message: impl Into<String>) -> Self {
-        Violation { path, message: message.into(), max_action: None }
+        Violation { path, message: message.into(), max_action: None, fix: None }
     }
 
     pub fn advisory(path: FieldPath, message: impl Into<String>) -> Self {
-        Violation { path, message: message.into(), max_action: Some(Action::Warn) }
+        Violation { path, message: message.into(), max_action: Some(Action::Warn), fix: None }
+    }
+
+    pub fn with_fix(self, fix: Option<Fix>) -> Self {
+        Violation { fix, ..self }
     }
 }
 
@@ -71,6 +78,9 @@ pub struct Finding {
     /// Index of the object in the reviewed input, so a caller can map back to files and lines.
     #[serde(skip)]
     pub object_index: usize,
+    /// The patch that fixes it (against the object), where one change is right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<Fix>,
 }
 
 /// A finding and the index of its object in the input a host handed over: how findings cross a
@@ -95,6 +105,8 @@ impl<'de> Deserialize<'de> for IndexedFinding {
             name: String,
             path: FieldPath,
             object: usize,
+            #[serde(default)]
+            fix: Option<Fix>,
         }
         let w = Wire::deserialize(d)?;
         let finding = Finding {
@@ -107,6 +119,7 @@ impl<'de> Deserialize<'de> for IndexedFinding {
             name: w.name,
             path: w.path,
             object_index: w.object,
+            fix: w.fix,
         };
         Ok(IndexedFinding { finding, object: w.object })
     }
@@ -179,6 +192,7 @@ mod tests {
             name: "api".into(),
             path: FieldPath::parse("spec.ports[1].name").unwrap(),
             object_index: 3,
+            fix: None,
         }
     }
 

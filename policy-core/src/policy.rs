@@ -620,13 +620,17 @@ impl Policy {
         };
         let mut violations = Vec::new();
         for rule in &self.object_rules {
+            // A host past its deadline stops the review between rules (and inside CEL loops).
+            if crate::interrupt::poll() {
+                return;
+            }
             if !rule.matcher.matches(obj, input) {
                 continue;
             }
             violations.clear();
             rule.check.review(obj, input, &mut violations);
             let namespace_action = rule.info.action_in(if obj.kind == "Namespace" { obj.name } else { obj.namespace });
-            for Violation { path, message, max_action } in violations.drain(..) {
+            for Violation { path, message, max_action, fix } in violations.drain(..) {
                 findings.push(Finding {
                     rule: rule.info.id.clone(),
                     check: rule.info.check,
@@ -637,6 +641,7 @@ impl Policy {
                     name: obj.name.to_string(),
                     path,
                     object_index: index,
+                    fix,
                 });
             }
         }

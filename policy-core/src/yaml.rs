@@ -52,6 +52,24 @@ impl Spans {
         self.descend(path.segments()).at
     }
 
+    /// The span of a direct child, if it exists.
+    pub fn child(&self, seg: &Segment) -> Option<&Spans> {
+        match (seg, &self.children) {
+            (Segment::Key(k), Children::Map(entries)) => entries.iter().find(|(name, _)| name == k).map(|(_, s)| s),
+            (Segment::Index(i), Children::Seq(items)) => items.get(*i),
+            _ => None,
+        }
+    }
+
+    /// Where each direct child starts, in order: a mapping's keys, a sequence's items.
+    pub fn children_positions(&self) -> Vec<Position> {
+        match &self.children {
+            Children::Leaf => Vec::new(),
+            Children::Map(entries) => entries.iter().map(|(_, s)| s.at).collect(),
+            Children::Seq(items) => items.iter().map(|s| s.at).collect(),
+        }
+    }
+
     /// The sub-tree at `path` (or the deepest existing ancestor).
     pub fn descend(&self, segments: &[Segment]) -> &Spans {
         let mut node = self;

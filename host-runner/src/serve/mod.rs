@@ -11,6 +11,7 @@ pub mod cluster;
 mod idle;
 pub mod metrics;
 pub mod review;
+mod slots;
 pub mod tls;
 
 use crate::engine::{self, Reviewer};
@@ -79,7 +80,7 @@ struct Rules {
 
 struct App {
     opts: Options,
-    review_slots: Arc<tokio::sync::Semaphore>,
+    review_slots: slots::ReviewSlots,
     rules: RwLock<Arc<Rules>>,
     metrics: metrics::Metrics,
     ready: AtomicBool,
@@ -99,14 +100,24 @@ fn load_rules(opts: &Options) -> Result<Rules> {
 }
 
 /// Decides one AdmissionRequest (`uid`) with the rule set in force.
-fn decide(rules: &Rules, request: &Value, uid: &str) -> Result<AdmissionResponse> {
+/// Decides one request within `timeout` of starting: then its answer stops being wanted. The wasm engine's epoch
+/// deadline stops the guest then; natively, policy-core polls for it (`interrupt`), so no
+/// evaluation outlives its answer by more than a few microseconds.
+fn decide(rules: &Rules, request: &Value, uid: &str, timeout: Duration) -> Result<AdmissionResponse> {
     let uid = Value::String(uid.to_string());
     match &rules.reviewer {
-        Reviewer::Native(policy) => Ok(match &rules.cluster {
-            Some(c) => policy.review_admission_from(request, &mut c.source()),
-            None => policy.review_admission(request),
+        Reviewer::Native(policy) => {
+            let deadline = std::time::Instant::now() + timeout;
+            let verdict = policy_core::interrupt::run(
+                move || std::time::Instant::now() >= deadline,
+                || match &rules.cluster {
+                    Some(c) => policy.review_admission_from(request, &mut c.source()),
+                    None => policy.review_admission(request),
+                },
+            )
+            .map_err(|_| anyhow!("the review ran past its {} ms deadline and was stopped", timeout.as_millis()))?;
+            Ok(verdict.response(uid))
         }
-        .response(uid)),
         Reviewer::Wasm { module, .. } => {
             // The rule set was serialized once when it loaded; only the request is, per request.
             let payload =
@@ -214,26 +225,28 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     let decided = if uncovered || !policy_core::admission::reviews_operation(operation) {
         Ok(AdmissionResponse::allow(Value::String(asked.uid.clone())))
     } else {
-        // One review per core at a time: more would only add warm instances (memory), not speed.
+        // One review per core at a time, half the cores at most for one namespace (`slots`).
         // Waiting for a slot has its own bound; the review deadline starts when evaluation does,
         // so a small review queued behind costly ones is not failed for their time.
         let queue_timeout = app.opts.queue_timeout;
-        match tokio::time::timeout(queue_timeout, app.review_slots.clone().acquire_owned()).await {
+        let namespace = review["request"]["namespace"].as_str().unwrap_or_default().to_string();
+        match tokio::time::timeout(queue_timeout, app.review_slots.acquire(&namespace)).await {
             Err(_) => {
                 app.metrics.error("queue_timeout");
-                Err(anyhow!("no review slot came free within {queue_timeout:?}: every core is busy with other reviews"))
+                Err(anyhow!("no review slot came free within {queue_timeout:?}: every core, or this namespace's share of them, is busy with other reviews"))
             }
             Ok(Err(e)) => Err(anyhow!("{e}")),
             Ok(Ok(slot)) => {
                 let uid = asked.uid.clone();
-                // The slot goes with the evaluation: one that outlives its answer (natively there is
-                // no preemption) still holds it, so the bound on concurrent evaluations holds.
+                // The slot goes with the evaluation: should one outlive its answer (work between two
+                // polls), it still holds the slot, so the bound on concurrent evaluations holds.
+                let timeout = app.opts.review_timeout;
                 let work = tokio::task::spawn_blocking(move || {
                     let _slot = slot;
-                    decide(&*rules?, &review["request"], &uid)
+                    decide(&*rules?, &review["request"], &uid, timeout)
                 });
-                // The wasm engine stops the guest itself at the deadline (epoch interruption) and
-                // says so; this margin catches what has no such stop.
+                // Both engines stop at the deadline and say so (epoch interruption in wasm, polls
+                // natively); this margin catches work that reaches no poll in time.
                 match tokio::time::timeout(app.opts.review_timeout + Duration::from_millis(250), work).await {
                     Err(_) => Err(anyhow!("the review took longer than {:?}", app.opts.review_timeout)),
                     Ok(Ok(decided)) => decided,
@@ -395,7 +408,7 @@ async fn run_async(opts: Options) -> Result<()> {
     let hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let app = Arc::new(App {
-        review_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+        review_slots: slots::ReviewSlots::new(cores),
         rules: RwLock::new(Arc::new(first_rules)),
         metrics: metrics::Metrics::default(),
         ready: AtomicBool::new(true),

@@ -175,6 +175,7 @@ mod tests {
             name: "api".into(),
             path: FieldPath::root(),
             object_index: 0,
+            fix: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! [`Validator`] is the one evaluation path: the `cel` check is a validator with one validation,
 //! and each ValidatingAdmissionPolicy binding (see `vap`) is a validator with the policy's list.
 
+mod interruptible;
 mod k8s;
 mod limits;
 
@@ -20,7 +21,7 @@ use crate::path::FieldPath;
 use cel::common::traits::Indexer;
 use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt};
 use cel::common::value::{CowVal, Val};
-use cel::{Context, Env, ExecutionError, Program};
+use cel::{Context, Env, ExecutionError, IdedExpr};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -36,6 +37,7 @@ fn env() -> Result<&'static Arc<Env>, String> {
         env.add_extension(cel::extensions::strings).map_err(|e| e.to_string())?;
         env.add_extension(cel::extensions::lists).map_err(|e| e.to_string())?;
         k8s::register(&mut env).map_err(|e| e.to_string())?;
+        interruptible::register(&mut env).map_err(|e| e.to_string())?;
         Ok(Arc::new(env))
     })
     .as_ref()
@@ -45,7 +47,8 @@ fn env() -> Result<&'static Arc<Env>, String> {
 /// One compiled expression and what it refers to.
 pub struct Expression {
     source: String,
-    program: Program,
+    /// The parsed expression, every comprehension made to poll for a stop ([`interruptible`]).
+    tree: IdedExpr,
     /// `variables.<name>` it reads, as indexes into the validator's variable list.
     reads: Vec<usize>,
     uses_authorizer: bool,
@@ -145,7 +148,7 @@ impl Expression {
             return Err("the expression is empty".into());
         }
         check_shape(source)?;
-        let program = env()?.compile(source).map_err(|errors| {
+        let mut tree = env()?.parser().parse(source).map_err(|errors| {
             let multiline = source.contains('\n');
             let parts: Vec<String> = errors
                 .errors
@@ -165,7 +168,7 @@ impl Expression {
                 parts.join("; ")
             }
         })?;
-        let references = program.references();
+        let references = tree.references();
         let uses_authorizer = references.has_variable("authorizer");
         let mut reads = Vec::new();
         for name in variable_reads(source) {
@@ -186,7 +189,10 @@ impl Expression {
             request: reads_of("request"),
             params: reads_of("params"),
             namespace_object: reads_of("namespaceObject"),
-            program,
+            tree: {
+                interruptible::rewrite(&mut tree);
+                tree
+            },
         })
     }
 
@@ -642,7 +648,7 @@ impl Scope<'_> {
             }
             ctx.add_variable_as_val("variables", Box::new(CelMap::from(vars)));
         }
-        expr.program.execute(&ctx).map_err(|e| describe(&e))
+        cel::Value::resolve(&expr.tree, &ctx).map_err(|e| describe(&e))
     }
 
     /// Computes the variables `reads` needs, without recursion: an expression reads only variables
@@ -713,7 +719,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn eval(expr: &str, object: Value) -> Result<cel::Value, String> {
+    pub(super) fn eval(expr: &str, object: Value) -> Result<cel::Value, String> {
         eval_at_admission(expr, object, None)
     }
 

@@ -143,5 +143,6 @@ metadata: {name: api, namespace: shop}
 spec: {replicas: 8}
 ",
     ),
+    fix: crate::checks::doc("None yet: a CEL fix (MutatingAdmissionPolicy's JSONPatch shape) is planned."),
     compile,
 };

@@ -18,6 +18,9 @@ enum KeySpec {
         key: String,
         #[serde(default)]
         allowed_regex: Option<String>,
+        /// The value `meshguard fix` sets where the key is missing.
+        #[serde(default)]
+        default: Option<String>,
     },
 }
 
@@ -37,10 +40,16 @@ struct RequiredMetaParams {
     target: MetaTarget,
 }
 
+struct RequiredKey {
+    key: String,
+    allowed: Option<Pattern>,
+    default: Option<String>,
+}
+
 struct RequiredMeta {
     field: &'static str,
     target: MetaTarget,
-    keys: Vec<(String, Option<Pattern>)>,
+    keys: Vec<RequiredKey>,
 }
 
 fn compile_required_meta(field: &'static str, params: &Value) -> Result<Compiled, ParamError> {
@@ -51,12 +60,20 @@ fn compile_required_meta(field: &'static str, params: &Value) -> Result<Compiled
     let mut keys = Vec::new();
     for (i, k) in p.keys.into_iter().enumerate() {
         keys.push(match k {
-            KeySpec::Key(key) => (key, None),
-            KeySpec::WithRegex { key, allowed_regex } => {
-                let re = allowed_regex
+            KeySpec::Key(key) => RequiredKey { key, allowed: None, default: None },
+            KeySpec::WithRegex { key, allowed_regex, default } => {
+                let allowed = allowed_regex
                     .map(|r| compile_regex(&format!("keys[{i}].allowedRegex"), &format!("^(?:{r})$")))
                     .transpose()?;
-                (key, re)
+                if let (Some(re), Some(d)) = (&allowed, &default) {
+                    if !re.is_match(d, &mut Budget::default()).unwrap_or(false) {
+                        return Err(ParamError::new(
+                            format!("keys[{i}].default"),
+                            format!("`{d}` does not match the key's allowedRegex, so the fix would not pass"),
+                        ));
+                    }
+                }
+                RequiredKey { key, allowed, default }
             }
         });
     }
@@ -65,9 +82,11 @@ fn compile_required_meta(field: &'static str, params: &Value) -> Result<Compiled
 
 const KEYS_DOC: ParamDoc = ParamDoc {
     name: "keys",
-    ty: "list of strings or {key, allowedRegex}",
+    ty: "list of strings or {key, allowedRegex, default}",
     default: "required",
-    description: super::doc("Keys that must be present; `allowedRegex` must match the whole value."),
+    description: super::doc(
+        "Keys that must be present; `allowedRegex` must match the whole value; `default` is the value `meshguard fix` adds where the key is missing.",
+    ),
 };
 const TARGET_DOC: ParamDoc = ParamDoc {
     name: "target",
@@ -106,6 +125,7 @@ spec:
     metadata: {labels: {app: api, version: latest}}
 ",
     ),
+    fix: crate::checks::doc("Adds a missing label when the key gives a `default` (which must match its `allowedRegex`); a value that does not match is left to a person."),
     compile: |params| compile_required_meta("labels", params),
 };
 
@@ -132,6 +152,7 @@ kind: Service
 metadata: {name: api, namespace: shop}
 ",
     ),
+    fix: crate::checks::doc("Adds a missing annotation when the key gives a `default` (which must match its `allowedRegex`); a value that does not match is left to a person."),
     compile: |params| compile_required_meta("annotations", params),
 };
 
@@ -150,12 +171,22 @@ impl ObjectCheck for RequiredMeta {
         };
         let singular = self.field.trim_end_matches('s');
         let mut budget = Budget::default();
-        for (key, re) in &self.keys {
+        for RequiredKey { key, allowed: re, default } in &self.keys {
             match (map_str(map, key), re) {
-                (None, _) => out.push(Violation::new(
-                    base().key(key),
-                    format!("{} `{}` is missing {singular} `{key}`", obj.kind, obj.name),
-                )),
+                (None, _) => out.push(
+                    Violation::new(
+                        base().key(key),
+                        format!("{} `{}` is missing {singular} `{key}`", obj.kind, obj.name),
+                    )
+                    .with_fix(default.as_ref().map(|d| {
+                        crate::fix::Fix::set(
+                            obj.value,
+                            &base().key(key),
+                            Value::String(d.clone()),
+                            format!("add {singular} `{key}: {d}`"),
+                        )
+                    })),
+                ),
                 (Some(v), Some(re)) => match re.is_match(&v, &mut budget) {
                     Ok(true) => {}
                     Ok(false) => out.push(Violation::new(
@@ -275,6 +306,7 @@ spec:
       containers: [{name: api, image: registry.local/shop/api:latest}]
 ",
     ),
+    fix: crate::checks::doc("None: which value is right is the team's to say."),
     compile: |params| {
         let p: FieldPatternParams = parse_params(params)?;
         let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
@@ -379,6 +411,7 @@ metadata: {name: api, namespace: shop}
 spec: {replicas: 1}
 ",
     ),
+    fix: crate::checks::doc("None: whether to raise, lower or remove the value is the team's to say."),
     compile: |params| {
         let p: FieldRangeParams = parse_params(params)?;
         let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
@@ -456,6 +489,7 @@ kind: WorkloadEntry
 metadata: {name: vm, namespace: shop}
 ",
     ),
+    fix: crate::checks::doc("None: deleting an object is never a fix."),
     compile: |params| {
         let p: ForbiddenKindsParams = parse_params(params)?;
         if p.kinds.is_empty() {

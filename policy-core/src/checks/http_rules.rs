@@ -44,6 +44,7 @@ pub static REQUIRE_HEADER: CheckSpec = CheckSpec {
         "{method: GET, path: /orders, headers: {x-request-id: 3f2c9a1e-8d7b-4c61-9f0e-2a5b6c7d8e9f}}",
     ),
     failing_example: super::doc("{method: GET, path: /orders, headers: {x-request-id: abc}}"),
+    fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
     compile: |params| {
         let p: RequireHeaderParams = parse_params(params)?;
         let pattern = p.pattern.as_deref().map(|r| compile_regex("pattern", r)).transpose()?;
@@ -103,6 +104,7 @@ pub static DENY_HEADER: CheckSpec = CheckSpec {
     example_params: super::doc("{header: x-debug, pattern: '.*'}"),
     passing_example: super::doc("{method: GET, path: /orders, headers: {accept: application/json}}"),
     failing_example: super::doc("{method: GET, path: /orders, headers: {x-debug: 'true'}}"),
+    fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
     compile: |params| {
         let p: DenyHeaderParams = parse_params(params)?;
         Ok(Compiled::Http(Box::new(DenyHeader {
@@ -153,6 +155,7 @@ pub static HEADER_LIMITS: CheckSpec = CheckSpec {
     example_params: super::doc("{maxCount: 3, maxValueBytes: 16}"),
     passing_example: super::doc("{method: GET, path: /, headers: {accept: '*/*'}}"),
     failing_example: super::doc("{method: GET, path: /, headers: {cookie: 'session=0123456789abcdef0123456789'}}"),
+    fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
     compile: |params| {
         let p: HeaderLimitsParams = parse_params(params)?;
         if p.max_count.is_none() && p.max_value_bytes.is_none() && p.max_total_bytes.is_none() {
@@ -258,6 +261,7 @@ pub static ALLOWED_METHODS: CheckSpec = CheckSpec {
     example_params: super::doc("{paths: [{prefix: /admin, methods: [GET]}, {prefix: /, methods: [GET, POST]}]}"),
     passing_example: super::doc("{method: POST, path: /orders}"),
     failing_example: super::doc("{method: DELETE, path: /admin/users/7}"),
+    fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
     compile: |params| {
         let p: MethodsParams = parse_params(params)?;
         if p.paths.is_empty() {
@@ -323,6 +327,7 @@ pub static TENANT_HEADER: CheckSpec = CheckSpec {
     example_params: super::doc("{allowed: [shop, pay]}"),
     passing_example: super::doc("{method: GET, path: /, headers: {x-tenant: shop}}"),
     failing_example: super::doc("{method: GET, path: /, headers: {x-tenant: ads}}"),
+    fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
     compile: |params| {
         let mut p: TenantParams = parse_params(params)?;
         if p.allowed.is_empty() {
@@ -360,6 +365,7 @@ pub static GRPC_SHAPE: CheckSpec = CheckSpec {
     example_params: super::doc("{}"),
     passing_example: super::doc("{method: POST, path: /shop.Orders/Get, headers: {content-type: application/grpc, te: trailers}}"),
     failing_example: super::doc("{method: GET, path: /shop.Orders/Get, headers: {content-type: application/grpc}}"),
+    fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
     compile: |params| {
         parse_params::<super::EmptyParams>(params)?;
         Ok(Compiled::Http(Box::new(GrpcShape)))
@@ -433,6 +439,7 @@ pub static LOCAL_RATE_LIMIT: CheckSpec = CheckSpec {
     example_params: super::doc("{key: 'header:x-tenant', tokenBucket: {maxTokens: 0, fillInterval: 1s}}"),
     passing_example: super::doc("{method: GET, path: /healthz}"),
     failing_example: super::doc("{method: GET, path: /, headers: {x-tenant: shop}}"),
+    fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
     compile: |params| {
         let p: RateLimitParams = parse_params(params)?;
         let key = match p.key.as_str() {

@@ -72,6 +72,8 @@ pub struct CheckSpec {
     /// (`method`, `path`, `authority`, `headers`).
     pub passing_example: &'static str,
     pub failing_example: &'static str,
+    /// What `meshguard fix` does about a finding, or why it does nothing (the catalog prints it).
+    pub fix: &'static str,
     pub compile: fn(&Value) -> Result<Compiled, ParamError>,
 }
 

@@ -372,7 +372,7 @@ mod tests {
     fn eval(expr: &str) -> Result<Value, String> {
         let e = Expression::compile(expr, &[])?;
         let ctx = Context::with_env(Arc::clone(super::super::env()?));
-        e.program.execute(&ctx).map_err(|e| e.to_string())
+        cel::Value::resolve(&e.tree, &ctx).map_err(|e| e.to_string())
     }
 
     /// Each case is from the Kubernetes CEL documentation's examples (kubernetes.io, "CEL in

@@ -89,6 +89,7 @@ metadata: {name: lua, namespace: shop}
 spec: {}
 ",
     ),
+    fix: crate::checks::doc("None: deleting an object is never a fix."),
     compile: |params| Ok(Compiled::Object(Box::new(PlatformOnlyKinds { p: parse_params(params)? }))),
 };
 
@@ -151,6 +152,7 @@ spec:
   egress: [{hosts: [\"istio-system/*\"]}]
 ",
     ),
+    fix: crate::checks::doc("None: which Sidecar stays the default is the team's to say."),
     compile: |params| {
         parse_params::<crate::checks::EmptyParams>(params)?;
         Ok(Compiled::Object(Box::new(SingleDefaultSidecar)))

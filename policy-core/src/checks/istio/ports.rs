@@ -49,6 +49,7 @@ spec:
   ports:
   - {name: web, port: 8080}
 "),
+    fix: crate::checks::doc("Renames the port to `<protocol>-<name>` (or names an unnamed one `<protocol>`) only when the protocol is certain: `appProtocol` (a contradicting name), a gRPC or h2c hint in the name, or a port with one meaning (80, 8080, 9090 HTTP; 443, 8443 HTTPS; 50051 gRPC) that a numeric targetPort does not contradict, and only to a protocol the rule lists and a name no other port has. Other ports are guesses and left to a person. References to the old name (an Ingress backend, a ServiceMonitor) must follow the rename."),
     compile: |params| {
         let p: PortNameParams = parse_params(params)?;
         if p.protocols.is_empty() {
@@ -57,6 +58,48 @@ spec:
         Ok(Compiled::Object(Box::new(PortName { protocols: p.protocols.iter().map(|s| s.to_ascii_lowercase()).collect() })))
     },
 };
+
+/// The port's protocol where it is certain, never a guess: a gRPC or h2c hint in its name, or a
+/// port number with one meaning (80, 8080 and 9090 HTTP, 443 and 8443 HTTPS, 50051 gRPC) that a
+/// numeric targetPort does not contradict; and only a protocol the rule lists.
+fn certain_protocol(port: &Value, name: Option<&str>, protocols: &[String]) -> Option<&'static str> {
+    let well_known = |n: u64| match n {
+        80 | 8080 | 9090 => Some("http"),
+        443 | 8443 => Some("https"),
+        50051 => Some("grpc"),
+        _ => None,
+    };
+    let hinted = name.map(str::to_ascii_lowercase).and_then(|n| {
+        if n.contains("grpc") {
+            Some("grpc")
+        } else if n.contains("h2c") {
+            Some("http2")
+        } else {
+            None
+        }
+    });
+    let by_number = port.get("port").and_then(Value::as_u64).and_then(well_known).filter(|p| {
+        port.get("targetPort").and_then(Value::as_u64).is_none_or(|t| well_known(t).is_none_or(|q| q == *p))
+    });
+    hinted.or(by_number).filter(|p| protocols.iter().any(|k| k == p))
+}
+
+/// Renames port `index` to `name` when that is a valid port name no other port has.
+fn rename_fix(obj: &Object<'_>, index: usize, name: String) -> Option<crate::fix::Fix> {
+    let taken = service_ports(obj).any(|(i, p)| i != index && p.get("name").and_then(Value::as_str) == Some(&name));
+    let valid = name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    (valid && !taken).then(|| {
+        crate::fix::Fix::set(
+            obj.value,
+            &service_port_path(index).key("name"),
+            Value::String(name.clone()),
+            format!("name the port `{name}`"),
+        )
+    })
+}
 
 impl ObjectCheck for PortName {
     fn review(&self, obj: &Object<'_>, _: &Input<'_>, out: &mut Vec<Violation>) {
@@ -77,14 +120,17 @@ impl ObjectCheck for PortName {
                     ));
                 } else if let (Some(n), Some(np)) = (name, name_protocol) {
                     if np != app_lc {
-                        out.push(Violation::advisory(
-                            path().key("name"),
-                            format!(
-                                "{}: the name says `{np}` but appProtocol says `{app}`; Istio uses appProtocol, rename the port to `{app_lc}-{}`",
-                                port_label(port),
-                                n.split_once('-').map_or(n, |(_, s)| s)
-                            ),
-                        ));
+                        let suffix = n.split_once('-').map_or(n, |(_, s)| s);
+                        out.push(
+                            Violation::advisory(
+                                path().key("name"),
+                                format!(
+                                    "{}: the name says `{np}` but appProtocol says `{app}`; Istio uses appProtocol, rename the port to `{app_lc}-{suffix}`",
+                                    port_label(port),
+                                ),
+                            )
+                            .with_fix(rename_fix(obj, index, format!("{app_lc}-{suffix}"))),
+                        );
                     }
                 }
                 continue;
@@ -92,24 +138,34 @@ impl ObjectCheck for PortName {
             match name {
                 None => {
                     let guess = suggest_protocol(port);
-                    out.push(Violation::new(
-                        path(),
-                        format!(
-                            "{} has no name and no appProtocol; Istio will treat it as opaque TCP. Name it `{guess}` or `{guess}-<suffix>`, or set appProtocol",
-                            port_label(port)
-                        ),
-                    ));
+                    let fix = certain_protocol(port, None, &self.protocols)
+                        .and_then(|p| rename_fix(obj, index, p.to_string()));
+                    out.push(
+                        Violation::new(
+                            path(),
+                            format!(
+                                "{} has no name and no appProtocol; Istio will treat it as opaque TCP. Name it `{guess}` or `{guess}-<suffix>`, or set appProtocol",
+                                port_label(port)
+                            ),
+                        )
+                        .with_fix(fix),
+                    );
                 }
                 Some(n) if name_protocol.is_none() => {
                     let guess = suggest_protocol(port);
-                    out.push(Violation::new(
-                        path().key("name"),
-                        format!(
-                            "{}: name `{n}` does not start with a protocol ({}); rename it to `{guess}-{n}` or set appProtocol",
-                            port_label(port),
-                            known()
-                        ),
-                    ));
+                    let fix = certain_protocol(port, Some(n), &self.protocols)
+                        .and_then(|p| rename_fix(obj, index, format!("{p}-{n}")));
+                    out.push(
+                        Violation::new(
+                            path().key("name"),
+                            format!(
+                                "{}: name `{n}` does not start with a protocol ({}); rename it to `{guess}-{n}` or set appProtocol",
+                                port_label(port),
+                                known()
+                            ),
+                        )
+                        .with_fix(fix),
+                    );
                 }
                 Some(_) => {}
             }
@@ -171,6 +227,7 @@ spec:
   ports: [{name: http-admin, port: 8080}]
 ",
     ),
+    fix: crate::checks::doc("None: which Service gives up the port is the teams' to agree."),
     compile: |params| {
         let p: PortNameParams = parse_params(params)?;
         Ok(Compiled::Object(Box::new(HeadlessPortConflict { protocols: p.protocols })))

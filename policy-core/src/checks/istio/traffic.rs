@@ -55,6 +55,7 @@ spec:
   host: api
 ",
     ),
+    fix: crate::checks::doc("Sets `exportTo: [\".\"]`."),
     compile: |params| Ok(Compiled::Object(Box::new(ExportToOwnNamespace { p: parse_params(params)? }))),
 };
 
@@ -66,21 +67,35 @@ impl ObjectCheck for ExportToOwnNamespace {
             return;
         }
         let spec_path = FieldPath::root().key("spec");
+        let fix = || {
+            Some(crate::fix::Fix::set(
+                obj.value,
+                &spec_path.key("exportTo"),
+                serde_json::json!(["."]),
+                "export it to its own namespace only: `exportTo: [\".\"]`",
+            ))
+        };
         match obj.spec().and_then(|s| s.get("exportTo")).and_then(Value::as_array) {
-            None => out.push(Violation::new(
-                spec_path.key("exportTo"),
-                format!(
-                    "{} `{}` has no exportTo, so Istio exports it to every namespace; set `exportTo: [\".\"]`",
-                    obj.kind, obj.name
-                ),
-            )),
-            Some(list) if list.is_empty() => out.push(Violation::new(
-                spec_path.key("exportTo"),
-                format!(
-                    "{} `{}` has an empty exportTo, which exports it to every namespace; set `exportTo: [\".\"]`",
-                    obj.kind, obj.name
-                ),
-            )),
+            None => out.push(
+                Violation::new(
+                    spec_path.key("exportTo"),
+                    format!(
+                        "{} `{}` has no exportTo, so Istio exports it to every namespace; set `exportTo: [\".\"]`",
+                        obj.kind, obj.name
+                    ),
+                )
+                .with_fix(fix()),
+            ),
+            Some(list) if list.is_empty() => out.push(
+                Violation::new(
+                    spec_path.key("exportTo"),
+                    format!(
+                        "{} `{}` has an empty exportTo, which exports it to every namespace; set `exportTo: [\".\"]`",
+                        obj.kind, obj.name
+                    ),
+                )
+                .with_fix(fix()),
+            ),
             Some(list) => {
                 for (i, item) in list.iter().enumerate() {
                     let target = item.as_str().unwrap_or("");
@@ -88,7 +103,7 @@ impl ObjectCheck for ExportToOwnNamespace {
                         out.push(Violation::new(
                             spec_path.key("exportTo").index(i),
                             format!("{} `{}` is exported to `{target}`; tenants may export only to their own namespace (\".\")", obj.kind, obj.name),
-                        ));
+                        ).with_fix(fix()));
                     }
                 }
             }
@@ -147,6 +162,7 @@ metadata: {name: api, namespace: shop}
 spec:
   hosts: [payments.pay.svc.cluster.local]
 "),
+    fix: crate::checks::doc("None: the host names another team's service; whether to route elsewhere is the team's to say."),
     compile: |params| Ok(Compiled::Object(Box::new(HostInOwnNamespace { p: parse_params(params)? }))),
 };
 
@@ -270,6 +286,7 @@ spec:
   host: api
 ",
     ),
+    fix: crate::checks::doc("None: the limits depend on the service's capacity."),
     compile: |params| Ok(Compiled::Object(Box::new(CircuitBreaker { p: parse_params(params)? }))),
 };
 

@@ -49,6 +49,18 @@ fn find_word(text: &str, word: &str) -> Option<usize> {
     (0..text.len().checked_sub(word.len())? + 1).find(|&at| text[at] == first && text[at..].starts_with(word))
 }
 
+/// The fix that sets `key` to `value` in the pod's `proxy.istio.io/config` annotation, keeping
+/// the rest of it (`None` when the annotation is in a form edited by hand).
+fn proxy_config_fix(obj: &Object<'_>, tmpl: &PodTemplate<'_>, key: &str, value: Value) -> Option<crate::fix::Fix> {
+    let config = crate::fix::set_in_embedded_config(proxy_config(tmpl), key, &value).ok()?;
+    Some(crate::fix::Fix::set(
+        obj.value,
+        &tmpl.annotation_path(PROXY_CONFIG_KEY),
+        Value::String(config),
+        format!("set `{key}: {value}` in the pod's `{PROXY_CONFIG_KEY}` annotation"),
+    ))
+}
+
 fn strings_of(v: Option<&Value>) -> String {
     match v {
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
@@ -124,6 +136,7 @@ spec:
       containers: [{name: api, image: shop/api:1.0}]
 ",
     ),
+    fix: crate::checks::doc("Sets `holdApplicationUntilProxyStarts: true` in the pod's `proxy.istio.io/config` annotation, keeping its other settings and its style (JSON or YAML inside the string), creating the annotation, `annotations` or `metadata` where missing. An annotation in another form (flow YAML, anchors) is left to a person."),
     compile: |params| Ok(Compiled::Object(Box::new(SidecarStartOrder { p: parse_params(params)? }))),
 };
 
@@ -178,14 +191,17 @@ impl ObjectCheck for SidecarStartOrder {
             return;
         }
         let path = if hold.is_some() { tmpl.annotation_path(PROXY_CONFIG_KEY) } else { tmpl.metadata_path() };
-        out.push(Violation::new(
-            path,
-            format!(
+        out.push(
+            Violation::new(
+                path,
+                format!(
                 "{} `{}` gets an Istio sidecar but its app may start before the proxy is ready; add the pod annotation \
                  `{PROXY_CONFIG_KEY}: '{{ \"holdApplicationUntilProxyStarts\": true }}'`",
                 obj.kind, obj.name
             ),
-        ));
+            )
+            .with_fix(proxy_config_fix(obj, &tmpl, HOLD_KEY, Value::Bool(true))),
+        );
     }
 }
 
@@ -296,6 +312,7 @@ spec:
       - name: api
         image: shop/api:1.0
 "),
+    fix: crate::checks::doc("Adds `lifecycle.preStop.sleep.seconds` (the rule's minimum) to a container without a preStop hook, or raises Kubernetes' own sleep action to it, and raises `terminationGracePeriodSeconds` when it would not cover the sleep plus the margin. A preStop that runs a command is the team's: where a sleep goes in it is theirs to say."),
     compile: |params| Ok(Compiled::Object(Box::new(GracefulShutdown { p: parse_params(params)? }))),
 };
 
@@ -308,33 +325,71 @@ impl ObjectCheck for GracefulShutdown {
             return;
         };
         let min = self.p.min_pre_stop_seconds;
+        let grace = tmpl.spec().and_then(|s| s.get("terminationGracePeriodSeconds")).and_then(Value::as_u64);
         let mut longest = None;
+        // (violation, the sleep its fix would set) for the containers without a long enough sleep.
+        let mut short = Vec::new();
         for (index, c) in tmpl.containers() {
             let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
-            let path = || tmpl.container_path(index).key("lifecycle").key("preStop");
+            let path = tmpl.container_path(index).key("lifecycle").key("preStop");
+            let hook = c.get("lifecycle").and_then(|l| l.get("preStop"));
+            // A fix only where the hook is Kubernetes' own sleep, or absent: a hook that runs a
+            // command is the team's, and where a sleep goes in it is theirs to say.
+            let sleep_fix = |description: String| {
+                let own_sleep =
+                    hook.is_none_or(|h| h.get("sleep").is_some() && h.as_object().is_some_and(|m| m.len() == 1));
+                own_sleep.then(|| {
+                    crate::fix::Fix::set(obj.value, &path.key("sleep").key("seconds"), Value::from(min), description)
+                })
+            };
             match pre_stop(c).and_then(|h| h.sleep_seconds) {
                 Some(s) if s >= min => longest = longest.max(Some(s)),
-                Some(s) => out.push(Violation::new(
-                    path(),
+                Some(s) => short.push(Violation::new(
+                    path.clone(),
                     format!("container `{name}`: preStop sleeps {s}s, less than {min}s; the proxy and endpoints need that long to drain"),
-                )),
-                None => out.push(Violation::new(
-                    path(),
-                    format!(
-                        "container `{name}` has no preStop sleep; add `lifecycle.preStop.sleep.seconds: {min}` (or exec `sleep {min}`) so endpoints drain before it stops"
-                    ),
-                )),
+                ).with_fix(sleep_fix(format!("raise container `{name}`'s preStop sleep to {min}s")))),
+                None => short.push(
+                    Violation::new(
+                        path.clone(),
+                        format!(
+                            "container `{name}` has no preStop sleep; add `lifecycle.preStop.sleep.seconds: {min}` (or exec `sleep {min}`) so endpoints drain before it stops"
+                        ),
+                    )
+                    .with_fix(sleep_fix(format!("add `lifecycle.preStop.sleep.seconds: {min}` to container `{name}`"))),
+                ),
             }
+        }
+        let grace_path = tmpl.spec_path().key("terminationGracePeriodSeconds");
+        let raise_grace = |sleep: u64| {
+            let need = sleep + self.p.grace_margin_seconds;
+            (grace.unwrap_or(30) < need).then(|| {
+                crate::fix::Fix::set(
+                    obj.value,
+                    &grace_path,
+                    Value::from(need),
+                    format!("raise terminationGracePeriodSeconds to {need}"),
+                )
+            })
+        };
+        // A fixed sleep needs a grace period that covers it and the drain margin.
+        let after_fixes = longest.max(Some(min));
+        for v in short {
+            out.push(match (v.fix, after_fixes.and_then(raise_grace)) {
+                (Some(fix), Some(grace)) => Violation { fix: Some(fix.and(grace)), ..v },
+                (fix, _) => Violation { fix, ..v },
+            });
         }
         let Some(sleep) = longest else { return };
         let need = sleep + self.p.grace_margin_seconds;
-        let grace = tmpl.spec().and_then(|s| s.get("terminationGracePeriodSeconds")).and_then(Value::as_u64);
         if grace.unwrap_or(30) < need {
             let have = grace.map_or("the default 30s".to_string(), |g| format!("{g}s"));
-            out.push(Violation::new(
-                tmpl.spec_path().key("terminationGracePeriodSeconds"),
-                format!("terminationGracePeriodSeconds is {have}, below the preStop sleep {sleep}s + margin {}s; set it to at least {need}", self.p.grace_margin_seconds),
-            ));
+            out.push(
+                Violation::new(
+                    grace_path.clone(),
+                    format!("terminationGracePeriodSeconds is {have}, below the preStop sleep {sleep}s + margin {}s; set it to at least {need}", self.p.grace_margin_seconds),
+                )
+                .with_fix(raise_grace(sleep)),
+            );
         }
     }
 }
@@ -392,9 +447,13 @@ kind: Deployment
 metadata: {name: api, namespace: shop}
 spec:
   template:
-    metadata: {labels: {app: api}}
+    metadata:
+      labels: {app: api}
     spec:
-      containers: [{name: api, image: shop/api:1.0}]
+      containers:
+      - name: api
+        image: shop/api:1.0
+        lifecycle: {preStop: {sleep: {seconds: 20}}}
 ---
 apiVersion: v1
 kind: Service
@@ -404,6 +463,7 @@ spec:
   ports: [{name: http, port: 80, targetPort: 8080}]
 ",
     ),
+    fix: crate::checks::doc("Sets `terminationDrainDuration` in `proxy.istio.io/config` to the pod's longest preStop sleep (the proxy drains while the app still serves). Without a preStop sleep there is no duration to match: `meshguard fix` first applies istio-graceful-shutdown's fix, then comes back for this one. A preStop that calls `/healthcheck/fail` after sleeping is the team's to reorder."),
     compile: |params| {
         let p: DrainParams = parse_params(params)?;
         Ok(Compiled::Object(Box::new(HttpDrain { protocols: p.protocols, all_protocols: default_protocols() })))
@@ -483,15 +543,27 @@ impl ObjectCheck for HttpDrain {
                 tmpl.container_path(index).key("lifecycle").key("preStop"),
                 "preStop sleeps before calling /healthcheck/fail; call the proxy admin endpoint first so Envoy drains while the app still serves",
             )),
-            None => out.push(Violation::new(
-                tmpl.metadata_path(),
-                format!(
-                    "{} `{}` serves HTTP ({why}) but nothing makes its proxy drain on stop; set `terminationDrainDuration` \
-                     (or EXIT_ON_ZERO_ACTIVE_CONNECTIONS) in `{PROXY_CONFIG_KEY}`, or call \
-                     `curl -XPOST localhost:15000/healthcheck/fail` in a preStop before sleeping",
-                    obj.kind, obj.name
-                ),
-            )),
+            None => {
+                // Draining as long as the app's preStop sleep keeps it serving: the one duration
+                // that fits. Without a sleep there is none to match (istio-graceful-shutdown's fix
+                // adds one; `meshguard fix` then comes back for this).
+                let sleep = tmpl.containers().filter_map(|(_, c)| pre_stop(c)?.sleep_seconds).max();
+                let fix = sleep.and_then(|s| {
+                    proxy_config_fix(obj, &tmpl, "terminationDrainDuration", Value::String(format!("{s}s")))
+                });
+                out.push(
+                    Violation::new(
+                        tmpl.metadata_path(),
+                        format!(
+                            "{} `{}` serves HTTP ({why}) but nothing makes its proxy drain on stop; set `terminationDrainDuration` \
+                             (or EXIT_ON_ZERO_ACTIVE_CONNECTIONS) in `{PROXY_CONFIG_KEY}`, or call \
+                             `curl -XPOST localhost:15000/healthcheck/fail` in a preStop before sleeping",
+                            obj.kind, obj.name
+                        ),
+                    )
+                    .with_fix(fix),
+                )
+            }
         }
     }
 }
@@ -549,6 +621,7 @@ spec:
     spec:
       containers: [{name: api, image: shop/api:1.0}]
 "),
+    fix: crate::checks::doc("None: turning injection on is a rollout decision, not an edit."),
     compile: |params| Ok(Compiled::Object(Box::new(InjectionRollout { p: parse_params(params)? }))),
 };
 

@@ -1,0 +1,169 @@
+//! `meshguard fix` as CI and a bot run it: the diff and its exit code, `--write`, a stream, JSON
+//! for bots, and the promise that `check` afterwards finds only what `fix` said it left.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn meshguard(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshguard"))
+        .args(args)
+        .current_dir(dir)
+        .env("MESHGUARD_CACHE_DIR", dir.join(".cache"))
+        .env("MESHGUARD_CACHE_KEY", "fix-tests")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A copy of examples/manifests in a fresh directory (named `manifests` inside it).
+fn example_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("examples/manifests"))
+        .arg(dir.path().join("manifests"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir
+}
+
+/// `file:line: rule` of each finding `fix` says it left (stderr's "not fixed" lines).
+fn left_by_fix(stderr: &str) -> BTreeSet<String> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(": not fixed: "))
+        .map(|l| l.split(": not fixed: ").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_example_repo_is_fixed_in_place_and_check_finds_only_what_fix_left() {
+    let dir = example_repo();
+    let d = dir.path();
+    let dry = meshguard(d, &["fix", "--engine", "native", "manifests"], None);
+    assert_eq!(dry.status.code(), Some(1), "something to fix: {}", text(&dry.stderr));
+    let diff = text(&dry.stdout);
+    assert!(diff.contains("--- a/manifests/payments/service.yaml\n+++ b/manifests/payments/service.yaml\n"), "{diff}");
+    assert!(diff.contains("-  - name: web\n+  - name: http-web\n"), "{diff}");
+    assert!(diff.contains("+  exportTo: [\".\"]"), "{diff}");
+    assert!(diff.contains("holdApplicationUntilProxyStarts"), "{diff}");
+    // Only added or changed lines: nothing else in any file moves.
+    let removed = diff.lines().filter(|l| l.starts_with('-') && !l.starts_with("---")).count();
+    assert_eq!(removed, 2, "only the two values that had to change are removed:\n{diff}");
+    assert_eq!(
+        text(&meshguard(d, &["fix", "--engine", "wasm", "manifests"], None).stdout),
+        diff,
+        "both engines fix alike"
+    );
+
+    let wrote = meshguard(d, &["fix", "--engine", "native", "--write", "manifests"], None);
+    assert_eq!(wrote.status.code(), Some(0), "{}", text(&wrote.stderr));
+    let left = left_by_fix(&text(&wrote.stderr));
+    let again = meshguard(d, &["fix", "--engine", "native", "manifests"], None);
+    assert_eq!(again.status.code(), Some(0), "a second fix has nothing to do");
+    assert_eq!(text(&again.stdout), "");
+    assert_eq!(left_by_fix(&text(&again.stderr)), left, "the same findings are left, each with why");
+
+    let check = meshguard(d, &["check", "--engine", "native", "--format", "json", "manifests"], None);
+    let report: Value = serde_json::from_slice(&check.stdout).unwrap();
+    let found: BTreeSet<String> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{}:{}: {}", f["file"].as_str().unwrap(), f["line"], f["rule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(found, left, "check finds exactly what fix listed as left");
+    assert!(
+        text(&again.stderr).lines().filter(|l| l.contains("not fixed")).all(|l| l.contains("no fix")),
+        "each says why"
+    );
+}
+
+#[test]
+fn a_stream_is_fixed_to_stdout_and_json_lists_the_patches() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  ports:\n  - name: web # public\n    port: 80\n";
+    let out = meshguard(dir.path(), &["fix", "--engine", "native", "-"], Some(service));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), service.replace("name: web #", "name: http-web #"));
+    let clean = service.replace("name: web", "name: http-web");
+    let out = meshguard(dir.path(), &["fix", "--engine", "native", "-"], Some(&clean));
+    assert_eq!(text(&out.stdout), clean, "nothing to fix: the stream passes through");
+
+    std::fs::write(dir.path().join("svc.yaml"), service).unwrap();
+    let out = meshguard(dir.path(), &["fix", "--engine", "native", "--format", "json", "svc.yaml"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let applied = &report["applied"][0];
+    assert_eq!(applied["rule"], "istio-port-name");
+    assert_eq!(applied["file"], "svc.yaml");
+    assert_eq!(applied["line"], 8);
+    assert_eq!(
+        applied["patch"],
+        serde_json::json!([{"op": "replace", "path": "/spec/ports/0/name", "value": "http-web"}])
+    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("svc.yaml")).unwrap(), service, "no --write, no change");
+}
+
+#[test]
+fn writes_keep_mode_and_symlinks_and_unsafe_files_are_left_with_the_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\nspec:\n  ports:\n  - name: web\n    port: 80\n";
+    std::fs::create_dir(d.join("real")).unwrap();
+    std::fs::write(d.join("real/svc.yaml"), service).unwrap();
+    std::fs::set_permissions(d.join("real/svc.yaml"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::create_dir(d.join("repo")).unwrap();
+    std::os::unix::fs::symlink(d.join("real/svc.yaml"), d.join("repo/svc.yaml")).unwrap();
+    let anchored = "apiVersion: v1\nkind: Service\nmetadata: &meta {name: db, namespace: shop}\nspec:\n  ports:\n  - name: web\n    port: 8080\n";
+    std::fs::write(d.join("repo/anchored.yaml"), anchored).unwrap();
+    let out = meshguard(d, &["fix", "--engine", "native", "--write", "repo"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(std::fs::symlink_metadata(d.join("repo/svc.yaml")).unwrap().file_type().is_symlink(), "the link stays");
+    assert_eq!(
+        std::fs::read_to_string(d.join("real/svc.yaml")).unwrap(),
+        service.replace("name: web", "name: http-web")
+    );
+    assert_eq!(std::fs::metadata(d.join("real/svc.yaml")).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(std::fs::read_to_string(d.join("repo/anchored.yaml")).unwrap(), anchored, "left untouched");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("repo/anchored.yaml:6: istio-port-name: not fixed:") && stderr.contains("anchor or alias"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"{"op":"replace","path":"/spec/ports/0/name","value":"http-web"}"#),
+        "the patch is named: {stderr}"
+    );
+    let leftover: Vec<_> = std::fs::read_dir(d.join("real")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftover.len(), 1, "no temporary file left: {leftover:?}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = meshguard(dir.path(), &["fix", "--only", "no-such-rule", "--engine", "native", "."], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--only names `no-such-rule`"), "{}", text(&out.stderr));
+    let out = meshguard(dir.path(), &["fix", "--engine", "native", "missing.yaml"], None);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,199 @@
+//! Comprehensions that stop when the host says so. The cel crate offers no hook inside its
+//! evaluator, and a comprehension is its only loop: every `all`, `exists`, `exists_one`, `map` and
+//! `filter` expands to one. After parsing, each is rewritten so that every iteration calls
+//! [`POLL`], a function CEL source cannot name (it starts with `@`, as the parser's own helpers
+//! do), which passes its argument through unchanged unless [`crate::interrupt::poll`] says stop.
+//! A nested `all` over 20,000 ports, 400 million iterations, then ends within microseconds of the
+//! deadline instead of running for minutes after its answer.
+
+use cel::common::ast::{operators, ComprehensionExpr, EntryExpr, Expr, LiteralValue};
+use cel::common::types::DYN_TYPE;
+use cel::common::value::CowVal;
+use cel::{Env, ExecutionError, IdedExpr};
+
+pub(super) const POLL: &str = "@poll";
+
+pub(super) fn register(env: &mut Env) -> Result<(), cel::DeclarationError> {
+    env.add_overload(POLL, "poll_dyn", vec![DYN_TYPE], poll)
+}
+
+fn poll<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    if crate::interrupt::poll() {
+        return Err(ExecutionError::function_error(POLL, crate::interrupt::Stopped));
+    }
+    args.pop().ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))
+}
+
+/// Makes every comprehension in `tree` poll once per iteration. Without recursion: the walk holds
+/// a list of the nodes still to visit.
+pub(super) fn rewrite(tree: &mut IdedExpr) {
+    let mut pending: Vec<&mut IdedExpr> = vec![tree];
+    while let Some(node) = pending.pop() {
+        match &mut node.expr {
+            Expr::Comprehension(c) => {
+                poll_each_iteration(c);
+                let c = &mut **c;
+                pending.extend([
+                    &mut c.iter_range,
+                    &mut c.accu_init,
+                    &mut c.loop_cond,
+                    &mut c.loop_step,
+                    &mut c.result,
+                ]);
+            }
+            Expr::Call(call) => {
+                pending.extend(call.target.as_deref_mut());
+                pending.extend(call.args.iter_mut());
+            }
+            Expr::List(list) => pending.extend(list.elements.iter_mut()),
+            Expr::Map(map) => {
+                for entry in map.entries.iter_mut() {
+                    if let EntryExpr::MapEntry(e) = &mut entry.expr {
+                        pending.push(&mut e.key);
+                        pending.push(&mut e.value);
+                    }
+                }
+            }
+            Expr::Struct(s) => {
+                for entry in s.entries.iter_mut() {
+                    if let EntryExpr::StructField(f) = &mut entry.expr {
+                        pending.push(&mut f.value);
+                    }
+                }
+            }
+            Expr::Select(select) => pending.push(&mut select.operand),
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+}
+
+/// The loop condition is asked before every iteration, so it is where the poll goes, except in
+/// the shape `map` and `filter` expand to (an accumulator that only ever gets `[item]` appended,
+/// under a constant condition): the evaluator builds that list in place only while the condition
+/// stays a constant, so there the poll goes into the append's guard, which it also asks on every
+/// iteration.
+fn poll_each_iteration(c: &mut ComprehensionExpr) {
+    let accu = c.accu_var.clone();
+    let is_accu = |e: &IdedExpr| matches!(&e.expr, Expr::Ident(name) if *name == accu);
+    let appends_to_accu = |e: &IdedExpr| match &e.expr {
+        Expr::Call(call) if call.func_name == operators::ADD && call.target.is_none() => {
+            matches!(call.args.as_slice(), [lhs, rhs] if is_accu(lhs) && matches!(rhs.expr, Expr::List(_)))
+        }
+        _ => false,
+    };
+    let appends_only = is_accu(&c.result)
+        && matches!(c.loop_cond.expr, Expr::Literal(_))
+        && match &c.loop_step.expr {
+            Expr::Call(call) if call.func_name == operators::CONDITIONAL && call.target.is_none() => {
+                matches!(call.args.as_slice(), [_, then, otherwise] if appends_to_accu(then) && is_accu(otherwise))
+            }
+            _ => appends_to_accu(&c.loop_step),
+        };
+    if !appends_only {
+        wrap_in_poll(&mut c.loop_cond);
+        return;
+    }
+    let guarded = matches!(&c.loop_step.expr, Expr::Call(call) if call.func_name == operators::CONDITIONAL);
+    if guarded {
+        if let Expr::Call(call) = &mut c.loop_step.expr {
+            wrap_in_poll(&mut call.args[0]);
+        }
+    } else {
+        // `accu + [item]` becomes `@poll(true) ? accu + [item] : accu`: the same append, guarded.
+        let id = c.loop_step.id;
+        let append = std::mem::take(&mut c.loop_step);
+        let always =
+            IdedExpr { id, expr: Expr::Literal(LiteralValue::Boolean(cel::common::types::CelBool::from(true))) };
+        let otherwise = IdedExpr { id, expr: Expr::Ident(accu.clone()) };
+        let mut guard = always;
+        wrap_in_poll(&mut guard);
+        c.loop_step = IdedExpr {
+            id,
+            expr: Expr::Call(cel::common::ast::CallExpr {
+                func_name: operators::CONDITIONAL.to_string(),
+                target: None,
+                args: vec![guard, append, otherwise],
+            }),
+        };
+    }
+}
+
+/// `e` becomes `@poll(e)`, keeping its id (errors and source positions still point at `e`).
+fn wrap_in_poll(e: &mut IdedExpr) {
+    let id = e.id;
+    let inner = std::mem::take(e);
+    *e = IdedExpr {
+        id,
+        expr: Expr::Call(cel::common::ast::CallExpr { func_name: POLL.to_string(), target: None, args: vec![inner] }),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::eval;
+    use crate::interrupt::{self, Stopped};
+
+    fn verdict(expression: &str, object: &serde_json::Value) -> Result<bool, String> {
+        match eval(expression, object.clone())? {
+            cel::Value::Bool(b) => Ok(b),
+            other => Err(format!("not a bool: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn comprehensions_answer_as_before_the_rewrite() {
+        let object = serde_json::json!({"spec": {"ports": [{"port": 80, "name": "http"}, {"port": 81}]}});
+        for (expression, expected) in [
+            ("object.spec.ports.all(p, p.port > 0)", Ok(true)),
+            ("object.spec.ports.exists(p, p.port == 81)", Ok(true)),
+            ("object.spec.ports.exists_one(p, has(p.name))", Ok(true)),
+            ("object.spec.ports.map(p, p.port) == [80, 81]", Ok(true)),
+            ("object.spec.ports.filter(p, p.port > 80).size() == 1", Ok(true)),
+            ("object.spec.ports.map(p, p.port > 80, p.port) == [81]", Ok(true)),
+            ("object.spec.ports.all(p, object.spec.ports.exists(q, q.port == p.port))", Ok(true)),
+            ("object.spec.ports.filter(p, p.name == 'x').size() == 0", Err(())),
+            ("object.spec.ports.filter(p, 1).size() == 0", Err(())),
+        ] {
+            let got = verdict(expression, &object);
+            match expected {
+                Ok(v) => assert_eq!(got, Ok(v), "{expression}"),
+                Err(()) => assert!(got.is_err(), "{expression}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_a_nested_comprehension_with_an_error() {
+        let ports: Vec<_> = (0..3000).map(|i| serde_json::json!({"port": i})).collect();
+        let object = serde_json::json!({"spec": {"ports": ports}});
+        // 9 million iterations: far more than the polls before the host says stop.
+        let e = "object.spec.ports.all(p, object.spec.ports.all(q, q.port >= 0))";
+        let asked = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let count = std::rc::Rc::clone(&asked);
+        let stopped = interrupt::run(
+            move || {
+                count.set(count.get() + 1);
+                count.get() > 3
+            },
+            || verdict(e, &object),
+        );
+        assert_eq!(stopped, Err(Stopped));
+        assert_eq!(asked.get(), 4, "the host was asked until it said stop, and not again");
+        let e = "object.spec.ports.map(p, p.port).size() == 3000 && object.spec.ports.filter(p, true).size() == 3000";
+        assert_eq!(interrupt::run(|| false, || verdict(e, &object)), Ok(Ok(true)));
+        let asked_map = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let count = std::rc::Rc::clone(&asked_map);
+        let _ = interrupt::run(
+            move || {
+                count.set(count.get() + 1);
+                false
+            },
+            || verdict(e, &object),
+        );
+        assert!(
+            asked_map.get() >= 6000 / crate::interrupt::POLL_EVERY - 1,
+            "map and filter poll too: {}",
+            asked_map.get()
+        );
+    }
+}

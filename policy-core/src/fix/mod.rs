@@ -1,0 +1,360 @@
+//! Fixes. Where one change is right and safe, a check attaches it to its finding as an RFC 6902
+//! JSON Patch against the object, with a one-line description; the same patch is written into the
+//! file by `meshguard fix` ([`edit`]) and, later, sent as the admission patch. Where no single
+//! change is right, the check's catalog entry says why there is none ([`crate::checks::CheckSpec`]'s
+//! `fix` line).
+
+#[cfg(feature = "yaml")]
+pub mod edit;
+
+use crate::path::{FieldPath, Segment};
+pub use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One finding's remedy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fix {
+    pub description: String,
+    pub patch: Patch,
+}
+
+fn pointer(segments: &[Segment]) -> json_patch::jsonptr::PointerBuf {
+    json_patch::jsonptr::PointerBuf::from_tokens(segments.iter().map(|s| match s {
+        Segment::Key(k) => json_patch::jsonptr::Token::new(k.as_str()),
+        Segment::Index(i) => json_patch::jsonptr::Token::from(*i),
+    }))
+}
+
+impl Fix {
+    /// Sets the value at `path` in `object`: `replace` when it is there, else one `add` at the
+    /// deepest existing ancestor holding the missing rest as nested mappings (how a person adds
+    /// `metadata.annotations` to a template that has no `metadata`).
+    pub fn set(object: &Value, path: &FieldPath, value: Value, description: impl Into<String>) -> Fix {
+        let segments = path.segments();
+        let mut node = Some(object);
+        let mut existing = 0;
+        for seg in segments {
+            let next = match (seg, node) {
+                (Segment::Key(k), Some(Value::Object(m))) => m.get(k.as_str()),
+                (Segment::Index(i), Some(Value::Array(a))) => a.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => {
+                    node = Some(n);
+                    existing += 1;
+                }
+                None => break,
+            }
+        }
+        let op = if existing == segments.len() {
+            PatchOperation::Replace(ReplaceOperation { path: pointer(segments), value })
+        } else {
+            let mut nested = value;
+            for seg in segments[existing + 1..].iter().rev() {
+                let Segment::Key(k) = seg else { break };
+                let mut map = Map::new();
+                map.insert(k.clone(), nested);
+                nested = Value::Object(map);
+            }
+            PatchOperation::Add(AddOperation { path: pointer(&segments[..=existing]), value: nested })
+        };
+        Fix { description: description.into(), patch: Patch(vec![op]) }
+    }
+
+    /// This fix and `other` as one (the operations of both, in order).
+    pub fn and(mut self, other: Fix) -> Fix {
+        self.patch.0.extend(other.patch.0);
+        self.description = format!("{}; {}", self.description, other.description);
+        self
+    }
+}
+
+/// Joins the fixes of one document's findings into one patch, in order: `fixes` gives each fix
+/// with where its object sits in the document (the root, or an item of a `kind: List`). Each fix
+/// was computed against the object as it was, so one that touches a place an earlier one touched
+/// (two settings merged into one annotation) is left out, for a review of the fixed object to
+/// offer again. Returns the patch and the indexes of the fixes it holds.
+pub fn combine<'f>(fixes: impl IntoIterator<Item = (&'f Fix, &'f FieldPath)>) -> (Patch, Vec<usize>) {
+    let mut patch = Patch(Vec::new());
+    let mut taken = Vec::new();
+    for (i, (fix, within)) in fixes.into_iter().enumerate() {
+        let ops: Vec<PatchOperation> = fix.patch.0.iter().map(|op| moved_under(op, within)).collect();
+        let new: Vec<PatchOperation> = ops.into_iter().filter(|op| !patch.0.contains(op)).collect();
+        if new.iter().any(|op| patch.0.iter().any(|done| overlaps(op_path(op), op_path(done)))) {
+            continue;
+        }
+        patch.0.extend(new);
+        taken.push(i);
+    }
+    (patch, taken)
+}
+
+fn op_path(op: &PatchOperation) -> &str {
+    match op {
+        PatchOperation::Add(o) => o.path.as_str(),
+        PatchOperation::Remove(o) => o.path.as_str(),
+        PatchOperation::Replace(o) => o.path.as_str(),
+        PatchOperation::Move(o) => o.path.as_str(),
+        PatchOperation::Copy(o) => o.path.as_str(),
+        PatchOperation::Test(o) => o.path.as_str(),
+    }
+}
+
+/// One of two JSON Pointers is the other or lies under it.
+fn overlaps(a: &str, b: &str) -> bool {
+    let under = |x: &str, y: &str| x == y || x.strip_prefix(y).is_some_and(|rest| rest.starts_with('/'));
+    under(a, b) || under(b, a)
+}
+
+/// `op` with its path moved under `prefix`.
+fn moved_under(op: &PatchOperation, prefix: &FieldPath) -> PatchOperation {
+    if prefix.segments().is_empty() {
+        return op.clone();
+    }
+    let base = pointer(prefix.segments());
+    let under = |path: &json_patch::jsonptr::PointerBuf| {
+        let mut p = base.clone();
+        p.append(path);
+        p
+    };
+    match op {
+        PatchOperation::Add(o) => PatchOperation::Add(AddOperation { path: under(&o.path), value: o.value.clone() }),
+        PatchOperation::Replace(o) => {
+            PatchOperation::Replace(ReplaceOperation { path: under(&o.path), value: o.value.clone() })
+        }
+        PatchOperation::Remove(o) => PatchOperation::Remove(json_patch::RemoveOperation { path: under(&o.path) }),
+        other => other.clone(),
+    }
+}
+
+/// One text after [`fix_text`]: the text, the fixes written, and the findings left.
+#[cfg(feature = "yaml")]
+#[derive(Debug, Default)]
+pub struct FixedText {
+    pub text: String,
+    pub applied: Vec<crate::Finding>,
+    /// Findings without a fix, or whose fix could not be written (with why).
+    pub left: Vec<(crate::Finding, Option<String>)>,
+}
+
+/// How many times a text is reviewed and fixed: a fix can make another possible (a preStop sleep,
+/// then a drain duration matching it).
+pub const MAX_ROUNDS: usize = 3;
+
+/// Fixes one YAML text (every object in it reviewed together): what the JavaScript package, the
+/// playground and the catalog's examples run. `meshguard fix` does the same over many files.
+#[cfg(feature = "yaml")]
+pub fn fix_text(policy: &crate::Policy, text: &str, default_namespace: &str) -> Result<FixedText, String> {
+    let mut fixed = FixedText { text: text.to_string(), ..FixedText::default() };
+    for round in 0..MAX_ROUNDS {
+        let docs = crate::yaml::parse_documents(&fixed.text).map_err(|e| e.to_string())?;
+        let mut values = Vec::new();
+        let mut places = Vec::new();
+        for (d, doc) in docs.iter().enumerate() {
+            match doc.value.get("items").and_then(Value::as_array) {
+                Some(items) if doc.value["kind"] == "List" => {
+                    for (i, item) in items.iter().enumerate() {
+                        values.push(item.clone());
+                        places.push((d, FieldPath::root().key("items").index(i)));
+                    }
+                }
+                _ => {
+                    values.push(doc.value.clone());
+                    places.push((d, FieldPath::root()));
+                }
+            }
+        }
+        let findings = policy.review(&crate::Input::new(&values, default_namespace));
+        let last = round + 1 == MAX_ROUNDS;
+        let mut left = Vec::new();
+        let mut per_doc: std::collections::BTreeMap<usize, Vec<crate::Finding>> = Default::default();
+        for f in findings {
+            match &f.fix {
+                Some(_) if !last => per_doc.entry(places[f.object_index].0).or_default().push(f),
+                Some(_) => left.push((f, Some(format!("still found after {MAX_ROUNDS} rounds of fixes")))),
+                None => left.push((f, None)),
+            }
+        }
+        let mut changed = false;
+        for (doc, findings) in per_doc {
+            let (patch, taken) =
+                combine(findings.iter().map(|f| (f.fix.as_ref().expect("has a fix"), &places[f.object_index].1)));
+            match edit::apply(&fixed.text, doc, &patch) {
+                Ok(text) if text != fixed.text => {
+                    fixed.text = text;
+                    changed = true;
+                    fixed.applied.extend(taken.into_iter().map(|i| findings[i].clone()));
+                }
+                Ok(_) => {}
+                Err(why) => left.extend(findings.into_iter().map(|f| (f, Some(why.clone())))),
+            }
+        }
+        if !changed || last {
+            fixed.left = left;
+            break;
+        }
+    }
+    Ok(fixed)
+}
+
+/// `config` (a `proxy.istio.io/config` annotation: YAML or JSON inside a string) with `key` set to
+/// `value`, every other key and the string's style kept: a JSON object gets the key after its
+/// `{`, a block mapping a new last line; a key already there has its value replaced in place.
+/// Decided without a YAML parser (the admission modules have none), so every host offers the
+/// same fix: a JSON object is checked by reading it back; a block mapping must hold its keys at
+/// the line start, one per line, where a new last line cannot land inside another value. `Err`
+/// says why the annotation is left to a person.
+pub fn set_in_embedded_config(config: Option<&str>, key: &str, value: &Value) -> Result<String, String> {
+    let json_value = value.to_string();
+    let Some(text) = config.filter(|t| !t.trim().is_empty()) else {
+        return Ok(format!("{{ \"{key}\": {json_value} }}"));
+    };
+    if text.trim_start().starts_with('{') {
+        let Ok(Value::Object(mut settings)) = serde_json::from_str::<Value>(text) else {
+            return Err("the annotation is a flow mapping that is not JSON".into());
+        };
+        let edited = match find_setting(text, key) {
+            Some((start, end)) => format!("{}{}{}", &text[..start], json_value, &text[end..]),
+            None => {
+                let brace = text.find('{').ok_or("no `{`")?;
+                let after = &text[brace + 1..];
+                let spacing = if after.starts_with(' ') { " " } else { "" };
+                let separator = if settings.is_empty() { "" } else { "," };
+                format!("{}{{{spacing}\"{key}\": {json_value}{separator}{}", &text[..brace], after)
+            }
+        };
+        settings.insert(key.to_string(), value.clone());
+        return match serde_json::from_str::<Value>(&edited) {
+            Ok(read) if read == Value::Object(settings) => Ok(edited),
+            _ => Err(format!("setting `{key}` in the annotation would change its other settings")),
+        };
+    }
+    let block_mapping = text.lines().all(|line| {
+        let t = line.trim_start();
+        t.is_empty() || t.starts_with('#') || line.starts_with([' ', '-']) || key_at_line_start(line)
+    }) && text.lines().next().is_some_and(key_at_line_start);
+    if !block_mapping || text.contains(['&', '*', '!', '\t']) {
+        return Err("the annotation is not a plain block mapping".into());
+    }
+    match find_setting(text, key) {
+        Some((start, end)) => {
+            let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+            if !text[line_start..].starts_with(key) || text[start..end].contains(['|', '>', '{', '[', '"', '\'']) {
+                return Err(format!("`{key}` is set in a form that is edited by hand"));
+            }
+            Ok(format!("{}{}{}", &text[..start], yaml_scalar(value), &text[end..]))
+        }
+        None => {
+            let line = format!("{key}: {}", yaml_scalar(value));
+            Ok(match text.strip_suffix('\n') {
+                Some(body) => format!("{body}\n{line}\n"),
+                None => format!("{text}\n{line}"),
+            })
+        }
+    }
+}
+
+/// `line` starts with a plain `key:` (then a space or the line's end).
+fn key_at_line_start(line: &str) -> bool {
+    let Some(colon) = line.find(':') else { return false };
+    let key = &line[..colon];
+    !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        && line[colon + 1..].chars().next().is_none_or(|c| c == ' ')
+}
+
+/// The byte range of `key`'s value in a YAML or JSON settings text (a top-level key: at a line
+/// start, or after `{` or `,`), if it is set there.
+fn find_setting(text: &str, key: &str) -> Option<(usize, usize)> {
+    for quoted in [format!("\"{key}\""), key.to_string()] {
+        let mut from = 0;
+        while let Some(found) = text[from..].find(&quoted) {
+            let at = from + found;
+            from = at + quoted.len();
+            let before = text[..at].trim_end_matches([' ', '\t']);
+            if !(before.is_empty() || before.ends_with(['\n', '{', ','])) {
+                continue;
+            }
+            let rest = &text[at + quoted.len()..];
+            let Some(after_colon) = rest.trim_start().strip_prefix(':') else { continue };
+            let value_start = text.len() - after_colon.trim_start().len();
+            let value_end = value_start
+                + after_colon.trim_start().find([',', '}', '\n', '#']).unwrap_or(after_colon.trim_start().len());
+            let value_end = value_start + text[value_start..value_end].trim_end().len();
+            return Some((value_start, value_end));
+        }
+    }
+    None
+}
+
+fn yaml_scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) if s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') && s.parse::<f64>().is_err() => {
+            s.clone()
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn set_adds_at_the_deepest_existing_ancestor_or_replaces() {
+        let object = json!({"spec": {"template": {"spec": {}}}});
+        let path = FieldPath::root().key("spec").key("template").key("metadata").key("annotations").key("a/b");
+        let fix = Fix::set(&object, &path, json!("x"), "d");
+        assert_eq!(
+            serde_json::to_value(&fix.patch).unwrap(),
+            json!([{"op": "add", "path": "/spec/template/metadata", "value": {"annotations": {"a/b": "x"}}}])
+        );
+        let object = json!({"spec": {"exportTo": ["*"]}});
+        let fix = Fix::set(&object, &FieldPath::root().key("spec").key("exportTo"), json!(["."]), "d");
+        assert_eq!(
+            serde_json::to_value(&fix.patch).unwrap(),
+            json!([{"op": "replace", "path": "/spec/exportTo", "value": ["."]}])
+        );
+    }
+
+    #[test]
+    fn embedded_config_keeps_its_style_and_other_keys() {
+        let hold = json!(true);
+        let key = "holdApplicationUntilProxyStarts";
+        assert_eq!(set_in_embedded_config(None, key, &hold).unwrap(), r#"{ "holdApplicationUntilProxyStarts": true }"#);
+        assert_eq!(
+            set_in_embedded_config(Some(r#"{ "concurrency": 2 }"#), key, &hold).unwrap(),
+            r#"{ "holdApplicationUntilProxyStarts": true, "concurrency": 2 }"#
+        );
+        assert_eq!(
+            set_in_embedded_config(Some("concurrency: 2\ntracing:\n  sampling: 10\n"), key, &hold).unwrap(),
+            "concurrency: 2\ntracing:\n  sampling: 10\nholdApplicationUntilProxyStarts: true\n"
+        );
+        assert_eq!(
+            set_in_embedded_config(
+                Some("holdApplicationUntilProxyStarts: false # not yet\nconcurrency: 2"),
+                key,
+                &hold
+            )
+            .unwrap(),
+            "holdApplicationUntilProxyStarts: true # not yet\nconcurrency: 2"
+        );
+        assert_eq!(
+            set_in_embedded_config(Some(r#"{"holdApplicationUntilProxyStarts":false}"#), key, &hold).unwrap(),
+            r#"{"holdApplicationUntilProxyStarts":true}"#
+        );
+        let drain = json!("30s");
+        assert_eq!(
+            set_in_embedded_config(Some("concurrency: 2"), "terminationDrainDuration", &drain).unwrap(),
+            "concurrency: 2\nterminationDrainDuration: 30s"
+        );
+        assert!(set_in_embedded_config(Some("[1, 2]"), key, &hold).is_err(), "not a mapping");
+        assert!(set_in_embedded_config(Some("{concurrency: 2}"), key, &hold).is_err(), "flow YAML, not JSON");
+        assert!(set_in_embedded_config(Some("base: &b {a: 1}"), key, &hold).is_err(), "an anchor");
+        assert!(set_in_embedded_config(Some("  indented: 1"), key, &hold).is_err());
+        assert!(set_in_embedded_config(Some("holdApplicationUntilProxyStarts: |\n  x"), key, &hold).is_err());
+    }
+}
