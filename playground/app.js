@@ -134,6 +134,56 @@ function checkManifests() {
   }
   $("count").textContent = rules ? `(${findings.length})` : "";
   gutter($("manifests-gutter"), text, marks);
+  showFix(rules, text);
+}
+
+// A line diff of `before` and `after` (longest common subsequence, small inputs only), shown as
+// hunks with two lines of context: the same lines `meshguard fix` would print in its diff.
+function lineDiff(before, after) {
+  const a = before.split("\n");
+  const b = after.split("\n");
+  if (a.length * b.length > 4_000_000) return "(too large to show here: use meshguard fix)";
+  const lcs = Array.from({ length: a.length + 1 }, () => new Uint32Array(b.length + 1));
+  for (let i = a.length - 1; i >= 0; i--)
+    for (let j = b.length - 1; j >= 0; j--)
+      lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+  const rows = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (i < a.length && j < b.length && a[i] === b[j]) rows.push({ t: " ", s: a[i++], n: i }) && j++;
+    else if (j < b.length && (i === a.length || lcs[i][j + 1] >= lcs[i + 1][j])) rows.push({ t: "+", s: b[j++], n: i });
+    else rows.push({ t: "-", s: a[i++], n: i });
+  }
+  const near = rows.map((_, k) => rows.slice(Math.max(0, k - 2), k + 3).some((r) => r.t !== " "));
+  const out = [];
+  rows.forEach((r, k) => {
+    if (!near[k]) {
+      if (out.at(-1) !== "…") out.push("…");
+      return;
+    }
+    out.push(`${r.t} ${r.s}`);
+  });
+  return out.join("\n");
+}
+
+let fixedText = null;
+
+function showFix(rules, text) {
+  fixedText = null;
+  let fixed = null;
+  if (rules) {
+    try {
+      fixed = rules.fix(text);
+    } catch {
+      // The findings pane already shows why the manifests do not parse.
+    }
+  }
+  const applied = fixed?.applied.length ?? 0;
+  $("fix-count").textContent = fixed ? `(${applied} fixed, ${fixed.left.length} left)` : "";
+  $("apply-fix").disabled = !applied;
+  $("fix-diff").textContent = applied ? lineDiff(text, fixed.text) : fixed ? "nothing to fix" : "";
+  if (applied) fixedText = fixed.text;
 }
 
 function selectLine(textarea, line) {
@@ -182,6 +232,11 @@ for (const [tab, panel] of [["tab-manifests", "panel-manifests"], ["tab-http", "
     refresh();
   });
 }
+$("apply-fix").addEventListener("click", () => {
+  if (fixedText === null) return;
+  $("manifests").value = fixedText;
+  refresh();
+});
 $("reset-rules").addEventListener("click", () => {
   $("rules").value = api.defaultRules();
   refresh();

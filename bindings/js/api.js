@@ -20,6 +20,14 @@ export function makeApi(wasm) {
       return JSON.parse(this.#inner.checkJson(manifests, namespace)).findings;
     }
 
+    /** `meshguard fix` over a YAML stream: `{text, applied, left}`. `text` has every finding's
+     * one right fix written into it, every untouched byte kept; `applied` lists the RFC 6902
+     * patches written per object, `left` the findings without a fix (or whose fix could not be
+     * written safely) with `why`. Throws on a stream that does not parse. */
+    fix(manifests, { namespace = "default" } = {}) {
+      return JSON.parse(this.#inner.fixJson(manifests, namespace));
+    }
+
     /** One HTTP request `{method, path, authority, headers}` as the Envoy filter decides it:
      * `{allowed, rule?, message?, status?, grpcStatus?, warn}`. Rate-limit state lives in this
      * RuleSet; `now` (ms) defaults to the clock. */

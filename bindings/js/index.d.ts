@@ -64,11 +64,26 @@ export interface CheckDoc {
   failingExample: string;
 }
 
+/** One RFC 6902 operation of a fix. */
+export interface PatchOperation {
+  op: "add" | "replace" | "remove";
+  path: string;
+  value?: unknown;
+}
+
+/** What `fix` did to one text. */
+export interface FixResult {
+  text: string;
+  applied: { rule: string; kind: string; namespace: string; name: string; path: string; description: string; patch: PatchOperation[] }[];
+  left: { rule: string; kind: string; namespace: string; name: string; path: string; message: string; why: string }[];
+}
+
 export declare class RuleSet {
   /** A RuleSet in YAML or JSON text, or as an object; omitted: the built-in rule set.
    * Throws an Error naming the line, the rule and the field at fault. */
   constructor(source?: string | object);
   check(manifests: string, options?: { namespace?: string }): Finding[];
+  fix(manifests: string, options?: { namespace?: string }): FixResult;
   decide(request: HttpRequest | string, options?: { now?: number }): HttpDecision;
   reviewAdmission(review: object | string, options?: { cluster?: object[] }): AdmissionDecision;
   rules(): RuleInfo[];

@@ -57,6 +57,22 @@ test("the page starts with the default rules and the example's findings", async 
   await page.screenshot({ path: new URL("playground-start.png", artifacts).pathname });
 });
 
+test("the Fix view shows the diff meshguard fix would apply, and applying it clears those findings", async () => {
+  const diff = await page.locator("#fix-diff").innerText();
+  assert.match(diff, /^- {3}- name: web$/m, diff);
+  assert.match(diff, /^\+ {3}- name: http-web$/m, diff);
+  assert.match(await page.locator("#fix-count").innerText(), /\(\d+ fixed, \d+ left\)/);
+  const before = await findings().count();
+  await page.screenshot({ path: new URL("playground-fix.png", artifacts).pathname });
+  await page.click("#apply-fix");
+  assert.match(await page.inputValue("#manifests"), /- name: http-web\n/);
+  const after = await findings().count();
+  assert.ok(after < before, `${before} findings before, ${after} after`);
+  assert.doesNotMatch((await findings().allInnerTexts()).join("\n"), /istio-port-name/);
+  assert.equal(await page.locator("#fix-diff").innerText(), "nothing to fix");
+  assert.ok(await page.locator("#apply-fix").isDisabled());
+});
+
 test("typing a bad port name shows the finding on its line; fixing it makes it vanish", async () => {
   await page.fill("#manifests", GOOD);
   await page.waitForFunction(() => document.querySelectorAll("#findings li").length === 0);

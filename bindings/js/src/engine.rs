@@ -44,6 +44,36 @@ impl Engine {
             .map_err(|e| e.to_string())
     }
 
+    /// `meshguard fix` over one YAML stream: `{"text", "applied": [...], "left": [...]}`; `text`
+    /// is the stream with every fix written into it (every untouched byte kept), `applied` the
+    /// patches written, `left` the findings without a fix, or whose fix was not written, with why.
+    pub fn fix(&self, manifests: &str, namespace: &str) -> Result<String, String> {
+        let namespace = if namespace.is_empty() { "default" } else { namespace };
+        let fixed = policy_core::fix::fix_text(&self.policy, manifests, namespace)?;
+        let applied: Vec<Value> = fixed
+            .applied
+            .iter()
+            .filter_map(|f| {
+                let fix = f.fix.as_ref()?;
+                Some(json!({"rule": f.rule, "kind": f.kind, "namespace": f.namespace, "name": f.name, "path": f.path,
+                            "description": fix.description, "patch": fix.patch}))
+            })
+            .collect();
+        let left: Vec<Value> = fixed
+            .left
+            .iter()
+            .map(|(f, why)| {
+                let why = why.clone().unwrap_or_else(|| {
+                    policy_core::checks::find(f.check)
+                        .map_or("its check offers no fix".to_string(), |s| s.fix.to_string())
+                });
+                json!({"rule": f.rule, "kind": f.kind, "namespace": f.namespace, "name": f.name, "path": f.path,
+                       "message": f.message, "why": why})
+            })
+            .collect();
+        serde_json::to_string(&json!({"text": fixed.text, "applied": applied, "left": left})).map_err(|e| e.to_string())
+    }
+
     /// `{"allowed", "rule", "message", "status", "grpcStatus", "warn": [rule ids]}`.
     pub fn decide(&mut self, request: &str, now_ms: u64) -> Result<String, String> {
         let request: Request = serde_json::from_str(request).map_err(|e| format!("the request: {e}"))?;

@@ -31,6 +31,12 @@ impl RuleSet {
         self.0.check(manifests, namespace).map_err(|e| JsError::new(&e))
     }
 
+    /// `meshguard fix` over one YAML stream: `{"text", "applied", "left"}`.
+    #[wasm_bindgen(js_name = fixJson)]
+    pub fn fix_json(&self, manifests: &str, namespace: &str) -> Result<String, JsError> {
+        self.0.fix(manifests, namespace).map_err(|e| JsError::new(&e))
+    }
+
     /// One HTTP request (`{"method", "path", "authority", "headers"}`) as the Envoy filter decides it.
     #[wasm_bindgen(js_name = decideJson)]
     pub fn decide_json(&mut self, request: &str, now_ms: f64) -> Result<String, JsError> {

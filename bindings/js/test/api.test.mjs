@@ -27,6 +27,20 @@ test("the built-in rule set finds a bad port name at its line and column", () =>
   assert.deepEqual(new RuleSet().check(badService.replace("name: web", "name: http-web")), []);
 });
 
+test("fix writes the one right fix into the text and says what it left", () => {
+  const commented = badService.replace("  - name: web\n", "  # the public port\n  - name: web # rename me\n");
+  const fixed = new RuleSet().fix(commented);
+  assert.equal(fixed.text, commented.replace("name: web #", "name: http-web #"));
+  assert.deepEqual(fixed.applied.map((a) => [a.rule, a.patch]), [
+    ["istio-port-name", [{ op: "replace", path: "/spec/ports/0/name", value: "http-web" }]],
+  ]);
+  assert.deepEqual(new RuleSet().check(fixed.text), []);
+  const unsure = new RuleSet().fix(badService.replace("port: 80", "port: 7000"));
+  assert.equal(unsure.applied.length, 0, "port 7000's protocol is a guess");
+  assert.equal(unsure.left[0].rule, "istio-port-name");
+  assert.match(unsure.left[0].why, /only when the protocol is certain/);
+});
+
 test("an invalid RuleSet throws an Error naming line, rule and field", () => {
   const text = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: t}\nspec:\n  rules:\n  - {id: ports, check: istio-port-name, params: {protocol: [http]}}\n";
   assert.throws(() => new RuleSet(text), (e) => e instanceof Error && /^line 6: rule `ports`: spec\.rules\[0\]\.params\.protocol: unknown field `protocol`/.test(e.message));
