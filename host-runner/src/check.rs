@@ -34,6 +34,9 @@ pub struct Report {
     pub objects: Vec<ObjectRef>,
     /// Ids of the rule set's Kubernetes rules.
     pub rules: Vec<String>,
+    /// For each finding (same order), the text change its fix makes in its file, when asked for
+    /// ([`run_with`]) and the fix can be written there: what SARIF's `fixes` carry.
+    pub fix_changes: Vec<Option<FixChange>>,
     pub fail_on: Action,
     /// The parsed objects and their spans, which nothing reads once the report is made. Freeing
     /// a large repo's trees is CPU time the result does not need: the CLI exits without freeing
@@ -121,8 +124,40 @@ impl Report {
     }
 }
 
+/// A fix as a change of whole lines in a file: lines `start_line..end_line` (1-based, end
+/// exclusive; equal for a pure insertion) replaced by `inserted` (each line ending in a newline).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FixChange {
+    pub start_line: u32,
+    pub end_line: u32,
+    pub inserted: String,
+    pub description: String,
+}
+
+/// The lines `after` changes in `before`: common leading and trailing lines left out.
+fn changed_lines(before: &str, after: &str) -> (u32, u32, String) {
+    let old: Vec<&str> = before.split_inclusive('\n').collect();
+    let new: Vec<&str> = after.split_inclusive('\n').collect();
+    let prefix = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+    let suffix = old[prefix..].iter().rev().zip(new[prefix..].iter().rev()).take_while(|(a, b)| a == b).count();
+    let inserted = new[prefix..new.len() - suffix].concat();
+    (prefix as u32 + 1, (old.len() - suffix) as u32 + 1, inserted)
+}
+
 pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail_on: Action) -> Result<Report> {
-    let mut sources = sources::load(paths)?;
+    run_with(reviewer, paths, default_namespace, fail_on, false)
+}
+
+/// [`run`]; with `fix_changes`, each finding's fix is also written into a copy of its file's text
+/// to find the lines it changes (the files are kept in memory for that).
+pub fn run_with(
+    reviewer: &Reviewer,
+    paths: &[PathBuf],
+    default_namespace: &str,
+    fail_on: Action,
+    fix_changes: bool,
+) -> Result<Report> {
+    let sources::WithTexts { mut sources, texts } = sources::load_keeping(paths, fix_changes)?;
     // The objects move out of `sources`; findings are located through the spans kept there.
     let values: Vec<serde_json::Value> = sources.objects.iter_mut().map(|o| std::mem::take(&mut o.value)).collect();
     let objects: Vec<ObjectRef> = values
@@ -148,7 +183,7 @@ pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail
         errors: sources.errors.len(),
         ..Summary::default()
     };
-    let mut findings = Vec::new();
+    let mut findings: Vec<(LocatedFinding, Option<FixChange>)> = Vec::new();
     for f in reviewed {
         let source =
             sources.objects.get(f.object_index).context("a finding names an object that is not in the input")?;
@@ -161,20 +196,21 @@ pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail
         if f.action != Action::Audit && f.action >= fail_on {
             summary.failing += 1;
         }
-        findings.push(LocatedFinding {
-            file: sources.files[source.file].clone(),
-            line: at.line,
-            column: at.column,
-            finding: f,
-        });
+        let change = if fix_changes { fix_change(&texts, source, &f) } else { None };
+        findings.push((
+            LocatedFinding { file: sources.files[source.file].clone(), line: at.line, column: at.column, finding: f },
+            change,
+        ));
     }
     // Files in argument order, then by line; the sort is stable so rule order breaks ties.
     let ranks: HashMap<&str, usize> = sources.files.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
     let file_rank = |name: &str| ranks.get(name).copied().unwrap_or(usize::MAX);
-    findings.sort_by_key(|f| (file_rank(&f.file), f.line, f.column));
+    findings.sort_by_key(|(f, _)| (file_rank(&f.file), f.line, f.column));
+    let (findings, fix_changes): (Vec<LocatedFinding>, Vec<Option<FixChange>>) = findings.into_iter().unzip();
     let parsed = Parsed { _values: values, _sources: sources.objects };
     Ok(Report {
         findings,
+        fix_changes,
         errors: sources.errors,
         summary,
         objects,
@@ -182,4 +218,24 @@ pub fn run(reviewer: &Reviewer, paths: &[PathBuf], default_namespace: &str, fail
         fail_on,
         parsed,
     })
+}
+
+/// The lines `f`'s fix changes in its file, if it can be written there.
+fn fix_change(texts: &[Option<String>], source: &sources::SourceObject, f: &policy_core::Finding) -> Option<FixChange> {
+    let fix = f.fix.as_ref()?;
+    let text = texts.get(source.file)?.as_ref()?;
+    let (patch, _) = policy_core::fix::combine([(fix, &source.within)]);
+    let edited = policy_core::fix::edit::apply(text, source.document, &patch).ok()?;
+    let (start_line, end_line, inserted) = changed_lines(text, &edited);
+    Some(FixChange { start_line, end_line, inserted, description: fix.description.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn changed_lines_leave_out_what_both_texts_share() {
+        assert_eq!(super::changed_lines("a\nb\nc\n", "a\nB\nc\n"), (2, 3, "B\n".to_string()));
+        assert_eq!(super::changed_lines("a\nc\n", "a\nb\nc\n"), (2, 2, "b\n".to_string()));
+        assert_eq!(super::changed_lines("a\nb", "a\nb\nc"), (2, 3, "b\nc".to_string()));
+    }
 }

@@ -10,8 +10,9 @@ use crate::sources::{self, InputError};
 use anyhow::{Context, Result};
 use policy_core::fix::Fix;
 use policy_core::Finding;
+use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use policy_core::fix::MAX_ROUNDS;
@@ -77,6 +78,59 @@ struct Pending<'f> {
     finding: &'f Finding,
     fix: &'f Fix,
     line: u32,
+    /// Where the object sits in its document.
+    within: &'f policy_core::FieldPath,
+}
+
+/// Writes the fixes of one file's documents into its text: the new text (`None` when nothing
+/// changed), what was applied, and the fixes that could not be written, with why.
+fn edit_file(
+    name: &str,
+    text: &str,
+    documents: BTreeMap<usize, Vec<Pending<'_>>>,
+) -> (Option<String>, Vec<AppliedFix>, Vec<LeftFinding>) {
+    let mut patches = Vec::new();
+    let mut taken_per_doc = Vec::new();
+    for (document, pending) in documents {
+        // A fix left out for touching what an earlier one touches is offered again by the next
+        // round's review of the edited document; should the edit be refused, it is left with why.
+        let (patch, taken) = policy_core::fix::combine(pending.iter().map(|p| (p.fix, p.within)));
+        let (kept, deferred): (Vec<_>, Vec<_>) = pending.into_iter().enumerate().partition(|(i, _)| taken.contains(i));
+        patches.push((document, patch));
+        taken_per_doc.push((kept.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), deferred));
+    }
+    let asked: Vec<(usize, &json_patch::Patch)> = patches.iter().map(|(d, p)| (*d, p)).collect();
+    let (edited, outcomes) = policy_core::fix::edit::apply_all(text, &asked);
+    let (mut applied, mut left) = (Vec::new(), Vec::new());
+    for ((kept, deferred), outcome) in taken_per_doc.into_iter().zip(outcomes) {
+        let deferred = deferred.into_iter().map(|(_, p)| p).filter(|_| outcome.is_err());
+        for p in kept.into_iter().chain(deferred) {
+            match &outcome {
+                Ok(()) => applied.push(AppliedFix {
+                    file: name.to_string(),
+                    line: p.line,
+                    rule: p.finding.rule.clone(),
+                    kind: p.finding.kind.clone(),
+                    namespace: p.finding.namespace.clone(),
+                    name: p.finding.name.clone(),
+                    description: p.fix.description.clone(),
+                    patch: p.fix.patch.clone(),
+                }),
+                Err(why) => left.push(LeftFinding {
+                    file: name.to_string(),
+                    line: p.line,
+                    rule: p.finding.rule.clone(),
+                    message: p.finding.message.clone(),
+                    why: format!(
+                        "its fix ({}) was not written: {why}; the patch: {}",
+                        p.fix.description,
+                        serde_json::to_string(&p.fix.patch).unwrap_or_default()
+                    ),
+                }),
+            }
+        }
+    }
+    ((edited != text).then_some(edited), applied, left)
 }
 
 /// Reviews `paths`, fixes what has a fix (only `only`'s rules when given), and says what it left.
@@ -93,14 +147,33 @@ pub fn run(
     let original = first.texts.clone();
     report.errors = first.sources.errors.clone();
     let mut current = original.clone();
-    let mut first = Some(first.sources);
+    let mut objects = first.sources.objects;
+    // What each file's review left, from the last round that reviewed the file.
+    let mut left_by_file: BTreeMap<usize, Vec<LeftFinding>> = BTreeMap::new();
+    // Files whose findings the next round wants: every file first, then those just edited (a
+    // file no fix changed reviews the same again: its objects, and so its fixes, are the same).
+    let mut wanted: Option<BTreeSet<usize>> = None;
     for round in 0..MAX_ROUNDS {
-        let loaded = first.take().unwrap_or_else(|| sources::from_texts(&files, &current));
-        let values: Vec<serde_json::Value> = loaded.objects.iter().map(|o| o.value.clone()).collect();
-        let refs: Vec<crate::check::ObjectRef> = loaded
-            .objects
+        let last_round = round + 1 == MAX_ROUNDS;
+        let namespace_of = |o: &sources::SourceObject| {
+            let object = policy_core::object::Object::new(&o.value, default_namespace);
+            if object.kind == "Namespace" {
+                object.name.to_string()
+            } else {
+                object.namespace.to_string()
+            }
+        };
+        let is_wanted = |o: &sources::SourceObject| wanted.as_ref().is_none_or(|w| w.contains(&o.file));
+        // The wanted files' objects, with the peers in their namespaces that cross-object checks read.
+        let namespaces: BTreeSet<String> = objects.iter().filter(|o| is_wanted(o)).map(namespace_of).collect();
+        let reviewed: Vec<usize> = (0..objects.len())
+            .filter(|&i| is_wanted(&objects[i]) || namespaces.contains(&namespace_of(&objects[i])))
+            .collect();
+        let values: Vec<serde_json::Value> = reviewed.iter().map(|&i| objects[i].value.clone()).collect();
+        let refs: Vec<crate::check::ObjectRef> = reviewed
             .iter()
-            .map(|s| {
+            .map(|&i| {
+                let s = &objects[i];
                 let o = policy_core::object::Object::new(&s.value, default_namespace);
                 crate::check::ObjectRef {
                     file: files[s.file].clone(),
@@ -113,22 +186,25 @@ pub fn run(
             })
             .collect();
         let findings = reviewer.review(&values, &refs, default_namespace)?;
-        // Per (file, document): the patches of its objects' findings, in finding order.
-        let mut per_document: BTreeMap<(usize, usize), Vec<Pending<'_>>> = BTreeMap::new();
-        let last_round = round + 1 == MAX_ROUNDS;
-        let mut left = Vec::new();
+        for file in objects.iter().filter(|o| is_wanted(o)).map(|o| o.file) {
+            left_by_file.insert(file, Vec::new());
+        }
+        // Per file, per document: the fixes of its objects' findings, in finding order.
+        let mut per_file: BTreeMap<usize, BTreeMap<usize, Vec<Pending<'_>>>> = BTreeMap::new();
         for f in &findings {
-            if !only.is_empty() && !only.iter().any(|r| *r == f.rule) {
+            let source = &objects[reviewed[f.object_index]];
+            if !is_wanted(source) || (!only.is_empty() && !only.contains(&f.rule)) {
                 continue;
             }
-            let source = &loaded.objects[f.object_index];
             let line = source.position(&f.path).line;
             match &f.fix {
-                Some(fix) if !last_round => per_document
-                    .entry((source.file, source.document))
+                Some(fix) if !last_round => per_file
+                    .entry(source.file)
                     .or_default()
-                    .push(Pending { finding: f, fix, line }),
-                _ => left.push(LeftFinding {
+                    .entry(source.document)
+                    .or_default()
+                    .push(Pending { finding: f, fix, line, within: &source.within }),
+                _ => left_by_file.entry(source.file).or_default().push(LeftFinding {
                     file: files[source.file].clone(),
                     line,
                     rule: f.rule.clone(),
@@ -141,53 +217,36 @@ pub fn run(
                 }),
             }
         }
-        let mut changed_any = false;
-        for ((file, document), pending) in per_document {
-            let Some(text) = current[file].clone() else { continue };
-            let object = |p: &Pending<'_>| &loaded.objects[p.finding.object_index];
-            let (patch, taken) = policy_core::fix::combine(pending.iter().map(|p| (p.fix, &object(p).within)));
-            let pending: Vec<Pending<'_>> =
-                pending.into_iter().enumerate().filter(|(i, _)| taken.contains(i)).map(|(_, p)| p).collect();
-            match policy_core::fix::edit::apply(&text, document, &patch) {
-                Ok(edited) if edited != text => {
-                    current[file] = Some(edited);
-                    changed_any = true;
-                    for p in &pending {
-                        report.applied.push(AppliedFix {
-                            file: files[file].clone(),
-                            line: p.line,
-                            rule: p.finding.rule.clone(),
-                            kind: p.finding.kind.clone(),
-                            namespace: p.finding.namespace.clone(),
-                            name: p.finding.name.clone(),
-                            description: p.fix.description.clone(),
-                            patch: p.fix.patch.clone(),
-                        });
-                    }
-                }
-                Ok(_) => {}
-                Err(why) => {
-                    for p in &pending {
-                        left.push(LeftFinding {
-                            file: files[file].clone(),
-                            line: p.line,
-                            rule: p.finding.rule.clone(),
-                            message: p.finding.message.clone(),
-                            why: format!(
-                                "its fix ({}) was not written: {why}; the patch: {}",
-                                p.fix.description,
-                                serde_json::to_string(&p.fix.patch).unwrap_or_default()
-                            ),
-                        });
-                    }
-                }
+        // Files are edited in parallel; each file's documents in one pass over its text.
+        let edited: Vec<(usize, Option<String>, Vec<AppliedFix>, Vec<LeftFinding>)> = per_file
+            .into_par_iter()
+            .filter_map(|(file, documents)| {
+                let text = current[file].as_deref()?;
+                Some(edit_file(&files[file], text, documents)).map(|(t, a, l)| (file, t, a, l))
+            })
+            .collect();
+        let mut changed = BTreeSet::new();
+        for (file, text, applied, left) in edited {
+            if let Some(text) = text {
+                current[file] = Some(text);
+                changed.insert(file);
             }
+            report.applied.extend(applied);
+            left_by_file.entry(file).or_default().extend(left);
         }
-        if !changed_any || last_round {
-            report.left = left;
+        if changed.is_empty() || last_round {
             break;
         }
+        // The edited files are read again; the others keep their objects.
+        let texts: Vec<Option<String>> =
+            current.iter().enumerate().map(|(i, t)| if changed.contains(&i) { t.clone() } else { None }).collect();
+        let reread = sources::from_texts(&files, &texts);
+        objects.retain(|o| !changed.contains(&o.file));
+        objects.extend(reread.objects);
+        report.errors.extend(reread.errors);
+        wanted = Some(changed);
     }
+    report.left = left_by_file.into_values().flatten().collect();
     if let Some(i) = files.iter().position(|f| f == sources::STDIN) {
         report.stream = current[i].clone();
     }
@@ -203,7 +262,7 @@ pub fn run(
 
 /// A unified diff of one file, named as `git diff` names it.
 pub fn diff(file: &ChangedFile) -> String {
-    let name = file.name.trim_start_matches("./");
+    let name = file.name.trim_start_matches("./").trim_start_matches('/');
     similar::TextDiff::from_lines(&file.before, &file.after)
         .unified_diff()
         .context_radius(3)

@@ -81,7 +81,9 @@ fn check_command(args: CheckArgs) -> anyhow::Result<u8> {
         FailOn::Deny => Action::Deny,
         FailOn::Warn => Action::Warn,
     };
-    let mut report = check::run(&reviewer, &args.paths, &args.namespace, fail_on)?;
+    // SARIF carries each finding's fix as the lines it changes, for code scanning to offer.
+    let fix_changes = args.format == host_runner::cli::Format::Sarif;
+    let mut report = check::run_with(&reviewer, &args.paths, &args.namespace, fail_on, fix_changes)?;
     if !args.allow_empty {
         report.require_objects();
     }

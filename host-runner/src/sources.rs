@@ -256,7 +256,9 @@ pub fn load_keeping(paths: &[PathBuf], keep_texts: bool) -> Result<WithTexts> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let parsed: Vec<(String, Option<String>, Result<Vec<Parsed>, InputError>)> = files
+    /// A file's name, its text (when kept) and its documents.
+    type Read = (String, Option<String>, Result<Vec<Parsed>, InputError>);
+    let parsed: Vec<Read> = files
         .par_iter()
         .inspect(|_| progress.inc(1))
         .map(|path| {

@@ -390,6 +390,17 @@ fn sarif_validates_against_the_published_schema_and_points_at_lines() {
         (loc["artifactLocation"]["uri"].as_str(), loc["region"]["startLine"].as_u64()),
         (Some("examples/manifests/payments/service.yaml"), Some(10))
     );
+    // Its fix, as `meshguard fix` writes it: line 10 replaced by the renamed port.
+    let change = &result["fixes"][0]["artifactChanges"][0];
+    assert_eq!(change["artifactLocation"]["uri"], "examples/manifests/payments/service.yaml");
+    assert_eq!(
+        change["replacements"][0],
+        serde_json::json!({"deletedRegion": {"startLine": 10, "startColumn": 1, "endLine": 11, "endColumn": 1},
+                           "insertedContent": {"text": "  - name: http-web\n"}})
+    );
+    let unfixable =
+        doc["runs"][0]["results"].as_array().unwrap().iter().find(|r| r["ruleId"] == "istio-headless-port-conflict");
+    assert!(unfixable.unwrap().get("fixes").is_none(), "no fix, no `fixes`");
 
     // A broken file is a tool notification, and the document still validates.
     let dir = tempfile::tempdir().unwrap();

@@ -31,8 +31,9 @@ impl Printer for SarifPrinter {
         let results: Vec<Value> = report
             .findings
             .iter()
-            .map(|f| {
-                json!({
+            .enumerate()
+            .map(|(i, f)| {
+                let mut result = json!({
                     "ruleId": f.rule,
                     "ruleIndex": rule_ids.iter().position(|id| *id == f.rule),
                     "level": level(f.action),
@@ -45,7 +46,22 @@ impl Printer for SarifPrinter {
                         "logicalLocations": [{"fullyQualifiedName": format!("{}/{}/{}:{}", f.kind, f.namespace, f.name, f.path), "kind": "object"}]
                     }],
                     "properties": {"action": f.action, "kind": f.kind, "namespace": f.namespace, "name": f.name, "path": f.path}
-                })
+                });
+                // The fix as whole lines replaced (an empty region where lines are only added).
+                if let Some(Some(change)) = report.fix_changes.get(i) {
+                    result["fixes"] = json!([{
+                        "description": {"text": change.description},
+                        "artifactChanges": [{
+                            "artifactLocation": {"uri": f.file},
+                            "replacements": [{
+                                "deletedRegion": {"startLine": change.start_line, "startColumn": 1,
+                                                  "endLine": change.end_line, "endColumn": 1},
+                                "insertedContent": {"text": change.inserted}
+                            }]
+                        }]
+                    }]);
+                }
+                result
             })
             .collect();
         let notifications: Vec<Value> = report

@@ -17,39 +17,100 @@ use serde_json::Value;
 /// `text` with `patch` applied to its `doc`-th document (as [`yaml::parse_documents`] counts
 /// them). `Err` says why the text was left as it was.
 pub fn apply(text: &str, doc: usize, patch: &Patch) -> Result<String, String> {
-    let docs = yaml::parse_documents(text).map_err(|e| format!("the file does not parse: {e}"))?;
-    let mut expected: Vec<Value> = docs.iter().map(|d| d.value.clone()).collect();
-    let target = expected.get_mut(doc).ok_or_else(|| format!("the file has no document {}", doc + 1))?;
-    json_patch::patch(target, patch).map_err(|e| format!("the patch does not apply: {e}"))?;
-    refuse_unsafe_document(text, &docs, doc)?;
-    let mut edited = text.to_string();
-    for op in patch.iter() {
-        let docs = yaml::parse_documents(&edited).map_err(|e| format!("an edit broke the file ({e})"))?;
-        let document = docs.get(doc).ok_or("an edit removed the document")?;
-        edited = apply_op(&edited, &document.value, &document.spans, op)?;
-    }
-    let read_back = yaml::parse_documents(&edited).map_err(|e| format!("the edited text would not parse ({e})"))?;
-    let values: Vec<&Value> = read_back.iter().map(|d| &d.value).collect();
-    if values != expected.iter().collect::<Vec<_>>() {
-        return Err("the edited text would not read back as the patched object".into());
-    }
+    let (edited, mut outcomes) = apply_all(text, &[(doc, patch)]);
+    outcomes.pop().unwrap_or(Err("nothing was asked".into()))?;
     Ok(edited)
 }
 
-/// The lines of the document `doc` (0-based line indexes, end exclusive): from the line after
-/// the previous document's content to the next document's first line.
-fn document_lines(lines: &[&str], docs: &[yaml::Document], doc: usize) -> (usize, usize) {
-    let start = if doc == 0 { 0 } else { docs[doc - 1].spans.at.line as usize };
-    let end = docs.get(doc + 1).map_or(lines.len(), |d| (d.spans.at.line as usize).saturating_sub(1));
-    (start.min(lines.len()), end.min(lines.len()))
+/// `text` with each `(document, patch)` applied, and for each whether it was written (`Err`: why
+/// not; that document is left as it was, the others are still edited). Each document is edited
+/// on its own slice of the text (between its `---` lines), so a stream of many objects is not
+/// parsed again for every edit; the whole text is read back once at the end.
+pub fn apply_all(text: &str, patches: &[(usize, &Patch)]) -> (String, Vec<Result<(), String>>) {
+    let docs = match yaml::parse_documents(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            return (text.to_string(), patches.iter().map(|_| Err(format!("the file does not parse: {e}"))).collect())
+        }
+    };
+    let regions = document_regions(text, &docs);
+    let mut expected: Vec<Value> = docs.iter().map(|d| d.value.clone()).collect();
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut outcomes = Vec::new();
+    for &(doc, patch) in patches {
+        let outcome = (|| {
+            let mut target =
+                docs.get(doc).ok_or_else(|| format!("the file has no document {}", doc + 1))?.value.clone();
+            json_patch::patch(&mut target, patch).map_err(|e| format!("the patch does not apply: {e}"))?;
+            let (range, first_line) = regions.get(doc).cloned().ok_or("the document's lines were not found")?;
+            if edits.iter().any(|(r, _)| *r == range) {
+                return Err("another patch edits this document; it is fixed on the next round".to_string());
+            }
+            let edited = edit_document(&text[range.clone()], first_line, &target, patch)?;
+            expected[doc] = target;
+            edits.push((range, edited));
+            Ok(())
+        })();
+        outcomes.push(outcome);
+    }
+    if edits.is_empty() {
+        return (text.to_string(), outcomes);
+    }
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    let mut edited = text.to_string();
+    for (range, slice) in &edits {
+        edited.replace_range(range.clone(), slice);
+    }
+    let reads_back = yaml::parse_documents(&edited).is_ok_and(|read| read.iter().map(|d| &d.value).eq(expected.iter()));
+    if !reads_back {
+        let why = "the edited text would not read back as the patched objects".to_string();
+        return (text.to_string(), outcomes.into_iter().map(|o| o.and(Err(why.clone()))).collect());
+    }
+    (edited, outcomes)
 }
 
-fn refuse_unsafe_document(text: &str, docs: &[yaml::Document], doc: usize) -> Result<(), String> {
-    let lines: Vec<&str> = text.split('\n').collect();
-    let (start, end) = document_lines(&lines, docs, doc);
-    for (i, line) in lines[start..end].iter().enumerate() {
+/// One document's text (`first_line`: its first line's number in the file, for messages) with
+/// `patch` applied, read back as `expected`.
+fn edit_document(slice: &str, first_line: usize, expected: &Value, patch: &Patch) -> Result<String, String> {
+    refuse_unsafe_document(slice, first_line)?;
+    let mut edited = slice.to_string();
+    for op in patch.iter() {
+        let docs = yaml::parse_documents(&edited).map_err(|e| format!("an edit broke the document ({e})"))?;
+        let [document] = docs.as_slice() else { return Err("the document's lines hold more than one document".into()) };
+        edited = apply_op(&edited, &document.value, &document.spans, op)?;
+    }
+    match yaml::parse_documents(&edited).as_deref() {
+        Ok([read]) if read.value == *expected => Ok(edited),
+        Ok(_) => Err("the edited text would not read back as the patched object".into()),
+        Err(e) => Err(format!("the edited text would not parse ({e})")),
+    }
+}
+
+/// Each document's bytes in `text` (from the line after the `---` before it, or the start, to the
+/// line of the `---` or `...` after it, or the end) and its first line's number.
+fn document_regions(text: &str, docs: &[yaml::Document]) -> Vec<(std::ops::Range<usize>, usize)> {
+    // Line starts, and which lines are document markers.
+    let mut starts = vec![0];
+    starts.extend(text.match_indices('\n').map(|(i, _)| i + 1).filter(|&i| i < text.len()));
+    let is_marker = |line: &str| {
+        (line.starts_with("---") || line.starts_with("..."))
+            && line[3..].chars().next().is_none_or(|c| c == ' ' || c == '\t' || c == '\r' || c == '\n')
+    };
+    let line_text = |i: usize| &text[starts[i]..starts.get(i + 1).copied().unwrap_or(text.len())];
+    docs.iter()
+        .map(|d| {
+            let at = (d.spans.at.line as usize).saturating_sub(1).min(starts.len() - 1);
+            let first = (0..at).rev().find(|&i| is_marker(line_text(i))).map_or(0, |i| i + 1);
+            let end = (at + 1..starts.len()).find(|&i| is_marker(line_text(i))).map_or(text.len(), |i| starts[i]);
+            (starts[first]..end, first + 1)
+        })
+        .collect()
+}
+
+fn refuse_unsafe_document(slice: &str, first_line: usize) -> Result<(), String> {
+    for (i, line) in slice.split('\n').enumerate() {
         let content = strip_comment(line);
-        let at = start + i + 1;
+        let at = first_line + i;
         if content.contains("{{") {
             return Err(format!("line {at} holds a template (`{{{{`): it is edited by hand or in its source"));
         }
@@ -68,8 +129,7 @@ fn refuse_unsafe_document(text: &str, docs: &[yaml::Document], doc: usize) -> Re
             }
         }
     }
-    let first =
-        lines[start..end].iter().map(|l| l.trim()).find(|l| !l.is_empty() && !l.starts_with('#') && *l != "---");
+    let first = slice.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('%'));
     if first.is_some_and(|l| l.starts_with('{') || l.starts_with('[')) {
         return Err("the document is written as JSON (flow style): it is not edited in place".into());
     }
@@ -541,8 +601,7 @@ spec:
         );
         assert_eq!(
             out,
-            text.replace("  template:\n    spec:\n", "  template:\n    spec:\n")
-                .replace("        image: shop/api:1.0  # tag\n", "        image: shop/api:1.0  # tag\n    metadata:\n      annotations:\n        a.io/x: '{ \"k\": true }'\n")
+            text.replace("        image: shop/api:1.0  # tag\n", "        image: shop/api:1.0  # tag\n    metadata:\n      annotations:\n        a.io/x: '{ \"k\": true }'\n")
         );
         let out = edited(
             text,

@@ -177,20 +177,22 @@ pub fn fix_text(policy: &crate::Policy, text: &str, default_namespace: &str) -> 
                 None => left.push((f, None)),
             }
         }
-        let mut changed = false;
+        let mut patches = Vec::new();
         for (doc, findings) in per_doc {
             let (patch, taken) =
-                combine(findings.iter().map(|f| (f.fix.as_ref().expect("has a fix"), &places[f.object_index].1)));
-            match edit::apply(&fixed.text, doc, &patch) {
-                Ok(text) if text != fixed.text => {
-                    fixed.text = text;
-                    changed = true;
-                    fixed.applied.extend(taken.into_iter().map(|i| findings[i].clone()));
-                }
-                Ok(_) => {}
+                combine(findings.iter().filter_map(|f| Some((f.fix.as_ref()?, &places[f.object_index].1))));
+            patches.push((doc, patch, taken, findings));
+        }
+        let asked: Vec<(usize, &Patch)> = patches.iter().map(|(doc, patch, _, _)| (*doc, patch)).collect();
+        let (text, outcomes) = edit::apply_all(&fixed.text, &asked);
+        for ((_, _, taken, findings), outcome) in patches.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => fixed.applied.extend(taken.into_iter().map(|i| findings[i].clone())),
                 Err(why) => left.extend(findings.into_iter().map(|f| (f, Some(why.clone())))),
             }
         }
+        let changed = text != fixed.text;
+        fixed.text = text;
         if !changed || last {
             fixed.left = left;
             break;
