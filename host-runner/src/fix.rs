@@ -82,13 +82,12 @@ struct Pending<'f> {
     within: &'f policy_core::FieldPath,
 }
 
-/// Writes the fixes of one file's documents into its text: the new text (`None` when nothing
-/// changed), what was applied, and the fixes that could not be written, with why.
-fn edit_file(
-    name: &str,
-    text: &str,
-    documents: BTreeMap<usize, Vec<Pending<'_>>>,
-) -> (Option<String>, Vec<AppliedFix>, Vec<LeftFinding>) {
+/// One file's new text (`None` when nothing changed), the fixes applied, and those that could
+/// not be written, with why.
+type FileEdit = (Option<String>, Vec<AppliedFix>, Vec<LeftFinding>);
+
+/// Writes the fixes of one file's documents into its text.
+fn edit_file(name: &str, text: &str, documents: BTreeMap<usize, Vec<Pending<'_>>>) -> FileEdit {
     let mut patches = Vec::new();
     let mut taken_per_doc = Vec::new();
     for (document, pending) in documents {
@@ -218,15 +217,15 @@ pub fn run(
             }
         }
         // Files are edited in parallel; each file's documents in one pass over its text.
-        let edited: Vec<(usize, Option<String>, Vec<AppliedFix>, Vec<LeftFinding>)> = per_file
+        let edited: Vec<(usize, FileEdit)> = per_file
             .into_par_iter()
             .filter_map(|(file, documents)| {
                 let text = current[file].as_deref()?;
-                Some(edit_file(&files[file], text, documents)).map(|(t, a, l)| (file, t, a, l))
+                Some((file, edit_file(&files[file], text, documents)))
             })
             .collect();
         let mut changed = BTreeSet::new();
-        for (file, text, applied, left) in edited {
+        for (file, (text, applied, left)) in edited {
             if let Some(text) = text {
                 current[file] = Some(text);
                 changed.insert(file);
