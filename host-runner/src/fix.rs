@@ -31,6 +31,10 @@ pub struct FixReport {
     /// Stdin's text after the fixes (`-`): what goes on to the next command.
     #[serde(skip)]
     pub stream: Option<String>,
+    /// The parsed objects, which nothing reads once the report is made: the CLI leaves them to
+    /// the OS at exit, as `check` does (see `check::Report::parsed`).
+    #[serde(skip)]
+    pub parsed: Vec<sources::SourceObject>,
 }
 
 #[derive(Debug)]
@@ -168,7 +172,6 @@ pub fn run(
         let reviewed: Vec<usize> = (0..objects.len())
             .filter(|&i| is_wanted(&objects[i]) || namespaces.contains(&namespace_of(&objects[i])))
             .collect();
-        let values: Vec<serde_json::Value> = reviewed.iter().map(|&i| objects[i].value.clone()).collect();
         let refs: Vec<crate::check::ObjectRef> = reviewed
             .iter()
             .map(|&i| {
@@ -184,7 +187,14 @@ pub fn run(
                 }
             })
             .collect();
-        let findings = reviewer.review(&values, &refs, default_namespace)?;
+        // The values move to the reviewer and back: a copy of a large repo's trees costs more than
+        // the review (fresh pages for every node).
+        let values: Vec<serde_json::Value> = reviewed.iter().map(|&i| std::mem::take(&mut objects[i].value)).collect();
+        let findings = reviewer.review(&values, &refs, default_namespace);
+        for (&i, value) in reviewed.iter().zip(values) {
+            objects[i].value = value;
+        }
+        let findings = findings?;
         for file in objects.iter().filter(|o| is_wanted(o)).map(|o| o.file) {
             left_by_file.insert(file, Vec::new());
         }
@@ -246,6 +256,7 @@ pub fn run(
         wanted = Some(changed);
     }
     report.left = left_by_file.into_values().flatten().collect();
+    report.parsed = objects;
     if let Some(i) = files.iter().position(|f| f == sources::STDIN) {
         report.stream = current[i].clone();
     }

@@ -132,7 +132,8 @@ fn fix_command(args: FixArgs) -> anyhow::Result<u8> {
     if stream && args.paths.len() > 1 {
         anyhow::bail!("`-` (stdin) is fixed on its own: it cannot be mixed with other paths");
     }
-    let report = host_runner::fix::run(&reviewer, &args.paths, &args.namespace, &args.only, &why_no_fix)?;
+    let mut report = host_runner::fix::run(&reviewer, &args.paths, &args.namespace, &args.only, &why_no_fix)?;
+    std::mem::forget(std::mem::take(&mut report.parsed));
     for e in &report.errors {
         eprintln!("{}: error: {}", e.location(), printable(&e.message));
     }

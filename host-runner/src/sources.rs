@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// One Kubernetes object and where it came from.
+#[derive(Debug)]
 pub struct SourceObject {
     pub file: usize,
     /// Which document of the file (as `parse_documents` counts them).
