@@ -65,7 +65,7 @@ fn repo(c: &mut Criterion) {
     let no_reason = |_: &str| String::new();
     g.bench_function("fix_10k_objects_default_rules/native", |b| {
         b.iter_with_large_drop(|| {
-            let report = host_runner::fix::run(&native, &paths, "default", &[], &no_reason).expect("fix");
+            let report = host_runner::fix::run(&native, &paths, "default", &[], &no_reason, false).expect("fix");
             assert!(!report.changed.is_empty(), "the repo has fixable findings");
             report
         })

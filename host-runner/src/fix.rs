@@ -1,14 +1,12 @@
 //! `meshguard fix`: the findings' fixes (policy-core's JSON Patches) written into the files they
-//! came from. Reviews the files as `check` does, edits each document with its objects' patches
-//! ([`policy_core::fix::edit`], which refuses what it cannot edit safely and proves each edit by
-//! reading it back), then reviews the edited text again: a fix can make another one possible
-//! (a preStop sleep, then a drain duration that matches it), so it goes round until nothing more
-//! changes, at most [`MAX_ROUNDS`] times.
+//! came from. Reviews the files as `check` does and fixes the objects in memory until no fix is
+//! left (a fix can make another possible: a preStop sleep, then a drain duration that matches it;
+//! at most [`MAX_ROUNDS`] rounds), then writes each file once ([`policy_core::fix::edit`], which
+//! refuses what it cannot edit safely and proves each edit by reading it back).
 
 use crate::engine::Reviewer;
 use crate::sources::{self, InputError};
 use anyhow::{Context, Result};
-use policy_core::fix::Fix;
 use policy_core::Finding;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -77,197 +75,185 @@ impl FixReport {
     }
 }
 
-/// One object's fixes, as they apply to its document.
-struct Pending<'f> {
-    finding: &'f Finding,
-    fix: &'f Fix,
-    line: u32,
-    /// Where the object sits in its document.
-    within: &'f policy_core::FieldPath,
-}
-
-/// One file's new text (`None` when nothing changed), the fixes applied, and those that could
-/// not be written, with why.
-type FileEdit = (Option<String>, Vec<AppliedFix>, Vec<LeftFinding>);
-
-/// Writes the fixes of one file's documents into its text.
-fn edit_file(name: &str, text: &str, documents: BTreeMap<usize, Vec<Pending<'_>>>) -> FileEdit {
-    let mut patches = Vec::new();
-    let mut taken_per_doc = Vec::new();
-    for (document, pending) in documents {
-        // A fix left out for touching what an earlier one touches is offered again by the next
-        // round's review of the edited document; should the edit be refused, it is left with why.
-        let (patch, taken) = policy_core::fix::combine(pending.iter().map(|p| (p.fix, p.within)));
-        let (kept, deferred): (Vec<_>, Vec<_>) = pending.into_iter().enumerate().partition(|(i, _)| taken.contains(i));
-        patches.push((document, patch));
-        taken_per_doc.push((kept.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), deferred));
-    }
-    let asked: Vec<(usize, &json_patch::Patch)> = patches.iter().map(|(d, p)| (*d, p)).collect();
-    let (edited, outcomes) = policy_core::fix::edit::apply_all(text, &asked);
-    let (mut applied, mut left) = (Vec::new(), Vec::new());
-    for ((kept, deferred), outcome) in taken_per_doc.into_iter().zip(outcomes) {
-        let deferred = deferred.into_iter().map(|(_, p)| p).filter(|_| outcome.is_err());
-        for p in kept.into_iter().chain(deferred) {
-            match &outcome {
-                Ok(()) => applied.push(AppliedFix {
-                    file: name.to_string(),
-                    line: p.line,
-                    rule: p.finding.rule.clone(),
-                    kind: p.finding.kind.clone(),
-                    namespace: p.finding.namespace.clone(),
-                    name: p.finding.name.clone(),
-                    description: p.fix.description.clone(),
-                    patch: p.fix.patch.clone(),
-                }),
-                Err(why) => left.push(LeftFinding {
-                    file: name.to_string(),
-                    line: p.line,
-                    rule: p.finding.rule.clone(),
-                    message: p.finding.message.clone(),
-                    why: format!(
-                        "its fix ({}) was not written: {why}; the patch: {}",
-                        p.fix.description,
-                        serde_json::to_string(&p.fix.patch).unwrap_or_default()
-                    ),
-                }),
-            }
-        }
-    }
-    ((edited != text).then_some(edited), applied, left)
-}
-
 /// Reviews `paths`, fixes what has a fix (only `only`'s rules when given), and says what it left.
+/// The objects are fixed in memory round after round ([`policy_core::fix::fix_values`]: later
+/// rounds review only the objects that changed, with their namespaces' objects for context), then
+/// each file is written once ([`policy_core::fix::write_fixes`]), files in parallel.
 pub fn run(
     reviewer: &Reviewer,
     paths: &[PathBuf],
     default_namespace: &str,
     only: &[String],
     why_no_fix: &dyn Fn(&str) -> String,
+    lines_in_fixed_files: bool,
 ) -> Result<FixReport> {
     let mut report = FixReport::default();
-    let first = sources::load_keeping(paths, true)?;
-    let files = first.sources.files.clone();
-    let original = first.texts.clone();
-    report.errors = first.sources.errors.clone();
-    let mut current = original.clone();
-    let mut objects = first.sources.objects;
-    // What each file's review left, from the last round that reviewed the file.
-    let mut left_by_file: BTreeMap<usize, Vec<LeftFinding>> = BTreeMap::new();
-    // Files whose findings the next round wants: every file first, then those just edited (a
-    // file no fix changed reviews the same again: its objects, and so its fixes, are the same).
-    let mut wanted: Option<BTreeSet<usize>> = None;
-    for round in 0..MAX_ROUNDS {
-        let last_round = round + 1 == MAX_ROUNDS;
-        let namespace_of = |o: &sources::SourceObject| {
-            let object = policy_core::object::Object::new(&o.value, default_namespace);
-            if object.kind == "Namespace" {
-                object.name.to_string()
-            } else {
-                object.namespace.to_string()
+    let loaded = sources::load_keeping(paths, true)?;
+    let files = loaded.sources.files;
+    report.errors = loaded.sources.errors;
+    let mut objects = loaded.sources.objects;
+    let namespace_of = |value: &serde_json::Value| {
+        let object = policy_core::object::Object::new(value, default_namespace);
+        if object.kind == "Namespace" {
+            object.name.to_string()
+        } else {
+            object.namespace.to_string()
+        }
+    };
+    let refs: Vec<crate::check::ObjectRef> = objects
+        .iter()
+        .map(|s| {
+            let o = policy_core::object::Object::new(&s.value, default_namespace);
+            crate::check::ObjectRef {
+                file: files[s.file].clone(),
+                line: s.spans.at.line,
+                api_version: String::new(),
+                kind: o.kind.to_string(),
+                namespace: o.namespace.to_string(),
+                name: o.name.to_string(),
             }
+        })
+        .collect();
+    // The values are fixed in place; moved out of the sources and back after.
+    let mut values: Vec<serde_json::Value> = objects.iter_mut().map(|o| std::mem::take(&mut o.value)).collect();
+    let fixed = policy_core::fix::fix_values(&mut values, |values, wanted| -> Result<Vec<Finding>> {
+        let Some(wanted) = wanted else {
+            return reviewer.review(values, &refs, default_namespace).map(|f| keep_only(f, only));
         };
-        let is_wanted = |o: &sources::SourceObject| wanted.as_ref().is_none_or(|w| w.contains(&o.file));
-        // The wanted files' objects, with the peers in their namespaces that cross-object checks read.
-        let namespaces: BTreeSet<String> = objects.iter().filter(|o| is_wanted(o)).map(namespace_of).collect();
-        let reviewed: Vec<usize> = (0..objects.len())
-            .filter(|&i| is_wanted(&objects[i]) || namespaces.contains(&namespace_of(&objects[i])))
+        // The wanted objects and the objects of their namespaces, which cross-object checks read.
+        let namespaces: BTreeSet<String> = wanted.iter().map(|&i| namespace_of(&values[i])).collect();
+        let subset: Vec<usize> = (0..values.len())
+            .filter(|i| wanted.contains(i) || namespaces.contains(&namespace_of(&values[*i])))
             .collect();
-        let refs: Vec<crate::check::ObjectRef> = reviewed
-            .iter()
-            .map(|&i| {
-                let s = &objects[i];
-                let o = policy_core::object::Object::new(&s.value, default_namespace);
-                crate::check::ObjectRef {
-                    file: files[s.file].clone(),
-                    line: s.spans.at.line,
-                    api_version: String::new(),
-                    kind: o.kind.to_string(),
-                    namespace: o.namespace.to_string(),
-                    name: o.name.to_string(),
+        let sub_values: Vec<serde_json::Value> = subset.iter().map(|&i| values[i].clone()).collect();
+        let sub_refs: Vec<crate::check::ObjectRef> = subset.iter().map(|&i| refs[i].clone()).collect();
+        let findings = reviewer.review(&sub_values, &sub_refs, default_namespace)?;
+        Ok(keep_only(findings, only)
+            .into_iter()
+            .map(|f| Finding { object_index: subset[f.object_index], ..f })
+            .collect())
+    })?;
+    // Per file: its objects' operations, written in one pass over its text.
+    let mut by_file: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, o) in objects.iter().enumerate() {
+        by_file.entry(o.file).or_default().push(i);
+    }
+    let mut fixed_by_object: Vec<Vec<Finding>> = fixed.fixed;
+    let written: Vec<(usize, Result<policy_core::fix::FixedText, String>)> = by_file
+        .par_iter()
+        .filter(|(_, members)| members.iter().any(|&i| !fixed.patches[i].0.is_empty()))
+        .filter_map(|(&file, members)| {
+            let text = loaded.texts.get(file)?.as_deref()?;
+            let places: Vec<(usize, policy_core::FieldPath)> =
+                members.iter().map(|&i| (objects[i].document, objects[i].within.clone())).collect();
+            let mut local = policy_core::fix::FixedValues::default();
+            for (k, &i) in members.iter().enumerate() {
+                local.patches.push(fixed.patches[i].clone());
+                local.fixed.push(fixed_by_object[i].iter().map(|f| Finding { object_index: k, ..f.clone() }).collect());
+            }
+            Some((file, policy_core::fix::write_fixes(text, &places, local)))
+        })
+        .collect();
+    let line_of = |i: usize, f: &Finding| objects[i].position(&f.path).line;
+    for (file, outcome) in written {
+        let members = &by_file[&file];
+        match outcome {
+            Ok(done) => {
+                let before = loaded.texts[file].clone().unwrap_or_default();
+                for f in &done.applied {
+                    let i = members[f.object_index];
+                    report.applied.push(applied(&files[file], line_of(i, f), f));
                 }
-            })
-            .collect();
-        // The values move to the reviewer and back: a copy of a large repo's trees costs more than
-        // the review (fresh pages for every node).
-        let values: Vec<serde_json::Value> = reviewed.iter().map(|&i| std::mem::take(&mut objects[i].value)).collect();
-        let findings = reviewer.review(&values, &refs, default_namespace);
-        for (&i, value) in reviewed.iter().zip(values) {
-            objects[i].value = value;
-        }
-        let findings = findings?;
-        for file in objects.iter().filter(|o| is_wanted(o)).map(|o| o.file) {
-            left_by_file.insert(file, Vec::new());
-        }
-        // Per file, per document: the fixes of its objects' findings, in finding order.
-        let mut per_file: BTreeMap<usize, BTreeMap<usize, Vec<Pending<'_>>>> = BTreeMap::new();
-        for f in &findings {
-            let source = &objects[reviewed[f.object_index]];
-            if !is_wanted(source) || (!only.is_empty() && !only.contains(&f.rule)) {
-                continue;
+                for (f, why) in &done.left {
+                    let i = members[f.object_index];
+                    report.left.push(left(&files[file], line_of(i, f), f, why.clone().unwrap_or_default()));
+                }
+                if done.text != before {
+                    report.changed.push(ChangedFile { name: files[file].clone(), before, after: done.text });
+                }
             }
-            let line = source.position(&f.path).line;
-            match &f.fix {
-                Some(fix) if !last_round => per_file
-                    .entry(source.file)
-                    .or_default()
-                    .entry(source.document)
-                    .or_default()
-                    .push(Pending { finding: f, fix, line, within: &source.within }),
-                _ => left_by_file.entry(source.file).or_default().push(LeftFinding {
-                    file: files[source.file].clone(),
-                    line,
-                    rule: f.rule.clone(),
-                    message: f.message.clone(),
-                    why: if f.fix.is_some() {
-                        format!("still found after {MAX_ROUNDS} rounds of fixes")
-                    } else {
-                        why_no_fix(&f.rule)
-                    },
-                }),
+            Err(why) => {
+                for &i in members {
+                    for f in &fixed_by_object[i] {
+                        report.left.push(left(&files[file], line_of(i, f), f, why.clone()));
+                    }
+                }
             }
         }
-        // Files are edited in parallel; each file's documents in one pass over its text.
-        let edited: Vec<(usize, FileEdit)> = per_file
-            .into_par_iter()
-            .filter_map(|(file, documents)| {
-                let text = current[file].as_deref()?;
-                Some((file, edit_file(&files[file], text, documents)))
-            })
-            .collect();
-        let mut changed = BTreeSet::new();
-        for (file, (text, applied, left)) in edited {
-            if let Some(text) = text {
-                current[file] = Some(text);
-                changed.insert(file);
-            }
-            report.applied.extend(applied);
-            left_by_file.entry(file).or_default().extend(left);
+        for &i in members {
+            fixed_by_object[i].clear();
         }
-        if changed.is_empty() || last_round {
-            break;
-        }
-        // The edited files are read again; the others keep their objects.
-        let texts: Vec<Option<String>> =
-            current.iter().enumerate().map(|(i, t)| if changed.contains(&i) { t.clone() } else { None }).collect();
-        let reread = sources::from_texts(&files, &texts);
-        objects.retain(|o| !changed.contains(&o.file));
-        objects.extend(reread.objects);
-        report.errors.extend(reread.errors);
-        wanted = Some(changed);
     }
-    report.left = left_by_file.into_values().flatten().collect();
-    report.parsed = objects;
+    if lines_in_fixed_files {
+        // What is left is named at its line in the file as written.
+        for changed in &report.changed {
+            let Some(file) = files.iter().position(|f| *f == changed.name) else { continue };
+            let Ok(docs) = policy_core::yaml::parse_documents(&changed.after) else { continue };
+            for &i in &by_file[&file] {
+                if let Some(doc) = docs.get(objects[i].document) {
+                    objects[i].spans = doc.spans.descend(objects[i].within.segments()).clone();
+                }
+            }
+        }
+    }
+    let line_of = |i: usize, f: &Finding| objects[i].position(&f.path).line;
+    for f in &fixed.remaining {
+        let source = &objects[f.object_index];
+        let why = if f.fix.is_some() {
+            format!("still found after {} rounds of fixes", policy_core::fix::MAX_ROUNDS)
+        } else {
+            why_no_fix(&f.rule)
+        };
+        report.left.push(left(&files[source.file], line_of(f.object_index, f), f, why));
+    }
+    report.changed.sort_by_key(|c| files.iter().position(|f| *f == c.name));
+    report.left.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     if let Some(i) = files.iter().position(|f| f == sources::STDIN) {
-        report.stream = current[i].clone();
+        report.stream = report
+            .changed
+            .iter()
+            .find(|c| c.name == files[i])
+            .map(|c| c.after.clone())
+            .or_else(|| loaded.texts[i].clone());
     }
-    for (file, (before, after)) in original.into_iter().zip(current).enumerate() {
-        if let (Some(before), Some(after)) = (before, after) {
-            if before != after {
-                report.changed.push(ChangedFile { name: files[file].clone(), before, after });
-            }
-        }
+    for (object, value) in objects.iter_mut().zip(values) {
+        object.value = value;
     }
+    report.parsed = objects;
     Ok(report)
+}
+
+fn keep_only(findings: Vec<Finding>, only: &[String]) -> Vec<Finding> {
+    if only.is_empty() {
+        return findings;
+    }
+    findings.into_iter().filter(|f| only.contains(&f.rule)).collect()
+}
+
+fn applied(file: &str, line: u32, f: &Finding) -> AppliedFix {
+    let fix = f.fix.as_ref();
+    AppliedFix {
+        file: file.to_string(),
+        line,
+        rule: f.rule.clone(),
+        kind: f.kind.clone(),
+        namespace: f.namespace.clone(),
+        name: f.name.clone(),
+        description: fix.map(|x| x.description.clone()).unwrap_or_default(),
+        patch: fix.map(|x| x.patch.clone()).unwrap_or(json_patch::Patch(Vec::new())),
+    }
+}
+
+fn left(file: &str, line: u32, f: &Finding, why: String) -> LeftFinding {
+    let why = match &f.fix {
+        Some(fix) if !why.starts_with("still found") && !why.is_empty() => format!(
+            "its fix ({}) was not written: {why}; the patch: {}",
+            fix.description,
+            serde_json::to_string(&fix.patch).unwrap_or_default()
+        ),
+        _ => why,
+    };
+    LeftFinding { file: file.to_string(), line, rule: f.rule.clone(), message: f.message.clone(), why }
 }
 
 /// A unified diff of one file, named as `git diff` names it.

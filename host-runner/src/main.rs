@@ -132,7 +132,9 @@ fn fix_command(args: FixArgs) -> anyhow::Result<u8> {
     if stream && args.paths.len() > 1 {
         anyhow::bail!("`-` (stdin) is fixed on its own: it cannot be mixed with other paths");
     }
-    let mut report = host_runner::fix::run(&reviewer, &args.paths, &args.namespace, &args.only, &why_no_fix)?;
+    // With --write, what is left is named at its line in the file as written.
+    let mut report =
+        host_runner::fix::run(&reviewer, &args.paths, &args.namespace, &args.only, &why_no_fix, args.write)?;
     std::mem::forget(std::mem::take(&mut report.parsed));
     for e in &report.errors {
         eprintln!("{}: error: {}", e.location(), printable(&e.message));

@@ -129,6 +129,83 @@ fn moved_under(op: &PatchOperation, prefix: &FieldPath) -> PatchOperation {
     }
 }
 
+/// How many times objects are reviewed and fixed: a fix can make another possible (a preStop
+/// sleep, then a drain duration matching it), and two fixes of one place (two settings in one
+/// annotation) go one per round.
+pub const MAX_ROUNDS: usize = 4;
+
+/// What [`fix_values`] did to each object.
+#[derive(Debug, Default)]
+pub struct FixedValues {
+    /// Per object (as given): the operations applied to it, in order, each computed against the
+    /// object as the ones before it left it.
+    pub patches: Vec<Patch>,
+    /// Per object: the findings those operations fixed.
+    pub fixed: Vec<Vec<crate::Finding>>,
+    /// The findings the objects still have: without a fix, or still there after [`MAX_ROUNDS`]
+    /// (their `fix` is kept, to tell them apart).
+    pub remaining: Vec<crate::Finding>,
+}
+
+/// Fixes `values` in memory, round after round, until no fix is left to apply: each round
+/// reviews the objects the last round changed (every object, first), and applies each object's
+/// fixes that do not touch one place twice ([`combine`]); the rest come back in the next round's
+/// review, computed against the object as it now is. `review(values, wanted)` returns the
+/// findings of the objects in `wanted` (every object for `None`), indexed into `values`; it may
+/// review others beside them for context. Every host's fix goes through here, so one patch comes
+/// out of one object, whichever host asks.
+pub fn fix_values<E>(
+    values: &mut [Value],
+    mut review: impl FnMut(&[Value], Option<&std::collections::BTreeSet<usize>>) -> Result<Vec<crate::Finding>, E>,
+) -> Result<FixedValues, E> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut out = FixedValues {
+        patches: vec![Patch(Vec::new()); values.len()],
+        fixed: vec![Vec::new(); values.len()],
+        remaining: Vec::new(),
+    };
+    let mut remaining: BTreeMap<usize, Vec<crate::Finding>> = BTreeMap::new();
+    let mut wanted: Option<BTreeSet<usize>> = None;
+    for round in 0..MAX_ROUNDS {
+        let findings = review(values, wanted.as_ref())?;
+        match &wanted {
+            None => remaining.clear(),
+            Some(w) => remaining.retain(|object, _| !w.contains(object)),
+        }
+        let mut fixable: BTreeMap<usize, Vec<crate::Finding>> = BTreeMap::new();
+        for f in findings {
+            if wanted.as_ref().is_some_and(|w| !w.contains(&f.object_index)) {
+                continue;
+            }
+            if f.fix.is_some() && round + 1 < MAX_ROUNDS {
+                fixable.entry(f.object_index).or_default().push(f);
+            } else {
+                remaining.entry(f.object_index).or_default().push(f);
+            }
+        }
+        let mut changed = BTreeSet::new();
+        let root = FieldPath::root();
+        for (object, findings) in fixable {
+            let (patch, taken) = combine(findings.iter().filter_map(|f| Some((f.fix.as_ref()?, &root))));
+            let Some(value) = values.get_mut(object) else { continue };
+            if json_patch::patch(value, &patch).is_ok() && !patch.0.is_empty() {
+                out.patches[object].0.extend(patch.0);
+                changed.insert(object);
+                let mut findings: Vec<Option<crate::Finding>> = findings.into_iter().map(Some).collect();
+                out.fixed[object].extend(taken.into_iter().filter_map(|i| findings[i].take()));
+            } else {
+                remaining.entry(object).or_default().extend(findings);
+            }
+        }
+        if changed.is_empty() {
+            break;
+        }
+        wanted = Some(changed);
+    }
+    out.remaining = remaining.into_values().flatten().collect();
+    Ok(out)
+}
+
 /// One text after [`fix_text`]: the text, the fixes written, and the findings left.
 #[cfg(feature = "yaml")]
 #[derive(Debug, Default)]
@@ -139,66 +216,68 @@ pub struct FixedText {
     pub left: Vec<(crate::Finding, Option<String>)>,
 }
 
-/// How many times a text is reviewed and fixed: a fix can make another possible (a preStop sleep,
-/// then a drain duration matching it).
-pub const MAX_ROUNDS: usize = 3;
-
 /// Fixes one YAML text (every object in it reviewed together): what the JavaScript package, the
 /// playground and the catalog's examples run. `meshguard fix` does the same over many files.
 #[cfg(feature = "yaml")]
 pub fn fix_text(policy: &crate::Policy, text: &str, default_namespace: &str) -> Result<FixedText, String> {
-    let mut fixed = FixedText { text: text.to_string(), ..FixedText::default() };
-    for round in 0..MAX_ROUNDS {
-        let docs = crate::yaml::parse_documents(&fixed.text).map_err(|e| e.to_string())?;
-        let mut values = Vec::new();
-        let mut places = Vec::new();
-        for (d, doc) in docs.iter().enumerate() {
-            match doc.value.get("items").and_then(Value::as_array) {
-                Some(items) if doc.value["kind"] == "List" => {
-                    for (i, item) in items.iter().enumerate() {
-                        values.push(item.clone());
+    let docs = crate::yaml::parse_documents(text).map_err(|e| e.to_string())?;
+    let mut values = Vec::new();
+    let mut places = Vec::new();
+    for (d, doc) in docs.into_iter().enumerate() {
+        match doc.value {
+            Value::Object(mut list) if list.get("kind").and_then(Value::as_str) == Some("List") => {
+                if let Some(Value::Array(items)) = list.remove("items") {
+                    for (i, item) in items.into_iter().enumerate() {
+                        values.push(item);
                         places.push((d, FieldPath::root().key("items").index(i)));
                     }
                 }
-                _ => {
-                    values.push(doc.value.clone());
-                    places.push((d, FieldPath::root()));
-                }
             }
-        }
-        let findings = policy.review(&crate::Input::new(&values, default_namespace));
-        let last = round + 1 == MAX_ROUNDS;
-        let mut left = Vec::new();
-        let mut per_doc: std::collections::BTreeMap<usize, Vec<crate::Finding>> = Default::default();
-        for f in findings {
-            match &f.fix {
-                Some(_) if !last => per_doc.entry(places[f.object_index].0).or_default().push(f),
-                Some(_) => left.push((f, Some(format!("still found after {MAX_ROUNDS} rounds of fixes")))),
-                None => left.push((f, None)),
+            value => {
+                values.push(value);
+                places.push((d, FieldPath::root()));
             }
-        }
-        let mut patches = Vec::new();
-        for (doc, findings) in per_doc {
-            let (patch, taken) =
-                combine(findings.iter().filter_map(|f| Some((f.fix.as_ref()?, &places[f.object_index].1))));
-            patches.push((doc, patch, taken, findings));
-        }
-        let asked: Vec<(usize, &Patch)> = patches.iter().map(|(doc, patch, _, _)| (*doc, patch)).collect();
-        let (text, outcomes) = edit::apply_all(&fixed.text, &asked);
-        for ((_, _, taken, findings), outcome) in patches.into_iter().zip(outcomes) {
-            match outcome {
-                Ok(()) => fixed.applied.extend(taken.into_iter().map(|i| findings[i].clone())),
-                Err(why) => left.extend(findings.into_iter().map(|f| (f, Some(why.clone())))),
-            }
-        }
-        let changed = text != fixed.text;
-        fixed.text = text;
-        if !changed || last {
-            fixed.left = left;
-            break;
         }
     }
-    Ok(fixed)
+    let fixed = fix_values(&mut values, |values, _| {
+        Ok::<_, String>(policy.review(&crate::Input::new(values, default_namespace)))
+    })?;
+    write_fixes(text, &places, fixed)
+}
+
+/// Writes each object's operations ([`fix_values`]) into `text`, one pass per document;
+/// `places`: each object's document and where it sits in it. A document whose edit is refused
+/// keeps its text, and its objects' fixed findings are left with why.
+#[cfg(feature = "yaml")]
+pub fn write_fixes(text: &str, places: &[(usize, FieldPath)], fixed: FixedValues) -> Result<FixedText, String> {
+    let mut per_doc: std::collections::BTreeMap<usize, (Patch, Vec<usize>)> = Default::default();
+    for (object, patch) in fixed.patches.iter().enumerate() {
+        if patch.0.is_empty() {
+            continue;
+        }
+        let (doc, within) = &places[object];
+        let entry = per_doc.entry(*doc).or_insert_with(|| (Patch(Vec::new()), Vec::new()));
+        entry.0 .0.extend(patch.0.iter().map(|op| moved_under(op, within)));
+        entry.1.push(object);
+    }
+    let asked: Vec<(usize, &Patch)> = per_doc.iter().map(|(doc, (patch, _))| (*doc, patch)).collect();
+    let (edited, outcomes) = edit::apply_all(text, &asked);
+    let mut out = FixedText { text: edited, applied: Vec::new(), left: Vec::new() };
+    let mut fixed_by_object = fixed.fixed;
+    for ((_, (_, objects)), outcome) in per_doc.into_iter().zip(outcomes) {
+        for object in objects {
+            let findings = std::mem::take(&mut fixed_by_object[object]);
+            match &outcome {
+                Ok(()) => out.applied.extend(findings),
+                Err(why) => out.left.extend(findings.into_iter().map(|f| (f, Some(why.clone())))),
+            }
+        }
+    }
+    out.left.extend(fixed.remaining.into_iter().map(|f| {
+        let why = f.fix.is_some().then(|| format!("still found after {MAX_ROUNDS} rounds of fixes"));
+        (f, why)
+    }));
+    Ok(out)
 }
 
 /// `config` (a `proxy.istio.io/config` annotation: YAML or JSON inside a string) with `key` set to
