@@ -138,7 +138,57 @@ impl Reviewer {
                     .collect();
                 Ok(per_object.into_iter().flatten().collect())
             }
-            Reviewer::Wasm { module, rules, .. } => review_in_wasm(module, rules, values, objects, default_namespace),
+            Reviewer::Wasm { module, rules, .. } => review_in_wasm(
+                module,
+                rules,
+                values,
+                objects,
+                default_namespace,
+                &(0..values.len()).collect::<Vec<_>>(),
+            ),
+        }
+    }
+
+    /// The findings of the objects at `wanted` (indexes into `values`, findings indexed likewise),
+    /// the objects of their namespaces reviewed with them for context, as [`Reviewer::review`]
+    /// would find them. What `meshguard fix` asks after a round changed a few objects.
+    pub fn review_some(
+        &self,
+        values: &[serde_json::Value],
+        objects: &[crate::check::ObjectRef],
+        default_namespace: &str,
+        wanted: &std::collections::BTreeSet<usize>,
+    ) -> Result<Vec<Finding>> {
+        match self {
+            Reviewer::Native(policy) => {
+                // Every object stays in the input as context; only the wanted ones are reviewed.
+                let input = Input::new(values, default_namespace);
+                let indexes: Vec<usize> = wanted.iter().copied().collect();
+                let per_object: Vec<Vec<Finding>> = indexes
+                    .into_par_iter()
+                    .map(|i| {
+                        let mut out = Vec::new();
+                        policy.review_object(&input, i, &mut out);
+                        out
+                    })
+                    .collect();
+                Ok(per_object.into_iter().flatten().collect())
+            }
+            Reviewer::Wasm { module, rules, .. } => {
+                fn group(o: &crate::check::ObjectRef) -> &String {
+                    if o.kind == "Namespace" {
+                        &o.name
+                    } else {
+                        &o.namespace
+                    }
+                }
+                let namespaces: std::collections::BTreeSet<&String> =
+                    wanted.iter().map(|&i| group(&objects[i])).collect();
+                let context: Vec<usize> =
+                    (0..values.len()).filter(|&i| namespaces.contains(group(&objects[i]))).collect();
+                let found = review_in_wasm(module, rules, values, objects, default_namespace, &context)?;
+                Ok(found.into_iter().filter(|f| wanted.contains(&f.object_index)).collect())
+            }
         }
     }
 }
@@ -161,6 +211,7 @@ fn review_in_wasm(
     values: &[serde_json::Value],
     objects: &[crate::check::ObjectRef],
     default_namespace: &str,
+    reviewed: &[usize],
 ) -> Result<Vec<Finding>> {
     const BATCH_OBJECTS: usize = 256;
     /// `meshguard_review_msgpack`'s payload, and `meshguard_review`'s in JSON. The rules come
@@ -189,7 +240,8 @@ fn review_in_wasm(
         module.call("meshguard_review", &serde_json::to_vec(payload)?)
     };
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, o) in objects.iter().enumerate() {
+    for &i in reviewed {
+        let o = &objects[i];
         groups.entry(if o.kind == "Namespace" { &o.name } else { &o.namespace }).or_default().push(i);
     }
     let mut groups: Vec<Vec<usize>> = groups.into_values().collect();

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use policy_core::Finding;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use policy_core::fix::MAX_ROUNDS;
@@ -92,14 +92,6 @@ pub fn run(
     let files = loaded.sources.files;
     report.errors = loaded.sources.errors;
     let mut objects = loaded.sources.objects;
-    let namespace_of = |value: &serde_json::Value| {
-        let object = policy_core::object::Object::new(value, default_namespace);
-        if object.kind == "Namespace" {
-            object.name.to_string()
-        } else {
-            object.namespace.to_string()
-        }
-    };
     let refs: Vec<crate::check::ObjectRef> = objects
         .iter()
         .map(|s| {
@@ -117,21 +109,11 @@ pub fn run(
     // The values are fixed in place; moved out of the sources and back after.
     let mut values: Vec<serde_json::Value> = objects.iter_mut().map(|o| std::mem::take(&mut o.value)).collect();
     let fixed = policy_core::fix::fix_values(&mut values, |values, wanted| -> Result<Vec<Finding>> {
-        let Some(wanted) = wanted else {
-            return reviewer.review(values, &refs, default_namespace).map(|f| keep_only(f, only));
+        let found = match wanted {
+            None => reviewer.review(values, &refs, default_namespace)?,
+            Some(wanted) => reviewer.review_some(values, &refs, default_namespace, wanted)?,
         };
-        // The wanted objects and the objects of their namespaces, which cross-object checks read.
-        let namespaces: BTreeSet<String> = wanted.iter().map(|&i| namespace_of(&values[i])).collect();
-        let subset: Vec<usize> = (0..values.len())
-            .filter(|i| wanted.contains(i) || namespaces.contains(&namespace_of(&values[*i])))
-            .collect();
-        let sub_values: Vec<serde_json::Value> = subset.iter().map(|&i| values[i].clone()).collect();
-        let sub_refs: Vec<crate::check::ObjectRef> = subset.iter().map(|&i| refs[i].clone()).collect();
-        let findings = reviewer.review(&sub_values, &sub_refs, default_namespace)?;
-        Ok(keep_only(findings, only)
-            .into_iter()
-            .map(|f| Finding { object_index: subset[f.object_index], ..f })
-            .collect())
+        Ok(keep_only(found, only))
     })?;
     // Per file: its objects' operations, written in one pass over its text.
     let mut by_file: BTreeMap<usize, Vec<usize>> = BTreeMap::new();

@@ -27,28 +27,20 @@ pub fn apply(text: &str, doc: usize, patch: &Patch) -> Result<String, String> {
 /// on its own slice of the text (between its `---` lines), so a stream of many objects is not
 /// parsed again for every edit; the whole text is read back once at the end.
 pub fn apply_all(text: &str, patches: &[(usize, &Patch)]) -> (String, Vec<Result<(), String>>) {
-    let docs = match yaml::parse_documents(text) {
-        Ok(docs) => docs,
-        Err(e) => {
-            return (text.to_string(), patches.iter().map(|_| Err(format!("the file does not parse: {e}"))).collect())
-        }
-    };
-    let regions = document_regions(text, &docs);
-    let mut expected: Vec<Value> = docs.iter().map(|d| d.value.clone()).collect();
-    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    // Documents are found by their `---` lines, not by parsing the whole text: only the edited
+    // ones are parsed, and the whole text once at the end.
+    let regions = document_regions(text);
+    let mut edits: Vec<(std::ops::Range<usize>, String, usize, Value)> = Vec::new();
     let mut outcomes = Vec::new();
     for &(doc, patch) in patches {
         let outcome = (|| {
-            let mut target =
-                docs.get(doc).ok_or_else(|| format!("the file has no document {}", doc + 1))?.value.clone();
-            json_patch::patch(&mut target, patch).map_err(|e| format!("the patch does not apply: {e}"))?;
-            let (range, first_line) = regions.get(doc).cloned().ok_or("the document's lines were not found")?;
-            if edits.iter().any(|(r, _)| *r == range) {
+            let (range, first_line) =
+                regions.get(doc).cloned().ok_or_else(|| format!("the file has no document {}", doc + 1))?;
+            if edits.iter().any(|(r, ..)| *r == range) {
                 return Err("another patch edits this document; it is fixed on the next round".to_string());
             }
-            let edited = edit_document(&text[range.clone()], first_line, &target, patch)?;
-            expected[doc] = target;
-            edits.push((range, edited));
+            let (edited, patched) = edit_document(&text[range.clone()], first_line, patch)?;
+            edits.push((range, edited, doc, patched));
             Ok(())
         })();
         outcomes.push(outcome);
@@ -56,12 +48,17 @@ pub fn apply_all(text: &str, patches: &[(usize, &Patch)]) -> (String, Vec<Result
     if edits.is_empty() {
         return (text.to_string(), outcomes);
     }
-    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    edits.sort_by_key(|(r, ..)| std::cmp::Reverse(r.start));
     let mut edited = text.to_string();
-    for (range, slice) in &edits {
+    for (range, slice, ..) in &edits {
         edited.replace_range(range.clone(), slice);
     }
-    let reads_back = yaml::parse_documents(&edited).is_ok_and(|read| read.iter().map(|d| &d.value).eq(expected.iter()));
+    // The proof: the whole text reads back with the edited documents as patched and the others
+    // as they were (their text is untouched, so as they read in the edited text's neighbours).
+    let reads_back = yaml::parse_documents(&edited).is_ok_and(|read| {
+        let documents_kept = read.len() == regions.len();
+        documents_kept && edits.iter().all(|(_, _, doc, patched)| read.get(*doc).is_some_and(|d| d.value == *patched))
+    });
     if !reads_back {
         let why = "the edited text would not read back as the patched objects".to_string();
         return (text.to_string(), outcomes.into_iter().map(|o| o.and(Err(why.clone()))).collect());
@@ -70,41 +67,58 @@ pub fn apply_all(text: &str, patches: &[(usize, &Patch)]) -> (String, Vec<Result
 }
 
 /// One document's text (`first_line`: its first line's number in the file, for messages) with
-/// `patch` applied, read back as `expected`.
-fn edit_document(slice: &str, first_line: usize, expected: &Value, patch: &Patch) -> Result<String, String> {
+/// `patch` applied: the new text and the patched value it reads back as.
+fn edit_document(slice: &str, first_line: usize, patch: &Patch) -> Result<(String, Value), String> {
     refuse_unsafe_document(slice, first_line)?;
+    let docs = yaml::parse_documents(slice).map_err(|e| format!("the document does not parse: {e}"))?;
+    let [document] = docs.as_slice() else { return Err("the document's lines hold no single document".into()) };
+    let mut expected = document.value.clone();
+    json_patch::patch(&mut expected, patch).map_err(|e| format!("the patch does not apply: {e}"))?;
     let mut edited = slice.to_string();
-    for op in patch.iter() {
-        let docs = yaml::parse_documents(&edited).map_err(|e| format!("an edit broke the document ({e})"))?;
-        let [document] = docs.as_slice() else { return Err("the document's lines hold more than one document".into()) };
+    let mut current = docs;
+    for (i, op) in patch.iter().enumerate() {
+        if i > 0 {
+            current = yaml::parse_documents(&edited).map_err(|e| format!("an edit broke the document ({e})"))?;
+        }
+        let [document] = current.as_slice() else { return Err("an edit split the document".into()) };
         edited = apply_op(&edited, &document.value, &document.spans, op)?;
     }
     match yaml::parse_documents(&edited).as_deref() {
-        Ok([read]) if read.value == *expected => Ok(edited),
+        Ok([read]) if read.value == expected => Ok((edited, expected)),
         Ok(_) => Err("the edited text would not read back as the patched object".into()),
         Err(e) => Err(format!("the edited text would not parse ({e})")),
     }
 }
 
-/// Each document's bytes in `text` (from the line after the `---` before it, or the start, to the
-/// line of the `---` or `...` after it, or the end) and its first line's number.
-fn document_regions(text: &str, docs: &[yaml::Document]) -> Vec<(std::ops::Range<usize>, usize)> {
-    // Line starts, and which lines are document markers.
-    let mut starts = vec![0];
-    starts.extend(text.match_indices('\n').map(|(i, _)| i + 1).filter(|&i| i < text.len()));
+/// Each document's bytes in `text` and its first line's number: the text between `---` (or
+/// `...`) lines, leaving out the stretches that hold no node (only comments, blank lines,
+/// directives), as the parser leaves out empty documents.
+fn document_regions(text: &str) -> Vec<(std::ops::Range<usize>, usize)> {
     let is_marker = |line: &str| {
         (line.starts_with("---") || line.starts_with("..."))
             && line[3..].chars().next().is_none_or(|c| c == ' ' || c == '\t' || c == '\r' || c == '\n')
     };
-    let line_text = |i: usize| &text[starts[i]..starts.get(i + 1).copied().unwrap_or(text.len())];
-    docs.iter()
-        .map(|d| {
-            let at = (d.spans.at.line as usize).saturating_sub(1).min(starts.len() - 1);
-            let first = (0..at).rev().find(|&i| is_marker(line_text(i))).map_or(0, |i| i + 1);
-            let end = (at + 1..starts.len()).find(|&i| is_marker(line_text(i))).map_or(text.len(), |i| starts[i]);
-            (starts[first]..end, first + 1)
-        })
-        .collect()
+    let mut regions = Vec::new();
+    let (mut start, mut first_line, mut has_node) = (0usize, 1usize, false);
+    let mut at = 0usize;
+    for (number, line) in text.split_inclusive('\n').enumerate() {
+        if is_marker(line) {
+            if has_node {
+                regions.push((start..at, first_line));
+            }
+            start = at + line.len();
+            first_line = number + 2;
+            has_node = false;
+        } else {
+            let t = line.trim();
+            has_node |= !t.is_empty() && !t.starts_with('#') && !t.starts_with('%');
+        }
+        at += line.len();
+    }
+    if has_node {
+        regions.push((start..text.len(), first_line));
+    }
+    regions
 }
 
 fn refuse_unsafe_document(slice: &str, first_line: usize) -> Result<(), String> {
