@@ -553,6 +553,7 @@ fn compile_policy(
             message: v.message,
             message_expression: v.message_expression,
             field_path: v.field_path,
+            fix: None,
         })
         .collect();
     let validator =

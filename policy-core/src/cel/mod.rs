@@ -38,6 +38,15 @@ fn env() -> Result<&'static Arc<Env>, String> {
         env.add_extension(cel::extensions::lists).map_err(|e| e.to_string())?;
         k8s::register(&mut env).map_err(|e| e.to_string())?;
         interruptible::register(&mut env).map_err(|e| e.to_string())?;
+        // MutatingAdmissionPolicy's patch type: a fix written in CEL builds a list of these.
+        env.add_type(
+            cel::StructDef::new("JSONPatch".to_owned())
+                .add_field("op".to_owned(), cel::common::types::STRING_TYPE)
+                .add_field("path".to_owned(), cel::common::types::STRING_TYPE)
+                .add_field_with_default("value".to_owned(), Box::new(CelNull))
+                .add_field_with_default("from".to_owned(), Box::new(CelString::from(""))),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Arc::new(env))
     })
     .as_ref()
@@ -402,7 +411,7 @@ impl Validation {
         field_path: Option<FieldPath>,
     ) -> Self {
         let field_path = field_path.or_else(|| expression.field_hint());
-        Validation { expression, message, message_expression, field_path }
+        Validation { expression, message, message_expression, field_path, fix: None }
     }
 }
 
@@ -413,6 +422,9 @@ pub struct Validation {
     pub message_expression: Option<Expression>,
     /// Where findings point; `None`: the object.
     pub field_path: Option<FieldPath>,
+    /// The fix a finding carries: a CEL expression building `[JSONPatch{op, path, value}]`, as
+    /// a MutatingAdmissionPolicy's JSONPatch mutation does, and its description.
+    pub fix: Option<(Expression, String)>,
 }
 
 /// A compiled error with the field (relative to the validator's document) it is in.
@@ -438,6 +450,8 @@ pub struct ValidationSource {
     pub message: Option<String>,
     pub message_expression: Option<String>,
     pub field_path: Option<String>,
+    /// A fix in CEL ([`Validation::fix`]) and its description.
+    pub fix: Option<(String, String)>,
 }
 
 impl Validator {
@@ -464,7 +478,19 @@ impl Validator {
                 .transpose()
                 .map_err(error("messageExpression"))?;
             let field_path = v.field_path.as_deref().map(parse_field_path).transpose().map_err(error("fieldPath"))?;
-            compiled.push(Validation::new(expression, v.message, message_expression, field_path));
+            let mut validation = Validation::new(expression, v.message, message_expression, field_path);
+            if let Some((source, description)) = v.fix {
+                // Compiled as written first, so errors point into what the author wrote; then
+                // with the patches turned into plain maps, which the host reads as JSON.
+                Expression::compile(&source, &declared).map_err(error("fix.expression"))?;
+                let as_maps = format!(
+                    "({}).map(p, {{'op': p.op, 'path': p.path, 'value': p.value, 'from': p.from}})",
+                    source.trim()
+                );
+                let expression = Expression::compile(&as_maps, &declared).map_err(error("fix.expression"))?;
+                validation.fix = Some((expression, description));
+            }
+            compiled.push(validation);
         }
         Ok(Validator { variables, match_conditions, validations: compiled, failure_policy })
     }
@@ -526,7 +552,11 @@ impl Validator {
                         .and_then(|m| scope.eval_string(m).ok().filter(|s| usable_evaluated_message(s)))
                         .or_else(|| v.message.clone())
                         .unwrap_or_else(|| format!("failed expression: {}", v.expression.source().trim()));
-                    out.push(Violation::new(path(), message));
+                    let fix = v.fix.as_ref().and_then(|(expression, description)| {
+                        let patch = scope.eval_patch(expression).ok()?;
+                        Some(crate::fix::Fix { description: description.clone(), patch })
+                    });
+                    out.push(Violation::new(path(), message).with_fix(fix));
                 }
                 Err(e) => self.fail(out, path(), format!("expression could not be evaluated: {e}")),
             }
@@ -695,12 +725,77 @@ impl Scope<'_> {
         }
     }
 
+    /// A fix's patch: the expression's list of `{op, path, value, from}` maps as RFC 6902.
+    fn eval_patch(&mut self, expr: &Expression) -> Result<json_patch::Patch, String> {
+        let value = self.eval(expr)?;
+        let mut ops = cel_to_json(&value)?;
+        // `from` is `move`/`copy`'s; an empty one was not written.
+        for op in ops.as_array_mut().into_iter().flatten() {
+            if let Some(map) = op.as_object_mut() {
+                if map.get("from").and_then(Value::as_str) == Some("") {
+                    map.remove("from");
+                }
+                if map.get("op").and_then(Value::as_str) == Some("remove") {
+                    map.remove("value");
+                }
+            }
+        }
+        serde_json::from_value(ops).map_err(|e| format!("the fix is not a JSON Patch: {e}"))
+    }
+
     fn eval_string(&mut self, expr: &Expression) -> Result<String, String> {
         match self.eval(expr)? {
             cel::Value::String(s) => Ok(s.to_string()),
             other => Err(format!("a message expression must evaluate to a string, not {}", other.type_of())),
         }
     }
+}
+
+/// A CEL value as JSON (lists, maps with string keys, scalars; bytes and the like are errors).
+fn cel_to_json(value: &cel::Value) -> Result<Value, String> {
+    let mut pending = vec![value];
+    // Without recursion: values are built bottom-up from a post-order walk.
+    let mut order = Vec::new();
+    while let Some(v) = pending.pop() {
+        order.push(v);
+        match v {
+            cel::Value::List(items) => pending.extend(items.iter()),
+            cel::Value::Map(map) => pending.extend(map.map.values()),
+            _ => {}
+        }
+    }
+    let mut built: Vec<Value> = Vec::new();
+    for v in order.into_iter().rev() {
+        let json = match v {
+            cel::Value::Null => Value::Null,
+            cel::Value::Bool(b) => Value::Bool(*b),
+            cel::Value::Int(i) => Value::from(*i),
+            cel::Value::UInt(u) => Value::from(*u),
+            cel::Value::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).ok_or("a non-finite number")?,
+            cel::Value::String(s) => Value::String(s.to_string()),
+            cel::Value::List(items) => {
+                let at = built.len() - items.len();
+                Value::Array(built.drain(at..).collect())
+            }
+            cel::Value::Map(map) => {
+                let at = built.len() - map.map.len();
+                let values: Vec<Value> = built.drain(at..).collect();
+                let mut out = serde_json::Map::new();
+                for (key, value) in map.map.keys().zip(values) {
+                    match key {
+                        cel::objects::Key::String(k) => {
+                            out.insert(k.to_string(), value);
+                        }
+                        _ => return Err("a map key that is not a string".into()),
+                    }
+                }
+                Value::Object(out)
+            }
+            other => return Err(format!("a {} cannot be written as JSON", other.type_of())),
+        };
+        built.push(json);
+    }
+    built.pop().ok_or_else(|| "no value".to_string())
 }
 
 /// An evaluation error in words a rule author can act on.

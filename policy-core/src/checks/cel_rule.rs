@@ -26,6 +26,18 @@ struct CelParams {
     params: Option<Value>,
     #[serde(default)]
     failure_policy: FailurePolicy,
+    /// A fix in CEL, in MutatingAdmissionPolicy's JSONPatch shape.
+    #[serde(default)]
+    fix: Option<CelFix>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CelFix {
+    patch_type: String,
+    expression: String,
+    #[serde(default)]
+    description: Option<String>,
 }
 
 struct CelRule {
@@ -49,11 +61,22 @@ impl ObjectCheck for CelRule {
 
 fn compile(params: &Value) -> Result<Compiled, ParamError> {
     let p: CelParams = parse_params(params)?;
+    let fix = match p.fix {
+        Some(f) if f.patch_type != "JSONPatch" => {
+            return Err(ParamError::new(
+                "fix.patchType",
+                format!("`{}`: a fix is a `JSONPatch` (as in a MutatingAdmissionPolicy)", f.patch_type),
+            ))
+        }
+        Some(f) => Some((f.expression, f.description.unwrap_or_else(|| "apply the rule's CEL fix".into()))),
+        None => None,
+    };
     let validation = ValidationSource {
         expression: p.expression,
         message: p.message,
         message_expression: p.message_expression,
         field_path: p.field_path,
+        fix,
     };
     let validator =
         Validator::compile(&p.variables, &p.match_conditions, vec![validation], p.failure_policy, &|_, field| {
@@ -122,10 +145,21 @@ pub static CEL: CheckSpec = CheckSpec {
             default: "Fail",
             description: super::doc("When an expression cannot be evaluated: report it (Fail) or let it pass."),
         },
+        ParamDoc {
+            name: "fix",
+            ty: "{patchType: JSONPatch, expression, description}",
+            default: "none",
+            description: super::doc(
+                "The finding's fix, written as a MutatingAdmissionPolicy's JSONPatch mutation: `expression` builds \
+                 `[JSONPatch{op, path, value}]` with the same variables; `meshguard fix` writes it into the file.",
+            ),
+        },
     ],
     example_params: super::doc(
         "{expression: 'object.spec.replicas <= params.max', params: {max: 5}, \
-         message: 'at most 5 replicas per Deployment'}",
+         message: 'at most 5 replicas per Deployment', \
+         fix: {patchType: JSONPatch, description: 'cap the replicas', \
+         expression: \"[JSONPatch{op: 'replace', path: '/spec/replicas', value: params.max}]\"}}",
     ),
     passing_example: super::doc(
         "\
@@ -140,9 +174,10 @@ spec: {replicas: 3}
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, namespace: shop}
-spec: {replicas: 8}
+spec:
+  replicas: 8 # the load test's
 ",
     ),
-    fix: crate::checks::doc("None yet: a CEL fix (MutatingAdmissionPolicy's JSONPatch shape) is planned."),
+    fix: crate::checks::doc("The rule's own `fix`, when it has one: the JSONPatch its CEL builds for the object. A fix that fails to evaluate, or is not a JSON Patch, leaves the finding without one."),
     compile,
 };
