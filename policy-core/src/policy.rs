@@ -81,6 +81,9 @@ struct RawRule {
     match_: Option<Value>,
     #[serde(default)]
     action_overrides: Vec<ActionOverride>,
+    /// Fix the rule's findings at admission (a mutating review) instead of only reporting them.
+    #[serde(default)]
+    mutate: bool,
     #[serde(default)]
     when: Option<RawWhen>,
     #[serde(default)]
@@ -97,6 +100,10 @@ fn deny() -> Action {
 pub struct ActionOverride {
     pub action: Action,
     pub namespaces: Vec<String>,
+    /// Whether the rule mutates at admission in these namespaces (else as the rule says): how a
+    /// rollout wave turns "deny" into "fix at admission" one group of namespaces at a time.
+    #[serde(default)]
+    pub mutate: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -176,12 +183,24 @@ pub struct RuleInfo {
     pub action: Action,
     pub message: Option<String>,
     pub action_overrides: Vec<ActionOverride>,
+    /// Fixes its findings at admission ([`Policy::mutate_admission_in`]).
+    pub mutate: bool,
 }
 
 impl RuleInfo {
     /// The action in `namespace`: the first override that names it, else the rule's own.
     pub fn action_in(&self, namespace: &str) -> Action {
         self.action_overrides.iter().find(|o| any_glob(&o.namespaces, namespace)).map_or(self.action, |o| o.action)
+    }
+
+    /// Whether the rule fixes its findings at admission in `namespace`: the first override that
+    /// names the namespace and says, else the rule's `mutate`.
+    pub fn mutates_in(&self, namespace: &str) -> bool {
+        self.action_overrides
+            .iter()
+            .find(|o| any_glob(&o.namespaces, namespace))
+            .and_then(|o| o.mutate)
+            .unwrap_or(self.mutate)
     }
 
     fn message_for(&self, detail: &str, kind: &str, namespace: &str, name: &str) -> String {
@@ -399,6 +418,22 @@ impl Policy {
                     ));
                 }
             }
+            let mutates_somewhere = rule.mutate || rule.action_overrides.iter().any(|o| o.mutate == Some(true));
+            if mutates_somewhere && (spec.target != Target::Kubernetes || spec.fix.starts_with("None")) {
+                let field = if rule.mutate {
+                    "mutate".to_string()
+                } else {
+                    let j = rule.action_overrides.iter().position(|o| o.mutate == Some(true)).unwrap_or(0);
+                    format!("actionOverrides[{j}].mutate")
+                };
+                return Err(err(
+                    &field,
+                    format!(
+                        "check `{}` has no fix to apply at admission (see `meshguard rules explain {}`)",
+                        spec.id, spec.id
+                    ),
+                ));
+            }
             let info = RuleInfo {
                 id: rule.id,
                 check: spec.id,
@@ -406,6 +441,7 @@ impl Policy {
                 action: rule.action,
                 message: rule.message,
                 action_overrides: rule.action_overrides,
+                mutate: rule.mutate,
             };
             match compiled {
                 Compiled::Object(check) => {
@@ -480,6 +516,7 @@ impl Policy {
                 action: b.action,
                 message: None,
                 action_overrides: Vec::new(),
+                mutate: false,
             };
             self.object_rules.push(ObjectRule::new(info, Match::default(), Box::new(b.check), checks::Applies::Any));
         }

@@ -217,6 +217,61 @@ impl Policy {
     }
 }
 
+/// What a mutating review answers: the patch the rules set to mutate apply to the request's
+/// object (RFC 6902, the operations `meshguard fix` writes into the file for the same object), the
+/// findings it fixes, and the object after it (`None` when nothing changes).
+#[derive(Debug, Default)]
+pub struct AdmissionMutation {
+    pub patch: crate::fix::Patch,
+    pub fixed: Vec<Finding>,
+    pub object: Option<Value>,
+}
+
+impl Policy {
+    /// The mutation of one admission request: the fixes of the rules that mutate in its
+    /// namespace ([`crate::policy::RuleInfo::mutates_in`]), found and applied round after round as
+    /// `meshguard fix` does ([`crate::fix::fix_values`]), with the cluster's objects as context.
+    /// The mutated object is then validated as any other ([`Policy::review_admission_in`]), as the
+    /// API server runs mutation before validation: a fixed finding no longer denies.
+    pub fn mutate_admission_in(&self, input: &Value, cluster: ClusterView<'_>) -> AdmissionMutation {
+        let req = admission_request(input);
+        let object = match (req.operation, req.object) {
+            (op, Some(o)) if reviews_operation(op) => o,
+            _ => return AdmissionMutation::default(),
+        };
+        let namespace = if req.namespace.is_empty() { "default" } else { req.namespace };
+        let admitted = crate::object::Object::new(object, namespace);
+        let mut values: Vec<Value> = std::iter::once(object.clone())
+            .chain(
+                cluster
+                    .objects
+                    .iter()
+                    .filter(|v| !same_object(&crate::object::Object::new(v, namespace), &admitted))
+                    .cloned(),
+            )
+            .collect();
+        let mutating = |f: &Finding| self.rules().any(|r| r.id == f.rule && r.mutates_in(&f.namespace));
+        let fixed = crate::fix::fix_values(&mut values, |values, _| {
+            let mut reviewed = Input::from_refs(values.iter(), namespace);
+            if let Some(request) = req.request {
+                reviewed = reviewed.with_request(request);
+            }
+            let mut findings = Vec::new();
+            self.review_object(&reviewed, 0, &mut findings);
+            findings.retain(|f| f.fix.is_some() && mutating(f));
+            Ok::<_, std::convert::Infallible>(findings)
+        });
+        let Ok(mut fixed) = fixed;
+        let patch = std::mem::take(&mut fixed.patches[0]);
+        let changed = !patch.0.is_empty();
+        AdmissionMutation {
+            patch,
+            fixed: std::mem::take(&mut fixed.fixed[0]),
+            object: changed.then(|| values.swap_remove(0)),
+        }
+    }
+}
+
 #[cfg(test)]
 #[cfg(all(feature = "kubernetes", feature = "yaml"))]
 mod tests {
