@@ -763,3 +763,62 @@ fn a_native_review_past_its_deadline_stops_and_frees_its_slot() {
     let spent = cpu() - before;
     assert!(spent < 0.3, "{spent:.2} s of CPU in the second after the last answer");
 }
+
+/// `/mutate` over real TLS: a Deployment missing the sidecar start setting is admitted with a
+/// JSON Patch; the patched object passes `/validate`, and equals what `meshguard fix` writes
+/// into the same file.
+#[test]
+fn mutate_patches_as_fix_writes_and_the_result_validates() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: m}\nspec:\n  rules:\n  - id: start-order\n    check: istio-sidecar-start-order\n    params: {injectedNamespaces: ['*']}\n    mutate: true\n",
+    )
+    .unwrap();
+    let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: shop\n  labels: {app: api}\nspec:\n  template:\n    metadata:\n      labels: {app: api}\n    spec:\n      containers:\n      - name: api\n        image: shop/api:1.0\n";
+    std::fs::write(dir.path().join("deployment.yaml"), manifest).unwrap();
+    let object = manifest_object(manifest);
+    let server = start(dir.path(), &["--engine", "native", "--rules", rules.to_str().unwrap()]);
+    let body = |uid: &str, object: &Value| {
+        let mut r: Value = serde_json::from_str(&review(uid, "CREATE", object.clone(), false)).unwrap();
+        r["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+        r.to_string()
+    };
+    let before = validate(&server, &body("v0", &object));
+    assert_eq!(before["response"]["allowed"], false, "{before}");
+    let (code, text) = curl(&server, "/mutate", Some(&body("m1", &object)), &[]);
+    assert_eq!(code, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let response = &answer["response"];
+    assert_eq!((response["uid"].as_str(), response["allowed"].as_bool()), (Some("m1"), Some(true)), "{answer}");
+    assert_eq!(response["patchType"], "JSONPatch");
+    assert!(response["warnings"][0].as_str().unwrap().starts_with("start-order: meshguard changed Deployment `api`"));
+    let patch = base64::engine::general_purpose::STANDARD.decode(response["patch"].as_str().unwrap()).unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut mutated = object.clone();
+    json_patch::patch(&mut mutated, &patch).unwrap();
+    let after = validate(&server, &body("v1", &mutated));
+    assert_eq!(after["response"]["allowed"], true, "{after}");
+    // `meshguard fix` on the file writes the same object.
+    let fixed = Command::new(env!("CARGO_BIN_EXE_meshguard"))
+        .args(["fix", "--engine", "native", "--write", "--rules"])
+        .arg(&rules)
+        .arg(dir.path().join("deployment.yaml"))
+        .output()
+        .unwrap();
+    assert!(fixed.status.success(), "{}", String::from_utf8_lossy(&fixed.stderr));
+    let written = std::fs::read_to_string(dir.path().join("deployment.yaml")).unwrap();
+    assert_eq!(manifest_object(&written), mutated, "{written}");
+    assert!(metrics(&server).contains("meshguard_admission_mutations_total{rule=\"start-order\"} 1"));
+    // Nothing to fix: admitted without a patch.
+    let (_, text) = curl(&server, "/mutate", Some(&body("m2", &mutated)), &[]);
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert!(answer["response"].get("patch").is_none() && answer["response"]["allowed"] == true, "{answer}");
+}
+
+/// The object a one-document manifest holds, as JSON (read as `meshguard` reads manifests).
+fn manifest_object(manifest: &str) -> Value {
+    policy_core::yaml::parse_one(manifest).unwrap().value
+}

@@ -21,6 +21,8 @@ struct Inner {
     requests: BTreeMap<(String, String, String, String), u64>,
     /// `meshguard_admission_audit_findings_total{rule}`.
     audits: BTreeMap<String, u64>,
+    /// `meshguard_admission_mutations_total{rule}`.
+    mutations: BTreeMap<String, u64>,
     /// `meshguard_admission_errors_total{reason}`.
     errors: BTreeMap<String, u64>,
     /// `meshguard_reloads_total{what,result}`.
@@ -63,6 +65,10 @@ impl Metrics {
         self.with(|m| *m.audits.entry(rule.to_string()).or_default() += 1)
     }
 
+    pub fn mutation(&self, rule: &str) {
+        self.with(|m| *m.mutations.entry(rule.to_string()).or_default() += 1)
+    }
+
     pub fn error(&self, reason: &str) {
         self.with(|m| *m.errors.entry(reason.to_string()).or_default() += 1)
     }
@@ -92,6 +98,11 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE meshguard_admission_audit_findings_total counter");
             for (rule, n) in &m.audits {
                 let _ = writeln!(out, "meshguard_admission_audit_findings_total{{rule=\"{}\"}} {n}", label(rule));
+            }
+            let _ = writeln!(out, "# HELP meshguard_admission_mutations_total Objects a mutating review patched, by rule.");
+            let _ = writeln!(out, "# TYPE meshguard_admission_mutations_total counter");
+            for (rule, n) in &m.mutations {
+                let _ = writeln!(out, "meshguard_admission_mutations_total{{rule=\"{}\"}} {n}", label(rule));
             }
             let _ = writeln!(out, "# HELP meshguard_admission_errors_total Requests that could not be evaluated or parsed.");
             let _ = writeln!(out, "# TYPE meshguard_admission_errors_total counter");

@@ -100,6 +100,23 @@ fn load_rules(opts: &Options) -> Result<Rules> {
 }
 
 /// Decides one AdmissionRequest (`uid`) with the rule set in force.
+/// The mutating review of one request within `timeout`: the patch of the rules set to mutate.
+/// policy-core computes it natively in both engines (the Kubewarden module does not mutate yet):
+/// the same patches `meshguard fix` writes.
+fn mutate(rules: &Rules, request: &Value, uid: &str, timeout: Duration) -> Result<AdmissionResponse> {
+    let policy = rules.reviewer.policy();
+    let deadline = std::time::Instant::now() + timeout;
+    let mutation = policy_core::interrupt::run(
+        move || std::time::Instant::now() >= deadline,
+        || match &rules.cluster {
+            Some(c) => policy.mutate_admission_from(request, &mut c.source()),
+            None => policy.mutate_admission_in(request, policy_core::admission::ClusterView::NONE),
+        },
+    )
+    .map_err(|_| anyhow!("the review ran past its {} ms deadline and was stopped", timeout.as_millis()))?;
+    Ok(mutation.response(Value::String(uid.to_string())))
+}
+
 /// Decides one request within `timeout` of starting: then its answer stops being wanted. The wasm engine's epoch
 /// deadline stops the guest then; natively, policy-core polls for it (`interrupt`), so no
 /// evaluation outlives its answer by more than a few microseconds.
@@ -156,15 +173,27 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<B
 
 async fn route(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
-        (&Method::POST, "/validate") => validate(app, req).await,
+        (&Method::POST, "/validate") => admit(app, req, Review::Validating).await,
+        (&Method::POST, "/mutate") => admit(app, req, Review::Mutating).await,
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") if app.ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-        _ => text(StatusCode::NOT_FOUND, "meshguard serves POST /validate, GET /healthz and GET /readyz\n"),
+        _ => {
+            text(StatusCode::NOT_FOUND, "meshguard serves POST /validate, POST /mutate, GET /healthz and GET /readyz\n")
+        }
     }
 }
 
-async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Which review a request asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Review {
+    /// `/validate`: allowed or denied, with warnings.
+    Validating,
+    /// `/mutate`: admitted with the patch of the rules set to mutate (`mutate: true`).
+    Mutating,
+}
+
+async fn admit(app: &Arc<App>, req: Request<Incoming>, kind: Review) -> Response<Full<Bytes>> {
     let max = app.opts.max_body_bytes;
     let declared =
         req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
@@ -191,9 +220,10 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     let started = Instant::now();
     let rules = app.rules.read().map(|r| r.clone()).map_err(|_| anyhow!("rule set lock poisoned"));
     // Decoded for the rule set in force: what none of its rules reads is skipped, not built.
+    // A mutating review reads the whole object: its patch must be computed against all of it.
     let decode = |bytes: &[u8]| match &rules {
-        Ok(r) => r.reviewer.policy().parse_admission(bytes),
-        Err(_) => policy_core::decode::json_value_from_slice(bytes),
+        Ok(r) if kind == Review::Validating => r.reviewer.policy().parse_admission(bytes),
+        _ => policy_core::decode::json_value_from_slice(bytes),
     };
     let (review, asked) = match review::parse(&body, &decode) {
         Ok(parsed) => parsed,
@@ -243,7 +273,10 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
                 let timeout = app.opts.review_timeout;
                 let work = tokio::task::spawn_blocking(move || {
                     let _slot = slot;
-                    decide(&*rules?, &review["request"], &uid, timeout)
+                    match kind {
+                        Review::Validating => decide(&*rules?, &review["request"], &uid, timeout),
+                        Review::Mutating => mutate(&*rules?, &review["request"], &uid, timeout),
+                    }
                 });
                 // Both engines stop at the deadline and say so (epoch interruption in wasm, polls
                 // natively); this margin catches work that reaches no poll in time.
@@ -262,8 +295,17 @@ async fn validate(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes
     });
     let seconds = started.elapsed().as_secs_f64();
     let fired: Vec<&str> = response.rule_ids(Action::Deny).chain(response.rule_ids(Action::Warn)).collect();
-    let verdict = if response.allowed { "allow" } else { "deny" };
+    let verdict = match (kind, response.allowed) {
+        (Review::Mutating, _) if response.patch.is_some() => "mutate",
+        (_, true) => "allow",
+        (_, false) => "deny",
+    };
     app.metrics.request(verdict, operation_label, kind_label, &fired, seconds);
+    if let Some(mutated) = response.audit_annotations.get(policy_core::admission::MUTATED_ANNOTATION) {
+        for rule in mutated.split(',') {
+            app.metrics.mutation(rule);
+        }
+    }
     if !asked.dry_run {
         for rule in response.rule_ids(Action::Audit) {
             app.metrics.audit(rule);

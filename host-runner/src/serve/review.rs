@@ -182,6 +182,7 @@ mod tests {
             }),
             uid: json!("u1"),
             warnings: vec!["trace: missing".into()],
+            ..AdmissionResponse::default()
         };
         let a = answer(decided);
         assert_eq!((&a["apiVersion"], &a["kind"]), (&json!("admission.k8s.io/v1"), &json!("AdmissionReview")));

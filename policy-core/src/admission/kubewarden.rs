@@ -44,6 +44,7 @@ impl ValidationResponse {
             status,
             uid,
             warnings: self.warnings.unwrap_or_default(),
+            ..AdmissionResponse::default()
         }
     }
 }
@@ -60,6 +61,7 @@ mod tests {
             status: Some(Status { code: 403, message: "a: m".into() }),
             uid: Value::from("u1"),
             warnings: vec!["b: w".into()],
+            ..AdmissionResponse::default()
         };
         let wire = serde_json::to_value(ValidationResponse::from(&response)).unwrap();
         assert_eq!(

@@ -17,7 +17,8 @@ mod response;
 pub use cluster::{typed_objects, ClusterObjects, ClusterSource, ClusterView, Unseen};
 pub use response::{
     fit_lines, fit_warnings, AdmissionResponse, Status, AUDIT_ANNOTATION, DENY_ANNOTATION, MAX_DENIAL_BYTES,
-    MAX_DENIAL_LINE_CHARS, MAX_WARNINGS_BYTES, MAX_WARNING_CHARS, WARN_ANNOTATION, WITHOUT_CONTEXT_ANNOTATION,
+    MAX_DENIAL_LINE_CHARS, MAX_WARNINGS_BYTES, MAX_WARNING_CHARS, MUTATED_ANNOTATION, WARN_ANNOTATION,
+    WITHOUT_CONTEXT_ANNOTATION,
 };
 
 use crate::finding::{Action, Finding};
@@ -158,11 +159,26 @@ impl Policy {
     /// Kinds the source cannot read leave their rules named in
     /// [`AdmissionVerdict::without_context`]. What every admission host calls.
     pub fn review_admission_from(&self, input: &Value, cluster: &mut dyn ClusterSource) -> AdmissionVerdict {
+        self.with_cluster_view(input, cluster, |view| self.review_admission_in(input, view))
+    }
+
+    /// [`Policy::mutate_admission_in`], asking `cluster` as [`Policy::review_admission_from`] does.
+    pub fn mutate_admission_from(&self, input: &Value, cluster: &mut dyn ClusterSource) -> AdmissionMutation {
+        self.with_cluster_view(input, cluster, |view| self.mutate_admission_in(input, view))
+    }
+
+    /// Calls `then` with the view of the cluster the rules selecting this request's object read.
+    fn with_cluster_view<R>(
+        &self,
+        input: &Value,
+        cluster: &mut dyn ClusterSource,
+        then: impl FnOnce(ClusterView<'_>) -> R,
+    ) -> R {
         let kinds = self.context_kinds_for(input);
         if kinds.is_empty() {
             // No rule selecting this object compares it with others: the cluster holds nothing the
             // review lacks, and no rule needs to be named as decided without it.
-            return self.review_admission_in(input, ClusterView { objects: &[], unseen: Unseen::Nothing });
+            return then(ClusterView { objects: &[], unseen: Unseen::Nothing });
         }
         let namespace = admission_request(input).object_namespace();
         let mut objects = Vec::new();
@@ -173,7 +189,7 @@ impl Policy {
                 Err(_) => unseen.push(kind.to_string()),
             }
         }
-        self.review_admission_in(input, ClusterView { objects: &objects, unseen: Unseen::Kinds(&unseen) })
+        then(ClusterView { objects: &objects, unseen: Unseen::Kinds(&unseen) })
     }
 
     /// Kinds of cluster objects the rules would compare this request's object with (sorted;

@@ -26,6 +26,12 @@ pub struct AdmissionResponse {
     pub uid: Value,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// A mutating review's RFC 6902 patch, base64-encoded as the API server reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    /// `JSONPatch` when there is a patch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<String>,
 }
 
 /// Why a request is refused: an HTTP-like code and the message `kubectl` shows.
@@ -57,6 +63,7 @@ impl AdmissionVerdict {
             status: self.denial_message().map(|message| Status { code: 403, message }),
             uid,
             warnings: self.warnings(),
+            ..AdmissionResponse::default()
         }
     }
 }
@@ -99,6 +106,37 @@ impl AdmissionResponse {
 pub const DENY_ANNOTATION: &str = "meshguard.dev/deny";
 pub const WARN_ANNOTATION: &str = "meshguard.dev/warn";
 pub const AUDIT_ANNOTATION: &str = "meshguard.dev/audit";
+/// The ids of the rules whose fixes a mutating review applied.
+pub const MUTATED_ANNOTATION: &str = "meshguard.dev/mutated";
+
+impl super::AdmissionMutation {
+    /// The mutating review's answer: admitted, with the patch (when there is one) and a warning
+    /// per fix naming what was changed; the mutated rules' ids in an audit annotation. Whether the
+    /// object is then allowed is the validating review's to say.
+    pub fn response(&self, uid: Value) -> AdmissionResponse {
+        let mut response = AdmissionResponse::allow(uid);
+        if self.patch.0.is_empty() {
+            return response;
+        }
+        use base64::Engine as _;
+        let json = serde_json::to_vec(&self.patch).unwrap_or_default();
+        response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+        response.patch_type = Some("JSONPatch".into());
+        let mut rules: Vec<&str> = self.fixed.iter().map(|f| f.rule.as_str()).collect();
+        rules.dedup();
+        response.audit_annotations.insert(MUTATED_ANNOTATION.to_string(), rules.join(","));
+        response.warnings = super::fit_warnings(
+            self.fixed
+                .iter()
+                .map(|f| {
+                    let what = f.fix.as_ref().map_or("", |x| x.description.as_str());
+                    format!("{}: meshguard changed {} `{}`: {what}", f.rule, f.kind, f.name)
+                })
+                .collect(),
+        );
+        response
+    }
+}
 /// Ids of the rules that needed cluster objects the host did not supply.
 pub const WITHOUT_CONTEXT_ANNOTATION: &str = "meshguard.dev/without-context";
 
