@@ -126,7 +126,37 @@ pub fn render(policy: &Policy, o: &Options) -> String {
         fp = o.failure_policy,
         t = o.timeout_seconds
     );
-    for (group, resources) in resources(&policy.coverage()) {
+    write_rules(&mut out, &policy.coverage());
+    if let Some(mutating) = policy.mutating_coverage() {
+        // Rules set to mutate: the same service on `/mutate`, for the kinds those rules cover.
+        // Called again if a later mutation changes the object (reinvocationPolicy: IfNeeded).
+        let _ = writeln!(
+            out,
+            "---\n\
+             apiVersion: admissionregistration.k8s.io/v1\n\
+             kind: MutatingWebhookConfiguration\n\
+             metadata:\n  name: {name}\n  annotations:\n    cert-manager.io/inject-ca-from: {ns}/{name}-tls\n\
+             webhooks:\n\
+             - name: mutate.meshguard.dev\n  admissionReviewVersions: [v1]\n  clientConfig:\n    \
+             service: {{name: {svc}, namespace: {ns}, path: /mutate, port: 443}}\n  \
+             failurePolicy: {fp}\n  timeoutSeconds: {t}\n  sideEffects: None\n  reinvocationPolicy: IfNeeded\n  \
+             matchPolicy: Equivalent\n  \
+             namespaceSelector:\n    matchExpressions:\n    \
+             - {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, kube-node-lease, {ns}]}}\n  \
+             rules:",
+            name = o.name,
+            ns = o.namespace,
+            svc = o.service,
+            fp = o.failure_policy,
+            t = o.timeout_seconds
+        );
+        write_rules(&mut out, &mutating);
+    }
+    out
+}
+
+fn write_rules(out: &mut String, coverage: &Coverage) {
+    for (group, resources) in resources(coverage) {
         let list: Vec<String> = resources.iter().map(|r| if r == "*" { "\"*\"".into() } else { r.clone() }).collect();
         let group = if group == "*" { "\"*\"".to_string() } else { format!("\"{group}\"") };
         let _ = writeln!(
@@ -135,7 +165,6 @@ pub fn render(policy: &Policy, o: &Options) -> String {
             list.join(", ")
         );
     }
-    out
 }
 
 #[cfg(test)]
@@ -169,6 +198,33 @@ mod tests {
         let shipped = policy_core::yaml::parse_one(&shipped).unwrap().value;
         assert_eq!(shipped["webhooks"][0]["rules"], doc["webhooks"][0]["rules"]);
         assert_eq!(shipped["webhooks"][0]["matchConditions"], doc["webhooks"][0]["matchConditions"]);
+    }
+
+    #[test]
+    fn mutating_rules_add_a_mutating_webhook_for_their_kinds_only() {
+        let options = Options {
+            name: "meshguard",
+            namespace: "meshguard",
+            service: "meshguard",
+            failure_policy: "Ignore",
+            timeout_seconds: 5,
+        };
+        let policy = Policy::from_text("apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: x}\nspec:\n  rules:\n  - {id: p, check: istio-port-name}\n  - {id: s, check: istio-sidecar-start-order, actionOverrides: [{namespaces: [wave-1], action: deny, mutate: true}]}\n").unwrap();
+        let docs = policy_core::yaml::parse_documents(&render(&policy, &options)).unwrap();
+        assert_eq!(docs.len(), 2);
+        let mutating = &docs[1].value;
+        assert_eq!(mutating["kind"], "MutatingWebhookConfiguration");
+        let hook = &mutating["webhooks"][0];
+        assert_eq!(hook["clientConfig"]["service"]["path"], "/mutate");
+        assert_eq!(
+            (hook["sideEffects"].as_str(), hook["reinvocationPolicy"].as_str()),
+            (Some("None"), Some("IfNeeded"))
+        );
+        let groups: Vec<&str> =
+            hook["rules"].as_array().unwrap().iter().map(|r| r["apiGroups"][0].as_str().unwrap()).collect();
+        assert!(groups.contains(&"apps") && !hook["rules"].to_string().contains("services"), "workloads only: {hook}");
+        let plain = Policy::default_rules().unwrap();
+        assert_eq!(policy_core::yaml::parse_documents(&render(&plain, &options)).unwrap().len(), 1, "nothing mutates");
     }
 
     #[test]

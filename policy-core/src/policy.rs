@@ -557,8 +557,19 @@ impl Policy {
     /// names some, else what its check applies to. Admission hosts skip objects nothing covers
     /// (the answer, no findings, is the same), and webhook configurations are generated from it.
     pub fn coverage(&self) -> Coverage {
+        self.coverage_of(|_| true)
+    }
+
+    /// [`Policy::coverage`] of the rules that mutate in some namespace: what a mutating webhook
+    /// configuration must send to `/mutate` (`None` when no rule mutates).
+    pub fn mutating_coverage(&self) -> Option<Coverage> {
+        let mutates = |info: &RuleInfo| info.mutate || info.action_overrides.iter().any(|o| o.mutate == Some(true));
+        self.object_rules.iter().any(|r| mutates(&r.info)).then(|| self.coverage_of(mutates))
+    }
+
+    fn coverage_of(&self, selected: impl Fn(&RuleInfo) -> bool) -> Coverage {
         let mut cover = Coverage::default();
-        for r in &self.object_rules {
+        for r in self.object_rules.iter().filter(|r| selected(&r.info)) {
             if !r.matcher.kinds.is_empty() {
                 cover.selectors.extend(r.matcher.kinds.iter().cloned());
                 continue;
