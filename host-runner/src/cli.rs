@@ -42,10 +42,10 @@ pub enum Command {
                             byte (comments, key order, quoting, CRLF, a missing final newline); new keys go \
                             under their siblings at their indentation. Each edit is read back and must give \
                             exactly the patched object, or the file is left as it was. Files with anchors, \
-                            aliases, merge keys, templates or tabs near an edit, and JSON documents, are not \
-                            edited: they are listed with the reason and the patch. A fix that makes another \
-                            possible (a preStop sleep, then a drain duration matching it) is followed up, up \
-                            to 3 rounds.\n\n\
+                            aliases, merge keys, templates or tabs, or YAML flow mappings to rewrite, are not \
+                            edited: they are listed with the reason and the patch. JSON files stay JSON. A fix \
+                            that makes another possible (a preStop sleep, then a drain duration matching it) \
+                            is followed up, up to 4 rounds.\n\n\
                             In CI, fail a pull request with the diff:\n  meshguard fix examples/manifests\n\
                             Or commit what a bot fixed:\n  meshguard fix --write . && git commit -am 'meshguard fix'\n\
                             In a pipeline:\n  kustomize build | meshguard fix - | kubectl apply -f -\n\n\

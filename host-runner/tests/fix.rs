@@ -121,6 +121,15 @@ fn a_stream_is_fixed_to_stdout_and_json_lists_the_patches() {
         serde_json::json!([{"op": "replace", "path": "/spec/ports/0/name", "value": "http-web"}])
     );
     assert_eq!(std::fs::read_to_string(dir.path().join("svc.yaml")).unwrap(), service, "no --write, no change");
+
+    // A JSON file stays JSON, indentation and member order kept.
+    let json_service = "{\n    \"apiVersion\": \"v1\",\n    \"kind\": \"Service\",\n    \"metadata\": {\"name\": \"api\", \"namespace\": \"shop\"},\n    \"spec\": {\"ports\": [{\"port\": 80, \"name\": \"web\"}]}\n}\n";
+    std::fs::write(dir.path().join("svc.json"), json_service).unwrap();
+    let out = meshguard(dir.path(), &["fix", "--engine", "native", "--write", "svc.json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(dir.path().join("svc.json")).unwrap();
+    assert_eq!(written, json_service.replace("\"name\": \"web\"", "\"name\": \"http-web\""));
+    serde_json::from_str::<Value>(&written).expect("still JSON");
 }
 
 #[test]

@@ -4,9 +4,12 @@
 //! comment after it), a key added as new lines after the last line of its mapping, at the
 //! indentation of its siblings, a nested value laid out with the file's indent step.
 //!
+//! A document written as JSON stays JSON: values are written as JSON, members go before the first
+//! one at its indentation (or after the `{` of a one-line object).
+//!
 //! What it cannot edit safely it refuses, and says why: anchors, aliases and merge keys (an edit
-//! there changes other objects too), templates, tabs, flow mappings it would have to rewrite,
-//! block scalars, JSON documents. And it checks itself: the edited text is parsed again, and
+//! there changes other objects too), templates, tabs, YAML flow mappings it would have to rewrite,
+//! block scalars. And it checks itself: the edited text is parsed again, and
 //! unless every document reads back exactly as the patch says (the patched one) or as before (the
 //! others), the text is refused and left as it was.
 
@@ -70,6 +73,10 @@ pub fn apply_all(text: &str, patches: &[(usize, &Patch)]) -> (String, Vec<Result
 /// `patch` applied: the new text and the patched value it reads back as.
 fn edit_document(slice: &str, first_line: usize, patch: &Patch) -> Result<(String, Value), String> {
     refuse_unsafe_document(slice, first_line)?;
+    // A document written as JSON (or YAML's flow style) stays JSON: values are written as JSON,
+    // keys go in as JSON members.
+    let json =
+        slice.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).is_some_and(|l| l.starts_with('{'));
     let docs = yaml::parse_documents(slice).map_err(|e| format!("the document does not parse: {e}"))?;
     let [document] = docs.as_slice() else { return Err("the document's lines hold no single document".into()) };
     let mut expected = document.value.clone();
@@ -81,7 +88,7 @@ fn edit_document(slice: &str, first_line: usize, patch: &Patch) -> Result<(Strin
             current = yaml::parse_documents(&edited).map_err(|e| format!("an edit broke the document ({e})"))?;
         }
         let [document] = current.as_slice() else { return Err("an edit split the document".into()) };
-        edited = apply_op(&edited, &document.value, &document.spans, op)?;
+        edited = apply_op(&edited, &document.value, &document.spans, op, json)?;
     }
     match yaml::parse_documents(&edited).as_deref() {
         Ok([read]) if read.value == expected => Ok((edited, expected)),
@@ -144,8 +151,8 @@ fn refuse_unsafe_document(slice: &str, first_line: usize) -> Result<(), String> 
         }
     }
     let first = slice.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('%'));
-    if first.is_some_and(|l| l.starts_with('{') || l.starts_with('[')) {
-        return Err("the document is written as JSON (flow style): it is not edited in place".into());
+    if first.is_some_and(|l| l.starts_with('[')) {
+        return Err("the document is a list, not an object".into());
     }
     Ok(())
 }
@@ -274,7 +281,7 @@ fn block_end(text: &Text<'_>, from: usize, indent: usize) -> usize {
     last
 }
 
-fn apply_op(text: &str, root: &Value, spans: &Spans, op: &PatchOperation) -> Result<String, String> {
+fn apply_op(text: &str, root: &Value, spans: &Spans, op: &PatchOperation, json: bool) -> Result<String, String> {
     let (path, value, adds) = match op {
         PatchOperation::Add(a) => (a.path.to_string(), &a.value, true),
         PatchOperation::Replace(r) => (r.path.to_string(), &r.value, false),
@@ -288,12 +295,15 @@ fn apply_op(text: &str, root: &Value, spans: &Spans, op: &PatchOperation) -> Res
         walk(root, spans, parent_tokens).ok_or_else(|| format!("`{path}`: its parent is not in the file"))?;
     let text_lines = Text::new(text);
     match parent {
+        Value::Object(map) if adds && !map.contains_key(last) && json => {
+            add_json_member(&text_lines, parent_spans, map.len(), last, value).map_err(|e| format!("`{path}`: {e}"))
+        }
         Value::Object(map) if adds && !map.contains_key(last) => {
             add_key(&text_lines, parent_spans, map.len(), last, value).map_err(|e| format!("`{path}`: {e}"))
         }
         Value::Object(_) => {
             let (_, at) = walk(parent, parent_spans, std::slice::from_ref(last)).ok_or("the key is missing")?;
-            replace_value_of_key(&text_lines, at.at, value).map_err(|e| format!("`{path}`: {e}"))
+            replace_value_of_key(&text_lines, at.at, value, json).map_err(|e| format!("`{path}`: {e}"))
         }
         Value::Array(items) => {
             let index: usize = last.parse().map_err(|_| format!("`{path}`: appending to a list is not written"))?;
@@ -301,7 +311,7 @@ fn apply_op(text: &str, root: &Value, spans: &Spans, op: &PatchOperation) -> Res
                 return Err(format!("`{path}`: inserting into a list is not written into files"));
             }
             let (_, at) = walk(parent, parent_spans, std::slice::from_ref(last)).ok_or("the item is missing")?;
-            replace_scalar_at(&text_lines, at.at, value).map_err(|e| format!("`{path}`: {e}"))
+            replace_scalar_at(&text_lines, at.at, value, json).map_err(|e| format!("`{path}`: {e}"))
         }
         _ => Err(format!("`{path}`: its parent is not a mapping or a list")),
     }
@@ -373,7 +383,42 @@ fn indent_step(text: &Text<'_>) -> usize {
 }
 
 /// Replaces the value of the key at `key_at` (its line and column).
-fn replace_value_of_key(text: &Text<'_>, key_at: Position, value: &Value) -> Result<String, String> {
+/// Adds `"key": value` to the JSON object at `spans`: on a line of its own before the first
+/// member, at its indentation, when members are one per line; else right after the `{`.
+fn add_json_member(text: &Text<'_>, spans: &Spans, entries: usize, key: &str, value: &Value) -> Result<String, String> {
+    let member = format!(
+        "{}: {}",
+        serde_json::to_string(key).map_err(|e| e.to_string())?,
+        serde_json::to_string(value).map_err(|e| e.to_string())?
+    );
+    let mut lines = text.owned();
+    let children = spans.children_positions();
+    if entries == 0 || children.is_empty() {
+        // `{}`: found after the object's key (or at the object itself, for the root).
+        let (line, byte) = text.offset(spans.at).ok_or("the object is outside the text")?;
+        let source = text.lines[line];
+        let start =
+            if source[byte..].starts_with('{') { byte } else { byte + skip_key(&source[byte..]).ok_or("no `:`")? };
+        let rest = &source[start..];
+        let spaces = rest.len() - rest.trim_start().len();
+        if !rest.trim_start().starts_with("{}") {
+            return Err("the empty object is not written `{}`".into());
+        }
+        let at = start + spaces;
+        lines[line] = format!("{}{{{member}}}{}", &source[..at], &source[at + 2..]);
+        return Ok(text.join(&lines));
+    }
+    let (line, byte) = text.offset(children[0]).ok_or("the object is outside the text")?;
+    let source = text.lines[line];
+    if source[..byte].trim().is_empty() {
+        lines.insert(line, format!("{}{member},", &source[..byte]));
+    } else {
+        lines[line] = format!("{}{member}, {}", &source[..byte], &source[byte..]);
+    }
+    Ok(text.join(&lines))
+}
+
+fn replace_value_of_key(text: &Text<'_>, key_at: Position, value: &Value, json: bool) -> Result<String, String> {
     let (line, key_byte) = text.offset(key_at).ok_or("the key is outside the text")?;
     let source = text.lines[line];
     let after_key = skip_key(&source[key_byte..]).ok_or("the key is not followed by `:`")?;
@@ -399,10 +444,11 @@ fn replace_value_of_key(text: &Text<'_>, key_at: Position, value: &Value) -> Res
         lines.splice(line..=end, new_lines);
         return Ok(text.join(&lines));
     }
-    let in_flow = source[..key_byte].trim_end().ends_with(['{', ',']);
+    let in_flow = json || source[..key_byte].trim_end().ends_with(['{', ',']);
     let token = token_len(rest.trim_start(), in_flow).ok_or("its value is not a one-line scalar or flow list")?;
     let start = value_byte + (rest.len() - rest.trim_start().len());
-    let new = render_inline(value).ok_or("the new value is not written inline")?;
+    let new = if json { serde_json::to_string(value).ok() } else { render_inline(value) }
+        .ok_or("the new value is not written inline")?;
     lines[line] = format!("{}{}{}", &source[..start], new, &source[start + token..]);
     Ok(text.join(&lines))
 }
@@ -416,12 +462,13 @@ fn spaced(comment: &str) -> String {
 }
 
 /// Replaces the scalar that starts at `at` (a sequence item).
-fn replace_scalar_at(text: &Text<'_>, at: Position, value: &Value) -> Result<String, String> {
+fn replace_scalar_at(text: &Text<'_>, at: Position, value: &Value, json: bool) -> Result<String, String> {
     let (line, byte) = text.offset(at).ok_or("the item is outside the text")?;
     let source = text.lines[line];
-    let in_flow = source[..byte].trim_end().ends_with(['[', ',']);
+    let in_flow = json || source[..byte].trim_end().ends_with(['[', ',']);
     let token = token_len(&source[byte..], in_flow).ok_or("the item is not a one-line scalar")?;
-    let new = render_inline(value).ok_or("the new value is not written inline")?;
+    let new = if json { serde_json::to_string(value).ok() } else { render_inline(value) }
+        .ok_or("the new value is not written inline")?;
     let mut lines = text.owned();
     lines[line] = format!("{}{}{}", &source[..byte], new, &source[byte + token..]);
     Ok(text.join(&lines))
@@ -681,8 +728,6 @@ spec:
         assert!(e.contains("merge key") || e.contains("anchor"), "{e}");
         let e = refused("kind: A\nmetadata:\n  name: {{ .Values.name }}\n  labels:\n    a: b\n", add_label.clone());
         assert!(e.contains("template") || e.contains("parse"), "{e}");
-        let e = refused("{\"kind\": \"A\", \"metadata\": {\"labels\": {\"a\": \"b\"}}}", add_label.clone());
-        assert!(e.contains("JSON"), "{e}");
         let e = refused("kind: A\nmetadata: {labels: {a: b}}\n", add_label.clone());
         assert!(e.contains("flow"), "{e}");
         let e = refused("kind: A\nmetadata:\n  labels: {}\n", add_label);
@@ -696,6 +741,26 @@ spec:
         assert!(e.contains("`remove`"), "{e}");
         let e = refused("kind: A\n", json!([{"op": "add", "path": "/spec/x", "value": 1}]));
         assert!(e.contains("does not apply"), "{e}");
+    }
+
+    #[test]
+    fn json_stays_json_with_its_indentation() {
+        let text = "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Service\",\n  \"metadata\": {\n    \"name\": \"api\",\n    \"annotations\": {}\n  },\n  \"spec\": {\n    \"ports\": [\n      {\"name\": \"web\", \"port\": 80}\n    ],\n    \"exportTo\": [\"*\"]\n  }\n}\n";
+        let out = edited(text, 0, json!([{"op": "replace", "path": "/spec/ports/0/name", "value": "http-web"}]));
+        assert_eq!(out, text.replace("\"name\": \"web\"", "\"name\": \"http-web\""));
+        let out = edited(text, 0, json!([{"op": "add", "path": "/metadata/labels", "value": {"app": "api"}}]));
+        assert_eq!(
+            out,
+            text.replace("    \"name\": \"api\",\n", "    \"labels\": {\"app\":\"api\"},\n    \"name\": \"api\",\n")
+        );
+        let out = edited(text, 0, json!([{"op": "add", "path": "/metadata/annotations/a", "value": "b"}]));
+        assert!(out.contains("\"annotations\": {\"a\": \"b\"}\n"), "{out}");
+        let out = edited(text, 0, json!([{"op": "replace", "path": "/spec/exportTo", "value": ["."]}]));
+        assert!(out.contains("\"exportTo\": [\".\"]\n"), "{out}");
+        serde_json::from_str::<Value>(&out).expect("still JSON");
+        let inline = "{\"kind\": \"A\", \"metadata\": {\"name\": \"a\"}}";
+        let out = edited(inline, 0, json!([{"op": "add", "path": "/metadata/namespace", "value": "shop"}]));
+        assert_eq!(out, "{\"kind\": \"A\", \"metadata\": {\"namespace\": \"shop\", \"name\": \"a\"}}");
     }
 
     #[test]
