@@ -62,10 +62,9 @@ fn repo(c: &mut Criterion) {
     // `meshguard fix` without --write over the same repo: the review, then each fix written into
     // a copy of its file's text and read back (the goal: within 2x of `check`).
     let native = host_runner::engine::Reviewer::Native(Policy::default_rules().expect("default rules"));
-    let no_reason = |_: &str| String::new();
     g.bench_function("fix_10k_objects_default_rules/native", |b| {
         b.iter_with_large_drop(|| {
-            let report = host_runner::fix::run(&native, &paths, "default", &[], &no_reason, false).expect("fix");
+            let report = host_runner::fix::run(&native, &paths, "default", &[], false).expect("fix");
             assert!(!report.changed.is_empty(), "the repo has fixable findings");
             report
         })

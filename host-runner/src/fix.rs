@@ -84,7 +84,6 @@ pub fn run(
     paths: &[PathBuf],
     default_namespace: &str,
     only: &[String],
-    why_no_fix: &dyn Fn(&str) -> String,
     lines_in_fixed_files: bool,
 ) -> Result<FixReport> {
     let mut report = FixReport::default();
@@ -146,9 +145,11 @@ pub fn run(
                     let i = members[f.object_index];
                     report.applied.push(applied(&files[file], line_of(i, f), f));
                 }
+                // `done.left` holds only refused edits: `local` carried no remaining findings.
                 for (f, why) in &done.left {
                     let i = members[f.object_index];
-                    report.left.push(left(&files[file], line_of(i, f), f, why.clone().unwrap_or_default()));
+                    let why = why.clone().unwrap_or_else(|| reviewer.policy().why_not_fixed(f));
+                    report.left.push(left(&files[file], line_of(i, f), f, why));
                 }
                 if done.text != before {
                     report.changed.push(ChangedFile { name: files[file].clone(), before, after: done.text });
@@ -181,14 +182,8 @@ pub fn run(
     let line_of = |i: usize, f: &Finding| objects[i].position(&f.path).line;
     for f in &fixed.remaining {
         let source = &objects[f.object_index];
-        let why = if f.fix.is_some() {
-            format!("still found after {} rounds of fixes", policy_core::fix::MAX_ROUNDS)
-        } else {
-            why_no_fix(&f.rule)
-        };
-        report.left.push(left(&files[source.file], line_of(f.object_index, f), f, why));
+        report.left.push(left(&files[source.file], line_of(f.object_index, f), f, reviewer.policy().why_not_fixed(f)));
     }
-    report.changed.sort_by_key(|c| files.iter().position(|f| *f == c.name));
     report.left.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     if let Some(i) = files.iter().position(|f| f == sources::STDIN) {
         report.stream = report
@@ -226,9 +221,10 @@ fn applied(file: &str, line: u32, f: &Finding) -> AppliedFix {
     }
 }
 
+/// `why`: an edit's refusal, or (from [`policy_core::Policy::why_not_fixed`]) why there is none.
 fn left(file: &str, line: u32, f: &Finding, why: String) -> LeftFinding {
     let why = match &f.fix {
-        Some(fix) if !why.starts_with("still found") && !why.is_empty() => format!(
+        Some(fix) if !why.starts_with("still found") => format!(
             "its fix ({}) was not written: {why}; the patch: {}",
             fix.description,
             serde_json::to_string(&fix.patch).unwrap_or_default()

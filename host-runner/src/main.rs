@@ -112,20 +112,10 @@ fn fix_command(args: FixArgs) -> anyhow::Result<u8> {
     if let Some(unknown) = args.only.iter().find(|r| !known.contains(r)) {
         anyhow::bail!("--only names `{unknown}`, which is not a rule of the rule set ({})", known.join(", "));
     }
-    let checks: std::collections::HashMap<String, &'static str> =
-        policy.rules().map(|r| (r.id.clone(), r.check)).collect();
     let reviewer = match args.engine {
         EngineChoice::Native => Reviewer::Native(policy),
         EngineChoice::Wasm => {
             Reviewer::Wasm { module: Arc::new(wasm::setup::module(&args.wasm)?), rules: rules_doc, policy }
-        }
-    };
-    let why_no_fix = |rule: &str| -> String {
-        let check = checks.get(rule).copied().unwrap_or("");
-        match policy_core::checks::find(check).map(|s| s.fix) {
-            Some(policy) if policy.starts_with("None") => format!("no fix: {}", policy.trim_start_matches("None: ")),
-            Some(policy) => format!("no fix for this case; the check fixes only this: {policy}"),
-            None => "its check offers no fix".to_string(),
         }
     };
     let stream = args.paths.iter().any(|p| p.as_os_str() == "-");
@@ -133,8 +123,7 @@ fn fix_command(args: FixArgs) -> anyhow::Result<u8> {
         anyhow::bail!("`-` (stdin) is fixed on its own: it cannot be mixed with other paths");
     }
     // With --write, what is left is named at its line in the file as written.
-    let mut report =
-        host_runner::fix::run(&reviewer, &args.paths, &args.namespace, &args.only, &why_no_fix, args.write)?;
+    let mut report = host_runner::fix::run(&reviewer, &args.paths, &args.namespace, &args.only, args.write)?;
     std::mem::forget(std::mem::take(&mut report.parsed));
     for e in &report.errors {
         eprintln!("{}: error: {}", e.location(), printable(&e.message));
@@ -146,11 +135,7 @@ fn fix_command(args: FixArgs) -> anyhow::Result<u8> {
     let mut out = stdout.lock();
     if stream {
         // The fixed stream (or the stream as it came, when nothing changed) for the next command.
-        let text = match report.changed.first() {
-            Some(changed) => changed.after.clone(),
-            None => report.stream.clone().unwrap_or_default(),
-        };
-        out.write_all(text.as_bytes())?;
+        out.write_all(report.stream.as_deref().unwrap_or_default().as_bytes())?;
         return Ok(if report.errors.is_empty() { 0 } else { 2 });
     }
     match args.format {

@@ -193,6 +193,11 @@ impl RuleInfo {
         self.action_overrides.iter().find(|o| any_glob(&o.namespaces, namespace)).map_or(self.action, |o| o.action)
     }
 
+    /// Whether the rule fixes its findings at admission in some namespace.
+    pub fn mutates_somewhere(&self) -> bool {
+        self.mutate || self.action_overrides.iter().any(|o| o.mutate == Some(true))
+    }
+
     /// Whether the rule fixes its findings at admission in `namespace`: the first override that
     /// names the namespace and says, else the rule's `mutate`.
     pub fn mutates_in(&self, namespace: &str) -> bool {
@@ -418,12 +423,20 @@ impl Policy {
                     ));
                 }
             }
-            let mutates_somewhere = rule.mutate || rule.action_overrides.iter().any(|o| o.mutate == Some(true));
-            if mutates_somewhere && (spec.target != Target::Kubernetes || spec.fix.starts_with("None")) {
-                let field = if rule.mutate {
+            let info = RuleInfo {
+                id: rule.id,
+                check: spec.id,
+                description: rule.description,
+                action: rule.action,
+                message: rule.message,
+                action_overrides: rule.action_overrides,
+                mutate: rule.mutate,
+            };
+            if info.mutates_somewhere() && !spec.offers_fix() {
+                let field = if info.mutate {
                     "mutate".to_string()
                 } else {
-                    let j = rule.action_overrides.iter().position(|o| o.mutate == Some(true)).unwrap_or(0);
+                    let j = info.action_overrides.iter().position(|o| o.mutate == Some(true)).unwrap_or(0);
                     format!("actionOverrides[{j}].mutate")
                 };
                 return Err(err(
@@ -434,15 +447,6 @@ impl Policy {
                     ),
                 ));
             }
-            let info = RuleInfo {
-                id: rule.id,
-                check: spec.id,
-                description: rule.description,
-                action: rule.action,
-                message: rule.message,
-                action_overrides: rule.action_overrides,
-                mutate: rule.mutate,
-            };
             match compiled {
                 Compiled::Object(check) => {
                     if rule.when.is_some() || rule.status.is_some() {
@@ -549,6 +553,21 @@ impl Policy {
     }
 
     /// Every rule, Kubernetes rules first, each in document order.
+    /// Why `finding` is left as it is by `meshguard fix` (and every host that fixes): still found
+    /// after the rounds of fixes, or its check has no fix for it, in the words of the check's
+    /// catalog entry.
+    pub fn why_not_fixed(&self, finding: &Finding) -> String {
+        if finding.fix.is_some() {
+            return format!("still found after {} rounds of fixes", crate::fix::MAX_ROUNDS);
+        }
+        let check = self.rules().find(|r| r.id == finding.rule).and_then(|r| checks::find(r.check));
+        match check {
+            Some(spec) if !spec.offers_fix() => format!("no fix: {}", spec.fix.trim_start_matches("None: ")),
+            Some(spec) => format!("no fix for this case; the check fixes only this: {}", spec.fix),
+            None => "its check offers no fix".to_string(),
+        }
+    }
+
     pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.object_rules.iter().map(|r| &r.info).chain(self.http_rules.iter().map(|r| &r.info))
     }
@@ -563,8 +582,10 @@ impl Policy {
     /// [`Policy::coverage`] of the rules that mutate in some namespace: what a mutating webhook
     /// configuration must send to `/mutate` (`None` when no rule mutates).
     pub fn mutating_coverage(&self) -> Option<Coverage> {
-        let mutates = |info: &RuleInfo| info.mutate || info.action_overrides.iter().any(|o| o.mutate == Some(true));
-        self.object_rules.iter().any(|r| mutates(&r.info)).then(|| self.coverage_of(mutates))
+        self.object_rules
+            .iter()
+            .any(|r| r.info.mutates_somewhere())
+            .then(|| self.coverage_of(RuleInfo::mutates_somewhere))
     }
 
     fn coverage_of(&self, selected: impl Fn(&RuleInfo) -> bool) -> Coverage {

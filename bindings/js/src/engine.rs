@@ -63,10 +63,7 @@ impl Engine {
             .left
             .iter()
             .map(|(f, why)| {
-                let why = why.clone().unwrap_or_else(|| {
-                    policy_core::checks::find(f.check)
-                        .map_or("its check offers no fix".to_string(), |s| s.fix.to_string())
-                });
+                let why = why.clone().unwrap_or_else(|| self.policy.why_not_fixed(f));
                 json!({"rule": f.rule, "kind": f.kind, "namespace": f.namespace, "name": f.name, "path": f.path,
                        "message": f.message, "why": why})
             })

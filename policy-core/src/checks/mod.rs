@@ -77,6 +77,13 @@ pub struct CheckSpec {
     pub compile: fn(&Value) -> Result<Compiled, ParamError>,
 }
 
+impl CheckSpec {
+    /// Whether the check ever attaches a fix: its catalog line does not start with "None".
+    pub fn offers_fix(&self) -> bool {
+        self.target == Target::Kubernetes && !self.fix.starts_with("None")
+    }
+}
+
 pub enum Compiled {
     Object(Box<dyn ObjectCheck>),
     Http(Box<dyn HttpCheck>),

@@ -212,7 +212,8 @@ pub fn fix_values<E>(
 pub struct FixedText {
     pub text: String,
     pub applied: Vec<crate::Finding>,
-    /// Findings without a fix, or whose fix could not be written (with why).
+    /// Findings left: with why their fix could not be written, or `None` for the ones without a
+    /// fix or still found after the rounds ([`crate::Policy::why_not_fixed`] says which).
     pub left: Vec<(crate::Finding, Option<String>)>,
 }
 
@@ -273,10 +274,7 @@ pub fn write_fixes(text: &str, places: &[(usize, FieldPath)], fixed: FixedValues
             }
         }
     }
-    out.left.extend(fixed.remaining.into_iter().map(|f| {
-        let why = f.fix.is_some().then(|| format!("still found after {MAX_ROUNDS} rounds of fixes"));
-        (f, why)
-    }));
+    out.left.extend(fixed.remaining.into_iter().map(|f| (f, None)));
     Ok(out)
 }
 
