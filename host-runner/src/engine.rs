@@ -127,16 +127,7 @@ impl Reviewer {
     ) -> Result<Vec<Finding>> {
         match self {
             Reviewer::Native(policy) => {
-                let input = Input::new(values, default_namespace);
-                let per_object: Vec<Vec<Finding>> = (0..values.len())
-                    .into_par_iter()
-                    .map(|i| {
-                        let mut out = Vec::new();
-                        policy.review_object(&input, i, &mut out);
-                        out
-                    })
-                    .collect();
-                Ok(per_object.into_iter().flatten().collect())
+                Ok(review_natively(policy, values, default_namespace, (0..values.len()).collect()))
             }
             Reviewer::Wasm { module, rules, .. } => review_in_wasm(
                 module,
@@ -160,19 +151,9 @@ impl Reviewer {
         wanted: &std::collections::BTreeSet<usize>,
     ) -> Result<Vec<Finding>> {
         match self {
+            // Every object stays in the input as context; only the wanted ones are reviewed.
             Reviewer::Native(policy) => {
-                // Every object stays in the input as context; only the wanted ones are reviewed.
-                let input = Input::new(values, default_namespace);
-                let indexes: Vec<usize> = wanted.iter().copied().collect();
-                let per_object: Vec<Vec<Finding>> = indexes
-                    .into_par_iter()
-                    .map(|i| {
-                        let mut out = Vec::new();
-                        policy.review_object(&input, i, &mut out);
-                        out
-                    })
-                    .collect();
-                Ok(per_object.into_iter().flatten().collect())
+                Ok(review_natively(policy, values, default_namespace, wanted.iter().copied().collect()))
             }
             Reviewer::Wasm { module, rules, .. } => {
                 fn group(o: &crate::check::ObjectRef) -> &String {
@@ -191,6 +172,26 @@ impl Reviewer {
             }
         }
     }
+}
+
+/// The findings of the objects at `indexes`, every value in the input (peers for cross-object
+/// checks), objects reviewed in parallel, findings in `indexes` order.
+fn review_natively(
+    policy: &Policy,
+    values: &[serde_json::Value],
+    default_namespace: &str,
+    indexes: Vec<usize>,
+) -> Vec<Finding> {
+    let input = Input::new(values, default_namespace);
+    let per_object: Vec<Vec<Finding>> = indexes
+        .into_par_iter()
+        .map(|i| {
+            let mut out = Vec::new();
+            policy.review_object(&input, i, &mut out);
+            out
+        })
+        .collect();
+    per_object.into_iter().flatten().collect()
 }
 
 const REVIEW_MSGPACK: &str = "meshguard_review_msgpack";
