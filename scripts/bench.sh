@@ -56,6 +56,9 @@ command -v oha >/dev/null || cargo install oha --locked
 cargo build --locked --release -p host-runner
 if $quick; then python3 scripts/webhook-load.py --seconds 6; else python3 scripts/webhook-load.py --seconds 30; fi
 
+echo "== meshguard fix against meshguard check over the 10,000-object repo"
+python3 scripts/fix-vs-check.py
+
 echo "== admission webhook under attack (idle connections, costly reviews, a well-behaved tenant)"
 if $quick; then python3 scripts/webhook-fairness.py --seconds 6 --idle 500; else python3 scripts/webhook-fairness.py; fi
 
