@@ -99,40 +99,36 @@ fn load_rules(opts: &Options) -> Result<Rules> {
     Ok(Rules { reviewer, source, coverage, settings_json, cluster: opts.cluster.clone() })
 }
 
-/// Decides one AdmissionRequest (`uid`) with the rule set in force.
+/// Runs native policy-core work that stops at `timeout` from now: policy-core polls for the
+/// deadline (`interrupt`), so no evaluation outlives its answer by more than a few microseconds.
+fn natively_within<R>(timeout: Duration, work: impl FnOnce() -> R) -> Result<R> {
+    let deadline = std::time::Instant::now() + timeout;
+    policy_core::interrupt::run(move || std::time::Instant::now() >= deadline, work)
+        .map_err(|_| anyhow!("the review ran past its {} ms deadline and was stopped", timeout.as_millis()))
+}
+
 /// The mutating review of one request within `timeout`: the patch of the rules set to mutate.
 /// policy-core computes it natively in both engines (the Kubewarden module does not mutate yet):
 /// the same patches `meshguard fix` writes.
 fn mutate(rules: &Rules, request: &Value, uid: &str, timeout: Duration) -> Result<AdmissionResponse> {
     let policy = rules.reviewer.policy();
-    let deadline = std::time::Instant::now() + timeout;
-    let mutation = policy_core::interrupt::run(
-        move || std::time::Instant::now() >= deadline,
-        || match &rules.cluster {
-            Some(c) => policy.mutate_admission_from(request, &mut c.source()),
-            None => policy.mutate_admission_in(request, policy_core::admission::ClusterView::NONE),
-        },
-    )
-    .map_err(|_| anyhow!("the review ran past its {} ms deadline and was stopped", timeout.as_millis()))?;
+    let mutation = natively_within(timeout, || match &rules.cluster {
+        Some(c) => policy.mutate_admission_from(request, &mut c.source()),
+        None => policy.mutate_admission_in(request, policy_core::admission::ClusterView::NONE),
+    })?;
     Ok(mutation.response(Value::String(uid.to_string())))
 }
 
-/// Decides one request within `timeout` of starting: then its answer stops being wanted. The wasm engine's epoch
-/// deadline stops the guest then; natively, policy-core polls for it (`interrupt`), so no
-/// evaluation outlives its answer by more than a few microseconds.
+/// Decides one AdmissionRequest (`uid`) with the rule set in force, within `timeout` of starting:
+/// then its answer stops being wanted. The wasm engine's epoch deadline stops the guest then.
 fn decide(rules: &Rules, request: &Value, uid: &str, timeout: Duration) -> Result<AdmissionResponse> {
     let uid = Value::String(uid.to_string());
     match &rules.reviewer {
         Reviewer::Native(policy) => {
-            let deadline = std::time::Instant::now() + timeout;
-            let verdict = policy_core::interrupt::run(
-                move || std::time::Instant::now() >= deadline,
-                || match &rules.cluster {
-                    Some(c) => policy.review_admission_from(request, &mut c.source()),
-                    None => policy.review_admission(request),
-                },
-            )
-            .map_err(|_| anyhow!("the review ran past its {} ms deadline and was stopped", timeout.as_millis()))?;
+            let verdict = natively_within(timeout, || match &rules.cluster {
+                Some(c) => policy.review_admission_from(request, &mut c.source()),
+                None => policy.review_admission(request),
+            })?;
             Ok(verdict.response(uid))
         }
         Reviewer::Wasm { module, .. } => {
