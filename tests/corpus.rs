@@ -169,24 +169,6 @@ fn every_check_is_named_by_a_corpus_file() {
     }
 }
 
-/// `value` as yaml-rust2's document tree, for its block-style emitter.
-fn to_yaml(value: &serde_json::Value) -> yaml_rust2::Yaml {
-    use yaml_rust2::Yaml;
-    match value {
-        serde_json::Value::Null => Yaml::Null,
-        serde_json::Value::Bool(b) => Yaml::Boolean(*b),
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => Yaml::Integer(i),
-            None => Yaml::Real(n.to_string()),
-        },
-        serde_json::Value::String(s) => Yaml::String(s.clone()),
-        serde_json::Value::Array(items) => Yaml::Array(items.iter().map(to_yaml).collect()),
-        serde_json::Value::Object(map) => {
-            Yaml::Hash(map.iter().map(|(k, v)| (Yaml::String(k.clone()), to_yaml(v))).collect())
-        }
-    }
-}
-
 /// Every corpus case's objects, written as a block-YAML stream and fixed: no edit is ever
 /// refused for reading back wrong (the editor's self-check), every object reads back with only
 /// the patched changes, and a finding that was fixed does not come back.
@@ -198,10 +180,7 @@ fn fixes_of_every_corpus_case_read_back_as_the_patched_objects() {
         let policy = policy(case);
         let mut text = String::new();
         for object in case.objects.iter().chain(&case.cluster) {
-            let mut emitter_out = String::new();
-            yaml_rust2::YamlEmitter::new(&mut emitter_out).dump(&to_yaml(object)).unwrap();
-            text.push_str(&emitter_out);
-            text.push('\n');
+            text.push_str(&meshguard_tests::block_yaml(object));
         }
         let fixed = match policy_core::fix::fix_text(&policy, &text, &case.namespace) {
             Ok(f) => f,

@@ -162,10 +162,10 @@ fn metadata(path: &str) -> Value {
 fn dist_modules_carry_kubewarden_metadata_and_artifact_hub_packages_match_it() {
     let context_kinds: Vec<String> =
         policy_core::Policy::default_rules().unwrap().context_kinds().iter().map(|k| k.to_string()).collect();
-    for (path, mode, protocol, package) in [
-        ("dist/meshguard-kubewarden.wasm", "kubewarden-wapc", "v1", "wasm-plugin/kubewarden/artifacthub-pkg.yml"),
-        (GATEKEEPER_MODULE, "gatekeeper", "Unknown", "wasm-plugin/opa/artifacthub-pkg.yml"),
-        (OPA_MODE_MODULE, "opa", "Unknown", "wasm-plugin/opa/artifacthub-pkg-opa-mode.yml"),
+    for (path, mode, protocol, package, mutating) in [
+        ("dist/meshguard-kubewarden.wasm", "kubewarden-wapc", "v1", "wasm-plugin/kubewarden/artifacthub-pkg.yml", true),
+        (GATEKEEPER_MODULE, "gatekeeper", "Unknown", "wasm-plugin/opa/artifacthub-pkg.yml", false),
+        (OPA_MODE_MODULE, "opa", "Unknown", "wasm-plugin/opa/artifacthub-pkg-opa-mode.yml", false),
     ] {
         let m = metadata(path);
         assert_eq!(
@@ -173,7 +173,7 @@ fn dist_modules_carry_kubewarden_metadata_and_artifact_hub_packages_match_it() {
             (Some(mode), Some(protocol)),
             "{path}"
         );
-        assert_eq!(m["mutating"], false);
+        assert_eq!(m["mutating"], mutating, "{path}: only the waPC module answers with a mutated object");
         assert!(m["rules"]
             .as_array()
             .unwrap()
@@ -208,7 +208,7 @@ fn dist_modules_carry_kubewarden_metadata_and_artifact_hub_packages_match_it() {
         );
         assert_eq!(pkg["containersImages"][0], json!({"name": "policy", "image": image}), "{package}");
         let hub = &pkg["annotations"];
-        assert_eq!(hub["kubewarden/mutation"], "false", "{package}");
+        assert_eq!(hub["kubewarden/mutation"], mutating.to_string(), "{package}");
         let rules = policy_core::yaml::parse_one(hub["kubewarden/rules"].as_str().unwrap()).unwrap().value;
         assert_eq!(rules, m["rules"], "{package}: kubewarden/rules");
         let resources =

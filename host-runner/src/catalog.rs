@@ -55,6 +55,9 @@ pub fn explain(id: &str) -> Option<String> {
         indent(spec.failing_example)
     );
     let _ = writeln!(out, "Fix: {}", spec.fix);
+    if !spec.fix_scope.is_empty() {
+        let _ = writeln!(out, "A fix changes only: {}", spec.fix_scope.join(", "));
+    }
     if let Some(fixed) = fixed_example(spec) {
         let _ = writeln!(out, "\n`meshguard fix` turns the failing example into:\n{}", indent(&fixed));
     }
@@ -123,6 +126,11 @@ pub fn markdown() -> String {
             with_newline(spec.failing_example)
         );
         let _ = writeln!(out, "\n**Fix.** {}", spec.fix);
+        if !spec.fix_scope.is_empty() {
+            let scope: Vec<String> = spec.fix_scope.iter().map(|p| format!("`{p}`")).collect();
+            let _ =
+                writeln!(out, "\nA fix changes only {} (`*`: one segment, `**`: any path before).", scope.join(", "));
+        }
         if let Some(fixed) = fixed_example(spec) {
             let _ = writeln!(
                 out,

@@ -310,7 +310,8 @@ pub enum RulesCommand {
     /// Print the check catalog as Markdown (docs/checks.md is generated from it)
     Docs,
     /// Print the ValidatingWebhookConfiguration for `meshguard serve` whose rules cover exactly the
-    /// kinds the rule set can flag (so other writes never wait on the webhook)
+    /// kinds the rule set can flag (so other writes never wait on the webhook), and the
+    /// MutatingWebhookConfiguration for `/mutate` when some rule has `mutate: true`
     WebhookConfig {
         /// Rule set file (default: the built-in rule set)
         #[arg(long, value_name = "FILE")]

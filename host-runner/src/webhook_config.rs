@@ -117,8 +117,16 @@ pub fn render(policy: &Policy, o: &Options) -> String {
     if let Some(mutating) = policy.mutating_coverage() {
         // Rules set to mutate: the same service on `/mutate`, for the kinds those rules cover.
         // Called again if a later mutation changes the object (reinvocationPolicy: IfNeeded).
+        // Controllers' Pods are left alone here too: their template was mutated already.
         out.push_str("---\n");
-        webhook(&mut out, o, "MutatingWebhookConfiguration", "mutate", "  reinvocationPolicy: IfNeeded\n", "");
+        webhook(
+            &mut out,
+            o,
+            "MutatingWebhookConfiguration",
+            "mutate",
+            "  reinvocationPolicy: IfNeeded\n",
+            not_nodes_or_controller_pods,
+        );
         write_rules(&mut out, &mutating);
     }
     out
@@ -215,6 +223,22 @@ mod tests {
         let groups: Vec<&str> =
             hook["rules"].as_array().unwrap().iter().map(|r| r["apiGroups"][0].as_str().unwrap()).collect();
         assert!(groups.contains(&"apps") && !hook["rules"].to_string().contains("services"), "workloads only: {hook}");
+        assert_eq!(
+            hook["matchConditions"], docs[0].value["webhooks"][0]["matchConditions"],
+            "controllers' Pods: their template was mutated"
+        );
+        // deploy/mutating-webhook.yaml is what deploy/rules.yaml's mutating wave needs.
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let config_map = std::fs::read_to_string(format!("{root}/deploy/rules.yaml")).unwrap();
+        let config_map = policy_core::yaml::parse_one(&config_map).unwrap().value;
+        let deployed = Policy::from_text(config_map["data"]["rules.yaml"].as_str().unwrap()).unwrap();
+        let generated = policy_core::yaml::parse_documents(&render(&deployed, &options)).unwrap();
+        let shipped = std::fs::read_to_string(format!("{root}/deploy/mutating-webhook.yaml")).unwrap();
+        let shipped = policy_core::yaml::parse_one(&shipped).unwrap().value;
+        assert_eq!(
+            shipped, generated[1].value,
+            "deploy/mutating-webhook.yaml vs `rules webhook-config --rules` of deploy/rules.yaml"
+        );
         let plain = Policy::default_rules().unwrap();
         assert_eq!(policy_core::yaml::parse_documents(&render(&plain, &options)).unwrap().len(), 1, "nothing mutates");
     }

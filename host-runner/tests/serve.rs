@@ -442,6 +442,14 @@ fn deploy_manifests_parse_and_pass_meshguards_own_default_rules() {
                     let excluded = w["namespaceSelector"]["matchExpressions"][0]["values"].to_string();
                     assert!(excluded.contains("kube-system") && excluded.contains("meshguard"), "{excluded}");
                 }
+                "MutatingWebhookConfiguration" => {
+                    let w = &doc.value["webhooks"][0];
+                    assert_eq!(
+                        (w["sideEffects"].as_str(), w["reinvocationPolicy"].as_str()),
+                        (Some("None"), Some("IfNeeded"))
+                    );
+                    assert_eq!(w["clientConfig"]["service"]["path"], "/mutate");
+                }
                 _ => {}
             }
         }
@@ -451,6 +459,7 @@ fn deploy_manifests_parse_and_pass_meshguards_own_default_rules() {
         "Certificate",
         "ConfigMap",
         "Deployment",
+        "MutatingWebhookConfiguration",
         "Namespace",
         "PodDisruptionBudget",
         "Service",

@@ -228,10 +228,18 @@ struct ObjectRule {
     /// Kinds of other objects the rule reads (see [`ObjectCheck::context_kinds`]), with
     /// `Namespace` when its match has a namespaceSelector.
     context_kinds: Vec<String>,
+    /// Where its fixes may change an object ([`checks::CheckSpec::fix_scope`]).
+    fix_scope: Vec<String>,
 }
 
 impl ObjectRule {
-    fn new(info: RuleInfo, matcher: Match, check: Box<dyn ObjectCheck>, applies: checks::Applies) -> Self {
+    fn new(
+        info: RuleInfo,
+        matcher: Match,
+        check: Box<dyn ObjectCheck>,
+        applies: checks::Applies,
+        declared_scope: &[&str],
+    ) -> Self {
         // Only admission hosts read it; builds without the Kubernetes checks (the Envoy filter,
         // where every byte counts) have no object rules to ask.
         let mut context_kinds = if cfg!(feature = "kubernetes") { check.context_kinds() } else { Vec::new() };
@@ -241,7 +249,9 @@ impl ObjectRule {
         {
             context_kinds.push("Namespace".into());
         }
-        ObjectRule { info, matcher, check, applies, context_kinds }
+        let mut fix_scope: Vec<String> = declared_scope.iter().map(|p| p.to_string()).collect();
+        fix_scope.extend(check.fix_scope());
+        ObjectRule { info, matcher, check, applies, context_kinds, fix_scope }
     }
 }
 
@@ -467,7 +477,7 @@ impl Policy {
                         })?,
                     };
                     matcher.validate().map_err(|m| err("match", m))?;
-                    policy.object_rules.push(ObjectRule::new(info, matcher, check, spec.applies_to));
+                    policy.object_rules.push(ObjectRule::new(info, matcher, check, spec.applies_to, spec.fix_scope));
                 }
                 Compiled::Http(check) => {
                     if rule.match_.is_some() {
@@ -522,7 +532,13 @@ impl Policy {
                 action_overrides: Vec::new(),
                 mutate: false,
             };
-            self.object_rules.push(ObjectRule::new(info, Match::default(), Box::new(b.check), checks::Applies::Any));
+            self.object_rules.push(ObjectRule::new(
+                info,
+                Match::default(),
+                Box::new(b.check),
+                checks::Applies::Any,
+                &[],
+            ));
         }
         Ok(())
     }
@@ -552,7 +568,12 @@ impl Policy {
         self.fail_open
     }
 
-    /// Every rule, Kubernetes rules first, each in document order.
+    /// Where the fixes of rule `id` may change an object ([`checks::CheckSpec::fix_scope`], and a
+    /// `cel` rule's own `fix.paths`); empty for an unknown rule or one without fixes.
+    pub fn fix_scope_of(&self, id: &str) -> Vec<String> {
+        self.object_rules.iter().find(|r| r.info.id == id).map(|r| r.fix_scope.clone()).unwrap_or_default()
+    }
+
     /// Why `finding` is left as it is by `meshguard fix` (and every host that fixes): still found
     /// after the rounds of fixes, or its check has no fix for it, in the words of the check's
     /// catalog entry.
@@ -568,6 +589,7 @@ impl Policy {
         }
     }
 
+    /// Every rule, Kubernetes rules first, each in document order.
     pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.object_rules.iter().map(|r| &r.info).chain(self.http_rules.iter().map(|r| &r.info))
     }
@@ -699,12 +721,18 @@ impl Policy {
             violations.clear();
             rule.check.review(obj, input, &mut violations);
             let namespace_action = rule.info.action_in(if obj.kind == "Namespace" { obj.name } else { obj.namespace });
-            for Violation { path, message, max_action, fix } in violations.drain(..) {
+            for Violation { path, message, max_action, mut fix } in violations.drain(..) {
+                let mut message = rule.info.message_for(&message, obj.kind, obj.namespace, obj.name);
+                if let Some(stray) = fix.as_ref().and_then(|f| crate::fix::strays(obj.value, &f.patch, &rule.fix_scope))
+                {
+                    message = format!("{message} (its fix was dropped: {stray})");
+                    fix = None;
+                }
                 findings.push(Finding {
                     rule: rule.info.id.clone(),
                     check: rule.info.check,
                     action: max_action.map_or(namespace_action, |cap| namespace_action.min(cap)),
-                    message: rule.info.message_for(&message, obj.kind, obj.namespace, obj.name),
+                    message,
                     kind: obj.kind.to_string(),
                     namespace: obj.namespace.to_string(),
                     name: obj.name.to_string(),

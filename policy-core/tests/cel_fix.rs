@@ -61,3 +61,31 @@ fn a_bad_cel_fix_is_refused_at_load_naming_the_field() {
     let e = rules(json!({"patchType": "JSONPatch", "expression": "[]", "extra": 1})).unwrap_err();
     assert!(e.contains("extra"), "{e}");
 }
+
+/// A fix may change only what its rule declares (`fix.paths`, by default the rule's field path):
+/// one that changes anything else is dropped, and the finding says so.
+#[test]
+fn a_cel_fix_that_strays_from_its_declared_paths_is_dropped() {
+    let objects = vec![policy_core::yaml::parse_one(DEPLOYMENT).unwrap().value];
+    let stray = "[JSONPatch{op: 'add', path: '/metadata/labels/team', value: variables.team}, \
+                 JSONPatch{op: 'replace', path: '/spec/replicas', value: 9}]";
+    let policy = rules(json!({"patchType": "JSONPatch", "expression": stray})).unwrap();
+    let findings = policy.review(&Input::new(&objects, "default"));
+    assert!(findings[0].fix.is_none(), "the replicas are not the rule's to change");
+    assert!(
+        findings[0].message.contains("its fix was dropped: it changes `/spec/replicas`"),
+        "{}",
+        findings[0].message
+    );
+    assert_eq!(policy.fix_scope_of("team-label"), ["/metadata/labels"], "the field the expression reads");
+
+    let declared = rules(
+        json!({"patchType": "JSONPatch", "expression": stray, "paths": ["/metadata/labels/team", "/spec/replicas"]}),
+    )
+    .unwrap();
+    let findings = declared.review(&Input::new(&objects, "default"));
+    assert!(findings[0].fix.is_some(), "declared, it stays");
+
+    let e = rules(json!({"patchType": "JSONPatch", "expression": "[]", "paths": ["spec.replicas"]})).unwrap_err();
+    assert!(e.contains("fix.paths[0]") && e.contains("not a JSON Pointer"), "{e}");
+}

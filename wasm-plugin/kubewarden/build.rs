@@ -8,6 +8,7 @@ fn main() {
         title: "meshguard",
         display_name: "meshguard",
         oci_url: "ghcr.io/meshguard/policies/meshguard",
+        mutating: true,
         usage: "Settings are a meshguard RuleSet (`meshguard rules print-default` prints the built-in one; empty \
 settings use it), validated when the policy loads. Deny findings reject with code 403 and one \
 `rule-id: message (at path)` per finding; warn findings become admission warnings; fired rule ids are \

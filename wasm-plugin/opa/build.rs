@@ -17,6 +17,7 @@ fn main() {
             title: "meshguard-opa",
             display_name: "meshguard (OPA mode)",
             oci_url: "ghcr.io/meshguard/policies/meshguard-opa",
+            mutating: false,
             usage: "For executionMode: opa. Settings are a meshguard RuleSet (empty: the built-in one); Kubewarden \
 passes them as the Rego data document and the request as input.request. Answers an AdmissionResponse: \
 deny findings reject with code 403, warn findings become admission warnings, rule ids go to the audit \
@@ -32,6 +33,7 @@ field at fault, since Kubewarden does not validate Rego settings.",
             title: "meshguard-gatekeeper",
             display_name: "meshguard (Gatekeeper mode)",
             oci_url: "ghcr.io/meshguard/policies/meshguard-gatekeeper",
+            mutating: false,
             usage: "For executionMode: gatekeeper, and for OPA SDKs. Settings are a meshguard RuleSet (empty: the \
 built-in one), read from input.parameters. Entrypoint 0 (meshguard/violation) lists one {msg} per deny \
 finding; warn findings cannot reach the user in this mode (meshguard/findings and meshguard/response \

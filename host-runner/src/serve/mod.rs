@@ -108,7 +108,7 @@ fn natively_within<R>(timeout: Duration, work: impl FnOnce() -> R) -> Result<R> 
 }
 
 /// The mutating review of one request within `timeout`: the patch of the rules set to mutate.
-/// policy-core computes it natively in both engines (the Kubewarden module does not mutate yet):
+/// policy-core computes it natively in both engines (the Kubewarden module computes the same object):
 /// the same patches `meshguard fix` writes.
 fn mutate(rules: &Rules, request: &Value, uid: &str, timeout: Duration) -> Result<AdmissionResponse> {
     let policy = rules.reviewer.policy();

@@ -2,7 +2,7 @@
 //! `validate` with. The guest writes it from an [`AdmissionResponse`]; a waPC host (meshguard's
 //! webhook with the wasm engine) reads it back into one, so both sides share this one shape.
 
-use super::{AdmissionResponse, Status};
+use super::{fit_warnings, AdmissionOutcome, AdmissionResponse, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -31,6 +31,24 @@ impl From<&AdmissionResponse> for ValidationResponse {
 }
 
 impl ValidationResponse {
+    /// The answer to one `validate` call of a rule set that mutates: the verdict on the object
+    /// after the mutation, carrying that object as `mutated_object` when it is accepted and
+    /// changed (Kubewarden applies it only for a policy deployed with `mutating: true`, and rejects
+    /// the request otherwise); what the mutation changed is in the warnings and audit annotations.
+    pub fn of_outcome(outcome: &AdmissionOutcome, uid: Value) -> Self {
+        let mut response = outcome.verdict.response(uid.clone());
+        let mutated = outcome.mutation.response(uid);
+        let mut warnings = mutated.warnings;
+        warnings.append(&mut response.warnings);
+        response.warnings = fit_warnings(warnings);
+        response.audit_annotations.extend(mutated.audit_annotations);
+        let mut answer = ValidationResponse::from(&response);
+        if answer.accepted {
+            answer.mutated_object = outcome.mutation.object.clone();
+        }
+        answer
+    }
+
     /// The AdmissionResponse answering request `uid` with this: a refusal keeps its code and
     /// message (403 and a generic message when the policy gave none).
     pub fn into_response(self, uid: Value) -> AdmissionResponse {

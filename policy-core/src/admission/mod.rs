@@ -23,7 +23,7 @@ pub use response::{
 
 use crate::finding::{Action, Finding};
 use crate::object::Input;
-use crate::policy::Policy;
+use crate::policy::{Policy, RuleInfo};
 use serde_json::Value;
 
 /// The AdmissionRequest inside whatever the host handed over: an AdmissionReview (`.request`),
@@ -285,6 +285,50 @@ impl Policy {
             fixed: std::mem::take(&mut fixed.fixed[0]),
             object: changed.then(|| values.swap_remove(0)),
         }
+    }
+}
+
+/// One call's mutation and the verdict on the object after it, for hosts that answer both at once
+/// (Kubewarden's `validate` returns `mutated_object` with its accept or reject).
+#[derive(Debug, Default)]
+pub struct AdmissionOutcome {
+    pub mutation: AdmissionMutation,
+    pub verdict: AdmissionVerdict,
+}
+
+/// `input` (an AdmissionReview, an AdmissionRequest or a bare object) with its object replaced.
+fn with_object(input: &Value, object: &Value) -> Value {
+    let mut replaced = input.clone();
+    let slot = match replaced.get_mut("request").filter(|r| r.is_object()) {
+        Some(request) => request.get_mut("object"),
+        None if admission_request(input).request.is_some() => replaced.get_mut("object"),
+        None => return object.clone(),
+    };
+    if let Some(slot) = slot {
+        *slot = object.clone();
+    }
+    replaced
+}
+
+impl Policy {
+    /// Whether any rule fixes its findings at admission somewhere: hosts then keep the whole object
+    /// (a mutated object is sent back whole, so nothing may be pruned from it when decoded).
+    pub fn mutates(&self) -> bool {
+        self.rules().any(RuleInfo::mutates_somewhere)
+    }
+
+    /// Mutates the request ([`Policy::mutate_admission_in`]) and reviews the object after it
+    /// ([`Policy::review_admission_in`]), with one view of the cluster: as the API server runs a
+    /// mutating webhook and then the validating one.
+    pub fn admit_from(&self, input: &Value, cluster: &mut dyn ClusterSource) -> AdmissionOutcome {
+        self.with_cluster_view(input, cluster, |view| {
+            let mutation = self.mutate_admission_in(input, view);
+            let verdict = match &mutation.object {
+                Some(object) => self.review_admission_in(&with_object(input, object), view),
+                None => self.review_admission_in(input, view),
+            };
+            AdmissionOutcome { mutation, verdict }
+        })
     }
 }
 

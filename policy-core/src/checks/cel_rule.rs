@@ -38,16 +38,24 @@ struct CelFix {
     expression: String,
     #[serde(default)]
     description: Option<String>,
+    /// Where the fix may change an object (see `CheckSpec::fix_scope`); default: the rule's field path.
+    #[serde(default)]
+    paths: Option<Vec<String>>,
 }
 
 struct CelRule {
     validator: Validator,
     params: Option<Value>,
+    fix_scope: Vec<String>,
 }
 
 impl ObjectCheck for CelRule {
     fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
         self.validator.review(obj, input, self.params.as_ref(), out);
+    }
+
+    fn fix_scope(&self) -> Vec<String> {
+        self.fix_scope.clone()
     }
 
     fn context_kinds(&self) -> Vec<String> {
@@ -61,6 +69,15 @@ impl ObjectCheck for CelRule {
 
 fn compile(params: &Value) -> Result<Compiled, ParamError> {
     let p: CelParams = parse_params(params)?;
+    let declared_paths = p.fix.as_ref().and_then(|f| f.paths.clone());
+    if let Some((i, bad)) =
+        declared_paths.iter().flatten().enumerate().find(|(_, p)| !(p.starts_with('/') || p.starts_with("**/")))
+    {
+        return Err(ParamError::new(
+            format!("fix.paths[{i}]"),
+            format!("`{bad}` is not a JSON Pointer (`/spec/replicas`; `*` for one segment, a leading `**` for any)"),
+        ));
+    }
     let fix = match p.fix {
         Some(f) if f.patch_type != "JSONPatch" => {
             return Err(ParamError::new(
@@ -83,7 +100,22 @@ fn compile(params: &Value) -> Result<Compiled, ParamError> {
             field.to_string()
         })
         .map_err(|e| ParamError::new(e.field, e.message))?;
-    Ok(Compiled::Object(Box::new(CelRule { validator, params: p.params })))
+    let has_fix = validator.validations.iter().any(|v| v.fix.is_some());
+    let fix_scope = match declared_paths {
+        Some(paths) => paths,
+        None if !has_fix => Vec::new(),
+        None => match validator.validations.first().and_then(|v| v.field_path.as_ref()) {
+            Some(path) => vec![crate::fix::pointer_of(path)],
+            None => {
+                return Err(ParamError::new(
+                    "fix.paths",
+                    "say where the fix may change the object: `paths` (JSON Pointers such as `/spec/replicas`) or \
+                     the rule's `fieldPath`",
+                ))
+            }
+        },
+    };
+    Ok(Compiled::Object(Box::new(CelRule { validator, params: p.params, fix_scope })))
 }
 
 pub static CEL: CheckSpec = CheckSpec {
@@ -147,11 +179,13 @@ pub static CEL: CheckSpec = CheckSpec {
         },
         ParamDoc {
             name: "fix",
-            ty: "{patchType: JSONPatch, expression, description}",
+            ty: "{patchType: JSONPatch, expression, description, paths}",
             default: "none",
             description: super::doc(
                 "The finding's fix, written as a MutatingAdmissionPolicy's JSONPatch mutation: `expression` builds \
-                 `[JSONPatch{op, path, value}]` with the same variables; `meshguard fix` writes it into the file.",
+                 `[JSONPatch{op, path, value}]` with the same variables; `meshguard fix` writes it into the file. \
+                 `paths` (JSON Pointers; `*` for one segment, a leading `**` for any) say where it may change \
+                 the object, by default the rule's field path: a fix that changes anything else is dropped.",
             ),
         },
     ],
@@ -179,5 +213,6 @@ spec:
 ",
     ),
     fix: crate::checks::doc("The rule's own `fix`, when it has one: the JSONPatch its CEL builds for the object. A fix that fails to evaluate, or is not a JSON Patch, leaves the finding without one."),
+    fix_scope: &[],
     compile,
 };

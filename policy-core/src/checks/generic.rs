@@ -126,6 +126,7 @@ spec:
 ",
     ),
     fix: crate::checks::doc("Adds a missing label when the key gives a `default` (which must match its `allowedRegex`); a value that does not match is left to a person."),
+    fix_scope: &["**/metadata/labels/*"],
     compile: |params| compile_required_meta("labels", params),
 };
 
@@ -153,6 +154,7 @@ metadata: {name: api, namespace: shop}
 ",
     ),
     fix: crate::checks::doc("Adds a missing annotation when the key gives a `default` (which must match its `allowedRegex`); a value that does not match is left to a person."),
+    fix_scope: &["**/metadata/annotations/*"],
     compile: |params| compile_required_meta("annotations", params),
 };
 
@@ -307,6 +309,7 @@ spec:
 ",
     ),
     fix: crate::checks::doc("None: which value is right is the team's to say."),
+    fix_scope: &[],
     compile: |params| {
         let p: FieldPatternParams = parse_params(params)?;
         let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
@@ -412,6 +415,7 @@ spec: {replicas: 1}
 ",
     ),
     fix: crate::checks::doc("None: whether to raise, lower or remove the value is the team's to say."),
+    fix_scope: &[],
     compile: |params| {
         let p: FieldRangeParams = parse_params(params)?;
         let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
@@ -490,6 +494,7 @@ metadata: {name: vm, namespace: shop}
 ",
     ),
     fix: crate::checks::doc("None: deleting an object is never a fix."),
+    fix_scope: &[],
     compile: |params| {
         let p: ForbiddenKindsParams = parse_params(params)?;
         if p.kinds.is_empty() {

@@ -45,6 +45,7 @@ pub static REQUIRE_HEADER: CheckSpec = CheckSpec {
     ),
     failing_example: super::doc("{method: GET, path: /orders, headers: {x-request-id: abc}}"),
     fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
+    fix_scope: &[],
     compile: |params| {
         let p: RequireHeaderParams = parse_params(params)?;
         let pattern = p.pattern.as_deref().map(|r| compile_regex("pattern", r)).transpose()?;
@@ -105,6 +106,7 @@ pub static DENY_HEADER: CheckSpec = CheckSpec {
     passing_example: super::doc("{method: GET, path: /orders, headers: {accept: application/json}}"),
     failing_example: super::doc("{method: GET, path: /orders, headers: {x-debug: 'true'}}"),
     fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
+    fix_scope: &[],
     compile: |params| {
         let p: DenyHeaderParams = parse_params(params)?;
         Ok(Compiled::Http(Box::new(DenyHeader {
@@ -156,6 +158,7 @@ pub static HEADER_LIMITS: CheckSpec = CheckSpec {
     passing_example: super::doc("{method: GET, path: /, headers: {accept: '*/*'}}"),
     failing_example: super::doc("{method: GET, path: /, headers: {cookie: 'session=0123456789abcdef0123456789'}}"),
     fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
+    fix_scope: &[],
     compile: |params| {
         let p: HeaderLimitsParams = parse_params(params)?;
         if p.max_count.is_none() && p.max_value_bytes.is_none() && p.max_total_bytes.is_none() {
@@ -262,6 +265,7 @@ pub static ALLOWED_METHODS: CheckSpec = CheckSpec {
     passing_example: super::doc("{method: POST, path: /orders}"),
     failing_example: super::doc("{method: DELETE, path: /admin/users/7}"),
     fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
+    fix_scope: &[],
     compile: |params| {
         let p: MethodsParams = parse_params(params)?;
         if p.paths.is_empty() {
@@ -328,6 +332,7 @@ pub static TENANT_HEADER: CheckSpec = CheckSpec {
     passing_example: super::doc("{method: GET, path: /, headers: {x-tenant: shop}}"),
     failing_example: super::doc("{method: GET, path: /, headers: {x-tenant: ads}}"),
     fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
+    fix_scope: &[],
     compile: |params| {
         let mut p: TenantParams = parse_params(params)?;
         if p.allowed.is_empty() {
@@ -366,6 +371,7 @@ pub static GRPC_SHAPE: CheckSpec = CheckSpec {
     passing_example: super::doc("{method: POST, path: /shop.Orders/Get, headers: {content-type: application/grpc, te: trailers}}"),
     failing_example: super::doc("{method: GET, path: /shop.Orders/Get, headers: {content-type: application/grpc}}"),
     fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
+    fix_scope: &[],
     compile: |params| {
         parse_params::<super::EmptyParams>(params)?;
         Ok(Compiled::Http(Box::new(GrpcShape)))
@@ -440,6 +446,7 @@ pub static LOCAL_RATE_LIMIT: CheckSpec = CheckSpec {
     passing_example: super::doc("{method: GET, path: /healthz}"),
     failing_example: super::doc("{method: GET, path: /, headers: {x-tenant: shop}}"),
     fix: crate::checks::doc("None: a request is answered in the proxy, not edited in a file."),
+    fix_scope: &[],
     compile: |params| {
         let p: RateLimitParams = parse_params(params)?;
         let key = match p.key.as_str() {

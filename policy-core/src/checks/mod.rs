@@ -74,6 +74,10 @@ pub struct CheckSpec {
     pub failing_example: &'static str,
     /// What `meshguard fix` does about a finding, or why it does nothing (the catalog prints it).
     pub fix: &'static str,
+    /// Where its fixes may change an object: JSON Pointers where `*` stands for one segment and a
+    /// leading `**` for any path before the rest; a change at or under one of them is in scope.
+    /// Every fix is held to it ([`crate::fix::changes_within`]): one that strays is dropped.
+    pub fix_scope: &'static [&'static str],
     pub compile: fn(&Value) -> Result<Compiled, ParamError>,
 }
 
@@ -97,6 +101,11 @@ pub trait ObjectCheck: Send + Sync {
     /// `Namespace` for its namespace's labels. In CI the repo holds them; at admission a host
     /// must fetch them from the cluster, or the verdict names the rule as reviewed without them.
     fn context_kinds(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Where the fixes of this compiled rule may change an object, beyond its check's
+    /// [`CheckSpec::fix_scope`] (a `cel` rule's fix declares its own).
+    fn fix_scope(&self) -> Vec<String> {
         Vec::new()
     }
     /// Whether reviewing `obj` reads those other objects (a Service that is not headless has no

@@ -26,6 +26,11 @@ fn pointer(segments: &[Segment]) -> json_patch::jsonptr::PointerBuf {
     }))
 }
 
+/// `path` as a JSON Pointer (`spec.ports[0].name` → `/spec/ports/0/name`).
+pub fn pointer_of(path: &FieldPath) -> String {
+    pointer(path.segments()).to_string()
+}
+
 impl Fix {
     /// Sets the value at `path` in `object`: `replace` when it is there, else one `add` at the
     /// deepest existing ancestor holding the missing rest as nested mappings (how a person adds
@@ -127,6 +132,96 @@ fn moved_under(op: &PatchOperation, prefix: &FieldPath) -> PatchOperation {
         PatchOperation::Remove(o) => PatchOperation::Remove(json_patch::RemoveOperation { path: under(&o.path) }),
         other => other.clone(),
     }
+}
+
+/// Whether JSON Pointer `path` lies at or under a path `pattern` matches: `*` matches one
+/// segment, a leading `**` any number of them (none included).
+fn in_scope(path: &[&str], pattern: &str) -> bool {
+    let segments: Vec<&str> = pattern.strip_prefix('/').unwrap_or(pattern).split('/').collect();
+    let (anywhere, fixed) = match segments.split_first() {
+        Some((&"**", rest)) => (true, rest),
+        _ => (false, &segments[..]),
+    };
+    let matches_at = |start: usize| {
+        path.len() >= start + fixed.len()
+            && fixed.iter().zip(&path[start..]).all(|(want, got)| *want == "*" || want == got)
+    };
+    if anywhere {
+        (0..=path.len()).any(matches_at)
+    } else {
+        matches_at(0)
+    }
+}
+
+/// The JSON Pointers of every value that differs between `before` and `after`: each changed,
+/// added or removed scalar, empty container, or container replaced by a scalar (or the reverse).
+/// Without recursion.
+pub fn changed_paths(before: &Value, after: &Value) -> Vec<String> {
+    let mut changed = Vec::new();
+    let mut pending: Vec<(String, Option<&Value>, Option<&Value>)> = vec![(String::new(), Some(before), Some(after))];
+    let escape = |k: &str| k.replace('~', "~0").replace('/', "~1");
+    while let Some((at, a, b)) = pending.pop() {
+        match (a, b) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) if !x.is_empty() || !y.is_empty() => {
+                for key in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                    pending.push((format!("{at}/{}", escape(key)), x.get(key), y.get(key)));
+                }
+            }
+            (Some(Value::Array(x)), Some(Value::Array(y))) if !x.is_empty() || !y.is_empty() => {
+                for i in 0..x.len().max(y.len()) {
+                    pending.push((format!("{at}/{i}"), x.get(i), y.get(i)));
+                }
+            }
+            (Some(x), Some(y)) if x == y => {}
+            // Added or removed: the leaves of the container that came or went.
+            (Some(Value::Object(m)), None) | (None, Some(Value::Object(m))) if !m.is_empty() => {
+                for (key, v) in m {
+                    let v = Some(v);
+                    pending.push((
+                        format!("{at}/{}", escape(key)),
+                        if a.is_some() { v } else { None },
+                        if b.is_some() { v } else { None },
+                    ));
+                }
+            }
+            (Some(Value::Array(l)), None) | (None, Some(Value::Array(l))) if !l.is_empty() => {
+                for (i, v) in l.iter().enumerate() {
+                    let v = Some(v);
+                    pending.push((
+                        format!("{at}/{i}"),
+                        if a.is_some() { v } else { None },
+                        if b.is_some() { v } else { None },
+                    ));
+                }
+            }
+            _ => changed.push(at),
+        }
+    }
+    changed.sort();
+    changed
+}
+
+/// `Err` naming the first change between `before` and `after` that no pattern of `scope` covers
+/// (see [`crate::checks::CheckSpec::fix_scope`] for the patterns).
+pub fn changes_within(before: &Value, after: &Value, scope: &[String]) -> Result<(), String> {
+    for path in changed_paths(before, after) {
+        let segments: Vec<&str> = path.split('/').skip(1).collect();
+        if !scope.iter().any(|pattern| in_scope(&segments, pattern)) {
+            let declared = if scope.is_empty() { "nothing".to_string() } else { scope.join(", ") };
+            return Err(format!("it changes `{path}`, outside what the rule declares it may change ({declared})"));
+        }
+    }
+    Ok(())
+}
+
+/// Why `patch` may not be applied to `object` as the fix of a rule with `scope`: it does not
+/// apply, or it changes something outside the scope. `None`: it may.
+pub fn strays(object: &Value, patch: &Patch, scope: &[String]) -> Option<String> {
+    let mut after = object.clone();
+    if let Err(e) = json_patch::patch(&mut after, patch) {
+        return Some(format!("it does not apply: {e}"));
+    }
+    changes_within(object, &after, scope).err()
 }
 
 /// How many times objects are reviewed and fixed: a fix can make another possible (a preStop
@@ -397,6 +492,31 @@ mod tests {
             serde_json::to_value(&fix.patch).unwrap(),
             json!([{"op": "replace", "path": "/spec/exportTo", "value": ["."]}])
         );
+    }
+
+    #[test]
+    fn changes_are_held_to_the_declared_scope() {
+        let before = json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}, "replicas": 1}});
+        let mut after = before.clone();
+        after["spec"]["template"]["metadata"] = json!({"annotations": {"proxy.istio.io/config": "{}"}});
+        assert_eq!(changed_paths(&before, &after), ["/spec/template/metadata/annotations/proxy.istio.io~1config"]);
+        let hold = vec!["**/metadata/annotations/proxy.istio.io~1config".to_string()];
+        assert!(changes_within(&before, &after, &hold).is_ok());
+        after["spec"]["replicas"] = json!(3);
+        let e = changes_within(&before, &after, &hold).unwrap_err();
+        assert!(e.contains("`/spec/replicas`"), "{e}");
+        assert!(changes_within(&before, &after, &["/spec".to_string()]).is_ok(), "a subtree covers what is under it");
+        assert!(changes_within(&before, &after, &[]).is_err(), "an empty scope allows no change");
+        let sleep = vec!["**/containers/*/lifecycle/preStop/sleep/seconds".to_string()];
+        let mut slept = before.clone();
+        slept["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = json!({"preStop": {"sleep": {"seconds": 5}}});
+        assert!(changes_within(&before, &slept, &sleep).is_ok());
+        slept["spec"]["template"]["spec"]["containers"][0]["name"] = json!("b");
+        assert!(changes_within(&before, &slept, &sleep).is_err(), "`*` is one segment, not a rename");
+        let removed = json!({"spec": {"template": {"spec": {"containers": []}}, "replicas": 1}});
+        assert_eq!(changed_paths(&before, &removed), ["/spec/template/spec/containers/0/name"]);
+        let patch: Patch = serde_json::from_value(json!([{"op": "replace", "path": "/nope", "value": 1}])).unwrap();
+        assert!(strays(&before, &patch, &hold).unwrap().contains("does not apply"));
     }
 
     #[test]

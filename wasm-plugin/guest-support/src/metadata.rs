@@ -14,6 +14,8 @@ pub struct Artifact {
     pub display_name: &'static str,
     pub oci_url: &'static str,
     pub usage: &'static str,
+    /// Whether the policy may answer with a `mutated_object` (rules with `mutate: true`).
+    pub mutating: bool,
 }
 
 fn yaml_to_json(y: &yaml_rust2::Yaml) -> serde_json::Value {
@@ -40,6 +42,7 @@ pub fn write_kubewarden_metadata(artifact: &Artifact) -> Result<(), String> {
     let mut metadata = docs.first().map(yaml_to_json).ok_or_else(|| format!("{}: empty", source.display()))?;
     metadata["protocolVersion"] = artifact.protocol_version.into();
     metadata["executionMode"] = artifact.execution_mode.into();
+    metadata["mutating"] = artifact.mutating.into();
     let annotations = &mut metadata["annotations"];
     annotations["io.kubewarden.policy.title"] = artifact.title.into();
     annotations["io.artifacthub.displayName"] = artifact.display_name.into();

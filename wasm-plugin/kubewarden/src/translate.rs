@@ -63,6 +63,13 @@ pub fn validate(payload: &[u8], cache: &mut PolicyCache, host: &mut dyn ClusterH
         return serde_json::to_vec(&accept).map_err(|e| e.to_string());
     }
     let policy = cache.policy(&parsed.settings)?;
+    if policy.mutates() {
+        // A mutated object goes back whole: nothing is pruned from it when it is decoded.
+        let admission: Value = serde_json::from_str(raw.get()).map_err(|e| format!("the request: {e}"))?;
+        let outcome = policy.admit_from(&admission, &mut HostCalls(host));
+        let answer = ValidationResponse::of_outcome(&outcome, admission_request(&admission).uid());
+        return serde_json::to_vec(&answer).map_err(|e| e.to_string());
+    }
     let admission = policy.parse_admission_str(raw.get()).map_err(|e| format!("the request: {e}"))?;
     let verdict = policy.review_admission_from(&admission, &mut HostCalls(host));
     let response = verdict.response(admission_request(&admission).uid());

@@ -90,6 +90,7 @@ spec: {}
 ",
     ),
     fix: crate::checks::doc("None: deleting an object is never a fix."),
+    fix_scope: &[],
     compile: |params| Ok(Compiled::Object(Box::new(PlatformOnlyKinds { p: parse_params(params)? }))),
 };
 
@@ -153,6 +154,7 @@ spec:
 ",
     ),
     fix: crate::checks::doc("None: which Sidecar stays the default is the team's to say."),
+    fix_scope: &[],
     compile: |params| {
         parse_params::<crate::checks::EmptyParams>(params)?;
         Ok(Compiled::Object(Box::new(SingleDefaultSidecar)))

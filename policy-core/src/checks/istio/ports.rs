@@ -50,6 +50,7 @@ spec:
   - {name: web, port: 8080}
 "),
     fix: crate::checks::doc("Renames the port to `<protocol>-<name>` (or names an unnamed one `<protocol>`) only when the protocol is certain: `appProtocol` (a contradicting name), a gRPC or h2c hint in the name, or a port with one meaning (80, 8080, 9090 HTTP; 443, 8443 HTTPS; 50051 gRPC) that a numeric targetPort does not contradict, and only to a protocol the rule lists and a name no other port has. Other ports are guesses and left to a person. References to the old name (an Ingress backend, a ServiceMonitor) must follow the rename."),
+    fix_scope: &["/spec/ports/*/name"],
     compile: |params| {
         let p: PortNameParams = parse_params(params)?;
         if p.protocols.is_empty() {
@@ -228,6 +229,7 @@ spec:
 ",
     ),
     fix: crate::checks::doc("None: which Service gives up the port is the teams' to agree."),
+    fix_scope: &[],
     compile: |params| {
         let p: PortNameParams = parse_params(params)?;
         Ok(Compiled::Object(Box::new(HeadlessPortConflict { protocols: p.protocols })))

@@ -56,6 +56,7 @@ spec:
 ",
     ),
     fix: crate::checks::doc("Sets `exportTo: [\".\"]`."),
+    fix_scope: &["/spec/exportTo"],
     compile: |params| Ok(Compiled::Object(Box::new(ExportToOwnNamespace { p: parse_params(params)? }))),
 };
 
@@ -163,6 +164,7 @@ spec:
   hosts: [payments.pay.svc.cluster.local]
 "),
     fix: crate::checks::doc("None: the host names another team's service; whether to route elsewhere is the team's to say."),
+    fix_scope: &[],
     compile: |params| Ok(Compiled::Object(Box::new(HostInOwnNamespace { p: parse_params(params)? }))),
 };
 
@@ -287,6 +289,7 @@ spec:
 ",
     ),
     fix: crate::checks::doc("None: the limits depend on the service's capacity."),
+    fix_scope: &[],
     compile: |params| Ok(Compiled::Object(Box::new(CircuitBreaker { p: parse_params(params)? }))),
 };
 

@@ -137,6 +137,7 @@ spec:
 ",
     ),
     fix: crate::checks::doc("Sets `holdApplicationUntilProxyStarts: true` in the pod's `proxy.istio.io/config` annotation, keeping its other settings and its style (JSON or YAML inside the string), creating the annotation, `annotations` or `metadata` where missing. An annotation in another form (flow YAML, anchors) is left to a person."),
+    fix_scope: &["**/metadata/annotations/proxy.istio.io~1config"],
     compile: |params| Ok(Compiled::Object(Box::new(SidecarStartOrder { p: parse_params(params)? }))),
 };
 
@@ -313,6 +314,7 @@ spec:
         image: shop/api:1.0
 "),
     fix: crate::checks::doc("Adds `lifecycle.preStop.sleep.seconds` (the rule's minimum) to a container without a preStop hook, or raises Kubernetes' own sleep action to it, and raises `terminationGracePeriodSeconds` when it would not cover the sleep plus the margin. A preStop that runs a command is the team's: where a sleep goes in it is theirs to say."),
+    fix_scope: &["**/containers/*/lifecycle/preStop/sleep/seconds", "**/terminationGracePeriodSeconds"],
     compile: |params| Ok(Compiled::Object(Box::new(GracefulShutdown { p: parse_params(params)? }))),
 };
 
@@ -464,6 +466,7 @@ spec:
 ",
     ),
     fix: crate::checks::doc("Sets `terminationDrainDuration` in `proxy.istio.io/config` to the pod's longest preStop sleep (the proxy drains while the app still serves). Without a preStop sleep there is no duration to match: `meshguard fix` first applies istio-graceful-shutdown's fix, then comes back for this one. A preStop that calls `/healthcheck/fail` after sleeping is the team's to reorder."),
+    fix_scope: &["**/metadata/annotations/proxy.istio.io~1config"],
     compile: |params| {
         let p: DrainParams = parse_params(params)?;
         Ok(Compiled::Object(Box::new(HttpDrain { protocols: p.protocols, all_protocols: default_protocols() })))
@@ -622,6 +625,7 @@ spec:
       containers: [{name: api, image: shop/api:1.0}]
 "),
     fix: crate::checks::doc("None: turning injection on is a rollout decision, not an edit."),
+    fix_scope: &[],
     compile: |params| Ok(Compiled::Object(Box::new(InjectionRollout { p: parse_params(params)? }))),
 };
 

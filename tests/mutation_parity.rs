@@ -1,0 +1,182 @@
+//! One mutation, whichever host applies it. For every corpus object and every catalog example,
+//! with each rule that can fix set to `mutate: true`, the object after
+//! - the webhook's `/mutate` answer (policy-core's AdmissionResponse: its base64 JSON Patch),
+//! - the Kubewarden module's `mutated_object`, in Kubewarden's own waPC host crates,
+//! - `meshguard fix` (the fixed YAML text read back)
+//!
+//! is the same JSON; and the patch changes nothing outside the paths its rule declares
+//! ([`policy_core::Policy::fix_scope_of`]).
+
+use meshguard_tests::envoy::built_module;
+use meshguard_tests::{block_yaml, load_corpus};
+use policy_core::admission::ClusterView;
+use policy_core::{Policy, Unseen};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+type Cluster = Arc<Mutex<Vec<Value>>>;
+
+fn wapc_host(cluster: Cluster) -> wapc::WapcHost {
+    let bytes = std::fs::read(built_module("dist/meshguard-kubewarden.wasm").unwrap()).unwrap();
+    let engine = wasmtime_provider::WasmtimeEngineProviderBuilder::new().module_bytes(&bytes).build().unwrap();
+    let callback: Box<wapc::HostCallback> = Box::new(move |_, _, _, operation, payload| {
+        let request: Value = serde_json::from_slice(payload)?;
+        let objects = cluster.lock().map_err(|e| e.to_string())?.clone();
+        let is = |o: &Value, key: &str, field: &str| o.pointer(field).and_then(Value::as_str) == request[key].as_str();
+        let of_kind = objects.into_iter().filter(|o| is(o, "kind", "/kind") && is(o, "api_version", "/apiVersion"));
+        match operation {
+            "list_resources_by_namespace" => {
+                let items: Vec<Value> = of_kind.filter(|o| is(o, "namespace", "/metadata/namespace")).collect();
+                Ok(serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?)
+            }
+            "get_resource" => match of_kind.into_iter().find(|o| is(o, "name", "/metadata/name")) {
+                Some(o) => Ok(serde_json::to_vec(&o)?),
+                None => Err("not found".into()),
+            },
+            other => Err(format!("unexpected host call {other}").into()),
+        }
+    });
+    wapc::WapcHost::new(Box::new(engine), Some(callback)).unwrap()
+}
+
+/// `rules` with every rule that can fix set to mutate everywhere.
+fn mutating(mut rules: Value) -> Value {
+    for rule in rules.pointer_mut("/spec/rules").and_then(Value::as_array_mut).into_iter().flatten() {
+        let check = rule["check"].as_str().unwrap_or("");
+        let fixes = policy_core::checks::find(check).is_some_and(|c| c.offers_fix())
+            || (check == "cel" && rule["params"].get("fix").is_some());
+        if fixes {
+            rule["mutate"] = json!(true);
+            for o in rule.get_mut("actionOverrides").and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(o) = o.as_object_mut() {
+                    o.remove("mutate");
+                }
+            }
+        }
+    }
+    rules
+}
+
+/// One object admitted into a cluster holding `cluster`, under `rules`.
+struct Case {
+    name: String,
+    rules: Value,
+    namespace: String,
+    object: Value,
+    cluster: Vec<Value>,
+}
+
+fn cases() -> Vec<Case> {
+    let default_rules = policy_core::yaml::parse_one(policy_core::DEFAULT_RULES_YAML).unwrap().value;
+    let mut out = Vec::new();
+    for case in load_corpus().unwrap() {
+        let rules = mutating(case.rules.clone().unwrap_or_else(|| default_rules.clone()));
+        for (i, object) in case.objects.iter().enumerate() {
+            let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(&case.namespace);
+            out.push(Case {
+                name: format!("{}[{i}]", case.source),
+                rules: rules.clone(),
+                namespace: namespace.to_string(),
+                object: object.clone(),
+                cluster: case.cluster.clone(),
+            });
+        }
+    }
+    for spec in policy_core::checks::registry().iter().filter(|c| c.offers_fix()) {
+        let params = policy_core::yaml::parse_one(spec.example_params).unwrap().value;
+        let rules = mutating(json!({
+            "apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "example"},
+            "spec": {"rules": [{"id": spec.id, "check": spec.id, "params": params}]}
+        }));
+        let objects: Vec<Value> =
+            policy_core::yaml::parse_documents(spec.failing_example).unwrap().into_iter().map(|d| d.value).collect();
+        for (i, object) in objects.iter().enumerate() {
+            let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+            let others = objects.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, o)| o.clone()).collect();
+            out.push(Case {
+                name: format!("catalog {}[{i}]", spec.id),
+                rules: rules.clone(),
+                namespace: namespace.to_string(),
+                object: object.clone(),
+                cluster: others,
+            });
+        }
+    }
+    out
+}
+
+fn patched(object: &Value, patch: &json_patch::Patch) -> Value {
+    let mut out = object.clone();
+    json_patch::patch(&mut out, patch).unwrap();
+    out
+}
+
+#[test]
+fn the_webhook_the_kubewarden_module_and_fix_mutate_alike() {
+    use base64::Engine as _;
+    let cluster: Cluster = Arc::default();
+    let host = wapc_host(cluster.clone());
+    let (mut mutated, mut failures) = (0, Vec::new());
+    let mut rules_seen = std::collections::BTreeSet::new();
+    for case in cases() {
+        let policy = Policy::from_value(&case.rules).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let request = json!({"uid": case.name, "operation": "CREATE", "namespace": case.namespace,
+                             "kind": {"group": "", "version": "v1", "kind": case.object["kind"]}, "object": case.object});
+        let view = ClusterView { objects: &case.cluster, unseen: Unseen::Nothing };
+
+        // The webhook: its AdmissionResponse, patch decoded as the API server decodes it.
+        let mutation = policy.mutate_admission_in(&request, view);
+        let response = mutation.response(json!(case.name));
+        let webhook = match &response.patch {
+            Some(b64) => {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+                patched(&case.object, &serde_json::from_slice(&bytes).unwrap())
+            }
+            None => case.object.clone(),
+        };
+        if webhook == case.object {
+            continue;
+        }
+        mutated += 1;
+        rules_seen.extend(mutation.fixed.iter().map(|f| f.check));
+
+        // Every change is inside what the fixing rules declare (each fix alone is held to its
+        // rule's scope when it is made; this checks the rounds together).
+        let scope: Vec<String> = mutation.fixed.iter().flat_map(|f| policy.fix_scope_of(&f.rule)).collect();
+        if let Err(e) = policy_core::fix::changes_within(&case.object, &webhook, &scope) {
+            failures.push(format!("{}: {e}", case.name));
+        }
+
+        // Kubewarden: the module's mutated_object.
+        *cluster.lock().unwrap() = case.cluster.clone();
+        let payload = json!({"request": request, "settings": case.rules});
+        let answer: Value =
+            serde_json::from_slice(&host.call("validate", payload.to_string().as_bytes()).unwrap()).unwrap();
+        let outcome = policy.admit_from(&request, &mut policy_core::ClusterObjects(&case.cluster));
+        assert_eq!(answer["accepted"], outcome.verdict.allowed, "{}: the module decides as natively", case.name);
+        if outcome.verdict.allowed {
+            if answer["mutated_object"] != webhook {
+                failures.push(format!(
+                    "{}: Kubewarden's mutated_object differs:\n{}\nvs the webhook's\n{webhook}",
+                    case.name, answer["mutated_object"]
+                ));
+            }
+        } else {
+            assert!(answer["mutated_object"].is_null(), "{}: a rejected request carries no mutation", case.name);
+        }
+
+        // meshguard fix over the same objects as files.
+        let text: String = std::iter::once(&case.object).chain(&case.cluster).map(block_yaml).collect();
+        let fixed = policy_core::fix::fix_text(&policy, &text, &case.namespace).unwrap();
+        let written = policy_core::yaml::parse_documents(&fixed.text).unwrap().remove(0).value;
+        if written != webhook {
+            failures.push(format!("{}: fix wrote\n{written}\nthe webhook patched\n{webhook}", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let fixing: Vec<&str> = policy_core::checks::registry().iter().filter(|c| c.offers_fix()).map(|c| c.id).collect();
+    for check in fixing {
+        assert!(rules_seen.contains(check), "no object was mutated by {check}: add a corpus case");
+    }
+    assert!(mutated >= 20, "only {mutated} objects were mutated");
+}
