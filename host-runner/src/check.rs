@@ -159,7 +159,10 @@ pub fn run_with(
 ) -> Result<Report> {
     let sources::WithTexts { mut sources, texts } = sources::load_keeping(paths, fix_changes)?;
     // The objects move out of `sources`; findings are located through the spans kept there.
-    let values: Vec<serde_json::Value> = sources.objects.iter_mut().map(|o| std::mem::take(&mut o.value)).collect();
+    let mut values: Vec<serde_json::Value> = sources.objects.iter_mut().map(|o| std::mem::take(&mut o.value)).collect();
+    // MutatingAdmissionPolicies run first, as the API server runs them before validation: the rules
+    // judge the objects as they would be admitted; a policy that fails (`failurePolicy: Fail`) denies.
+    let policies = reviewer.policy().apply_mutating_policies(&mut values, default_namespace, None, None);
     let objects: Vec<ObjectRef> = values
         .par_iter()
         .zip(&sources.objects)
@@ -175,7 +178,8 @@ pub fn run_with(
             }
         })
         .collect();
-    let reviewed = reviewer.review(&values, &objects, default_namespace)?;
+    let mut reviewed = reviewer.review(&values, &objects, default_namespace)?;
+    reviewed.splice(0..0, policies.denied);
     let mut summary = Summary {
         files: sources.files.len(),
         objects: values.len(),

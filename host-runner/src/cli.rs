@@ -125,9 +125,10 @@ pub struct CheckArgs {
     /// Rule set file (YAML or JSON, `kind: RuleSet`); defaults to the built-in rule set
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
-    /// ValidatingAdmissionPolicy objects to run too: files or directories holding policies,
-    /// their bindings and param objects (admissionregistration.k8s.io/v1); repeatable. Param
-    /// objects may also be among the checked files
+    /// ValidatingAdmissionPolicy and MutatingAdmissionPolicy objects to run too: files or
+    /// directories holding policies, their bindings and param objects (admissionregistration.k8s.io
+    /// v1; MAPs also v1beta1/v1alpha1); repeatable. MAPs mutate the objects first, as the API
+    /// server orders them. Param objects may also be among the checked files
     #[arg(long, value_name = "PATH")]
     pub policies: Vec<PathBuf>,
     /// Output format
@@ -165,9 +166,15 @@ pub struct FixArgs {
     /// Rule set file (YAML or JSON, `kind: RuleSet`); defaults to the built-in rule set
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
-    /// Fix only these rules (comma-separated ids)
+    /// Fix only these rules (comma-separated ids; a MutatingAdmissionPolicy binding is
+    /// `policy/binding`)
     #[arg(long, value_name = "RULE,...", value_delimiter = ',')]
     pub only: Vec<String>,
+    /// MutatingAdmissionPolicy objects (with their bindings and params) whose changes are written
+    /// into the files too, before the rules' fixes: what the cluster would mutate shows in Git.
+    /// ValidatingAdmissionPolicies there are run as in `check`
+    #[arg(long, value_name = "PATH")]
+    pub policies: Vec<PathBuf>,
     /// `diff`: a unified diff (as `git diff` names files); `json`: the patches per object and what
     /// was left, for bots
     #[arg(long, value_enum, default_value_t = FixFormat::Diff)]

@@ -107,8 +107,9 @@ fn check_command(args: CheckArgs) -> anyhow::Result<u8> {
 }
 
 fn fix_command(args: FixArgs) -> anyhow::Result<u8> {
-    let (policy, rules_doc) = engine::load_policy_with(args.rules.as_deref(), &[])?;
-    let known: Vec<String> = policy.rules().map(|r| r.id.clone()).collect();
+    let (policy, rules_doc) = engine::load_policy_with(args.rules.as_deref(), &args.policies)?;
+    let mut known: Vec<String> = policy.rules().map(|r| r.id.clone()).collect();
+    known.extend(policy.mutating_policy_ids());
     if let Some(unknown) = args.only.iter().find(|r| !known.contains(r)) {
         anyhow::bail!("--only names `{unknown}`, which is not a rule of the rule set ({})", known.join(", "));
     }

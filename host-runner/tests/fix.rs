@@ -176,3 +176,83 @@ fn usage_errors_exit_2() {
     let out = meshguard(dir.path(), &["fix", "--engine", "native", "missing.yaml"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A cluster's MutatingAdmissionPolicies in CI: `check --policies` judges the objects as they
+/// would be admitted (mutated first), and `fix --policies` writes the mutation into the file, so
+/// Git holds what the cluster runs. Bad policies fail at load with file, line and field.
+#[test]
+fn mutating_admission_policies_run_before_validation_and_fix_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let fixtures = repo().join("policy-core/tests/fixtures/map");
+    for f in ["json-patch-example.yaml", "binding.yaml"] {
+        std::fs::copy(fixtures.join(f), policies.join(f)).unwrap();
+    }
+    // A VAP that wants the sidecar the MAP adds.
+    std::fs::write(
+        policies.join("require-sidecar.yaml"),
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: require-sidecar}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [pods]}
+  validations:
+  - {expression: "object.spec.initContainers.exists(c, c.name == 'mesh-proxy')", message: no mesh-proxy}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: require-sidecar}
+spec: {policyName: require-sidecar, validationActions: [Deny]}
+"#,
+    )
+    .unwrap();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: myapp\n  namespace: default\nspec:\n  initContainers:\n  - name: myapp-initializer\n    image: example/initializer:v1.0.0\n  containers:\n  - name: myapp\n    image: example/myapp:v1.0.0\n";
+    std::fs::write(dir.path().join("pod.yaml"), pod).unwrap();
+    let rules = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: none}\nspec:\n  rules: []\n";
+    std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
+
+    // Only the VAP: the Pod is denied. With the MAP too: admitted, as the API server would.
+    std::fs::rename(policies.join("json-patch-example.yaml"), dir.path().join("map.yaml")).unwrap();
+    std::fs::rename(policies.join("binding.yaml"), dir.path().join("map-binding.yaml")).unwrap();
+    let without =
+        meshguard(dir.path(), &["check", "--rules", "rules.yaml", "--policies", "policies", "pod.yaml"], None);
+    assert_eq!(without.status.code(), Some(1), "{}{}", text(&without.stdout), text(&without.stderr));
+    assert!(text(&without.stdout).contains("no mesh-proxy"));
+    std::fs::rename(dir.path().join("map.yaml"), policies.join("json-patch-example.yaml")).unwrap();
+    std::fs::rename(dir.path().join("map-binding.yaml"), policies.join("binding.yaml")).unwrap();
+    let with = meshguard(dir.path(), &["check", "--rules", "rules.yaml", "--policies", "policies", "pod.yaml"], None);
+    assert_eq!(with.status.code(), Some(0), "{}{}", text(&with.stdout), text(&with.stderr));
+
+    // fix writes the mutation; check without the MAP then passes on the file itself.
+    let fixed =
+        meshguard(dir.path(), &["fix", "--write", "--rules", "rules.yaml", "--policies", "policies", "pod.yaml"], None);
+    assert_eq!(fixed.status.code(), Some(0), "{}{}", text(&fixed.stdout), text(&fixed.stderr));
+    let written = std::fs::read_to_string(dir.path().join("pod.yaml")).unwrap();
+    let appended = "  - image: mesh-proxy/v1.0.0\n    name: mesh-proxy\n    restartPolicy: Always\n";
+    let expected = pod.replace("  containers:\n", &format!("{appended}  containers:\n"));
+    assert_eq!(written, expected, "appended after the last init container, the rest kept");
+    let objects = policy_core::yaml::parse_one(&written).unwrap().value;
+    assert_eq!(objects["spec"]["initContainers"][1]["name"], "mesh-proxy", "{written}");
+    assert_eq!(objects["spec"]["initContainers"][1]["image"], "mesh-proxy/v1.0.0");
+    std::fs::remove_file(policies.join("json-patch-example.yaml")).unwrap();
+    std::fs::remove_file(policies.join("binding.yaml")).unwrap();
+    let after = meshguard(dir.path(), &["check", "--rules", "rules.yaml", "--policies", "policies", "pod.yaml"], None);
+    assert_eq!(after.status.code(), Some(0), "{}", text(&after.stdout));
+
+    // A MAP without reinvocationPolicy: refused at load, at its file and line.
+    std::fs::write(
+        policies.join("bad.yaml"),
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingAdmissionPolicy\nmetadata: {name: bad}\nspec:\n  matchConstraints:\n    resourceRules:\n    - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [pods]}\n  mutations:\n  - {patchType: JSONPatch, jsonPatch: {expression: '[]'}}\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: MutatingAdmissionPolicyBinding\nmetadata: {name: bad}\nspec: {policyName: bad}\n",
+    )
+    .unwrap();
+    let bad = meshguard(dir.path(), &["check", "--rules", "rules.yaml", "--policies", "policies", "pod.yaml"], None);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("bad.yaml:") && err.contains("spec.reinvocationPolicy") && err.contains("Required value"),
+        "{err}"
+    );
+}

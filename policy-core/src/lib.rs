@@ -23,6 +23,8 @@ pub mod finding;
 pub mod fix;
 pub mod http;
 pub mod interrupt;
+#[cfg(all(feature = "kubernetes", feature = "cel"))]
+pub mod map;
 pub mod matching;
 pub mod object;
 pub mod path;

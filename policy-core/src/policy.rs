@@ -270,6 +270,9 @@ pub struct Policy {
     skipped_rules: usize,
     object_rules: Vec<ObjectRule>,
     http_rules: Vec<HttpRule>,
+    /// MutatingAdmissionPolicy bindings, in the order they run (see `map`).
+    #[cfg(all(feature = "kubernetes", feature = "cel"))]
+    mutating_policies: Vec<crate::map::MutatingBinding>,
     /// Whether every object rule reads only object content, computed once when the rule set
     /// loads: admission decodes ask on every request (`Policy::parse_admission`).
     object_content_only: bool,
@@ -375,6 +378,8 @@ impl Policy {
             skipped_rules: 0,
             object_rules: Vec::new(),
             http_rules: Vec::new(),
+            #[cfg(all(feature = "kubernetes", feature = "cel"))]
+            mutating_policies: Vec::new(),
             object_content_only: false,
         };
         let mut seen: Vec<String> = Vec::new();
@@ -513,11 +518,13 @@ impl Policy {
     /// One rule per ValidatingAdmissionPolicyBinding; builds without them (the Envoy filter) skip them.
     #[cfg(all(feature = "kubernetes", feature = "cel"))]
     fn add_admission_policies(&mut self, objects: &[Value], seen: &mut Vec<String>) -> Result<(), RuleSetError> {
-        let bindings = crate::vap::compile(objects).map_err(|e| RuleSetError {
+        let located = |e: crate::vap::VapError| RuleSetError {
             rule: e.name,
             field: format!("spec.admissionPolicies[{}].{}", e.index, e.field),
             message: e.message,
-        })?;
+        };
+        self.mutating_policies = crate::map::compile(objects).map_err(located)?;
+        let bindings = crate::vap::compile(objects).map_err(located)?;
         for b in bindings {
             if seen.contains(&b.id) {
                 return Err(doc_error("spec.admissionPolicies", format!("duplicate binding `{}`", b.id)));
@@ -589,6 +596,42 @@ impl Policy {
         }
     }
 
+    /// Runs the MutatingAdmissionPolicies of `spec.admissionPolicies` over `values`, in place, as
+    /// the API server runs them before validation: what `meshguard check` reviews and `meshguard
+    /// fix` writes (their patches), and what `/mutate` sends. `request` is the AdmissionRequest at
+    /// admission (`None` in CI: each object is a CREATE); `only`: mutate just that object (the
+    /// admitted one), the others being context.
+    pub fn apply_mutating_policies(
+        &self,
+        values: &mut [Value],
+        default_namespace: &str,
+        request: Option<&Value>,
+        only: Option<usize>,
+    ) -> crate::fix::PolicyMutations {
+        #[cfg(all(feature = "kubernetes", feature = "cel"))]
+        if !self.mutating_policies.is_empty() {
+            return crate::map::apply_all(&self.mutating_policies, values, default_namespace, request, only);
+        }
+        let _ = (default_namespace, request, only);
+        crate::fix::PolicyMutations { patches: vec![crate::fix::Patch(Vec::new()); values.len()], ..Default::default() }
+    }
+
+    /// The `policy/binding` ids of the MutatingAdmissionPolicy bindings, in the order they run.
+    pub fn mutating_policy_ids(&self) -> Vec<String> {
+        #[cfg(all(feature = "kubernetes", feature = "cel"))]
+        return self.mutating_policies.iter().map(|b| b.id.clone()).collect();
+        #[cfg(not(all(feature = "kubernetes", feature = "cel")))]
+        Vec::new()
+    }
+
+    /// Whether the rule set holds MutatingAdmissionPolicies.
+    pub fn has_mutating_policies(&self) -> bool {
+        #[cfg(all(feature = "kubernetes", feature = "cel"))]
+        return !self.mutating_policies.is_empty();
+        #[cfg(not(all(feature = "kubernetes", feature = "cel")))]
+        false
+    }
+
     /// Every rule, Kubernetes rules first, each in document order.
     pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.object_rules.iter().map(|r| &r.info).chain(self.http_rules.iter().map(|r| &r.info))
@@ -604,10 +647,14 @@ impl Policy {
     /// [`Policy::coverage`] of the rules that mutate in some namespace: what a mutating webhook
     /// configuration must send to `/mutate` (`None` when no rule mutates).
     pub fn mutating_coverage(&self) -> Option<Coverage> {
-        self.object_rules
-            .iter()
-            .any(|r| r.info.mutates_somewhere())
-            .then(|| self.coverage_of(RuleInfo::mutates_somewhere))
+        let rules = self.object_rules.iter().any(|r| r.info.mutates_somewhere());
+        if !rules && !self.has_mutating_policies() {
+            return None;
+        }
+        let mut cover = self.coverage_of(RuleInfo::mutates_somewhere);
+        // MutatingAdmissionPolicies name their own resources; `/mutate` then hears every kind.
+        cover.any |= self.has_mutating_policies();
+        Some(cover)
     }
 
     fn coverage_of(&self, selected: impl Fn(&RuleInfo) -> bool) -> Coverage {

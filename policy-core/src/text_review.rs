@@ -17,16 +17,19 @@ pub struct TextReview {
 impl Policy {
     /// Reviews every Kubernetes object of a YAML or JSON stream together (objects without
     /// `metadata.namespace` in `namespace`) and places each finding at its field's line and
-    /// column: what a host checking one text calls. `Err` at the line where the text stops parsing.
+    /// column, after the rule set's MutatingAdmissionPolicies: what a host checking one text calls. `Err` at the line where the text stops parsing.
     pub fn review_text(&self, text: &str, namespace: &str) -> Result<TextReview, YamlError> {
-        let (values, spans): (Vec<Value>, Vec<Spans>) = parse_documents(text)?
+        let (mut values, spans): (Vec<Value>, Vec<Spans>) = parse_documents(text)?
             .into_iter()
             .filter(|d| is_kubernetes_object(&d.value))
             .map(|d| (d.value, d.spans))
             .unzip();
-        let mut findings: Vec<LocatedFinding> = self
-            .review(&Input::new(&values, namespace))
+        // MutatingAdmissionPolicies first, as `meshguard check` runs them.
+        let policies = self.apply_mutating_policies(&mut values, namespace, None, None);
+        let mut findings: Vec<LocatedFinding> = policies
+            .denied
             .into_iter()
+            .chain(self.review(&Input::new(&values, namespace)))
             .map(|finding| {
                 let at = spans.get(finding.object_index).map(|s| s.locate(&finding.path)).unwrap_or_default();
                 LocatedFinding { finding, file: String::new(), line: at.line, column: at.column }

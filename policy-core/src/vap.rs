@@ -45,9 +45,9 @@ struct PolicySpec {
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ParamKind {
-    api_version: String,
-    kind: String,
+pub(crate) struct ParamKind {
+    pub(crate) api_version: String,
+    pub(crate) kind: String,
 }
 
 #[derive(Deserialize)]
@@ -86,7 +86,7 @@ enum ValidationAction {
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-enum NotFoundAction {
+pub(crate) enum NotFoundAction {
     #[default]
     Deny,
     Allow,
@@ -94,59 +94,74 @@ enum NotFoundAction {
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ParamRef {
+pub(crate) struct ParamRef {
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     #[serde(default)]
-    selector: Option<LabelSelector>,
+    pub(crate) selector: Option<LabelSelector>,
     #[serde(default)]
-    parameter_not_found_action: NotFoundAction,
+    pub(crate) parameter_not_found_action: NotFoundAction,
 }
 
 #[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct MatchResources {
+pub(crate) struct MatchResources {
     #[serde(default)]
-    namespace_selector: Option<LabelSelector>,
+    pub(crate) namespace_selector: Option<LabelSelector>,
     #[serde(default)]
-    object_selector: Option<LabelSelector>,
+    pub(crate) object_selector: Option<LabelSelector>,
     #[serde(default)]
-    resource_rules: Vec<ResourceRule>,
+    pub(crate) resource_rules: Vec<ResourceRule>,
     #[serde(default)]
-    exclude_resource_rules: Vec<ResourceRule>,
+    pub(crate) exclude_resource_rules: Vec<ResourceRule>,
     /// Exact or Equivalent: offline each object has the one version it is written in.
     #[serde(default)]
     #[allow(dead_code)]
-    match_policy: Option<String>,
+    pub(crate) match_policy: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ResourceRule {
+pub(crate) struct ResourceRule {
     #[serde(default)]
-    api_groups: Vec<String>,
+    pub(crate) api_groups: Vec<String>,
     #[serde(default)]
-    api_versions: Vec<String>,
+    pub(crate) api_versions: Vec<String>,
     #[serde(default)]
-    resources: Vec<String>,
+    pub(crate) resources: Vec<String>,
     #[serde(default)]
-    operations: Vec<String>,
+    pub(crate) operations: Vec<String>,
     #[serde(default)]
-    scope: Option<String>,
+    pub(crate) scope: Option<String>,
     #[serde(default)]
-    resource_names: Vec<String>,
+    pub(crate) resource_names: Vec<String>,
 }
 
 /// What a request is about, in the terms resource rules use.
-struct Target<'a> {
-    group: &'a str,
-    version: &'a str,
-    resource: String,
-    operation: &'a str,
-    name: &'a str,
-    cluster_scoped: bool,
+pub(crate) struct Target<'a> {
+    pub(crate) group: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) resource: String,
+    pub(crate) operation: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) cluster_scoped: bool,
+}
+
+impl<'a> Target<'a> {
+    /// `obj` under request `operation`.
+    pub(crate) fn of(obj: &Object<'a>, operation: &'a str) -> Self {
+        let api_version = obj.value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        Target {
+            group: obj.group,
+            version: api_version.rsplit('/').next().unwrap_or(""),
+            resource: resource_of_kind(obj.kind),
+            operation,
+            name: obj.name,
+            cluster_scoped: obj.is_cluster_scoped(),
+        }
+    }
 }
 
 fn any_or(list: &[String], value: &str) -> bool {
@@ -194,7 +209,7 @@ pub fn resource_of_kind(kind: &str) -> String {
     format!("{lower}s")
 }
 
-enum MatchResult {
+pub(crate) enum MatchResult {
     Yes,
     No,
     /// Cannot tell without the cluster: the reason.
@@ -203,7 +218,13 @@ enum MatchResult {
 
 impl MatchResources {
     /// `require_rules`: a policy's constraints must name resources; a binding's may leave them out.
-    fn matches(&self, t: &Target<'_>, obj: &Object<'_>, input: &Input<'_>, require_rules: bool) -> MatchResult {
+    pub(crate) fn matches(
+        &self,
+        t: &Target<'_>,
+        obj: &Object<'_>,
+        input: &Input<'_>,
+        require_rules: bool,
+    ) -> MatchResult {
         if (require_rules || !self.resource_rules.is_empty()) && !self.resource_rules.iter().any(|r| r.matches(t)) {
             return MatchResult::No;
         }
@@ -237,7 +258,7 @@ impl MatchResources {
     }
 }
 
-fn is_everything(sel: &LabelSelector) -> bool {
+pub(crate) fn is_everything(sel: &LabelSelector) -> bool {
     sel.match_labels.is_empty() && sel.match_expressions.is_empty()
 }
 
@@ -255,41 +276,50 @@ pub struct BindingCheck {
 
 impl BindingCheck {
     fn params_for<'s>(&'s self, obj: &Object<'_>, input: &'s Input<'_>) -> Result<Vec<&'s Value>, String> {
-        let (Some(kind), Some(r)) = (&self.param_kind, &self.param_ref) else {
-            return Ok(vec![]);
-        };
-        let namespace = match &r.namespace {
-            Some(ns) if !ns.is_empty() => ns.as_str(),
-            _ if is_cluster_scoped_kind(&kind.kind) => "",
-            _ => obj.namespace,
-        };
-        let candidates = self
-            .bundled_params
-            .iter()
-            .map(|v| Object::new(v, "default"))
-            .filter(|o| o.kind == kind.kind && o.namespace == namespace)
-            .chain(input.in_namespace(namespace, &kind.kind).copied())
-            .filter(|o| o.value.get("apiVersion").and_then(Value::as_str) == Some(kind.api_version.as_str()));
-        let found: Vec<&Value> = match (&r.name, &r.selector) {
-            (Some(name), _) if !name.is_empty() => {
-                candidates.filter(|o| o.name == name).map(|o| o.value).take(1).collect()
-            }
-            (_, Some(sel)) => candidates.filter(|o| sel.matches(o.labels())).map(|o| o.value).collect(),
-            _ => vec![],
-        };
-        if found.is_empty() && r.parameter_not_found_action == NotFoundAction::Deny {
-            let which = match (&r.name, namespace) {
-                (Some(n), "") => format!("{} `{n}`", kind.kind),
-                (Some(n), ns) => format!("{} `{ns}/{n}`", kind.kind),
-                (None, ns) => format!("{} objects matching its selector in namespace `{ns}`", kind.kind),
-            };
-            return Err(format!(
-                "its paramRef names {which}, which is not in the input; meshguard cannot look it up in a cluster \
-                 (add the param object to the checked files or --policies, or set parameterNotFoundAction: Allow)"
-            ));
-        }
-        Ok(found)
+        find_params(self.param_kind.as_ref(), self.param_ref.as_ref(), &self.bundled_params, obj, input)
     }
+}
+
+/// The param objects a binding's `paramRef` names for `obj`: among `bundled` (shipped with the
+/// policies) and the reviewed objects. `Err` when none is there and the binding denies then.
+pub(crate) fn find_params<'s>(
+    kind: Option<&ParamKind>,
+    r: Option<&ParamRef>,
+    bundled: &'s [Value],
+    obj: &Object<'_>,
+    input: &'s Input<'_>,
+) -> Result<Vec<&'s Value>, String> {
+    let (Some(kind), Some(r)) = (kind, r) else {
+        return Ok(vec![]);
+    };
+    let namespace = match &r.namespace {
+        Some(ns) if !ns.is_empty() => ns.as_str(),
+        _ if is_cluster_scoped_kind(&kind.kind) => "",
+        _ => obj.namespace,
+    };
+    let candidates = bundled
+        .iter()
+        .map(|v| Object::new(v, "default"))
+        .filter(|o| o.kind == kind.kind && o.namespace == namespace)
+        .chain(input.in_namespace(namespace, &kind.kind).copied())
+        .filter(|o| o.value.get("apiVersion").and_then(Value::as_str) == Some(kind.api_version.as_str()));
+    let found: Vec<&Value> = match (&r.name, &r.selector) {
+        (Some(name), _) if !name.is_empty() => candidates.filter(|o| o.name == name).map(|o| o.value).take(1).collect(),
+        (_, Some(sel)) => candidates.filter(|o| sel.matches(o.labels())).map(|o| o.value).collect(),
+        _ => vec![],
+    };
+    if found.is_empty() && r.parameter_not_found_action == NotFoundAction::Deny {
+        let which = match (&r.name, namespace) {
+            (Some(n), "") => format!("{} `{n}`", kind.kind),
+            (Some(n), ns) => format!("{} `{ns}/{n}`", kind.kind),
+            (None, ns) => format!("{} objects matching its selector in namespace `{ns}`", kind.kind),
+        };
+        return Err(format!(
+            "its paramRef names {which}, which is not in the input; meshguard cannot look it up in a cluster \
+             (add the param object to the checked files or --policies, or set parameterNotFoundAction: Allow)"
+        ));
+    }
+    Ok(found)
 }
 
 impl ObjectCheck for BindingCheck {
@@ -309,16 +339,8 @@ impl ObjectCheck for BindingCheck {
     }
 
     fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
-        let api_version = obj.value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let operation = input.request.and_then(|r| r.get("operation")).and_then(Value::as_str).unwrap_or("CREATE");
-        let target = Target {
-            group: obj.group,
-            version: api_version.rsplit('/').next().unwrap_or(""),
-            resource: resource_of_kind(obj.kind),
-            operation,
-            name: obj.name,
-            cluster_scoped: obj.is_cluster_scoped(),
-        };
+        let target = Target::of(obj, operation);
         let mut unknown = None;
         for (m, required) in [(Some(&self.constraints), true), (self.binding_match.as_ref(), false)] {
             match m.map_or(MatchResult::Yes, |m| m.matches(&target, obj, input, required)) {
@@ -369,16 +391,20 @@ pub struct VapError {
     pub message: String,
 }
 
-fn name_of(v: &Value) -> Option<&str> {
+pub(crate) fn name_of(v: &Value) -> Option<&str> {
     v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str)
 }
 
-fn is_kind(v: &Value, kind: &str) -> bool {
+pub(crate) fn is_kind(v: &Value, kind: &str) -> bool {
     v.get("kind").and_then(Value::as_str) == Some(kind)
         && v.get("apiVersion").and_then(Value::as_str).is_some_and(|a| a.starts_with(GROUP))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(index: usize, v: &Value, name: Option<&str>) -> Result<T, VapError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    index: usize,
+    v: &Value,
+    name: Option<&str>,
+) -> Result<T, VapError> {
     let spec = v.get("spec").cloned().unwrap_or(Value::Null);
     serde_path_to_error::deserialize(spec).map_err(|e| {
         let path = e.path().to_string();
@@ -396,7 +422,7 @@ const OPERATIONS: [&str; 5] = ["CREATE", "UPDATE", "DELETE", "CONNECT", "*"];
 
 /// A resource rule as the API server validates it: every list named and non-empty (an empty one
 /// would match nothing, silently), operations among [`OPERATIONS`]. `Err((field, message))`.
-fn validate_rules(rules: &[ResourceRule], at: &str) -> Result<(), (String, String)> {
+pub(crate) fn validate_rules(rules: &[ResourceRule], at: &str) -> Result<(), (String, String)> {
     for (i, rule) in rules.iter().enumerate() {
         for (field, list) in [
             ("apiGroups", &rule.api_groups),

@@ -241,6 +241,8 @@ pub struct AdmissionMutation {
     pub patch: crate::fix::Patch,
     pub fixed: Vec<Finding>,
     pub object: Option<Value>,
+    /// MutatingAdmissionPolicies that failed under `failurePolicy: Fail`: the request is denied.
+    pub denied: Vec<Finding>,
 }
 
 impl Policy {
@@ -266,6 +268,9 @@ impl Policy {
                     .cloned(),
             )
             .collect();
+        // MutatingAdmissionPolicies first, as the API server runs them before webhooks.
+        let policies = self.apply_mutating_policies(&mut values, namespace, req.request, Some(0));
+        let denied = policies.denied.clone();
         let mutating = |f: &Finding| self.rules().any(|r| r.id == f.rule && r.mutates_in(&f.namespace));
         let fixed = crate::fix::fix_values(&mut values, |values, _| {
             let mut reviewed = Input::from_refs(values.iter(), namespace);
@@ -277,13 +282,15 @@ impl Policy {
             findings.retain(|f| f.fix.is_some() && mutating(f));
             Ok::<_, std::convert::Infallible>(findings)
         });
-        let Ok(mut fixed) = fixed;
+        let Ok(fixed) = fixed;
+        let mut fixed = fixed.after_policies(policies);
         let patch = std::mem::take(&mut fixed.patches[0]);
         let changed = !patch.0.is_empty();
         AdmissionMutation {
             patch,
             fixed: std::mem::take(&mut fixed.fixed[0]),
             object: changed.then(|| values.swap_remove(0)),
+            denied,
         }
     }
 }
@@ -323,10 +330,14 @@ impl Policy {
     pub fn admit_from(&self, input: &Value, cluster: &mut dyn ClusterSource) -> AdmissionOutcome {
         self.with_cluster_view(input, cluster, |view| {
             let mutation = self.mutate_admission_in(input, view);
-            let verdict = match &mutation.object {
+            let mut verdict = match &mutation.object {
                 Some(object) => self.review_admission_in(&with_object(input, object), view),
                 None => self.review_admission_in(input, view),
             };
+            if !mutation.denied.is_empty() {
+                verdict.allowed = false;
+                verdict.findings.splice(0..0, mutation.denied.iter().cloned());
+            }
             AdmissionOutcome { mutation, verdict }
         })
     }

@@ -114,6 +114,16 @@ impl super::AdmissionMutation {
     /// per fix naming what was changed; the mutated rules' ids in an audit annotation. Whether the
     /// object is then allowed is the validating review's to say.
     pub fn response(&self, uid: Value) -> AdmissionResponse {
+        if !self.denied.is_empty() {
+            // A MutatingAdmissionPolicy failed under `failurePolicy: Fail`: denied as the API server
+            // denies it.
+            let lines: Vec<String> = self.denied.iter().map(|f| f.message.clone()).collect();
+            let message = super::fit_lines(lines, MAX_DENIAL_LINE_CHARS, MAX_DENIAL_BYTES, 2, "denial").join("; ");
+            let mut response = AdmissionResponse::refuse(uid, 403, message);
+            let ids: Vec<&str> = self.denied.iter().map(|f| f.rule.as_str()).collect();
+            response.audit_annotations.insert(DENY_ANNOTATION.to_string(), ids.join(","));
+            return response;
+        }
         let mut response = AdmissionResponse::allow(uid);
         if self.patch.0.is_empty() {
             return response;

@@ -8,6 +8,7 @@
 mod interruptible;
 mod k8s;
 mod limits;
+mod mutation;
 
 use limits::{check_shape, usable_evaluated_message, within_value_limits};
 pub use limits::{
@@ -28,7 +29,7 @@ use std::sync::{Arc, OnceLock};
 
 /// Names an expression may use besides the ones it binds itself.
 const KNOWN_VARIABLES: &[&str] =
-    &["object", "oldObject", "request", "params", "namespaceObject", "variables", "authorizer", "format"];
+    &["object", "oldObject", "request", "params", "namespaceObject", "variables", "authorizer", "format", "jsonpatch"];
 
 fn env() -> Result<&'static Arc<Env>, String> {
     static ENV: OnceLock<Result<Arc<Env>, String>> = OnceLock::new();
@@ -150,6 +151,16 @@ impl Expression {
     /// only those, as in a ValidatingAdmissionPolicy). Errors name the line and column inside the
     /// expression.
     pub fn compile(source: &str, variables: &[String]) -> Result<Expression, String> {
+        Self::compile_as(source, variables, false)
+    }
+
+    /// [`Expression::compile`] for a MutatingAdmissionPolicy's mutation: `Object{...}`
+    /// initializers are allowed (checked and built as maps, see [`mutation`]).
+    pub fn compile_mutation(source: &str, variables: &[String]) -> Result<Expression, String> {
+        Self::compile_as(source, variables, true)
+    }
+
+    fn compile_as(source: &str, variables: &[String], objects: bool) -> Result<Expression, String> {
         if source.len() > MAX_EXPRESSION_BYTES {
             return Err(format!("the expression is {} bytes; the limit is {MAX_EXPRESSION_BYTES} bytes", source.len()));
         }
@@ -199,6 +210,9 @@ impl Expression {
             params: reads_of("params"),
             namespace_object: reads_of("namespaceObject"),
             tree: {
+                if objects {
+                    mutation::objects_as_maps(&mut tree)?;
+                }
                 interruptible::rewrite(&mut tree);
                 tree
             },
@@ -560,6 +574,41 @@ impl Validator {
                 }
                 Err(e) => self.fail(out, path(), format!("expression could not be evaluated: {e}")),
             }
+        }
+    }
+
+    /// Whether every match condition holds for `obj` (`Err`: one could not be evaluated, named).
+    pub fn conditions_hold(&self, obj: &Object<'_>, input: &Input<'_>, params: Option<&Value>) -> Result<bool, String> {
+        let bound = Bindings::new(obj, input, params, self.reads_request());
+        let mut scope = Scope { validator: self, bound: &bound, values: vec![None; self.variables.len()] };
+        for (name, condition) in &self.match_conditions {
+            match scope.eval_bool(condition) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => return Err(format!("match condition `{name}` could not be evaluated: {e}")),
+            }
+        }
+        Ok(true)
+    }
+
+    /// `expr` (compiled with this validator's variables) over `obj`, as JSON: an ApplyConfiguration's
+    /// object, or with `as_patch` a list of `JSONPatch` read as RFC 6902 operations.
+    pub fn eval_json(
+        &self,
+        expr: &Expression,
+        obj: &Object<'_>,
+        input: &Input<'_>,
+        params: Option<&Value>,
+        as_patch: bool,
+    ) -> Result<Value, String> {
+        let reads_request = self.reads_request() || expr.request != Reads::Nothing;
+        let bound = Bindings::new(obj, input, params, reads_request);
+        let mut scope = Scope { validator: self, bound: &bound, values: vec![None; self.variables.len()] };
+        if as_patch {
+            let patch = scope.eval_patch(expr)?;
+            serde_json::to_value(patch).map_err(|e| e.to_string())
+        } else {
+            cel_to_json(&scope.eval(expr)?)
         }
     }
 

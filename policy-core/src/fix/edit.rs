@@ -305,6 +305,9 @@ fn apply_op(text: &str, root: &Value, spans: &Spans, op: &PatchOperation, json: 
             let (_, at) = walk(parent, parent_spans, std::slice::from_ref(last)).ok_or("the key is missing")?;
             replace_value_of_key(&text_lines, at.at, value, json).map_err(|e| format!("`{path}`: {e}"))
         }
+        Value::Array(items) if adds && !json && (*last == "-" || last.parse() == Ok(items.len())) => {
+            append_item(&text_lines, parent_spans, items.len(), value).map_err(|e| format!("`{path}`: {e}"))
+        }
         Value::Array(items) => {
             let index: usize = last.parse().map_err(|_| format!("`{path}`: appending to a list is not written"))?;
             if adds || index >= items.len() {
@@ -353,6 +356,35 @@ fn add_key(text: &Text<'_>, spans: &Spans, entries: usize, key: &str, value: &Va
     let step = indent_step(text);
     let mut new_lines = Vec::new();
     render_entry(key, value, indent, step, &mut new_lines);
+    let mut lines = text.owned();
+    lines.splice(end + 1..end + 1, new_lines);
+    Ok(text.join(&lines))
+}
+
+/// Appends `value` to the block sequence at `spans` as new lines after its last item, at its
+/// items' indentation (`- ` one per line; a flow `[...]` or an empty list is left to a person).
+fn append_item(text: &Text<'_>, spans: &Spans, items: usize, value: &Value) -> Result<String, String> {
+    let children = spans.children_positions();
+    if items == 0 || children.is_empty() {
+        return Err("the list to append to is empty (`[]`); written by hand".into());
+    }
+    let mut dash = None;
+    for at in &children {
+        let (l, b) = text.offset(*at).ok_or("the list is outside the text")?;
+        let before = &text.lines[l][..b];
+        let column =
+            before.find('-').filter(|&c| before[..c].chars().all(|ch| ch == ' ') && before[c + 1..].trim().is_empty());
+        match (column, dash) {
+            (None, _) => return Err("the list is written in flow style (`[...]`); written by hand".into()),
+            (Some(c), Some(d)) if c != d => return Err("the list's items are not at one indentation".into()),
+            (Some(c), _) => dash = Some(c),
+        }
+    }
+    let dash = dash.ok_or("the list has no items")?;
+    let last_item = children.iter().map(|p| p.line).max().unwrap_or(children[0].line) as usize - 1;
+    let end = block_end(text, last_item, dash);
+    let mut new_lines = Vec::new();
+    render_value_lines(&Value::Array(vec![value.clone()]), dash, indent_step(text), &mut new_lines);
     let mut lines = text.owned();
     lines.splice(end + 1..end + 1, new_lines);
     Ok(text.join(&lines))

@@ -224,6 +224,39 @@ pub fn strays(object: &Value, patch: &Patch, scope: &[String]) -> Option<String>
     changes_within(object, &after, scope).err()
 }
 
+/// What the mutating policies did to a set of objects ([`crate::Policy::apply_mutating_policies`], MutatingAdmissionPolicies).
+#[derive(Debug, Default)]
+pub struct PolicyMutations {
+    /// Per object: the RFC 6902 operations that take it to what the policies made of it.
+    pub patches: Vec<Patch>,
+    /// One finding per binding that changed an object, its change as the finding's fix (what
+    /// `meshguard fix` writes and reports).
+    pub changed: Vec<crate::Finding>,
+    /// One `deny` finding per binding that failed under `failurePolicy: Fail`.
+    pub denied: Vec<crate::Finding>,
+}
+
+impl FixedValues {
+    /// These fixes after the MutatingAdmissionPolicies' changes (made first, as the API server runs
+    /// them before anything else): each object's policy operations before its fixes', the policies'
+    /// changes among what was fixed, and their denials among the findings left.
+    pub fn after_policies(mut self, policies: PolicyMutations) -> FixedValues {
+        for (object, patch) in policies.patches.into_iter().enumerate() {
+            if let Some(mine) = self.patches.get_mut(object) {
+                let rest = std::mem::take(&mut mine.0);
+                mine.0 = patch.0.into_iter().chain(rest).collect();
+            }
+        }
+        for f in policies.changed.into_iter().rev() {
+            if let Some(fixed) = self.fixed.get_mut(f.object_index) {
+                fixed.insert(0, f);
+            }
+        }
+        self.remaining.extend(policies.denied);
+        self
+    }
+}
+
 /// How many times objects are reviewed and fixed: a fix can make another possible (a preStop
 /// sleep, then a drain duration matching it), and two fixes of one place (two settings in one
 /// annotation) go one per round.
@@ -335,10 +368,11 @@ pub fn fix_text(policy: &crate::Policy, text: &str, default_namespace: &str) -> 
             }
         }
     }
+    let policies = policy.apply_mutating_policies(&mut values, default_namespace, None, None);
     let fixed = fix_values(&mut values, |values, _| {
         Ok::<_, String>(policy.review(&crate::Input::new(values, default_namespace)))
     })?;
-    write_fixes(text, &places, fixed)
+    write_fixes(text, &places, fixed.after_policies(policies))
 }
 
 /// Writes each object's operations ([`fix_values`]) into `text`, one pass per document;

@@ -131,6 +131,8 @@ pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
         env.add_overload(&format!("format.{}", f.name), &format!("format_{}", f.name), vec![], f.constructor)?;
     }
     env.add_overload("format.named", "format_named_string", vec![STRING_TYPE], format_named)?;
+    // MutatingAdmissionPolicy's: a key as one JSON Pointer segment, for JSONPatch paths.
+    env.add_overload("jsonpatch.escapeKey", "string_jsonpatch_escapeKey_string", vec![STRING_TYPE], escape_key)?;
     env.add_member_overload("validate", "format_validate_string", opaque(FORMAT), vec![STRING_TYPE], format_validate)?;
     // Semver.
     env.add_overload("semver", "semver_string", vec![STRING_TYPE], semver)?;
@@ -334,6 +336,12 @@ fn regex(function: &str, pattern: &Arc<String>, text: &str) -> Result<Arc<Regex>
         cache.push((Arc::clone(pattern), Arc::clone(&re)));
     }
     Ok(re)
+}
+
+/// `jsonpatch.escapeKey(k)`: `~` → `~0` and `/` → `~1`, in one pass (never escaping twice).
+fn escape_key<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
+    let key = string_arg(&args, 0)?;
+    out(Value::String(Arc::new(key.replace('~', "~0").replace('/', "~1"))))
 }
 
 fn matches<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
