@@ -55,6 +55,8 @@ echo "== admission webhook under load"
 command -v oha >/dev/null || cargo install oha --locked
 cargo build --locked --release -p host-runner
 if $quick; then python3 scripts/webhook-load.py --seconds 6; else python3 scripts/webhook-load.py --seconds 30; fi
+echo "== admission webhook under load: mutating reviews (/mutate, every answer a patch)"
+if $quick; then python3 scripts/webhook-load.py --seconds 6 --mutate; else python3 scripts/webhook-load.py --seconds 30 --mutate; fi
 
 echo "== meshguard fix against meshguard check over the 10,000-object repo"
 python3 scripts/fix-vs-check.py

@@ -8,7 +8,10 @@ SIGTERM to the server while under load. Writes target/bench/webhook-load.json, w
 bench-report puts into BENCHMARKS.md. Every response must be an AdmissionReview answering its
 request; any other outcome is counted and reported.
 
-  scripts/webhook-load.py [--seconds 30] [--connections 16] [--engine wasm|native] [--http2]
+  scripts/webhook-load.py [--seconds 30] [--connections 16] [--engine wasm|native] [--http2] [--mutate]
+
+--mutate posts to /mutate instead, with a rule set whose start-order rule mutates and a Deployment
+that lacks the hold, so every answer carries a JSON Patch (target/bench/webhook-load-mutate.json).
 """
 import argparse, json, os, shutil, signal, subprocess, sys, tempfile, threading, time
 
@@ -40,6 +43,15 @@ REVIEW = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
 
 RULES_A = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: a}\nspec:\n  rules:\n  - {id: ports, check: istio-port-name}\n  - {id: shutdown, check: istio-graceful-shutdown}\n"
 RULES_B = RULES_A.replace("name: a", "name: b") + "  - {id: drain, check: istio-http-drain, action: warn}\n"
+# --mutate: every review is patched (the Deployment below lacks the hold this rule sets).
+RULES_MUTATE_A = RULES_A + "  - {id: start-order, check: istio-sidecar-start-order, params: {injectedNamespaces: ['*']}, mutate: true}\n"
+RULES_MUTATE_B = RULES_MUTATE_A.replace("name: a", "name: b")
+
+
+def mutating_review():
+    review = json.loads(json.dumps(REVIEW))
+    del review["request"]["object"]["spec"]["template"]["metadata"]["annotations"]
+    return review
 
 
 def rss_kib(pid):
@@ -71,7 +83,7 @@ def start(work, args):
 
 def oha(addr, body, seconds, args):
     cmd = ["oha", "-z", f"{seconds}s", "-c", str(args.connections), "--no-tui", "--output-format", "json",
-           "--insecure", "-m", "POST", "-T", "application/json", "-D", body, f"https://{addr}/validate"]
+           "--insecure", "-m", "POST", "-T", "application/json", "-D", body, f"https://{addr}{args.path}"]
     if args.http2:
         cmd.insert(1, "--http2")
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -80,15 +92,17 @@ def oha(addr, body, seconds, args):
     return json.loads(out.stdout)
 
 
-def check_answers(addr, body, n=20):
-    """Responses while the load runs must be AdmissionReviews answering the request's uid."""
+def check_answers(addr, body, args, n=20):
+    """Responses while the load runs must be AdmissionReviews answering the request's uid (with
+    a patch, for /mutate)."""
     bad = 0
     for _ in range(n):
         r = subprocess.run(["curl", "-sk", "--max-time", "5", "-H", "content-type: application/json",
-                            "--data-binary", f"@{body}", f"https://{addr}/validate"], capture_output=True, text=True)
+                            "--data-binary", f"@{body}", f"https://{addr}{args.path}"], capture_output=True, text=True)
         try:
             resp = json.loads(r.stdout)["response"]
             bad += resp["uid"] != REVIEW["request"]["uid"] or resp["allowed"] is not True
+            bad += args.mutate and resp.get("patchType") != "JSONPatch"
         except (ValueError, KeyError, TypeError):
             bad += 1
     return bad
@@ -115,16 +129,19 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--engine", default="wasm")
     ap.add_argument("--http2", action="store_true")
+    ap.add_argument("--mutate", action="store_true")
     args = ap.parse_args()
+    args.path = "/mutate" if args.mutate else "/validate"
+    rules_a, rules_b = (RULES_MUTATE_A, RULES_MUTATE_B) if args.mutate else (RULES_A, RULES_B)
     args.extra = ["--shutdown-delay-ms", "1000"]
     if not shutil.which("oha"):
         raise SystemExit("oha not found: cargo install oha --locked")
     work = tempfile.mkdtemp(prefix="meshguard-load-")
     body = os.path.join(work, "review.json")
     with open(body, "w") as f:
-        json.dump(REVIEW, f)
+        json.dump(mutating_review() if args.mutate else REVIEW, f)
     with open(os.path.join(work, "rules.yaml"), "w") as f:
-        f.write(RULES_A)
+        f.write(rules_a)
     proc, addr, metrics_addr = start(work, args)
     time.sleep(1)
     rest = rss_kib(proc.pid)
@@ -145,7 +162,7 @@ def main():
             os.replace(os.path.join(work, "certs", name + ".new"), os.path.join(work, "certs", name))
         time.sleep(args.seconds / 3)
         with open(os.path.join(work, "rules.yaml.new"), "w") as f:
-            f.write(RULES_B)
+            f.write(rules_b)
         os.replace(os.path.join(work, "rules.yaml.new"), os.path.join(work, "rules.yaml"))
 
     threads = [threading.Thread(target=sample), threading.Thread(target=disturb)]
@@ -155,7 +172,7 @@ def main():
     threads[1].join()
     stop.set()
     threads[0].join()
-    garbled = check_answers(addr, body)
+    garbled = check_answers(addr, body, args)
     metrics = subprocess.run(["curl", "-s", f"http://{metrics_addr}/metrics"], capture_output=True, text=True).stdout
     reloads = {k: int(v) for k, v in (l.rsplit(" ", 1) for l in metrics.splitlines() if l.startswith("meshguard_reloads_total"))}
     # SIGTERM during load: the server stays ready... then unready, answers through the delay,
@@ -163,12 +180,13 @@ def main():
     proc.send_signal(signal.SIGTERM)
     term_run = oha(addr, body, 4, args)
     code = proc.wait(timeout=60)
-    result = {"engine": args.engine, "http2": args.http2, "connections": args.connections, "seconds": args.seconds,
+    result = {"engine": args.engine, "http2": args.http2, "path": args.path, "connections": args.connections, "seconds": args.seconds,
               "load": summarize(main_run), "rss_kib_at_rest": rest, "rss_kib_peak_under_load": peak[0],
               "garbled_after_rotation_and_reload": garbled, "reloads": reloads,
               "sigterm": dict(summarize(term_run), exit_code=code)}
     os.makedirs(os.path.join(ROOT, "target", "bench"), exist_ok=True)
-    with open(os.path.join(ROOT, "target", "bench", "webhook-load.json"), "w") as f:
+    name = "webhook-load-mutate.json" if args.mutate else "webhook-load.json"
+    with open(os.path.join(ROOT, "target", "bench", name), "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
     shutil.rmtree(work, ignore_errors=True)
