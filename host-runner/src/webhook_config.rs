@@ -239,6 +239,21 @@ mod tests {
             shipped, generated[1].value,
             "deploy/mutating-webhook.yaml vs `rules webhook-config --rules` of deploy/rules.yaml"
         );
+        // MutatingAdmissionPolicies name their own resources: `/mutate` then hears every kind.
+        let map = Policy::from_text(concat!(
+            "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: x}\nspec:\n  rules: []\n",
+            "  admissionPolicies:\n",
+            "  - {apiVersion: admissionregistration.k8s.io/v1, kind: MutatingAdmissionPolicy, metadata: {name: p},\n",
+            "     spec: {reinvocationPolicy: Never, matchConstraints: {resourceRules: [{apiGroups: [''], apiVersions: [v1],\n",
+            "            operations: [CREATE], resources: [pods]}]},\n",
+            "            mutations: [{patchType: JSONPatch, jsonPatch: {expression: '[]'}}]}}\n",
+            "  - {apiVersion: admissionregistration.k8s.io/v1, kind: MutatingAdmissionPolicyBinding, metadata: {name: b},\n",
+            "     spec: {policyName: p}}\n",
+        ))
+        .unwrap();
+        let docs = policy_core::yaml::parse_documents(&render(&map, &options)).unwrap();
+        assert_eq!(docs[1].value["kind"], "MutatingWebhookConfiguration");
+        assert!(docs[1].value["webhooks"][0]["rules"].to_string().contains("\"*\""), "{}", docs[1].value);
         let plain = Policy::default_rules().unwrap();
         assert_eq!(policy_core::yaml::parse_documents(&render(&plain, &options)).unwrap().len(), 1, "nothing mutates");
     }

@@ -5,6 +5,8 @@
 //! [`Validator`] is the one evaluation path: the `cel` check is a validator with one validation,
 //! and each ValidatingAdmissionPolicy binding (see `vap`) is a validator with the policy's list.
 
+#[doc(hidden)]
+pub mod conformance;
 mod interruptible;
 mod k8s;
 mod limits;
