@@ -6,7 +6,7 @@
 //! A nested `all` over 20,000 ports, 400 million iterations, then ends within microseconds of the
 //! deadline instead of running for minutes after its answer.
 
-use cel::common::ast::{operators, ComprehensionExpr, EntryExpr, Expr, LiteralValue};
+use cel::common::ast::{operators, ComprehensionExpr, Expr, LiteralValue};
 use cel::common::types::DYN_TYPE;
 use cel::common::value::CowVal;
 use cel::{Env, ExecutionError, IdedExpr};
@@ -29,41 +29,10 @@ fn poll<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executi
 pub(super) fn rewrite(tree: &mut IdedExpr) {
     let mut pending: Vec<&mut IdedExpr> = vec![tree];
     while let Some(node) = pending.pop() {
-        match &mut node.expr {
-            Expr::Comprehension(c) => {
-                poll_each_iteration(c);
-                let c = &mut **c;
-                pending.extend([
-                    &mut c.iter_range,
-                    &mut c.accu_init,
-                    &mut c.loop_cond,
-                    &mut c.loop_step,
-                    &mut c.result,
-                ]);
-            }
-            Expr::Call(call) => {
-                pending.extend(call.target.as_deref_mut());
-                pending.extend(call.args.iter_mut());
-            }
-            Expr::List(list) => pending.extend(list.elements.iter_mut()),
-            Expr::Map(map) => {
-                for entry in map.entries.iter_mut() {
-                    if let EntryExpr::MapEntry(e) = &mut entry.expr {
-                        pending.push(&mut e.key);
-                        pending.push(&mut e.value);
-                    }
-                }
-            }
-            Expr::Struct(s) => {
-                for entry in s.entries.iter_mut() {
-                    if let EntryExpr::StructField(f) = &mut entry.expr {
-                        pending.push(&mut f.value);
-                    }
-                }
-            }
-            Expr::Select(select) => pending.push(&mut select.operand),
-            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        if let Expr::Comprehension(c) = &mut node.expr {
+            poll_each_iteration(c);
         }
+        pending.extend(super::ast::children_mut(&mut node.expr));
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`Validator`] is the one evaluation path: the `cel` check is a validator with one validation,
 //! and each ValidatingAdmissionPolicy binding (see `vap`) is a validator with the policy's list.
 
+mod ast;
 #[doc(hidden)]
 pub mod conformance;
 mod interruptible;
@@ -170,7 +171,9 @@ impl Expression {
             return Err("the expression is empty".into());
         }
         check_shape(source)?;
-        let mut tree = env()?.parser().parse(source).map_err(|errors| {
+        let quoted = ast::quote_free(source)?;
+        let parsed = quoted.as_ref().map_or(source, |(text, _)| text.as_str());
+        let mut tree = env()?.parser().parse(parsed).map_err(|errors| {
             let multiline = source.contains('\n');
             let parts: Vec<String> = errors
                 .errors
@@ -212,6 +215,9 @@ impl Expression {
             params: reads_of("params"),
             namespace_object: reads_of("namespaceObject"),
             tree: {
+                if let Some((_, names)) = &quoted {
+                    ast::restore_quoted_fields(&mut tree, names);
+                }
                 if objects {
                     mutation::objects_as_maps(&mut tree)?;
                 }
@@ -908,6 +914,20 @@ mod tests {
         assert_eq!(eval("type(object.spec.port) == int", obj.clone()), Ok(cel::Value::Bool(true)));
         assert_eq!(eval("type(object.spec.ratio) == double", obj.clone()), Ok(cel::Value::Bool(true)));
         assert_eq!(eval("type(object.spec.big) == uint", obj), Ok(cel::Value::Bool(true)));
+    }
+
+    #[test]
+    fn backtick_quoted_field_names_select_and_test_fields() {
+        let pod = serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/name": "shop", "tier": "be"}}});
+        let labels = "object.metadata.labels";
+        assert_eq!(eval(&format!("{labels}.`app.kubernetes.io/name`"), pod.clone()).unwrap(), "shop".into());
+        assert_eq!(eval(&format!("has({labels}.`app.kubernetes.io/name`)"), pod.clone()).unwrap(), true.into());
+        assert_eq!(eval(&format!("has({labels}. `team-name`)"), pod.clone()).unwrap(), false.into());
+        // Backticks inside strings are text.
+        assert_eq!(eval("'.`x`' + \".`y`\"", pod.clone()).unwrap(), ".`x`.`y`".into());
+        let e = Expression::compile("object.`open", &[]).err().unwrap();
+        assert!(e.contains("not closed"), "{e}");
+        assert!(Expression::compile("object.``", &[]).err().unwrap().contains("empty"));
     }
 
     #[test]

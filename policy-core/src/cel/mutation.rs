@@ -55,33 +55,7 @@ pub(super) fn objects_as_maps(tree: &mut IdedExpr) -> Result<(), String> {
         match &mut node.expr {
             // A list's items are initialized as the list's own field is named.
             Expr::List(list) => pending.extend(list.elements.iter_mut().map(|e| (e, expected.clone()))),
-            Expr::Comprehension(c) => {
-                let c = &mut **c;
-                for e in [&mut c.iter_range, &mut c.accu_init, &mut c.loop_cond, &mut c.loop_step, &mut c.result] {
-                    pending.push((e, None));
-                }
-            }
-            Expr::Call(call) => {
-                pending.extend(call.target.as_deref_mut().map(|e| (e, None)));
-                pending.extend(call.args.iter_mut().map(|e| (e, None)));
-            }
-            Expr::Map(map) => {
-                for entry in map.entries.iter_mut() {
-                    if let EntryExpr::MapEntry(e) = &mut entry.expr {
-                        pending.push((&mut e.key, None));
-                        pending.push((&mut e.value, None));
-                    }
-                }
-            }
-            Expr::Struct(s) => {
-                for entry in s.entries.iter_mut() {
-                    if let EntryExpr::StructField(f) = &mut entry.expr {
-                        pending.push((&mut f.value, None));
-                    }
-                }
-            }
-            Expr::Select(select) => pending.push((&mut select.operand, None)),
-            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+            other => pending.extend(super::ast::children_mut(other).into_iter().map(|e| (e, None))),
         }
     }
     Ok(())

@@ -36,6 +36,10 @@ fn opaque(name: &'static str) -> Type {
 }
 
 pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
+    // The library's types, by name (`type(ip('10.0.0.1')) == net.IP`), as the API server declares them.
+    for name in [IP, CIDR, URL] {
+        env.add_type(opaque(name))?;
+    }
     // Lists.
     env.add_member_overload("isSorted", "list_is_sorted", LIST_TYPE, vec![], is_sorted)?;
     env.add_member_overload("sum", "list_sum", LIST_TYPE, vec![], sum)?;
