@@ -114,6 +114,8 @@ pub fn to_typed(v: &cel::Value) -> Result<Value, String> {
             entries.sort_by_key(|e| e[0].to_string());
             json!({"map": entries})
         }
+        // A library's own type (an IP, a quantity): its type name; suites compare those with `==`.
+        cel::Value::Opaque(o) => json!({"opaque": o.runtime_type_name()}),
         other => return Err(format!("a {} result has no typed-JSON form here", other.type_of())),
     })
 }

@@ -47,6 +47,10 @@ pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     env.add_member_overload("max", "list_max", LIST_TYPE, vec![], max)?;
     env.add_member_overload("indexOf", "list_index_of", LIST_TYPE, vec![DYN_TYPE], index_of)?;
     env.add_member_overload("lastIndexOf", "list_last_index_of", LIST_TYPE, vec![DYN_TYPE], last_index_of)?;
+    // Sets (cel-go's `ext.Sets`, in the Kubernetes environment): lists read as sets.
+    env.add_overload("sets.contains", "list_sets_contains_list", vec![LIST_TYPE, LIST_TYPE], sets_contains)?;
+    env.add_overload("sets.equivalent", "list_sets_equivalent_list", vec![LIST_TYPE, LIST_TYPE], sets_equivalent)?;
+    env.add_overload("sets.intersects", "list_sets_intersects_list", vec![LIST_TYPE, LIST_TYPE], sets_intersects)?;
     // Regex (RE2 syntax, through regex-lite, compiled once per pattern).
     env.add_overload("matches", "matches_string_string", vec![STRING_TYPE, STRING_TYPE], matches)?;
     env.add_member_overload("matches", "string_matches_string", STRING_TYPE, vec![STRING_TYPE], matches)?;
@@ -298,6 +302,43 @@ fn index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
 fn last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
     let (list, needle) = (list_arg(&args, 0)?, arg(&args, 1)?);
     out(Value::Int(list.iter().rposition(|v| *v == needle).map_or(-1, |i| i as i64)))
+}
+
+/// Whether every item of `subset` is in `set` (CEL equality: `1 == 1.0`). Quadratic, so it polls
+/// for the host's stop once per item, as comprehensions do.
+fn all_in(function: &str, set: &[Value], subset: &[Value]) -> Result<bool, ExecutionError> {
+    for item in subset {
+        if crate::interrupt::poll() {
+            return Err(ExecutionError::function_error(function, crate::interrupt::Stopped));
+        }
+        if !set.iter().any(|v| v == item) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn sets_contains<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
+    let (set, subset) = (list_arg(&args, 0)?, list_arg(&args, 1)?);
+    bool_out(all_in("sets.contains", &set, &subset)?)
+}
+
+fn sets_equivalent<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
+    let (a, b) = (list_arg(&args, 0)?, list_arg(&args, 1)?);
+    bool_out(all_in("sets.equivalent", &a, &b)? && all_in("sets.equivalent", &b, &a)?)
+}
+
+fn sets_intersects<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
+    let (a, b) = (list_arg(&args, 0)?, list_arg(&args, 1)?);
+    for item in b.iter() {
+        if crate::interrupt::poll() {
+            return Err(ExecutionError::function_error("sets.intersects", crate::interrupt::Stopped));
+        }
+        if a.iter().any(|v| v == item) {
+            return bool_out(true);
+        }
+    }
+    bool_out(false)
 }
 
 // ---- regex ----------------------------------------------------------------------------------

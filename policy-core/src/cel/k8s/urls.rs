@@ -19,8 +19,10 @@ impl Opaque for Url {
 
 impl Url {
     pub(super) fn parse(text: &str) -> Result<Url, String> {
-        if text.chars().any(|c| c.is_control() || c == ' ') {
-            return Err("a URL must not contain spaces or control characters".into());
+        // As Go's `url.Parse`: control characters nowhere; spaces in a path or query are kept (and
+        // escaped by `getEscapedPath`), not in a scheme or host.
+        if text.chars().any(|c| c.is_control()) {
+            return Err("a URL must not contain control characters".into());
         }
         let text = text.split_once('#').map_or(text, |(t, _)| t);
         let (rest, query) = text.split_once('?').unwrap_or((text, ""));
@@ -28,6 +30,9 @@ impl Url {
             return Ok(Url { scheme: String::new(), host: String::new(), path: rest.to_string(), query: query.into() });
         }
         let (scheme, after) = rest.split_once(':').ok_or("not an absolute URI or absolute path")?;
+        if scheme.contains(' ') {
+            return Err("a URL's scheme must not contain spaces".into());
+        }
         let scheme_ok = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
             && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
         if !scheme_ok {
@@ -38,6 +43,17 @@ impl Url {
                 let cut = authority_and_path.find('/').unwrap_or(authority_and_path.len());
                 let authority = &authority_and_path[..cut];
                 let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                if host.contains(' ') {
+                    return Err("a URL's host must not contain spaces".into());
+                }
+                // Go checks the port after the last `:` of a host not in brackets: `a:b:c` has none.
+                if !host.starts_with('[') {
+                    if let Some((_, port)) = host.rsplit_once(':') {
+                        if !port.bytes().all(|b| b.is_ascii_digit()) {
+                            return Err(format!("invalid port `:{}` after host", excerpt(port, 20)));
+                        }
+                    }
+                }
                 (host.to_string(), authority_and_path[cut..].to_string())
             }
             None => (String::new(), after.to_string()),
@@ -87,8 +103,19 @@ pub(super) fn url_port<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
     string_value(opaque_arg::<Url>(&args, 0, "URL")?.hostname_and_port().1)
 }
 
+/// `getEscapedPath()`: the path as Go's `URL.EscapedPath` writes it, bytes a path may not hold as
+/// they are (a space, quotes, non-ASCII, ...) percent-encoded, `%XX` escapes kept.
 pub(super) fn url_path<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
-    string_value(&opaque_arg::<Url>(&args, 0, "URL")?.path)
+    let path = &opaque_arg::<Url>(&args, 0, "URL")?.path;
+    let mut escaped = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b) {
+            escaped.push(b as char);
+        } else {
+            escaped.push_str(&format!("%{b:02X}"));
+        }
+    }
+    string_value(&escaped)
 }
 
 pub(super) fn url_query<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
