@@ -4,8 +4,8 @@
 use cel::common::ast::{EntryExpr, Expr};
 use cel::IdedExpr;
 
-/// The direct sub-expressions of `expr`, to be visited in turn (a walk keeps a list of them
-/// instead of recursing, so deep trees take no stack).
+/// The direct sub-expressions of `expr` (a comprehension's range and initial value first), to be
+/// visited in turn (a walk keeps a list of them instead of recursing, so deep trees take no stack).
 pub(super) fn children_mut(expr: &mut Expr) -> Vec<&mut IdedExpr> {
     match expr {
         Expr::Comprehension(c) => {

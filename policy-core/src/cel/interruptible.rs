@@ -122,6 +122,11 @@ mod tests {
             ("object.spec.ports.all(p, object.spec.ports.exists(q, q.port == p.port))", Ok(true)),
             ("object.spec.ports.filter(p, p.name == 'x').size() == 0", Err(())),
             ("object.spec.ports.filter(p, 1).size() == 0", Err(())),
+            // Two-variable comprehensions are comprehensions too.
+            ("object.spec.ports.all(i, p, p.port == 80 + i)", Ok(true)),
+            ("object.spec.ports.transformList(i, p, p.port > 80, i) == [1]", Ok(true)),
+            // A nested comprehension that names `p` again sees its own.
+            ("object.spec.ports.all(i, p, [1].all(p, p == 1))", Ok(true)),
         ] {
             let got = verdict(expression, &object);
             match expected {
@@ -148,6 +153,8 @@ mod tests {
         );
         assert_eq!(stopped, Err(Stopped));
         assert_eq!(asked.get(), 4, "the host was asked until it said stop, and not again");
+        let pairs = "object.spec.ports.all(i, p, object.spec.ports.exists(j, q, j < i && q.port == p.port))";
+        assert_eq!(interrupt::run(|| true, || verdict(pairs, &object)), Err(Stopped), "two variables poll too");
         let e = "object.spec.ports.map(p, p.port).size() == 3000 && object.spec.ports.filter(p, true).size() == 3000";
         assert_eq!(interrupt::run(|| false, || verdict(e, &object)), Ok(Ok(true)));
         let asked_map = std::rc::Rc::new(std::cell::Cell::new(0u32));

@@ -12,6 +12,7 @@ mod interruptible;
 mod k8s;
 mod limits;
 mod mutation;
+mod two_variable;
 
 use limits::{check_shape, usable_evaluated_message, within_value_limits};
 pub use limits::{
@@ -42,6 +43,7 @@ fn env() -> Result<&'static Arc<Env>, String> {
         env.add_extension(cel::extensions::lists).map_err(|e| e.to_string())?;
         k8s::register(&mut env).map_err(|e| e.to_string())?;
         interruptible::register(&mut env).map_err(|e| e.to_string())?;
+        two_variable::register(&mut env).map_err(|e| e.to_string())?;
         // MutatingAdmissionPolicy's patch type: a fix written in CEL builds a list of these.
         env.add_type(
             cel::StructDef::new("JSONPatch".to_owned())
