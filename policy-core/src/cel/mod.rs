@@ -217,6 +217,7 @@ impl Expression {
             params: reads_of("params"),
             namespace_object: reads_of("namespaceObject"),
             tree: {
+                k8s::check_literal_patterns(&mut tree)?;
                 if let Some((_, names)) = &quoted {
                     ast::restore_quoted_fields(&mut tree, names);
                 }
@@ -930,6 +931,20 @@ mod tests {
         let e = Expression::compile("object.`open", &[]).err().unwrap();
         assert!(e.contains("not closed"), "{e}");
         assert!(Expression::compile("object.``", &[]).err().unwrap().contains("empty"));
+    }
+
+    #[test]
+    fn literal_patterns_are_checked_at_load_with_re2s_syntax() {
+        let e = Expression::compile("object.metadata.name.matches(')')", &[]).err().unwrap();
+        assert!(e.contains("invalid matches argument") && e.contains("invalid regex `)`"), "{e}");
+        let e = Expression::compile("matches(object.metadata.name, 'x++')", &[]).err().unwrap();
+        assert!(e.contains("possessive"), "{e}");
+        let ok = Expression::compile("object.metadata.name.matches('[x++]') && 'a+'.matches('a\\\\++')", &[]);
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        // A pattern built at evaluation is checked then.
+        let pod = serde_json::json!({"metadata": {"name": "a", "p": "x*+"}});
+        let e = eval("object.metadata.name.matches(object.metadata.p)", pod).unwrap_err();
+        assert!(e.contains("possessive"), "{e}");
     }
 
     #[test]

@@ -371,9 +371,7 @@ fn regex(function: &str, pattern: &Arc<String>, text: &str) -> Result<Arc<Regex>
             return Ok(Arc::clone(re));
         }
     }
-    let re = Arc::new(Regex::new(pattern).map_err(|e| {
-        fail(function, format!("invalid regex `{}`: {}", excerpt(pattern, 80), excerpt(&e.to_string(), 300)))
-    })?);
+    let re = Arc::new(compile_pattern(pattern).map_err(|e| fail(function, e))?);
     if let Ok(mut cache) = REGEX_CACHE.lock() {
         if cache.len() >= REGEX_CACHE_ENTRIES {
             cache.remove(0);
@@ -381,6 +379,50 @@ fn regex(function: &str, pattern: &Arc<String>, text: &str) -> Result<Arc<Regex>
         cache.push((Arc::clone(pattern), Arc::clone(&re)));
     }
     Ok(re)
+}
+
+/// `pattern` compiled, refusing what RE2 (the API server's engine) refuses and the regex crate
+/// would take: possessive quantifiers (`x++`, `x*+`, `x?+`, `x{2}+`).
+fn compile_pattern(pattern: &str) -> Result<Regex, String> {
+    let invalid = |why: String| format!("invalid regex `{}`: {why}", excerpt(pattern, 80));
+    let bytes = pattern.as_bytes();
+    let (mut i, mut in_class) = (0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'[' if !in_class => in_class = true,
+            b']' if in_class => in_class = false,
+            b'*' | b'+' | b'?' | b'}' if !in_class && bytes.get(i + 1) == Some(&b'+') => {
+                let op = &pattern[i..i + 2];
+                return Err(invalid(format!("invalid nested repetition operator `{op}` (RE2 has no possessive quantifiers)")));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Regex::new(pattern).map_err(|e| invalid(excerpt(&e.to_string(), 300).to_string()))
+}
+
+/// Checks at load the patterns written as literals (`s.matches('^a+$')`), as the API server does
+/// when it compiles an expression: a bad one is a load error, not a failure on every object.
+pub(super) fn check_literal_patterns(tree: &mut cel::IdedExpr) -> Result<(), String> {
+    let mut pending: Vec<&mut cel::IdedExpr> = vec![tree];
+    while let Some(node) = pending.pop() {
+        if let Expr::Call(call) = &node.expr {
+            let pattern = match (call.func_name.as_str(), call.target.is_some(), call.args.as_slice()) {
+                ("matches" | "find" | "findAll", true, [p, ..]) => Some(p),
+                ("matches", false, [_, p]) => Some(p),
+                _ => None,
+            };
+            if let Some(Expr::Literal(LiteralValue::String(p))) = pattern.map(|p| &p.expr) {
+                if p.len() <= MAX_PATTERN_BYTES {
+                    compile_pattern(p).map_err(|e| format!("invalid {} argument: {e}", call.func_name))?;
+                }
+            }
+        }
+        pending.extend(super::ast::children_mut(&mut node.expr));
+    }
+    Ok(())
 }
 
 /// `jsonpatch.escapeKey(k)`: `~` → `~0` and `/` → `~1`, in one pass (never escaping twice).
