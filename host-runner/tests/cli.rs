@@ -609,3 +609,29 @@ fn cel_syntax_errors_name_file_line_rule_and_column() {
         "{err}"
     );
 }
+
+/// A quadratic CEL rule over a 5,000-port Service (25 million iterations) is stopped by the
+/// runtime cost budget, counted not timed: both engines stop at the same iteration and print the
+/// same finding, under the rule's failurePolicy.
+#[test]
+fn a_quadratic_cel_rule_is_stopped_by_the_cost_budget_alike_in_both_engines() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<Value> = (1..=5000).map(|p| serde_json::json!({"name": format!("http-{p}"), "port": p})).collect();
+    let service = serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "wide", "namespace": "shop"},
+                                     "spec": {"ports": ports}});
+    let manifest = write(dir.path(), "service.json", &service.to_string());
+    let rules = write(
+        dir.path(),
+        "rules.yaml",
+        "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: q}\nspec:\n  rules:\n  - id: unique-ports\n    check: cel\n    params:\n      expression: \"object.spec.ports.all(p, object.spec.ports.all(q, q.port != p.port || q.name == p.name))\"\n",
+    );
+    let run = |engine: &str| {
+        meshguard(&["check", "--format", "json", "--rules", &rules, "--engine", engine, &manifest], None)
+    };
+    let (wasm, native) = (run("wasm"), run("native"));
+    assert_eq!(stdout(&wasm), stdout(&native), "{}", stderr(&wasm));
+    let found = json(&native);
+    let message = found["findings"][0]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("the evaluation exceeded its runtime cost budget of 10000000"), "{}", stdout(&native));
+    assert_eq!(native.status.code(), Some(1), "failurePolicy Fail: the finding denies");
+}

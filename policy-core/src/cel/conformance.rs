@@ -35,6 +35,7 @@ pub fn evaluate(expr: &str, bindings: &serde_json::Map<String, Value>) -> Result
             value.try_into().map_err(|e: cel::ExecutionError| Failure::Unsupported(e.to_string()))?;
         ctx.add_variable_as_val(name.as_str(), val);
     }
+    super::interruptible::reset_budget();
     let out = cel::Value::resolve(&compiled.tree, &ctx).map_err(|e| Failure::Eval(describe(&e)))?;
     to_typed(&out).map_err(Failure::Unsupported)
 }

@@ -17,7 +17,61 @@ pub(super) fn register(env: &mut Env) -> Result<(), cel::DeclarationError> {
     env.add_overload(POLL, "poll_dyn", vec![DYN_TYPE], poll)
 }
 
+/// The runtime cost budget of one evaluation (one object by one rule or policy binding, all its
+/// expressions): comprehension iterations and set comparisons, at most the API server's
+/// `RuntimeCELCostBudget`. Counted, not timed, so every engine and host stops at the same
+/// iteration with the same message, however fast it runs.
+pub const RUNTIME_COST_BUDGET: u64 = 10_000_000;
+
+thread_local! {
+    static SPENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    static LIMIT: std::cell::Cell<u64> = const { std::cell::Cell::new(RUNTIME_COST_BUDGET) };
+}
+
+/// An evaluation ran past [`RUNTIME_COST_BUDGET`].
+#[derive(Debug)]
+pub struct BudgetExceeded(u64);
+
+impl std::fmt::Display for BudgetExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the evaluation exceeded its runtime cost budget of {} (comprehension iterations and set comparisons)",
+            self.0
+        )
+    }
+}
+
+/// Starts an evaluation's budget afresh.
+pub(super) fn reset_budget() {
+    SPENT.with(|s| s.set(0));
+}
+
+/// Charges `n` units to the running evaluation's budget; `Err` once it is spent.
+pub(crate) fn charge(function: &str, n: u64) -> Result<(), ExecutionError> {
+    let spent = SPENT.with(|s| {
+        let total = s.get().saturating_add(n);
+        s.set(total);
+        total
+    });
+    let limit = LIMIT.with(std::cell::Cell::get);
+    if spent > limit {
+        return Err(ExecutionError::function_error(function, BudgetExceeded(limit)));
+    }
+    Ok(())
+}
+
+/// Runs `work` with a smaller budget on this thread (tests run the budget's path in debug builds).
+#[cfg(test)]
+pub(super) fn with_budget<R>(limit: u64, work: impl FnOnce() -> R) -> R {
+    let before = LIMIT.with(|l| l.replace(limit));
+    let out = work();
+    LIMIT.with(|l| l.set(before));
+    out
+}
+
 fn poll<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    charge(POLL, 1)?;
     if crate::interrupt::poll() {
         return Err(ExecutionError::function_error(POLL, crate::interrupt::Stopped));
     }
@@ -134,6 +188,27 @@ mod tests {
                 Err(()) => assert!(got.is_err(), "{expression}: {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_runtime_cost_budget_stops_an_evaluation_with_one_message() {
+        let ports: Vec<_> = (0..100).map(|i| serde_json::json!({"port": i})).collect();
+        let object = serde_json::json!({"spec": {"ports": ports}});
+        let quadratic = "object.spec.ports.all(p, object.spec.ports.all(q, q.port >= 0))";
+        // 10,100 iterations: within 20,000, past 5,000.
+        assert_eq!(with_budget(20_000, || verdict(quadratic, &object)), Ok(true));
+        let e = with_budget(5_000, || verdict(quadratic, &object)).unwrap_err();
+        assert_eq!(
+            e,
+            "the evaluation exceeded its runtime cost budget of 5000 (comprehension iterations and set comparisons)"
+        );
+        let sets = "sets.contains(object.spec.ports, object.spec.ports)";
+        assert!(with_budget(5_000, || verdict(sets, &object)).unwrap_err().contains("runtime cost budget of 5000"));
+        // Each evaluation starts afresh.
+        assert_eq!(
+            with_budget(20_000, || (verdict(quadratic, &object), verdict(quadratic, &object))),
+            (Ok(true), Ok(true))
+        );
     }
 
     #[test]

@@ -555,7 +555,7 @@ impl Validator {
     /// Reviews one object. `params` is the bound param object (a VAP's) or the rule's `params`.
     pub fn review(&self, obj: &Object<'_>, input: &Input<'_>, params: Option<&Value>, out: &mut Vec<Violation>) {
         let bound = Bindings::new(obj, input, params, self.reads_request());
-        let mut scope = Scope { validator: self, bound: &bound, values: vec![None; self.variables.len()] };
+        let mut scope = Scope::new(self, &bound);
         for (name, condition) in &self.match_conditions {
             match scope.eval_bool(condition) {
                 Ok(true) => {}
@@ -591,7 +591,7 @@ impl Validator {
     /// Whether every match condition holds for `obj` (`Err`: one could not be evaluated, named).
     pub fn conditions_hold(&self, obj: &Object<'_>, input: &Input<'_>, params: Option<&Value>) -> Result<bool, String> {
         let bound = Bindings::new(obj, input, params, self.reads_request());
-        let mut scope = Scope { validator: self, bound: &bound, values: vec![None; self.variables.len()] };
+        let mut scope = Scope::new(self, &bound);
         for (name, condition) in &self.match_conditions {
             match scope.eval_bool(condition) {
                 Ok(true) => {}
@@ -614,7 +614,7 @@ impl Validator {
     ) -> Result<Value, String> {
         let reads_request = self.reads_request() || expr.request != Reads::Nothing;
         let bound = Bindings::new(obj, input, params, reads_request);
-        let mut scope = Scope { validator: self, bound: &bound, values: vec![None; self.variables.len()] };
+        let mut scope = Scope::new(self, &bound);
         if as_patch {
             let patch = scope.eval_patch(expr)?;
             serde_json::to_value(patch).map_err(|e| e.to_string())
@@ -700,7 +700,13 @@ struct Scope<'s> {
     values: Vec<Option<Result<cel::Value, String>>>,
 }
 
-impl Scope<'_> {
+impl<'s> Scope<'s> {
+    /// A fresh scope, and a fresh runtime cost budget: one per object and rule or binding.
+    fn new(validator: &'s Validator, bound: &'s Bindings<'s>) -> Self {
+        interruptible::reset_budget();
+        Scope { validator, bound, values: vec![None; validator.variables.len()] }
+    }
+
     fn eval(&mut self, expr: &Expression) -> Result<cel::Value, String> {
         if expr.uses_authorizer {
             return Err(
@@ -861,6 +867,8 @@ fn cel_to_json(value: &cel::Value) -> Result<Value, String> {
 /// An evaluation error in words a rule author can act on.
 fn describe(e: &ExecutionError) -> String {
     match e {
+        // The rewrite's own poll: its errors (a spent budget) are the evaluation's, not a function's.
+        ExecutionError::FunctionError { function, message } if function == interruptible::POLL => message.clone(),
         ExecutionError::NoSuchKey(k) => format!("no such key: {k} (use has() to test for optional fields)"),
         ExecutionError::UndeclaredReference(name) if !KNOWN_VARIABLES.contains(&name.as_str()) => {
             format!("undeclared reference to `{name}`; expressions see {}", KNOWN_VARIABLES.join(", "))
@@ -892,7 +900,7 @@ mod tests {
             failure_policy: FailurePolicy::Fail,
         };
         let bound = Bindings::new(&input.objects[0], &input, None, true);
-        let mut scope = Scope { validator: &validator, bound: &bound, values: vec![] };
+        let mut scope = Scope::new(&validator, &bound);
         scope.eval(&e)
     }
 

@@ -308,6 +308,7 @@ fn last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
 /// for the host's stop once per item, as comprehensions do.
 fn all_in(function: &str, set: &[Value], subset: &[Value]) -> Result<bool, ExecutionError> {
     for item in subset {
+        super::interruptible::charge(function, set.len() as u64)?;
         if crate::interrupt::poll() {
             return Err(ExecutionError::function_error(function, crate::interrupt::Stopped));
         }
@@ -331,6 +332,7 @@ fn sets_equivalent<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
 fn sets_intersects<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
     let (a, b) = (list_arg(&args, 0)?, list_arg(&args, 1)?);
     for item in b.iter() {
+        super::interruptible::charge("sets.intersects", a.len() as u64)?;
         if crate::interrupt::poll() {
             return Err(ExecutionError::function_error("sets.intersects", crate::interrupt::Stopped));
         }
@@ -394,7 +396,9 @@ fn compile_pattern(pattern: &str) -> Result<Regex, String> {
             b']' if in_class => in_class = false,
             b'*' | b'+' | b'?' | b'}' if !in_class && bytes.get(i + 1) == Some(&b'+') => {
                 let op = &pattern[i..i + 2];
-                return Err(invalid(format!("invalid nested repetition operator `{op}` (RE2 has no possessive quantifiers)")));
+                return Err(invalid(format!(
+                    "invalid nested repetition operator `{op}` (RE2 has no possessive quantifiers)"
+                )));
             }
             _ => {}
         }
