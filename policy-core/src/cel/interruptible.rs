@@ -154,6 +154,7 @@ fn wrap_in_poll(e: &mut IdedExpr) {
 #[cfg(test)]
 mod tests {
     use super::super::tests::eval;
+    use super::with_budget;
     use crate::interrupt::{self, Stopped};
 
     fn verdict(expression: &str, object: &serde_json::Value) -> Result<bool, String> {
