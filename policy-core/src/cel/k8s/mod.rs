@@ -242,7 +242,13 @@ fn none<'b, 'v>() -> Out<'b, 'v> {
 }
 
 fn compare(function: &str, a: &Value, b: &Value) -> Result<Ordering, ExecutionError> {
-    a.partial_cmp(b).ok_or_else(|| fail(function, format!("{} and {} are not comparable", a.type_of(), b.type_of())))
+    match (a, b) {
+        // Bytes order as CEL orders them (byte by byte), which the cel crate leaves out.
+        (Value::Bytes(x), Value::Bytes(y)) => Ok(x.as_slice().cmp(y.as_slice())),
+        _ => a
+            .partial_cmp(b)
+            .ok_or_else(|| fail(function, format!("{} and {} are not comparable", a.type_of(), b.type_of()))),
+    }
 }
 
 // ---- lists ----------------------------------------------------------------------------------
