@@ -118,3 +118,62 @@ pub(super) fn restore_quoted_fields(tree: &mut IdedExpr, names: &[String]) {
         pending.extend(children_mut(&mut node.expr));
     }
 }
+
+/// The CEL type name of a literal, or of a list or map literal built of literals only (`None`
+/// where the type is known only when evaluated).
+fn literal_type(e: &IdedExpr) -> Option<&'static str> {
+    use cel::common::ast::LiteralValue as L;
+    match &e.expr {
+        Expr::Literal(l) => Some(match l {
+            L::Boolean(_) => "bool",
+            L::Bytes(_) => "bytes",
+            L::Double(_) => "double",
+            L::Int(_) => "int",
+            L::Null => "null_type",
+            L::String(_) => "string",
+            L::UInt(_) => "uint",
+        }),
+        Expr::List(_) => Some("list"),
+        Expr::Map(_) => Some("map"),
+        _ => None,
+    }
+}
+
+/// Refuses list and map literals that mix element types (`[1, 'a']`), as the API server's CEL
+/// environment does (`HomogeneousAggregateLiterals`); `dyn(x)` lets an element be anything. Only
+/// literal elements are compared: the others' types are known only when evaluated.
+pub(super) fn check_homogeneous_literals(tree: &mut IdedExpr) -> Result<(), String> {
+    let mut pending: Vec<&mut IdedExpr> = vec![tree];
+    while let Some(node) = pending.pop() {
+        let groups: Vec<Vec<&IdedExpr>> = match &node.expr {
+            Expr::List(list) => vec![list.elements.iter().collect()],
+            Expr::Map(map) => {
+                let (mut keys, mut values) = (Vec::new(), Vec::new());
+                for entry in &map.entries {
+                    if let EntryExpr::MapEntry(e) = &entry.expr {
+                        keys.push(&e.key);
+                        values.push(&e.value);
+                    }
+                }
+                vec![keys, values]
+            }
+            _ => Vec::new(),
+        };
+        for group in groups {
+            let mut first: Option<&'static str> = None;
+            // `null` is left out: whether it fits the others' type is the checker's call.
+            for t in group.iter().filter_map(|e| literal_type(e)).filter(|t| *t != "null_type") {
+                match first {
+                    None => first = Some(t),
+                    Some(f) if f != t => return Err(format!(
+                        "type mismatch in a literal: expected type '{f}' but found '{t}' (a list or map literal holds \
+                             one type; wrap an element in dyn() to mix them)"
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        pending.extend(children_mut(&mut node.expr));
+    }
+    Ok(())
+}

@@ -218,6 +218,7 @@ impl Expression {
             namespace_object: reads_of("namespaceObject"),
             tree: {
                 k8s::check_literal_patterns(&mut tree)?;
+                ast::check_homogeneous_literals(&mut tree)?;
                 if let Some((_, names)) = &quoted {
                     ast::restore_quoted_fields(&mut tree, names);
                 }
@@ -953,6 +954,16 @@ mod tests {
         let pod = serde_json::json!({"metadata": {"name": "a", "p": "x*+"}});
         let e = eval("object.metadata.name.matches(object.metadata.p)", pod).unwrap_err();
         assert!(e.contains("possessive"), "{e}");
+    }
+
+    #[test]
+    fn literals_mixing_types_are_refused_at_load_as_the_api_server_refuses_them() {
+        let e = Expression::compile("[1, 'a', false].filter(x, string(x) == 'a').size() == 1", &[]).err().unwrap();
+        assert!(e.contains("expected type 'int' but found 'string'"), "{e}");
+        assert!(Expression::compile("{'a': 1, 'b': 'x'}.size() == 2", &[]).is_err());
+        for fine in ["[1, dyn('a')].size() == 2", "{'a': 1, 'b': null}.size() == 2", "[[1], [2, 3]].size() == 2"] {
+            assert!(Expression::compile(fine, &[]).is_ok(), "{fine}");
+        }
     }
 
     #[test]
