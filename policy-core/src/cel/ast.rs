@@ -165,10 +165,12 @@ pub(super) fn check_homogeneous_literals(tree: &mut IdedExpr) -> Result<(), Stri
             for t in group.iter().filter_map(|e| literal_type(e)).filter(|t| *t != "null_type") {
                 match first {
                     None => first = Some(t),
-                    Some(f) if f != t => return Err(format!(
+                    Some(f) if f != t => {
+                        return Err(format!(
                         "type mismatch in a literal: expected type '{f}' but found '{t}' (a list or map literal holds \
                              one type; wrap an element in dyn() to mix them)"
-                    )),
+                    ))
+                    }
                     Some(_) => {}
                 }
             }

@@ -483,6 +483,23 @@ mod tests {
     /// Each case is from the Kubernetes CEL documentation's examples (kubernetes.io, "CEL in
     /// Kubernetes", library tables), and must evaluate to true.
     #[test]
+    fn quantities_are_exact_at_any_size_within_the_limits() {
+        let huge = "quantity('9999999999999999999999999999999999999G')";
+        assert_eq!(eval(&format!("{huge}.isInteger()")), Ok(Value::Bool(false)), "beyond int64");
+        assert_eq!(eval(&format!("{huge}.isGreaterThan(quantity('1E'))")), Ok(Value::Bool(true)));
+        assert_eq!(
+            eval(&format!("{huge}.add(quantity('1')).compareTo({huge}.add(quantity('2')))")),
+            Ok(Value::Int(-1)),
+            "exact: one unit apart at 46 digits"
+        );
+        assert_eq!(eval("quantity('1.5Gi').compareTo(quantity('1536Mi'))"), Ok(Value::Int(0)));
+        let many = format!("isQuantity('{}')", "9".repeat(super::quantity::MAX_DIGITS + 1));
+        assert_eq!(eval(&many), Ok(Value::Bool(false)), "over the digit limit");
+        assert_eq!(eval("isQuantity('1e101')"), Ok(Value::Bool(false)), "over the exponent limit");
+        assert_eq!(eval("isQuantity('1e100')"), Ok(Value::Bool(true)));
+    }
+
+    #[test]
     fn kubernetes_library_examples() {
         let cases = [
             // lists

@@ -1,12 +1,21 @@
-//! `quantity()` and its arithmetic and comparisons: Kubernetes resource quantities, exact.
+//! `quantity()` and its arithmetic and comparisons: Kubernetes resource quantities, exact and of
+//! any size, as the API server's arbitrary-precision decimals are (within [`MAX_DIGITS`] digits
+//! and an exponent of at most [`MAX_EXPONENT`], which bound the work one value can cost).
 
 use super::*;
+use num_bigint::BigInt;
+use num_integer::Integer;
+use num_traits::{Signed, ToPrimitive, Zero};
+
+/// The digits a quantity may be written with, and its largest decimal exponent either way.
+pub(super) const MAX_DIGITS: usize = 100;
+pub(super) const MAX_EXPONENT: u32 = 100;
 
 /// A resource quantity as an exact fraction `numerator / denominator` (denominator > 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Quantity {
-    numerator: i128,
-    denominator: i128,
+    numerator: BigInt,
+    denominator: BigInt,
 }
 
 impl Opaque for Quantity {
@@ -21,8 +30,8 @@ pub(super) const BINARY_SUFFIXES: &[(&str, u32)] =
 pub(super) const DECIMAL_SUFFIXES: &[(&str, i32)] =
     &[("n", -9), ("u", -6), ("m", -3), ("", 0), ("k", 3), ("M", 6), ("G", 9), ("T", 12), ("P", 15), ("E", 18)];
 
-pub(super) fn pow10(exp: u32) -> Option<i128> {
-    10i128.checked_pow(exp)
+fn pow10(exp: u32) -> BigInt {
+    num_traits::pow(BigInt::from(10u8), exp as usize)
 }
 
 impl Quantity {
@@ -40,29 +49,29 @@ impl Quantity {
         if (whole.is_empty() && fraction.is_empty())
             || !whole.bytes().all(|b| b.is_ascii_digit())
             || !fraction.bytes().all(|b| b.is_ascii_digit())
-            || whole.len() + fraction.len() > 30
+            || whole.len() + fraction.len() > MAX_DIGITS
         {
             return Err(bad());
         }
-        let mantissa: i128 = format!("{whole}{fraction}").parse().map_err(|_| bad())?;
-        let mut q = Quantity { numerator: if negative { -mantissa } else { mantissa }, denominator: 1 };
+        let mantissa = BigInt::parse_bytes(format!("{whole}{fraction}").as_bytes(), 10).ok_or_else(bad)?;
+        let mut q = Quantity { numerator: if negative { -mantissa } else { mantissa }, denominator: BigInt::from(1u8) };
         let mut exp10 = -(fraction.len() as i32);
         if let Some((_, shift)) = BINARY_SUFFIXES.iter().find(|(s, _)| *s == suffix) {
-            q.numerator = q.numerator.checked_mul(1i128 << shift).ok_or_else(bad)?;
+            q.numerator <<= *shift as usize;
         } else if let Some((_, e)) = DECIMAL_SUFFIXES.iter().find(|(s, _)| *s == suffix) {
             exp10 += e;
         } else if let Some(e) = suffix.strip_prefix(['e', 'E']) {
             let e: i32 = e.parse().map_err(|_| bad())?;
-            if e.abs() > 30 {
+            if e.unsigned_abs() > MAX_EXPONENT {
                 return Err(format!("`{}`: the exponent is out of range", excerpt(text, 40)));
             }
             exp10 += e;
         } else {
             return Err(bad());
         }
-        let scale = pow10(exp10.unsigned_abs()).ok_or_else(bad)?;
+        let scale = pow10(exp10.unsigned_abs());
         if exp10 >= 0 {
-            q.numerator = q.numerator.checked_mul(scale).ok_or_else(bad)?;
+            q.numerator *= scale;
         } else {
             q.denominator = scale;
         }
@@ -70,29 +79,32 @@ impl Quantity {
     }
 
     fn reduced(self) -> Quantity {
-        let (mut a, mut b) = (self.numerator.unsigned_abs(), self.denominator.unsigned_abs());
-        while b != 0 {
-            (a, b) = (b, a % b);
+        let g = self.numerator.gcd(&self.denominator);
+        if g.is_zero() {
+            return self;
         }
-        let g = a.max(1) as i128;
-        Quantity { numerator: self.numerator / g, denominator: self.denominator / g }
+        Quantity { numerator: &self.numerator / &g, denominator: &self.denominator / &g }
     }
 
     fn cmp(&self, other: &Quantity) -> Ordering {
-        match (self.numerator.checked_mul(other.denominator), other.numerator.checked_mul(self.denominator)) {
-            (Some(a), Some(b)) => a.cmp(&b),
-            _ => self.approx().partial_cmp(&other.approx()).unwrap_or(Ordering::Equal),
-        }
+        (&self.numerator * &other.denominator).cmp(&(&other.numerator * &self.denominator))
     }
 
     fn approx(&self) -> f64 {
-        self.numerator as f64 / self.denominator as f64
+        match (self.numerator.to_f64(), self.denominator.to_f64()) {
+            (Some(n), Some(d)) if d != 0.0 => n / d,
+            _ => f64::NAN,
+        }
     }
 
-    fn add(&self, other: &Quantity, negate: bool) -> Option<Quantity> {
-        let b = if negate { other.numerator.checked_neg()? } else { other.numerator };
-        let numerator = self.numerator.checked_mul(other.denominator)?.checked_add(b.checked_mul(self.denominator)?)?;
-        Some(Quantity { numerator, denominator: self.denominator.checked_mul(other.denominator)? }.reduced())
+    fn add(&self, other: &Quantity, negate: bool) -> Quantity {
+        let b = if negate { -&other.numerator } else { other.numerator.clone() };
+        let numerator = &self.numerator * &other.denominator + b * &self.denominator;
+        Quantity { numerator, denominator: &self.denominator * &other.denominator }.reduced()
+    }
+
+    fn is_one(d: &BigInt) -> bool {
+        *d == BigInt::from(1u8)
     }
 }
 
@@ -107,20 +119,20 @@ pub(super) fn is_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
 
 pub(super) fn quantity_arg(args: &[CowVal<'_, '_>], i: usize) -> Result<Quantity, ExecutionError> {
     match arg(args, i)? {
-        Value::Int(n) => Ok(Quantity { numerator: n as i128, denominator: 1 }),
+        Value::Int(n) => Ok(Quantity { numerator: BigInt::from(n), denominator: BigInt::from(1u8) }),
         _ => opaque_arg::<Quantity>(args, i, "quantity"),
     }
 }
 
 pub(super) fn q_is_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
     let q = quantity_arg(&args, 0)?;
-    bool_out(q.denominator == 1 && i64::try_from(q.numerator).is_ok())
+    bool_out(Quantity::is_one(&q.denominator) && q.numerator.to_i64().is_some())
 }
 
 pub(super) fn q_as_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
     let q = quantity_arg(&args, 0)?;
-    match (q.denominator, i64::try_from(q.numerator)) {
-        (1, Ok(n)) => out(Value::Int(n)),
+    match (Quantity::is_one(&q.denominator), q.numerator.to_i64()) {
+        (true, Some(n)) => out(Value::Int(n)),
         _ => Err(fail("asInteger", "the quantity is not an integer that fits int64 (check isInteger() first)")),
     }
 }
@@ -130,16 +142,16 @@ pub(super) fn q_as_float<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
 }
 
 pub(super) fn q_sign<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
-    out(Value::Int(quantity_arg(&args, 0)?.numerator.signum() as i64))
+    out(Value::Int(quantity_arg(&args, 0)?.numerator.signum().to_i64().unwrap_or(0)))
 }
 
 pub(super) fn q_add<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
-    let sum = quantity_arg(&args, 0)?.add(&quantity_arg(&args, 1)?, false).ok_or_else(|| fail("add", "overflow"))?;
+    let sum = quantity_arg(&args, 0)?.add(&quantity_arg(&args, 1)?, false);
     out(Value::Opaque(Arc::new(sum)))
 }
 
 pub(super) fn q_sub<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
-    let diff = quantity_arg(&args, 0)?.add(&quantity_arg(&args, 1)?, true).ok_or_else(|| fail("sub", "overflow"))?;
+    let diff = quantity_arg(&args, 0)?.add(&quantity_arg(&args, 1)?, true);
     out(Value::Opaque(Arc::new(diff)))
 }
 
