@@ -219,6 +219,7 @@ impl Expression {
             tree: {
                 k8s::check_literal_patterns(&mut tree)?;
                 ast::check_homogeneous_literals(&mut tree)?;
+                k8s::check_known_overloads(&mut tree)?;
                 if let Some((_, names)) = &quoted {
                     ast::restore_quoted_fields(&mut tree, names);
                 }
@@ -964,6 +965,16 @@ mod tests {
         for fine in ["[1, dyn('a')].size() == 2", "{'a': 1, 'b': null}.size() == 2", "[[1], [2, 3]].size() == 2"] {
             assert!(Expression::compile(fine, &[]).is_ok(), "{fine}");
         }
+    }
+
+    #[test]
+    fn library_calls_known_to_match_no_overload_are_refused_at_load() {
+        let e = Expression::compile("isIP(cidr('10.0.0.0/8'))", &[]).err().unwrap();
+        assert_eq!(e, "found no matching overload for 'isIP' applied to '(net.CIDR)'");
+        assert!(Expression::compile("isQuantity([1, 2])", &[]).is_err());
+        assert!(Expression::compile("[[1], [2]].min() == [1]", &[]).is_err());
+        // Known only when evaluated: loads, and is judged then.
+        assert!(Expression::compile("isIP(object.metadata.name) && [object.spec].size() == 1", &[]).is_ok());
     }
 
     #[test]
