@@ -1,12 +1,14 @@
 //! OPA hosts hand the module its memory (`env.memory`, opa.js starts it at 5 pages): import it,
-//! and keep the stack and data small enough to fit. Also writes the module's Kubewarden metadata
+//! and keep the stack and data small enough to fit: the module asks for exactly those 5 pages
+//! (327,680 bytes: a 64 KiB stack and, today, 208 KiB of static data; the linker refuses a build
+//! that outgrows them, naming the bytes needed). Also writes the module's Kubewarden metadata
 //! (embedded in its `io.kubewarden.metadata` section): `gatekeeper` mode, or `opa` mode for the
 //! `kubewarden-opa-mode` build.
 use meshguard_guest_support::metadata::{write_kubewarden_metadata, Artifact};
 
 fn main() {
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("wasm32") {
-        for arg in ["--import-memory", "-zstack-size=65536", "--initial-memory=262144"] {
+        for arg in ["--import-memory", "-zstack-size=65536", "--initial-memory=327680"] {
             println!("cargo:rustc-link-arg-cdylib={arg}");
         }
     }
