@@ -1,6 +1,6 @@
 //! OPA hosts hand the module its memory (`env.memory`, opa.js starts it at 5 pages): import it,
 //! and keep the stack and data small enough to fit: the module asks for exactly those 5 pages
-//! (327,680 bytes: a 64 KiB stack and, today, 208 KiB of static data; the linker refuses a build
+//! (327,680 bytes: a 64 KiB stack and, today, about 200 KiB of static data; the linker refuses a build
 //! that outgrows them, naming the bytes needed). Also writes the module's Kubewarden metadata
 //! (embedded in its `io.kubewarden.metadata` section): `gatekeeper` mode, or `opa` mode for the
 //! `kubewarden-opa-mode` build.
