@@ -5,6 +5,9 @@
 //! evaluation errors' words) — whatever the case's expected value, which
 //! policy-core/tests/cel_conformance.rs judges.
 
+#[path = "support/kubewarden_host.rs"]
+mod kubewarden_host;
+use kubewarden_host::wapc_host_in;
 use meshguard_tests::envoy::{built_module, repo_root};
 use meshguard_tests::rego_host::{Mode, RegoHost};
 use serde_json::{json, Value};
@@ -52,9 +55,7 @@ fn conformance_expressions_answer_alike_in_every_admission_host() {
     let loading: Vec<&String> =
         all.iter().filter(|e| policy_core::Policy::from_value(&rule_set(&[*e])).is_ok()).collect();
     assert!(loading.len() >= 1500, "only {} of {} case expressions load as rules", loading.len(), all.len());
-    let bytes = std::fs::read(built_module("dist/meshguard-kubewarden.wasm").unwrap()).unwrap();
-    let engine = wasmtime_provider::WasmtimeEngineProviderBuilder::new().module_bytes(&bytes).build().unwrap();
-    let wapc = wapc::WapcHost::new(Box::new(engine), None).unwrap();
+    let wapc = wapc_host_in(None);
     let opa =
         RegoHost::new(&std::fs::read(built_module("dist/meshguard-opa-kubewarden.wasm").unwrap()).unwrap()).unwrap();
     let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}});

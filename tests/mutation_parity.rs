@@ -7,37 +7,15 @@
 //! is the same JSON; and the patch changes nothing outside the paths its rule declares
 //! ([`policy_core::Policy::fix_scope_of`]).
 
-use meshguard_tests::envoy::built_module;
 use meshguard_tests::{block_yaml, load_corpus};
 use policy_core::admission::ClusterView;
 use policy_core::{Policy, Unseen};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-type Cluster = Arc<Mutex<Vec<Value>>>;
-
-fn wapc_host(cluster: Cluster) -> wapc::WapcHost {
-    let bytes = std::fs::read(built_module("dist/meshguard-kubewarden.wasm").unwrap()).unwrap();
-    let engine = wasmtime_provider::WasmtimeEngineProviderBuilder::new().module_bytes(&bytes).build().unwrap();
-    let callback: Box<wapc::HostCallback> = Box::new(move |_, _, _, operation, payload| {
-        let request: Value = serde_json::from_slice(payload)?;
-        let objects = cluster.lock().map_err(|e| e.to_string())?.clone();
-        let is = |o: &Value, key: &str, field: &str| o.pointer(field).and_then(Value::as_str) == request[key].as_str();
-        let of_kind = objects.into_iter().filter(|o| is(o, "kind", "/kind") && is(o, "api_version", "/apiVersion"));
-        match operation {
-            "list_resources_by_namespace" => {
-                let items: Vec<Value> = of_kind.filter(|o| is(o, "namespace", "/metadata/namespace")).collect();
-                Ok(serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?)
-            }
-            "get_resource" => match of_kind.into_iter().find(|o| is(o, "name", "/metadata/name")) {
-                Some(o) => Ok(serde_json::to_vec(&o)?),
-                None => Err("not found".into()),
-            },
-            other => Err(format!("unexpected host call {other}").into()),
-        }
-    });
-    wapc::WapcHost::new(Box::new(engine), Some(callback)).unwrap()
-}
+#[path = "support/kubewarden_host.rs"]
+mod kubewarden_host;
+use kubewarden_host::{wapc_host_in, Cluster};
 
 /// `rules` with every rule that can fix set to mutate everywhere.
 fn mutating(mut rules: Value) -> Value {
@@ -115,7 +93,7 @@ fn patched(object: &Value, patch: &json_patch::Patch) -> Value {
 fn the_webhook_the_kubewarden_module_and_fix_mutate_alike() {
     use base64::Engine as _;
     let cluster: Cluster = Arc::default();
-    let host = wapc_host(cluster.clone());
+    let host = wapc_host_in(Some(cluster.clone()));
     let (mut mutated, mut failures) = (0, Vec::new());
     let mut rules_seen = std::collections::BTreeSet::new();
     for case in cases() {

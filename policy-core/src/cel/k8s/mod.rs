@@ -476,11 +476,10 @@ pub(super) fn check_known_overloads(tree: &mut cel::IdedExpr) -> Result<(), Stri
             if let (Some(target), "sum" | "min" | "max") = (call.target.as_deref(), call.func_name.as_str()) {
                 if let Expr::List(list) = &target.expr {
                     let element = list.elements.first().and_then(static_type);
-                    let bad = match (call.func_name.as_str(), element) {
-                        (_, Some("list" | "map")) => true,
-                        ("sum", Some("string" | "bool" | "bytes")) => true,
-                        _ => false,
-                    };
+                    let bad = matches!(
+                        (call.func_name.as_str(), element),
+                        (_, Some("list" | "map")) | ("sum", Some("string" | "bool" | "bytes"))
+                    );
                     if bad {
                         return Err(format!(
                             "found no matching overload for '{}' applied to 'list({}).()'",
