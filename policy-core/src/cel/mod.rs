@@ -165,6 +165,17 @@ impl Expression {
         Self::compile_as(source, variables, true)
     }
 
+    /// A MutatingAdmissionPolicy's JSONPatch mutation (and a `cel` rule's fix, written the same
+    /// way): an expression building `[JSONPatch{op, path, value, from}]`, compiled as written
+    /// first, so errors point into what the author wrote, then with the patches turned into plain
+    /// maps, which the host reads as JSON (see `Scope::eval_patch`).
+    pub fn compile_json_patch(source: &str, variables: &[String]) -> Result<Expression, String> {
+        Self::compile_mutation(source, variables)?;
+        let as_maps =
+            format!("({}).map(p, {{'op': p.op, 'path': p.path, 'value': p.value, 'from': p.from}})", source.trim());
+        Self::compile_mutation(&as_maps, variables)
+    }
+
     fn compile_as(source: &str, variables: &[String], objects: bool) -> Result<Expression, String> {
         if source.len() > MAX_EXPRESSION_BYTES {
             return Err(format!("the expression is {} bytes; the limit is {MAX_EXPRESSION_BYTES} bytes", source.len()));
@@ -507,14 +518,7 @@ impl Validator {
             let field_path = v.field_path.as_deref().map(parse_field_path).transpose().map_err(error("fieldPath"))?;
             let mut validation = Validation::new(expression, v.message, message_expression, field_path);
             if let Some((source, description)) = v.fix {
-                // Compiled as written first, so errors point into what the author wrote; then
-                // with the patches turned into plain maps, which the host reads as JSON.
-                Expression::compile(&source, &declared).map_err(error("fix.expression"))?;
-                let as_maps = format!(
-                    "({}).map(p, {{'op': p.op, 'path': p.path, 'value': p.value, 'from': p.from}})",
-                    source.trim()
-                );
-                let expression = Expression::compile(&as_maps, &declared).map_err(error("fix.expression"))?;
+                let expression = Expression::compile_json_patch(&source, &declared).map_err(error("fix.expression"))?;
                 validation.fix = Some((expression, description));
             }
             compiled.push(validation);

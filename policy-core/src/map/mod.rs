@@ -292,22 +292,13 @@ fn compile_policy(
             ));
         }
         let Some(raw) = raw.filter(|r| !r.expression.trim().is_empty()) else {
-            return Err(err(format!("spec.mutations[{i}].{field}.expression"), "Required value".into()));
+            return Err(err(at(&format!("{field}.expression")), "Required value".into()));
         };
-        let source = match kind {
-            // Read as plain maps, which the host reads as JSON (as a `cel` rule's fix is).
-            PatchKind::JsonPatch => {
-                Expression::compile_mutation(&raw.expression, &declared)
-                    .map_err(|e| err(format!("spec.mutations[{i}].{field}.expression"), e))?;
-                format!(
-                    "({}).map(p, {{'op': p.op, 'path': p.path, 'value': p.value, 'from': p.from}})",
-                    raw.expression.trim()
-                )
-            }
-            PatchKind::ApplyConfiguration => raw.expression,
-        };
-        let expression = Expression::compile_mutation(&source, &declared)
-            .map_err(|e| err(format!("spec.mutations[{i}].{field}.expression"), e))?;
+        let expression = match kind {
+            PatchKind::JsonPatch => Expression::compile_json_patch(&raw.expression, &declared),
+            PatchKind::ApplyConfiguration => Expression::compile_mutation(&raw.expression, &declared),
+        }
+        .map_err(|e| err(at(&format!("{field}.expression")), e))?;
         mutations.push((kind, expression));
     }
     Ok(MutatingBinding {
