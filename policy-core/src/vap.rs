@@ -262,22 +262,72 @@ pub(crate) fn is_everything(sel: &LabelSelector) -> bool {
     sel.match_labels.is_empty() && sel.match_expressions.is_empty()
 }
 
+/// What a policy's `matchConstraints` and its binding's `matchResources` select, and the param
+/// objects the binding's `paramRef` binds: the same for validating and mutating policies.
+pub(crate) struct Selection {
+    pub(crate) constraints: MatchResources,
+    pub(crate) binding_match: Option<MatchResources>,
+    pub(crate) param_kind: Option<ParamKind>,
+    pub(crate) param_ref: Option<ParamRef>,
+    /// Param objects shipped with the policies (searched before the reviewed objects).
+    pub(crate) bundled_params: Vec<Value>,
+}
+
+/// Whether a binding applies to an object, and how many times.
+pub(crate) enum Selected<'s> {
+    /// It does not, or its `paramRef` found nothing under `parameterNotFoundAction: Allow`.
+    No,
+    /// Offline cannot tell (a namespace's labels, a param object not in the input): why.
+    Unknown(String),
+    /// Once per param object; `[None]` without a `paramRef`.
+    Invocations(Vec<Option<&'s Value>>),
+}
+
+impl Selection {
+    pub(crate) fn select<'s>(&'s self, obj: &Object<'_>, input: &'s Input<'_>, operation: &str) -> Selected<'s> {
+        let target = Target::of(obj, operation);
+        let mut unknown = None;
+        for (m, required) in [(Some(&self.constraints), true), (self.binding_match.as_ref(), false)] {
+            match m.map_or(MatchResult::Yes, |m| m.matches(&target, obj, input, required)) {
+                MatchResult::Yes => {}
+                MatchResult::No => return Selected::No,
+                MatchResult::Unknown(why) => unknown = Some(why),
+            }
+        }
+        if let Some(why) = unknown {
+            return Selected::Unknown(why);
+        }
+        match find_params(self.param_kind.as_ref(), self.param_ref.as_ref(), &self.bundled_params, obj, input) {
+            Err(why) => Selected::Unknown(why),
+            Ok(params) if params.is_empty() && self.param_ref.is_some() => Selected::No,
+            Ok(params) if params.is_empty() => Selected::Invocations(vec![None]),
+            Ok(params) => Selected::Invocations(params.into_iter().map(Some).collect()),
+        }
+    }
+
+    /// Kinds of other objects selecting reads: `Namespace` for a namespaceSelector (or when
+    /// `reads_namespace` says the expressions read it), the param kind for a `paramRef`.
+    pub(crate) fn context_kinds(&self, reads_namespace: bool) -> Vec<String> {
+        let mut kinds = Vec::new();
+        let selects_namespaces = [Some(&self.constraints), self.binding_match.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|m| m.namespace_selector.as_ref().is_some_and(|s| !is_everything(s)));
+        if selects_namespaces || reads_namespace {
+            kinds.push("Namespace".to_string());
+        }
+        if let (Some(kind), Some(_)) = (&self.param_kind, &self.param_ref) {
+            kinds.push(kind.kind.clone());
+        }
+        kinds
+    }
+}
+
 /// One binding of one policy: a rule.
 pub struct BindingCheck {
     policy: String,
     validator: Validator,
-    constraints: MatchResources,
-    binding_match: Option<MatchResources>,
-    param_kind: Option<ParamKind>,
-    param_ref: Option<ParamRef>,
-    /// Param objects shipped with the policies (searched before the reviewed objects).
-    bundled_params: Vec<Value>,
-}
-
-impl BindingCheck {
-    fn params_for<'s>(&'s self, obj: &Object<'_>, input: &'s Input<'_>) -> Result<Vec<&'s Value>, String> {
-        find_params(self.param_kind.as_ref(), self.param_ref.as_ref(), &self.bundled_params, obj, input)
-    }
+    selection: Selection,
 }
 
 /// The param objects a binding's `paramRef` names for `obj`: among `bundled` (shipped with the
@@ -324,50 +374,20 @@ pub(crate) fn find_params<'s>(
 
 impl ObjectCheck for BindingCheck {
     fn context_kinds(&self) -> Vec<String> {
-        let mut kinds = Vec::new();
-        let selects_namespaces = [Some(&self.constraints), self.binding_match.as_ref()]
-            .into_iter()
-            .flatten()
-            .any(|m| m.namespace_selector.as_ref().is_some_and(|s| !is_everything(s)));
-        if selects_namespaces || self.validator.reads_namespace_object() {
-            kinds.push("Namespace".to_string());
-        }
-        if let (Some(kind), Some(_)) = (&self.param_kind, &self.param_ref) {
-            kinds.push(kind.kind.clone());
-        }
-        kinds
+        self.selection.context_kinds(self.validator.reads_namespace_object())
     }
 
     fn review(&self, obj: &Object<'_>, input: &Input<'_>, out: &mut Vec<Violation>) {
         let operation = input.request.and_then(|r| r.get("operation")).and_then(Value::as_str).unwrap_or("CREATE");
-        let target = Target::of(obj, operation);
-        let mut unknown = None;
-        for (m, required) in [(Some(&self.constraints), true), (self.binding_match.as_ref(), false)] {
-            match m.map_or(MatchResult::Yes, |m| m.matches(&target, obj, input, required)) {
-                MatchResult::Yes => {}
-                MatchResult::No => return,
-                MatchResult::Unknown(why) => unknown = Some(why),
-            }
-        }
-        if let Some(why) = unknown {
-            let message = format!("ValidatingAdmissionPolicy `{}` cannot be evaluated offline: {why}", self.policy);
-            self.validator.fail(out, FieldPath::root(), message);
-            return;
-        }
-        match self.params_for(obj, input) {
-            Err(why) => {
+        match self.selection.select(obj, input, operation) {
+            Selected::No => {}
+            Selected::Unknown(why) => {
                 let message = format!("ValidatingAdmissionPolicy `{}` cannot be evaluated offline: {why}", self.policy);
                 self.validator.fail(out, FieldPath::root(), message);
             }
-            Ok(params) if params.is_empty() => {
-                // No paramRef: no params. A paramRef that found nothing under `Allow`: a no-op.
-                if self.param_ref.is_none() {
-                    self.validator.review(obj, input, None, out);
-                }
-            }
-            Ok(params) => {
+            Selected::Invocations(params) => {
                 for p in params {
-                    self.validator.review(obj, input, Some(p), out);
+                    self.validator.review(obj, input, p, out);
                 }
             }
         }
@@ -447,12 +467,11 @@ pub(crate) fn validate_rules(rules: &[ResourceRule], at: &str) -> Result<(), (St
     Ok(())
 }
 
-/// Compiles every binding in `objects` (policies, bindings and param objects, in any order).
-/// As the API server, refuses two policies of one name (one would silently hide the other), and
-/// policies and bindings without a name.
-pub fn compile(objects: &[Value]) -> Result<Vec<CompiledBinding>, VapError> {
+/// Refuses policies of `kind` without a name, and two of one name (one would silently hide the
+/// other), as the API server does.
+pub(crate) fn check_policy_names(objects: &[Value], kind: &str) -> Result<(), VapError> {
     let mut seen: Vec<(&str, usize)> = Vec::new();
-    for (index, p) in objects.iter().enumerate().filter(|(_, v)| is_kind(v, POLICY_KIND)) {
+    for (index, p) in objects.iter().enumerate().filter(|(_, v)| is_kind(v, kind)) {
         let error = |message: String| VapError {
             index,
             name: name_of(p).map(str::to_string),
@@ -460,53 +479,117 @@ pub fn compile(objects: &[Value]) -> Result<Vec<CompiledBinding>, VapError> {
             message,
         };
         let Some(name) = name_of(p).filter(|n| !n.is_empty()) else {
-            return Err(error("a ValidatingAdmissionPolicy needs a name".into()));
+            return Err(error(format!("a {kind} needs a name")));
         };
         if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
             return Err(error(format!(
-                "a second ValidatingAdmissionPolicy named `{name}` (the first is object {}): names are unique",
+                "a second {kind} named `{name}` (the first is object {}): names are unique",
                 first + 1
             )));
         }
         seen.push((name, index));
     }
-    let bundled_params: Vec<Value> =
-        objects.iter().filter(|v| !is_kind(v, POLICY_KIND) && !is_kind(v, BINDING_KIND)).cloned().collect();
+    Ok(())
+}
+
+/// The objects that are neither admission policies nor their bindings: param objects.
+pub(crate) fn bundled_params(objects: &[Value]) -> Vec<Value> {
+    let kinds = [POLICY_KIND, BINDING_KIND, crate::map::POLICY_KIND, crate::map::BINDING_KIND];
+    objects.iter().filter(|v| !kinds.iter().any(|k| is_kind(v, k))).cloned().collect()
+}
+
+/// The binding at `index`'s name (`Err` without one).
+pub(crate) fn binding_name(index: usize, binding: &Value) -> Result<String, VapError> {
+    match name_of(binding).filter(|n| !n.is_empty()) {
+        Some(name) => Ok(name.to_string()),
+        None => Err(VapError {
+            index,
+            name: Some(String::new()),
+            field: "metadata.name".into(),
+            message: "a binding needs a name".into(),
+        }),
+    }
+}
+
+/// A binding's `paramRef` (name or selector, not both) and `matchResources` rules, as the API
+/// server validates them. `Err((field, message))`.
+pub(crate) fn check_binding(
+    param_ref: Option<&ParamRef>,
+    match_resources: Option<&MatchResources>,
+) -> Result<(), (String, String)> {
+    if let Some(r) = param_ref {
+        match (&r.name, &r.selector) {
+            (Some(_), Some(_)) => {
+                return Err(("spec.paramRef".into(), "name and selector are mutually exclusive: set one".into()))
+            }
+            (None, None) => return Err(("spec.paramRef".into(), "one of name or selector is required".into())),
+            _ => {}
+        }
+    }
+    if let Some(m) = match_resources {
+        for (at, rules) in [
+            ("spec.matchResources.resourceRules", &m.resource_rules),
+            ("spec.matchResources.excludeResourceRules", &m.exclude_resource_rules),
+        ] {
+            validate_rules(rules, at)?;
+        }
+    }
+    Ok(())
+}
+
+/// The policy of `kind` named `name`, with its index among `objects`.
+pub(crate) fn find_policy<'o>(objects: &'o [Value], kind: &str, name: &str) -> Option<(usize, &'o Value)> {
+    objects.iter().enumerate().find(|(_, p)| is_kind(p, kind) && name_of(p) == Some(name))
+}
+
+/// A policy's `matchConstraints` (which must name resources: `missing_rules` says so otherwise),
+/// and the selectors of both it and the binding's `matchResources`. `Err((field, message))`.
+pub(crate) fn check_match(
+    constraints: &MatchResources,
+    binding: Option<&MatchResources>,
+    missing_rules: &str,
+) -> Result<(), (String, String)> {
+    if constraints.resource_rules.is_empty() {
+        return Err(("spec.matchConstraints.resourceRules".into(), missing_rules.into()));
+    }
+    for (at, rules) in [
+        ("spec.matchConstraints.resourceRules", &constraints.resource_rules),
+        ("spec.matchConstraints.excludeResourceRules", &constraints.exclude_resource_rules),
+    ] {
+        validate_rules(rules, at)?;
+    }
+    for (which, m) in [("spec.matchConstraints", Some(constraints)), ("binding matchResources", binding)] {
+        for (sel_name, sel) in m
+            .iter()
+            .flat_map(|m| [("namespaceSelector", &m.namespace_selector), ("objectSelector", &m.object_selector)])
+        {
+            if let Some(e) = sel.as_ref().and_then(|s| s.validate().err()) {
+                return Err((format!("{which}.{sel_name}"), e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compiles every binding in `objects` (policies, bindings and param objects, in any order).
+/// As the API server, refuses two policies of one name (one would silently hide the other), and
+/// policies and bindings without a name.
+pub fn compile(objects: &[Value]) -> Result<Vec<CompiledBinding>, VapError> {
+    check_policy_names(objects, POLICY_KIND)?;
+    let bundled_params = bundled_params(objects);
     let mut out = Vec::new();
     for (index, b) in objects.iter().enumerate().filter(|(_, v)| is_kind(v, BINDING_KIND)) {
-        let binding_name = name_of(b).unwrap_or("").to_string();
+        let binding_name = binding_name(index, b)?;
         let error = |field: &str, message: String| VapError {
             index,
             name: Some(binding_name.clone()),
             field: field.to_string(),
             message,
         };
-        if binding_name.is_empty() {
-            return Err(error("metadata.name", "a binding needs a name".into()));
-        }
         let spec: BindingSpec = parse(index, b, Some(&binding_name))?;
-        if let Some(r) = &spec.param_ref {
-            match (&r.name, &r.selector) {
-                (Some(_), Some(_)) => {
-                    return Err(error("spec.paramRef", "name and selector are mutually exclusive: set one".into()))
-                }
-                (None, None) => return Err(error("spec.paramRef", "one of name or selector is required".into())),
-                _ => {}
-            }
-        }
-        if let Some(m) = &spec.match_resources {
-            for (at, rules) in [
-                ("spec.matchResources.resourceRules", &m.resource_rules),
-                ("spec.matchResources.excludeResourceRules", &m.exclude_resource_rules),
-            ] {
-                validate_rules(rules, at).map_err(|(field, message)| error(&field, message))?;
-            }
-        }
-        let Some((policy_index, policy)) = objects
-            .iter()
-            .enumerate()
-            .find(|(_, p)| is_kind(p, POLICY_KIND) && name_of(p) == Some(spec.policy_name.as_str()))
-        else {
+        check_binding(spec.param_ref.as_ref(), spec.match_resources.as_ref())
+            .map_err(|(field, message)| error(&field, message))?;
+        let Some((policy_index, policy)) = find_policy(objects, POLICY_KIND, &spec.policy_name) else {
             return Err(error(
                 "spec.policyName",
                 format!("no ValidatingAdmissionPolicy named `{}` is among the policies", spec.policy_name),
@@ -541,30 +624,12 @@ fn compile_policy(
     let error = |field: String, message: String| VapError { index, name: Some(name.to_string()), field, message };
     let spec: PolicySpec = parse(index, policy, Some(name))?;
     let constraints = spec.match_constraints.unwrap_or_default();
-    if constraints.resource_rules.is_empty() {
-        return Err(error(
-            "spec.matchConstraints.resourceRules".into(),
-            "a ValidatingAdmissionPolicy must name the resources it matches".into(),
-        ));
-    }
-    for (at, rules) in [
-        ("spec.matchConstraints.resourceRules", &constraints.resource_rules),
-        ("spec.matchConstraints.excludeResourceRules", &constraints.exclude_resource_rules),
-    ] {
-        validate_rules(rules, at).map_err(|(field, message)| error(field, message))?;
-    }
-    for (which, m) in
-        [("spec.matchConstraints", Some(&constraints)), ("binding matchResources", binding.match_resources.as_ref())]
-    {
-        for (sel_name, sel) in m
-            .iter()
-            .flat_map(|m| [("namespaceSelector", &m.namespace_selector), ("objectSelector", &m.object_selector)])
-        {
-            if let Some(e) = sel.as_ref().and_then(|s| s.validate().err()) {
-                return Err(error(format!("{which}.{sel_name}"), e));
-            }
-        }
-    }
+    check_match(
+        &constraints,
+        binding.match_resources.as_ref(),
+        "a ValidatingAdmissionPolicy must name the resources it matches",
+    )
+    .map_err(|(field, message)| error(field, message))?;
     if binding.param_ref.is_some() && spec.param_kind.is_none() {
         return Err(error("spec.paramKind".into(), "the binding has a paramRef but the policy no paramKind".into()));
     }
@@ -590,11 +655,13 @@ fn compile_policy(
     Ok(BindingCheck {
         policy: name.to_string(),
         validator,
-        constraints,
-        binding_match: binding.match_resources,
-        param_kind: spec.param_kind,
-        param_ref: binding.param_ref,
-        bundled_params,
+        selection: Selection {
+            constraints,
+            binding_match: binding.match_resources,
+            param_kind: spec.param_kind,
+            param_ref: binding.param_ref,
+            bundled_params,
+        },
     })
 }
 

@@ -22,7 +22,8 @@ use crate::fix::{Fix, Patch, PolicyMutations};
 use crate::object::{Input, Object};
 use crate::path::FieldPath;
 use crate::vap::{
-    find_params, is_kind, name_of, parse, validate_rules, MatchResources, MatchResult, ParamKind, ParamRef, Target,
+    binding_name, bundled_params, check_binding, check_match, check_policy_names, find_policy, is_kind, parse,
+    MatchResources, ParamKind, ParamRef, Selected, Selection,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -96,11 +97,7 @@ pub struct MutatingBinding {
     /// Variables, match conditions and the failure policy (no validations).
     validator: Validator,
     mutations: Vec<(PatchKind, Expression)>,
-    constraints: MatchResources,
-    binding_match: Option<MatchResources>,
-    param_kind: Option<ParamKind>,
-    param_ref: Option<ParamRef>,
-    bundled_params: Vec<Value>,
+    selection: Selection,
 }
 
 /// An error in one of the objects: `index` into the list, `field` inside that object.
@@ -129,68 +126,18 @@ fn validate_operations(m: &MatchResources, at: &str) -> Result<(), (String, Stri
 /// objects, in any order; other kinds are ignored), in the order they run: by policy name, then
 /// binding name.
 pub fn compile(objects: &[Value]) -> Result<Vec<MutatingBinding>, MapError> {
-    let mut seen: Vec<&str> = Vec::new();
-    for (index, p) in objects.iter().enumerate().filter(|(_, v)| is_kind(v, POLICY_KIND)) {
-        let name = name_of(p).unwrap_or("");
-        if name.is_empty() {
-            return Err(error(index, name, "metadata.name", "a MutatingAdmissionPolicy needs a name"));
-        }
-        if seen.contains(&name) {
-            return Err(error(
-                index,
-                name,
-                "metadata.name",
-                format!("a second MutatingAdmissionPolicy named `{name}`: names are unique"),
-            ));
-        }
-        seen.push(name);
-    }
-    let bundled_params: Vec<Value> = objects
-        .iter()
-        .filter(|v| {
-            ![POLICY_KIND, BINDING_KIND, crate::vap::POLICY_KIND, crate::vap::BINDING_KIND]
-                .iter()
-                .any(|k| is_kind(v, k))
-        })
-        .cloned()
-        .collect();
+    check_policy_names(objects, POLICY_KIND)?;
+    let bundled_params = bundled_params(objects);
     let mut out = Vec::new();
     for (index, b) in objects.iter().enumerate().filter(|(_, v)| is_kind(v, BINDING_KIND)) {
-        let binding = name_of(b).unwrap_or("").to_string();
-        if binding.is_empty() {
-            return Err(error(index, &binding, "metadata.name", "a binding needs a name"));
-        }
+        let binding = binding_name(index, b)?;
         let spec: BindingSpec = parse(index, b, Some(&binding))?;
-        if let Some(r) = &spec.param_ref {
-            match (&r.name, &r.selector) {
-                (Some(_), Some(_)) => {
-                    return Err(error(
-                        index,
-                        &binding,
-                        "spec.paramRef",
-                        "name and selector are mutually exclusive: set one",
-                    ))
-                }
-                (None, None) => {
-                    return Err(error(index, &binding, "spec.paramRef", "one of name or selector is required"))
-                }
-                _ => {}
-            }
-        }
-        if let Some(m) = &spec.match_resources {
-            for (at, rules) in [
-                ("spec.matchResources.resourceRules", &m.resource_rules),
-                ("spec.matchResources.excludeResourceRules", &m.exclude_resource_rules),
-            ] {
-                validate_rules(rules, at).map_err(|(field, message)| error(index, &binding, field, message))?;
-            }
-            validate_operations(m, "spec.matchResources").map_err(|(f, m)| error(index, &binding, f, m))?;
-        }
-        let Some((policy_index, policy)) = objects
-            .iter()
-            .enumerate()
-            .find(|(_, p)| is_kind(p, POLICY_KIND) && name_of(p) == Some(spec.policy_name.as_str()))
-        else {
+        check_binding(spec.param_ref.as_ref(), spec.match_resources.as_ref())
+            .and_then(|()| {
+                spec.match_resources.as_ref().map_or(Ok(()), |m| validate_operations(m, "spec.matchResources"))
+            })
+            .map_err(|(field, message)| error(index, &binding, field, message))?;
+        let Some((policy_index, policy)) = find_policy(objects, POLICY_KIND, &spec.policy_name) else {
             return Err(error(
                 index,
                 &binding,
@@ -215,32 +162,13 @@ fn compile_policy(
     let err = |field: String, message: String| error(index, &name, field, message);
     let spec: PolicySpec = parse(index, policy, Some(&name))?;
     let constraints = spec.match_constraints.unwrap_or_default();
-    if constraints.resource_rules.is_empty() {
-        return Err(err(
-            "spec.matchConstraints.resourceRules".into(),
-            "Required value: at least one resourceRule must be defined to provide type information".into(),
-        ));
-    }
-    for (at, rules) in [
-        ("spec.matchConstraints.resourceRules", &constraints.resource_rules),
-        ("spec.matchConstraints.excludeResourceRules", &constraints.exclude_resource_rules),
-    ] {
-        validate_rules(rules, at).map_err(|(field, message)| err(field, message))?;
-    }
-    validate_operations(&constraints, "spec.matchConstraints").map_err(|(f, m)| err(f, m))?;
-    for (which, m) in [
-        ("spec.matchConstraints", Some(&constraints)),
-        ("binding matchResources", binding_spec.match_resources.as_ref()),
-    ] {
-        for (sel_name, sel) in m
-            .iter()
-            .flat_map(|m| [("namespaceSelector", &m.namespace_selector), ("objectSelector", &m.object_selector)])
-        {
-            if let Some(e) = sel.as_ref().and_then(|s| s.validate().err()) {
-                return Err(err(format!("{which}.{sel_name}"), e));
-            }
-        }
-    }
+    check_match(
+        &constraints,
+        binding_spec.match_resources.as_ref(),
+        "Required value: at least one resourceRule must be defined to provide type information",
+    )
+    .and_then(|()| validate_operations(&constraints, "spec.matchConstraints"))
+    .map_err(|(f, m)| err(f, m))?;
     if binding_spec.param_ref.is_some() && spec.param_kind.is_none() {
         return Err(err("spec.paramKind".into(), "the binding has a paramRef but the policy no paramKind".into()));
     }
@@ -308,11 +236,13 @@ fn compile_policy(
         reinvoke,
         validator,
         mutations,
-        constraints,
-        binding_match: binding_spec.match_resources,
-        param_kind: spec.param_kind,
-        param_ref: binding_spec.param_ref,
-        bundled_params,
+        selection: Selection {
+            constraints,
+            binding_match: binding_spec.match_resources,
+            param_kind: spec.param_kind,
+            param_ref: binding_spec.param_ref,
+            bundled_params,
+        },
     })
 }
 
@@ -334,7 +264,6 @@ impl MutatingBinding {
         if operation == "DELETE" {
             return Invocation::Skipped;
         }
-        let target = Target::of(&obj, operation);
         let deny = |why: String| {
             Invocation::Denied(format!(
                 "policy '{}' with binding '{}' denied request: {why}",
@@ -342,24 +271,11 @@ impl MutatingBinding {
             ))
         };
         let fails = self.validator.failure_policy == FailurePolicy::Fail;
-        for (m, required) in [(Some(&self.constraints), true), (self.binding_match.as_ref(), false)] {
-            match m.map_or(MatchResult::Yes, |m| m.matches(&target, &obj, input, required)) {
-                MatchResult::Yes => {}
-                MatchResult::No => return Invocation::Skipped,
-                MatchResult::Unknown(why) if fails => return deny(format!("cannot be evaluated offline: {why}")),
-                MatchResult::Unknown(_) => return Invocation::Skipped,
-            }
-        }
-        let params =
-            match find_params(self.param_kind.as_ref(), self.param_ref.as_ref(), &self.bundled_params, &obj, input) {
-                Ok(p) => p,
-                Err(why) if fails => return deny(format!("cannot be evaluated offline: {why}")),
-                Err(_) => return Invocation::Skipped,
-            };
-        let invocations: Vec<Option<&Value>> = match (params.is_empty(), &self.param_ref) {
-            (true, Some(_)) => return Invocation::Skipped,
-            (true, None) => vec![None],
-            (false, _) => params.into_iter().map(Some).collect(),
+        let invocations = match self.selection.select(&obj, input, operation) {
+            Selected::No => return Invocation::Skipped,
+            Selected::Unknown(why) if fails => return deny(format!("cannot be evaluated offline: {why}")),
+            Selected::Unknown(_) => return Invocation::Skipped,
+            Selected::Invocations(params) => params,
         };
         let mut current = value.clone();
         let mut ran = false;
