@@ -108,20 +108,8 @@ pub fn run(
     // The values are fixed in place; moved out of the sources and back after.
     let mut values: Vec<serde_json::Value> = objects.iter_mut().map(|o| std::mem::take(&mut o.value)).collect();
     // MutatingAdmissionPolicies first, as the API server runs them: their changes are written too,
-    // so what the cluster would mutate shows in Git. `--only` applies them only when it names every
-    // binding that changes something.
-    let before_policies = (!only.is_empty()).then(|| values.clone());
-    let mut policies = reviewer.policy().apply_mutating_policies(&mut values, default_namespace, None, None);
-    if let Some(before) = before_policies {
-        if policies.changed.iter().any(|f| !only.contains(&f.rule)) {
-            values = before;
-            policies = policy_core::fix::PolicyMutations {
-                patches: vec![policy_core::fix::Patch(Vec::new()); values.len()],
-                ..Default::default()
-            };
-        }
-        policies.denied.retain(|f| only.contains(&f.rule));
-    }
+    // so what the cluster would mutate shows in Git.
+    let policies = reviewer.policy().fix_with_mutating_policies(&mut values, default_namespace, only);
     let fixed = policy_core::fix::fix_values(&mut values, |values, wanted| -> Result<Vec<Finding>> {
         let found = match wanted {
             None => reviewer.review(values, &refs, default_namespace)?,

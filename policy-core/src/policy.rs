@@ -616,6 +616,31 @@ impl Policy {
         crate::fix::PolicyMutations { patches: vec![crate::fix::Patch(Vec::new()); values.len()], ..Default::default() }
     }
 
+    /// [`Policy::apply_mutating_policies`] as `meshguard fix --only RULES` runs them (every
+    /// object, no request): with `only` given, they are applied only when it names every binding
+    /// that changes something (else the objects are left as they were), and only the named ones'
+    /// denials are kept.
+    pub fn fix_with_mutating_policies(
+        &self,
+        values: &mut [Value],
+        default_namespace: &str,
+        only: &[String],
+    ) -> crate::fix::PolicyMutations {
+        let before = (!only.is_empty()).then(|| values.to_vec());
+        let mut policies = self.apply_mutating_policies(values, default_namespace, None, None);
+        if let Some(before) = before {
+            if policies.changed.iter().any(|f| !only.contains(&f.rule)) {
+                values.clone_from_slice(&before);
+                policies = crate::fix::PolicyMutations {
+                    patches: vec![crate::fix::Patch(Vec::new()); values.len()],
+                    ..Default::default()
+                };
+            }
+            policies.denied.retain(|f| only.contains(&f.rule));
+        }
+        policies
+    }
+
     /// The `policy/binding` ids of the MutatingAdmissionPolicy bindings, in the order they run.
     pub fn mutating_policy_ids(&self) -> Vec<String> {
         #[cfg(all(feature = "kubernetes", feature = "cel"))]

@@ -244,3 +244,18 @@ fn admission_applies_the_policies_before_the_rules_fixes_and_denies_what_they_de
     assert!(!response.allowed);
     assert_eq!(response.status.unwrap().code, 403);
 }
+
+/// `meshguard fix --only`: the policies apply only when every binding that changes something is
+/// named; else the objects stay as they were.
+#[test]
+fn fix_only_applies_the_policies_when_it_names_them() {
+    let policy = rule_set(vec![fixture("json-patch-example.yaml"), fixture("binding.yaml")]).unwrap();
+    let id = "sidecar-policy.example.com/sidecar-policy.example.com".to_string();
+    let mut named = vec![docs_pod()];
+    let out = policy.fix_with_mutating_policies(&mut named, "default", std::slice::from_ref(&id));
+    assert_eq!((out.changed.len(), named[0] != docs_pod()), (1, true));
+    let mut other = vec![docs_pod()];
+    let out = policy.fix_with_mutating_policies(&mut other, "default", &["ports".to_string()]);
+    assert!(out.changed.is_empty() && out.patches[0].0.is_empty());
+    assert_eq!(other[0], docs_pod(), "left as it was");
+}

@@ -368,7 +368,7 @@ pub fn fix_text(policy: &crate::Policy, text: &str, default_namespace: &str) -> 
             }
         }
     }
-    let policies = policy.apply_mutating_policies(&mut values, default_namespace, None, None);
+    let policies = policy.fix_with_mutating_policies(&mut values, default_namespace, &[]);
     let fixed = fix_values(&mut values, |values, _| {
         Ok::<_, String>(policy.review(&crate::Input::new(values, default_namespace)))
     })?;
