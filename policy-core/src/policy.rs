@@ -276,6 +276,8 @@ pub struct Policy {
     /// Whether every object rule reads only object content, computed once when the rule set
     /// loads: admission decodes ask on every request (`Policy::parse_admission`).
     object_content_only: bool,
+    /// Whether a rule mutates somewhere or a MutatingAdmissionPolicy is loaded, computed once.
+    mutates: bool,
 }
 
 impl fmt::Debug for Policy {
@@ -381,6 +383,7 @@ impl Policy {
             #[cfg(all(feature = "kubernetes", feature = "cel"))]
             mutating_policies: Vec::new(),
             object_content_only: false,
+            mutates: false,
         };
         let mut seen: Vec<String> = Vec::new();
         for (i, value) in raw.spec.rules.iter().enumerate() {
@@ -512,6 +515,7 @@ impl Policy {
         policy.add_admission_policies(&raw.spec.admission_policies, &mut seen)?;
         policy.object_content_only =
             policy.object_rules.iter().all(|r| checks::reads_object_content_only(r.info.check));
+        policy.mutates = policy.rules().any(RuleInfo::mutates_somewhere) || policy.has_mutating_policies();
         Ok(policy)
     }
 
@@ -705,6 +709,13 @@ impl Policy {
 
     /// Whether every loaded object rule reads only object content (see
     /// [`crate::checks::READS_ANY_FIELD_CHECK_IDS`]), so [`Policy::parse_admission`] may prune.
+    /// Whether a review may change the object: a rule mutates somewhere, or MutatingAdmissionPolicies
+    /// are loaded. Hosts then keep the whole object (a mutated object is sent back whole, so
+    /// nothing may be pruned from it when decoded) and answer with the mutation.
+    pub fn mutates(&self) -> bool {
+        self.mutates
+    }
+
     pub fn reads_object_content_only(&self) -> bool {
         self.object_content_only
     }

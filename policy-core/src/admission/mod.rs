@@ -23,7 +23,7 @@ pub use response::{
 
 use crate::finding::{Action, Finding};
 use crate::object::Input;
-use crate::policy::{Policy, RuleInfo};
+use crate::policy::Policy;
 use serde_json::Value;
 
 /// The AdmissionRequest inside whatever the host handed over: an AdmissionReview (`.request`),
@@ -318,12 +318,6 @@ fn with_object(input: &Value, object: &Value) -> Value {
 }
 
 impl Policy {
-    /// Whether any rule fixes its findings at admission somewhere: hosts then keep the whole object
-    /// (a mutated object is sent back whole, so nothing may be pruned from it when decoded).
-    pub fn mutates(&self) -> bool {
-        self.rules().any(RuleInfo::mutates_somewhere)
-    }
-
     /// Mutates the request ([`Policy::mutate_admission_in`]) and reviews the object after it
     /// ([`Policy::review_admission_in`]), with one view of the cluster: as the API server runs a
     /// mutating webhook and then the validating one.

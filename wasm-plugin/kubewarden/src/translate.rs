@@ -310,6 +310,28 @@ mod tests {
         assert_eq!(r["message"], Value::Null);
     }
 
+    /// A RuleSet whose only mutation is a MutatingAdmissionPolicy still answers with the
+    /// mutated object, decoded whole.
+    #[test]
+    fn a_mutating_admission_policy_alone_makes_the_module_mutate() {
+        let map = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
+            "metadata": {"name": "label"}, "spec": {"reinvocationPolicy": "Never",
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]},
+            "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression": "Object{metadata: Object.metadata{labels: {'team': 'shop'}}}"}}]}});
+        let binding = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicyBinding",
+            "metadata": {"name": "label"}, "spec": {"policyName": "label"}});
+        let settings = json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "m"},
+            "spec": {"rules": [], "admissionPolicies": [map, binding]}});
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}, "data": {"k": "v"}});
+        let r = call(
+            json!({"request": {"operation": "CREATE", "namespace": "shop", "object": config}, "settings": settings}),
+            &mut PolicyCache::default(),
+        );
+        assert_eq!(r["accepted"], true);
+        assert_eq!(r["mutated_object"]["metadata"]["labels"], json!({"team": "shop"}));
+        assert_eq!(r["mutated_object"]["data"], json!({"k": "v"}), "the rest of the object is kept");
+    }
+
     #[test]
     fn settings_are_validated_with_the_cli_error_text() {
         assert_eq!(validate_settings(b"{}"), br#"{"message":null,"valid":true}"#.to_vec());
