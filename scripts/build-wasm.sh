@@ -8,9 +8,11 @@
 #                                   answers an AdmissionResponse)
 # The admission modules carry their Kubewarden metadata (custom section `io.kubewarden.metadata`,
 # from wasm-plugin/metadata.yml), as `kwctl annotate` would write it.
-# plus dist/SHA256SUMS and dist/wasmplugin.yaml (examples/istio/wasmplugin.yaml with the module's
-# sha256 filled in). Benchmark fixtures go to target/wasm-bench/, where the tests look for them,
-# also when CARGO_TARGET_DIR puts cargo's own output elsewhere.
+# plus dist/SHA256SUMS. (dist/wasmplugin.yaml comes from scripts/publish.sh: for an oci:// URL,
+# Istio checks the pushed image's manifest digest, not the module's sha256.)
+# Benchmark fixtures go to target/wasm-bench/, where the tests look for them, also when
+# CARGO_TARGET_DIR puts cargo's own output elsewhere. Paths in the modules are remapped
+# (--remap-path-prefix), so a build does not depend on where the checkout is.
 #
 # wasm32-unknown-unknown for the Envoy filter: Envoy's V8 loads both it and wasm32-wasip1, and the
 # filter needs no WASI call, so the smaller module without WASI imports wins.
@@ -28,7 +30,8 @@ done
 # Cranelift's scratch memory for it does not stay in the server (measured once, 2026-11-26: 62 MB
 # RSS at rest after compiling the speed build in process, 20 MB loading it from the cache).
 build() { # target package [features] [profile]
-  cargo build --locked --profile "${4:-wasm-speed}" --target "$1" -p "$2" ${3:+--features "$3"}
+  RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$PWD=/meshguard --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
+    cargo build --locked --profile "${4:-wasm-speed}" --target "$1" -p "$2" ${3:+--features "$3"}
 }
 
 target=${CARGO_TARGET_DIR:-target}
@@ -80,6 +83,4 @@ optimize "$out/meshguard_opa.wasm" $bench/opa-floor.wasm
 python3 scripts/opa-abi-globals.py $bench/opa-floor.wasm 1 2
 
 (cd dist && sha256sum *.wasm > SHA256SUMS)
-envoy_sha=$(sha256sum dist/meshguard-envoy.wasm | cut -d' ' -f1)
-sed "s/sha256: .*/sha256: ${envoy_sha}/" examples/istio/wasmplugin.yaml > dist/wasmplugin.yaml
 for f in dist/*.wasm; do printf '%-34s %8d bytes\n' "$f" "$(stat -c %s "$f")"; done

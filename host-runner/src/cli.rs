@@ -110,6 +110,24 @@ pub enum Command {
         #[arg(long = "dns-name", value_name = "NAME", default_values_t = default_dns_names())]
         dns_names: Vec<String>,
     },
+    /// Push a Kubewarden policy module or an image (OCI layout) to an OCI registry
+    #[command(after_help = "ARTIFACT is a policy module (.wasm with Kubewarden metadata, as scripts/build-wasm.sh \
+                            writes them) or an OCI image layout (DIR or DIR:TAG, as scripts/build-image.sh writes \
+                            them). A module goes up as Kubewarden's policy fetcher pulls it (`registry://` in a \
+                            policy's `module`): config application/vnd.wasm.config.v1+json, one \
+                            application/vnd.wasm.content.layer.v1+wasm layer, the metadata's annotations on the \
+                            manifest. An image goes up byte for byte, so its digest is the layout's.\n\n\
+                            Prints REFERENCE@DIGEST; pin deployments to that digest. Registries on loopback \
+                            (localhost, 127.0.0.1, [::1]) are spoken to over plain HTTP, as container tools do; \
+                            --plain-http does so for others. Credentials: MESHGUARD_REGISTRY_USERNAME and \
+                            MESHGUARD_REGISTRY_PASSWORD, else the registry's entry in $REGISTRY_AUTH_FILE, \
+                            $XDG_RUNTIME_DIR/containers/auth.json (podman/skopeo login), $DOCKER_CONFIG/config.json \
+                            or ~/.docker/config.json (docker login; credential helpers are not run), else none.\n\n\
+                            Exit codes: 0 pushed, 2 the artifact is invalid or the registry refused it.\n\n\
+                            Examples:\n  meshguard push dist/meshguard-kubewarden.wasm ghcr.io/acme/policies/meshguard:0.1.0\n  \
+                            meshguard push target/image/meshguard:0.1.0 127.0.0.1:5000/meshguard/meshguard:0.1.0\n\n\
+                            scripts/publish.sh REGISTRY/PREFIX pushes every artifact of a release this way.")]
+    Push(PushArgs),
     /// Show the built-in checks and the default rule set
     Rules {
         #[command(subcommand)]
@@ -194,6 +212,19 @@ pub struct FixArgs {
 pub enum FixFormat {
     Diff,
     Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PushArgs {
+    /// A policy module (FILE.wasm) or an OCI image layout (DIR or DIR:TAG)
+    #[arg(value_name = "ARTIFACT")]
+    pub artifact: String,
+    /// Where to: REGISTRY/REPOSITORY:TAG
+    #[arg(value_name = "REFERENCE")]
+    pub reference: String,
+    /// Speak plain HTTP to the registry (loopback registries always are)
+    #[arg(long)]
+    pub plain_http: bool,
 }
 
 pub fn default_dns_names() -> Vec<String> {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod engine;
 pub mod fix;
 pub mod printable;
+pub mod push;
 pub mod replay;
 pub mod report;
 pub mod serve;

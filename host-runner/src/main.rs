@@ -2,8 +2,8 @@
 
 use clap::Parser;
 use host_runner::cli::{
-    CheckArgs, Cli, ColorChoice, Command, EngineChoice, FailOn, FailurePolicy, FixArgs, FixFormat, RulesCommand,
-    ServeArgs, WasmArgs,
+    CheckArgs, Cli, ColorChoice, Command, EngineChoice, FailOn, FailurePolicy, FixArgs, FixFormat, PushArgs,
+    RulesCommand, ServeArgs, WasmArgs,
 };
 use host_runner::engine::{self, Reviewer};
 use host_runner::printable::printable;
@@ -62,11 +62,31 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
+        Command::Push(args) => push_command(&args),
         Command::Rules { command } => {
             print!("{}", rules_command(command)?);
             Ok(0)
         }
     }
+}
+
+fn push_command(args: &PushArgs) -> anyhow::Result<u8> {
+    use host_runner::push;
+    let destination = push::Destination::parse(&args.reference, args.plain_http)?;
+    let path = std::path::Path::new(&args.artifact);
+    let artifact = if path.is_dir() {
+        push::oci_layout_image(path, None)?
+    } else if path.is_file() {
+        push::kubewarden_policy(path)?
+    } else {
+        match args.artifact.rsplit_once(':') {
+            Some((dir, tag)) if std::path::Path::new(dir).is_dir() => push::oci_layout_image(dir.as_ref(), Some(tag))?,
+            _ => anyhow::bail!("{}: no such file, directory or DIR:TAG of an OCI layout", args.artifact),
+        }
+    };
+    let digest = push::upload(&artifact, &destination)?;
+    println!("{}@{digest}", args.reference);
+    Ok(0)
 }
 
 fn check_command(args: CheckArgs) -> anyhow::Result<u8> {

@@ -164,28 +164,30 @@ pub fn read_text(path: &Path, max_bytes: usize) -> Result<String, InputError> {
     let bytes = if path.as_os_str() == "-" {
         read_capped(std::io::stdin().lock(), max_bytes, 64 << 10).map_err(|e| fail(0, 0, e.to_string()))?
     } else {
-        use std::os::unix::fs::OpenOptionsExt;
-        // O_NONBLOCK: opening a FIFO must not wait for a writer before its type can be checked.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| fail(0, 0, format!("cannot read: {e}")))?;
-        let meta = file.metadata().map_err(|e| fail(0, 0, format!("cannot read: {e}")))?;
-        if !meta.file_type().is_file() {
-            return Err(fail(
-                0,
-                0,
-                format!("{}; meshguard reads regular files only", file_type_name(meta.file_type())),
-            ));
-        }
-        if meta.len() > max_bytes as u64 {
-            return Err(too_big());
-        }
-        read_capped(file, max_bytes, meta.len() as usize).map_err(|e| fail(0, 0, format!("cannot read: {e}")))?
+        read_regular_file(path, max_bytes).map_err(|message| fail(0, 0, message))?
     };
     let Some(bytes) = bytes else { return Err(too_big()) };
     decode(bytes).map_err(|(line, column, message)| fail(line, column, message))
+}
+
+/// The bytes of a regular file (a FIFO would block, a device never ends); `None` when it holds
+/// more than `max_bytes`; `Err` says why it cannot be read.
+pub fn read_regular_file(path: &Path, max_bytes: usize) -> Result<Option<Vec<u8>>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer before its type can be checked.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{}; meshguard reads regular files only", file_type_name(meta.file_type())));
+    }
+    if meta.len() > max_bytes as u64 {
+        return Ok(None);
+    }
+    read_capped(file, max_bytes, meta.len() as usize).map_err(|e| format!("cannot read: {e}"))
 }
 
 /// Reads at most `max` bytes (`expected`: the size to allocate for); `None` when there is more.

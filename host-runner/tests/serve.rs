@@ -433,6 +433,9 @@ fn deploy_manifests_parse_and_pass_meshguards_own_default_rules() {
                     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
                     assert_eq!(spec["template"]["spec"]["securityContext"]["runAsNonRoot"], true);
                     assert!(c["resources"]["limits"]["memory"].is_string());
+                    // The image (Containerfile) is one static binary: nothing to exec but meshguard.
+                    assert_eq!(c["lifecycle"]["preStop"]["sleep"]["seconds"], 30);
+                    assert!(c["command"].is_null() && c["lifecycle"]["preStop"]["exec"].is_null(), "{c:#}");
                 }
                 "ValidatingWebhookConfiguration" => {
                     let w = &doc.value["webhooks"][0];
