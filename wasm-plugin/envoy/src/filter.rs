@@ -93,16 +93,7 @@ impl RootContext for Root {
                 [Action::Audit, Action::Warn, Action::Deny].map(|a| counter(&translate::rule_metric_name(&r.id, a)))
             })
             .collect();
-        let ignored = policy.skipped_rules() + policy.rules().count() - policy.http_rules().count();
-        log(
-            LogLevel::Info,
-            &format!(
-                "RuleSet `{}` loaded: {} HTTP rules enforced, {ignored} Kubernetes rules ignored here, failOpen={}",
-                policy.name(),
-                policy.http_rules().count(),
-                policy.fail_open()
-            ),
-        );
+        log(LogLevel::Info, &translate::loaded_message(&policy));
         self.filter = Some(Rc::new(Filter {
             rule_metrics,
             allowed: counter(&translate::outcome_metric_name("allow")),
@@ -218,24 +209,17 @@ impl HttpContext for Stream {
             Ok(d) => d,
             Err(e) => return self.fail(&filter, req.is_grpc(), &e),
         };
-        let mut warned = Vec::new();
         for (index, action) in &decision.fired {
             if let Some(ids) = filter.rule_metrics.get(*index) {
                 bump(ids[*action as usize]);
             }
-            if *action == Action::Warn {
-                if let Some(rule) = filter.policy.http_rule(*index) {
-                    warned.push(rule.id.as_str());
-                }
-            }
         }
-        if !warned.is_empty() {
-            self.warn = Some(warned.join(","));
-        }
-        match &decision.denied {
-            Some(denial) => {
+        let verdict = translate::verdict(&filter.policy, &decision, req.is_grpc());
+        self.warn = verdict.warn;
+        match verdict.reply {
+            Some(reply) => {
                 bump(filter.denied);
-                self.reply(translate::deny_reply(denial, req.is_grpc()))
+                self.reply(reply)
             }
             None => {
                 bump(filter.allowed);

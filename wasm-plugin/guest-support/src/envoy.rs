@@ -1,6 +1,7 @@
-//! Envoy's view of a request and response, to and from policy-core's model.
+//! Envoy's view of a request and response, to and from policy-core's model: one translation for
+//! both Envoy shells (the proxy-wasm filter and the dynamic module), so they cannot drift.
 
-use policy_core::{Action, Denial, Request};
+use policy_core::{Action, Denial, HttpDecision, Policy, Request};
 use std::borrow::Cow;
 
 /// Response header naming the `warn` rules a request tripped.
@@ -13,9 +14,8 @@ pub const WARN_HEADER: &str = "x-meshguard-warn";
 /// Bytes that are not UTF-8 (HTTP allows obs-text) are replaced rather than trapping, which is
 /// what the SDK's own `get_map` would do.
 pub fn request_from_map(bytes: &[u8]) -> Result<Request<'_>, String> {
-    let mut req = Request::default();
     if bytes.is_empty() {
-        return Ok(req);
+        return Ok(Request::default());
     }
     let u32_at = |at: usize| -> Option<usize> {
         let b = bytes.get(at..at + 4)?;
@@ -30,8 +30,7 @@ pub fn request_from_map(bytes: &[u8]) -> Result<Request<'_>, String> {
     // whole region (headers are ASCII as a rule) stands for a check per piece: a piece borrowed
     // from it is a slice at char boundaries, which `str::get` confirms in O(1).
     let strings = Strings { at, text: bytes.get(at..).and_then(|region| std::str::from_utf8(region).ok()) };
-    let mut headers = Vec::with_capacity(count);
-    let mut host = None;
+    let mut req = RequestBuilder::with_capacity(count);
     for n in 0..count {
         let (Some(key_len), Some(value_len)) = (u32_at(4 + n * 8), u32_at(8 + n * 8)) else {
             return Err(truncated(bytes));
@@ -42,28 +41,48 @@ pub fn request_from_map(bytes: &[u8]) -> Result<Request<'_>, String> {
             return Err(truncated(bytes));
         };
         at += key_len + value_len + 2;
-        let (key, value) = (strings.piece(key_at, key), strings.piece(value_at, value));
+        req.push(strings.piece(key_at, key), strings.piece(value_at, value));
+    }
+    Ok(req.finish())
+}
+
+/// Builds the rule model from Envoy's header pairs in order, however a host hands them over.
+/// Pseudo-headers become method, path and authority (`host` when there is no `:authority`); the
+/// rest are the headers rules see.
+pub struct RequestBuilder<'a> {
+    req: Request<'a>,
+    host: Option<Cow<'a, str>>,
+}
+
+impl<'a> RequestBuilder<'a> {
+    pub fn with_capacity(headers: usize) -> Self {
+        RequestBuilder { req: Request { headers: Vec::with_capacity(headers), ..Request::default() }, host: None }
+    }
+
+    pub fn push(&mut self, key: Cow<'a, str>, value: Cow<'a, str>) {
         if key.starts_with(':') {
             match key.as_ref() {
-                ":method" => req.method = value,
-                ":path" => req.path = value,
-                ":authority" => req.authority = value,
+                ":method" => self.req.method = value,
+                ":path" => self.req.path = value,
+                ":authority" => self.req.authority = value,
                 _ => {}
             }
-            continue;
+            return;
         }
         if key.len() == 4 && key.eq_ignore_ascii_case("host") {
-            host = Some(value.clone());
+            self.host = Some(value.clone());
         }
-        headers.push((key, value));
+        self.req.headers.push((key, value));
     }
-    if req.authority.is_empty() {
-        if let Some(host) = host {
-            req.authority = host;
+
+    pub fn finish(mut self) -> Request<'a> {
+        if self.req.authority.is_empty() {
+            if let Some(host) = self.host {
+                self.req.authority = host;
+            }
         }
+        self.req
     }
-    req.headers = headers;
-    Ok(req)
 }
 
 fn truncated(bytes: &[u8]) -> String {
@@ -88,8 +107,9 @@ impl<'a> Strings<'a> {
     }
 }
 
-/// Borrowed when it is UTF-8 (the usual case, checked on the fast path), replaced otherwise.
-fn text(bytes: &[u8]) -> Cow<'_, str> {
+/// Borrowed when it is UTF-8 (the usual case, checked on the fast path), replaced otherwise:
+/// HTTP allows obs-text, and a filter must not trap on it.
+pub fn text(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(bytes),
@@ -125,6 +145,31 @@ fn json_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// `grpc-message` as Envoy writes it for a gRPC local reply: percent-encoded outside printable
+/// ASCII, and `%` itself (the gRPC spec's encoding).
+pub fn grpc_message_header(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for &b in message.as_bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The headers of a trailers-only gRPC response (HTTP 200, the status in `grpc-status`), as
+/// Envoy sends for a gRPC local reply: for hosts that send response headers themselves.
+pub fn grpc_trailers_only(status: u8, message: &str) -> [(&'static str, String); 4] {
+    [
+        (":status", "200".to_string()),
+        ("content-type", "application/grpc".to_string()),
+        ("grpc-status", status.to_string()),
+        ("grpc-message", grpc_message_header(message)),
+    ]
+}
+
 /// The reply when evaluation itself failed and the filter fails closed (gRPC: UNAVAILABLE).
 pub fn error_reply(grpc: bool) -> LocalReply {
     let denial = Denial {
@@ -134,6 +179,38 @@ pub fn error_reply(grpc: bool) -> LocalReply {
         grpc_status: 14,
     };
     deny_reply(&denial, grpc)
+}
+
+/// What an Envoy shell does with a decision besides counting it: the `x-meshguard-warn` value for
+/// the response, and the local reply when a rule denies.
+#[derive(Debug, PartialEq)]
+pub struct Verdict {
+    pub warn: Option<String>,
+    pub reply: Option<LocalReply>,
+}
+
+pub fn verdict(policy: &Policy, decision: &HttpDecision, grpc: bool) -> Verdict {
+    let warned: Vec<&str> = decision
+        .fired
+        .iter()
+        .filter(|(_, action)| *action == Action::Warn)
+        .filter_map(|(index, _)| policy.http_rule(*index).map(|rule| rule.id.as_str()))
+        .collect();
+    Verdict {
+        warn: (!warned.is_empty()).then(|| warned.join(",")),
+        reply: decision.denied.as_ref().map(|denial| deny_reply(denial, grpc)),
+    }
+}
+
+/// The line an Envoy shell logs when its configuration loads.
+pub fn loaded_message(policy: &Policy) -> String {
+    let ignored = policy.skipped_rules() + policy.rules().count() - policy.http_rules().count();
+    format!(
+        "RuleSet `{}` loaded: {} HTTP rules enforced, {ignored} Kubernetes rules ignored here, failOpen={}",
+        policy.name(),
+        policy.http_rules().count(),
+        policy.fail_open()
+    )
 }
 
 /// Counter name per rule and decision, with tags in the `name=.=value;.;` form that Envoy's
@@ -216,6 +293,27 @@ mod tests {
         );
         assert!(matches!(error_reply(false), LocalReply::Http { status: 503, .. }));
         assert!(matches!(error_reply(true), LocalReply::Grpc { status: 14, .. }));
+    }
+
+    #[test]
+    fn pairs_build_the_same_request_as_the_map() {
+        let pairs: [(&str, &[u8]); 4] =
+            [(":method", b"GET"), (":path", b"/x"), ("host", b"legacy"), ("x-tenant", b"caf\xe9")];
+        let map = serialize(&pairs);
+        let from_map = request_from_map(&map).unwrap();
+        let mut builder = RequestBuilder::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            builder.push(text(k.as_bytes()), text(v));
+        }
+        assert_eq!(builder.finish(), from_map);
+        assert_eq!(from_map.authority, "legacy");
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded_as_envoy_does() {
+        assert_eq!(grpc_message_header("tenant: `x` 100% caf\u{e9}\n"), "tenant: `x` 100%25 caf%C3%A9%0A");
+        let headers = grpc_trailers_only(8, "rate");
+        assert_eq!(headers[2], ("grpc-status", "8".to_string()));
     }
 
     #[test]
