@@ -1,7 +1,8 @@
 //! Load comparison for the Envoy filter, in one run on one machine: plain Envoy, Envoy with an
 //! empty proxy-wasm filter (the floor any wasm filter pays), Envoy with meshguard (10 HTTP rules
-//! and 1 rate limit), and the same checks with Envoy's RBAC + local_ratelimit filters and with a Lua
-//! filter (benches/peers/), all with the same concurrency, driven by wrk on loopback with bounded
+//! and 1 rate limit) as the wasm filter and as the dynamic module, the empty dynamic module (its
+//! floor), and the same checks with Envoy's RBAC + local_ratelimit filters and with a Lua filter
+//! (benches/peers/), all with the same concurrency, driven by wrk on loopback with bounded
 //! runs. Variants are interleaved over several rounds and the median round is reported, because a
 //! shared 2-core machine drifts. Writes target/bench/envoy-load.json for `bench-report`.
 //!
@@ -12,7 +13,7 @@
 
 use meshguard_benches::peers::envoy::{lua, rbac};
 use meshguard_benches::{typical_headers, HTTP_RULES};
-use meshguard_tests::envoy::{bootstrap, request, Envoy, Filter, Http, Options};
+use meshguard_tests::envoy::{bootstrap, request, Envoy, Filter, Http, Options, Shell};
 use std::process::Command;
 
 #[derive(Clone, Copy, Default, Debug)]
@@ -97,14 +98,21 @@ fn main() -> Result<(), String> {
         Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
         None => HTTP_RULES.to_string(),
     };
+    let wasm = |filter| Options::on(Shell::Wasm, filter);
     let variants = [
-        ("plain", "plain Envoy", Filter::None),
-        ("empty", "Envoy + empty proxy-wasm filter (the floor)", Filter::Noop),
-        ("empty_lean", "Envoy + empty filter exporting only meshguard's callbacks", Filter::NoopLean),
-        ("empty_reading_headers", "Envoy + empty filter reading the header map", Filter::NoopReadingHeaders),
-        ("meshguard", "Envoy + meshguard (10 HTTP rules + 1 rate limit)", Filter::Rules(rules)),
-        ("rbac", "Envoy + RBAC + local_ratelimit (same checks)", rbac().map_err(|e| format!("{e:#}"))?),
-        ("lua", "Envoy + Lua filter (same checks)", lua()),
+        ("plain", "plain Envoy", wasm(Filter::None)),
+        ("empty", "Envoy + empty proxy-wasm filter (the floor)", wasm(Filter::Noop)),
+        ("empty_lean", "Envoy + empty filter exporting only meshguard's callbacks", wasm(Filter::NoopLean)),
+        ("empty_reading_headers", "Envoy + empty filter reading the header map", wasm(Filter::NoopReadingHeaders)),
+        ("meshguard", "Envoy + meshguard (10 HTTP rules + 1 rate limit)", wasm(Filter::Rules(rules.clone()))),
+        ("empty_dynamic", "Envoy + empty dynamic module (its floor)", wasm(Filter::DynamicFloor)),
+        (
+            "meshguard_dynamic",
+            "Envoy + meshguard as a dynamic module (same rules)",
+            Options::on(Shell::Dynamic, Filter::Rules(rules)),
+        ),
+        ("rbac", "Envoy + RBAC + local_ratelimit (same checks)", wasm(rbac().map_err(|e| format!("{e:#}"))?)),
+        ("lua", "Envoy + Lua filter (same checks)", wasm(lua())),
     ];
     if args.iter().any(|a| a == "--print-headers") {
         println!("{}", serde_json::json!(headers));
@@ -114,8 +122,9 @@ fn main() -> Result<(), String> {
         let usage = "--print-bootstrap ID ADMIN_PORT PORT";
         let id = args.get(i + 1).ok_or(usage)?;
         let port = |at: usize| args.get(at).and_then(|p| p.parse::<u16>().ok()).ok_or(usage);
-        let (_, _, filter) = variants.iter().find(|(v, _, _)| v == id).ok_or_else(|| format!("no variant `{id}`"))?;
-        let options = Options { concurrency: 1, generate_request_id: false, ..Options::new(filter.clone()) };
+        let (_, _, variant) = variants.iter().find(|(v, _, _)| v == id).ok_or_else(|| format!("no variant `{id}`"))?;
+        let options =
+            Options { concurrency: 1, generate_request_id: false, filter: variant.filter.clone(), ..*variant };
         println!("{}", bootstrap(&options, port(i + 2)?, port(i + 3)?)?);
         return Ok(());
     }
@@ -129,9 +138,14 @@ fn main() -> Result<(), String> {
         variants.into_iter().filter(|(id, _, _)| only.as_ref().is_none_or(|o| o.contains(id))).collect();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
-        for (i, (_, name, filter)) in variants.iter().enumerate() {
-            let options =
-                Options { concurrency: 1, cpu: Some(0), generate_request_id: false, ..Options::new(filter.clone()) };
+        for (i, (_, name, variant)) in variants.iter().enumerate() {
+            let options = Options {
+                concurrency: 1,
+                cpu: Some(0),
+                generate_request_id: false,
+                filter: variant.filter.clone(),
+                ..*variant
+            };
             let envoy = Envoy::start(&options)?;
             let url = envoy.url("/api/orders/42?expand=items");
             let check = request(&url, Http::H1, "GET", &headers)?;

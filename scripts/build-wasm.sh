@@ -87,6 +87,8 @@ python3 scripts/opa-abi-globals.py $bench/opa-floor.wasm 1 2
 # The Envoy dynamic module: a native library of this machine's architecture for the Envoy whose
 # ABI it declares (1.40, ABI v0.2.0); Envoy loads `lib<module>.so`, so it is renamed for module
 # `meshguard_envoy`.
+cargo build --locked --profile dist -p meshguard-envoy-dynamic --features floor   # benchmark floor
+cp "$target/dist/libmeshguard_envoy_dynamic.so" $bench/libmeshguard_envoy_floor.so
 cargo build --locked --profile dist -p meshguard-envoy-dynamic
 cp "$target/dist/libmeshguard_envoy_dynamic.so" dist/libmeshguard_envoy.so
 

