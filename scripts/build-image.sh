@@ -9,8 +9,10 @@
 #
 # Reproducible: two builds of one commit give the same digests. File and config timestamps are
 # SOURCE_DATE_EPOCH (default: the commit's time; buildah --timestamp), buildah writes layer
-# entries in a fixed order, the binary's embedded paths are remapped (--remap-path-prefix, here
-# and in scripts/build-wasm.sh), and Cargo.lock pins every crate.
+# entries in a fixed order, the binary's embedded paths (checkout, cargo home, target directory)
+# are remapped (--remap-path-prefix, here and in scripts/build-wasm.sh), and Cargo.lock pins
+# every crate. Checked: a clone at another path with another CARGO_TARGET_DIR gives the same
+# digests.
 #
 # Usage: scripts/build-image.sh [OUT_DIR]   (default target/image)
 set -euo pipefail
@@ -34,9 +36,14 @@ grep -qx "$musl" <<<"$(rustup target list --installed)" || rustup target add "$m
 [ -f dist/meshguard-kubewarden.wasm ] && [ -f dist/meshguard-envoy.wasm ] || bash scripts/build-wasm.sh
 
 echo "== meshguard for $musl (profile dist)" >&2
-RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$PWD=/meshguard --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
+# Generated code (build scripts' OUT_DIR) carries the target directory's path, which may lie
+# outside the checkout (CARGO_TARGET_DIR): it is remapped last, so it wins over the checkout's.
+mkdir -p "${CARGO_TARGET_DIR:-target}"
+target_dir=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
+RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$PWD=/meshguard --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo \
+--remap-path-prefix=$target_dir=/target" \
   cargo build --locked --profile dist --target "$musl" -p host-runner
-binary=${CARGO_TARGET_DIR:-target}/$musl/dist/meshguard
+binary=$target_dir/$musl/dist/meshguard
 
 rm -rf "$out"
 mkdir -p "$out/context/meshguard/skeleton/tmp" "$out/context/meshguard-envoy"
