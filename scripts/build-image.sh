@@ -11,8 +11,8 @@
 # SOURCE_DATE_EPOCH (default: the commit's time; buildah --timestamp), buildah writes layer
 # entries in a fixed order, the binary's embedded paths (checkout, cargo home, target directory)
 # are remapped (--remap-path-prefix, here and in scripts/build-wasm.sh), and Cargo.lock pins
-# every crate. Checked: a clone at another path with another CARGO_TARGET_DIR gives the same
-# digests.
+# every crate; C code compiles with SOURCE_DATE_EPOCH=0. Checked: a clone at another path with
+# another CARGO_TARGET_DIR gives the same binary.
 #
 # Usage: scripts/build-image.sh [OUT_DIR]   (default target/image)
 set -euo pipefail
@@ -40,7 +40,9 @@ echo "== meshguard for $musl (profile dist)" >&2
 # outside the checkout (CARGO_TARGET_DIR): it is remapped last, so it wins over the checkout's.
 mkdir -p "${CARGO_TARGET_DIR:-target}"
 target_dir=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
-RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$PWD=/meshguard --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo \
+# SOURCE_DATE_EPOCH=0 for the compilers: C code built by crates (mimalloc prints __DATE__ and
+# __TIME__ in its verbose banner) gets a fixed date, whichever commit first built it.
+SOURCE_DATE_EPOCH=0 RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$PWD=/meshguard --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo \
 --remap-path-prefix=$target_dir=/target" \
   cargo build --locked --profile dist --target "$musl" -p host-runner
 binary=$target_dir/$musl/dist/meshguard
