@@ -273,16 +273,19 @@ fn published_artifacts_round_trip_through_a_real_registry() {
         .filter_map(|e| e.as_str()?.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
     let port = free_port();
-    let mut command = if unsafe { libc::geteuid() } == 0 {
+    // Certificates go to the image's own /tmp: inside the chroot that is rootfs/tmp.
+    let (mut command, certs) = if unsafe { libc::geteuid() } == 0 {
         let mut c = Command::new("chroot");
         c.arg("--userspec=65532:65532").arg(&rootfs).arg("/usr/local/bin/meshguard");
-        c
+        (c, PathBuf::from("/").join("tmp").join("certs"))
     } else {
         // Without root no chroot: the same binary, still static and alone, from the unpacked tree.
-        Command::new(&binary)
+        (Command::new(&binary), rootfs.join("tmp").join("certs"))
     };
     command
-        .args(["serve", "--self-signed", "/tmp/certs", "--addr"])
+        .args(["serve", "--self-signed"])
+        .arg(&certs)
+        .arg("--addr")
         .arg(format!("127.0.0.1:{port}"))
         .args(["--metrics-addr", "127.0.0.1:0"])
         .env_clear()
