@@ -12,7 +12,7 @@
 //! the request's headers, for `scripts/envoy-instructions.sh`, which counts instructions instead.
 
 use meshguard_benches::peers::envoy::{lua, rbac};
-use meshguard_benches::{typical_headers, HTTP_RULES};
+use meshguard_benches::{http_rules_named, typical_headers, HTTP_RULES};
 use meshguard_tests::envoy::{bootstrap, request, Envoy, Filter, Http, Options, Shell};
 use std::process::Command;
 
@@ -105,6 +105,11 @@ fn main() -> Result<(), String> {
         ("empty_lean", "Envoy + empty filter exporting only meshguard's callbacks", wasm(Filter::NoopLean)),
         ("empty_reading_headers", "Envoy + empty filter reading the header map", wasm(Filter::NoopReadingHeaders)),
         ("meshguard", "Envoy + meshguard (10 HTTP rules + 1 rate limit)", wasm(Filter::Rules(rules.clone()))),
+        (
+            "meshguard_named",
+            "Envoy + meshguard's build fetching only the headers its rules name (the same rules but the header limits)",
+            wasm(Filter::NamedHeaders(http_rules_named())),
+        ),
         ("empty_dynamic", "Envoy + empty dynamic module (its floor)", wasm(Filter::DynamicFloor)),
         (
             "meshguard_dynamic",

@@ -59,6 +59,12 @@ cp "$out/meshguard_envoy.wasm" $bench/meshguard-envoy.linked.wasm
 python3 scripts/proxy-wasm-callbacks.py $bench/meshguard-envoy.linked.wasm wasm-plugin/envoy/Cargo.toml
 optimize $bench/meshguard-envoy.linked.wasm dist/meshguard-envoy.wasm
 rm $bench/meshguard-envoy.linked.wasm
+# The benchmarks' variant fetching only the headers the rules name (wasm-plugin/envoy/Cargo.toml).
+build wasm32-unknown-unknown meshguard-envoy named-headers
+cp "$out/meshguard_envoy.wasm" $bench/meshguard-envoy-named.linked.wasm
+python3 scripts/proxy-wasm-callbacks.py $bench/meshguard-envoy-named.linked.wasm wasm-plugin/envoy/Cargo.toml
+optimize $bench/meshguard-envoy-named.linked.wasm $bench/meshguard-envoy-named.wasm
+rm $bench/meshguard-envoy-named.linked.wasm
 build wasm32-unknown-unknown noop-filter
 optimize "$out/noop_filter.wasm" $bench/noop-filter.wasm
 cp $bench/noop-filter.wasm $bench/noop-filter-lean.wasm

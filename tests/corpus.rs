@@ -128,6 +128,62 @@ fn check_requests(case: &Case, policy: &Policy) -> Vec<String> {
     problems
 }
 
+/// The Envoy shells fetch only the headers the rules read (`Policy::headers_read`) unless a rule
+/// reads them all. For every corpus request, under its rule set without the `http-header-limits`
+/// rules (the ones that read every header), the request built from the named headers alone, each
+/// answered with its first value as Envoy's by-name lookups do, decides exactly as the whole map:
+/// also when every header comes twice with another value, and when `host` stands for `:authority`.
+#[test]
+fn named_headers_decide_as_the_whole_map() {
+    use meshguard_guest_support::envoy::request_from_named;
+    use policy_core::HeadersRead;
+    use std::borrow::Cow;
+    let mut compared = 0;
+    for case in load_corpus().unwrap().iter().filter(|c| !c.requests.is_empty()) {
+        let mut doc = case.rules.clone().unwrap_or_else(|| {
+            policy_core::yaml::parse_documents(policy_core::DEFAULT_RULES_YAML).unwrap().remove(0).value
+        });
+        let rules = doc.pointer_mut("/spec/rules").and_then(|r| r.as_array_mut()).expect("spec.rules");
+        rules.retain(|r| r["check"] != "http-header-limits");
+        let policy = Policy::from_value(&doc).unwrap_or_else(|e| panic!("{}: {e}", case.source));
+        let HeadersRead::Named(names) = policy.headers_read() else {
+            panic!("{}: still reads every header without its limits rules", case.source)
+        };
+        assert!(names.iter().any(|n| n == "content-type"), "gRPC replies need content-type: {names:?}");
+        let (mut whole_buckets, mut named_buckets) = (MemoryBuckets::default(), MemoryBuckets::default());
+        for (i, rc) in case.requests.iter().enumerate() {
+            let mut req: Request = serde_json::from_value(rc.request.clone()).unwrap();
+            let repeats: Vec<_> =
+                req.headers.iter().map(|(k, v)| (k.clone(), Cow::Owned(format!("{v}-again")))).collect();
+            req.headers.extend(repeats);
+            for host_only in [false, true] {
+                let mut whole = req.clone();
+                let mut pairs: Vec<(String, String)> =
+                    vec![(":method".into(), req.method.to_string()), (":path".into(), req.path.to_string())];
+                if host_only {
+                    whole.headers.insert(0, (Cow::Borrowed("host"), req.authority.clone()));
+                } else {
+                    pairs.push((":authority".into(), req.authority.to_string()));
+                }
+                pairs.extend(whole.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())));
+                let named = request_from_named(&names, |name| {
+                    Ok::<_, ()>(pairs.iter().find(|(k, _)| k == name).map(|(_, v)| Cow::Owned(v.clone())))
+                })
+                .unwrap();
+                let from_whole = policy.decide(&whole, rc.at_ms, &mut whole_buckets).unwrap();
+                let from_named = policy.decide(&named, rc.at_ms, &mut named_buckets).unwrap();
+                assert_eq!(
+                    from_named, from_whole,
+                    "{} request {i} (host only: {host_only}): named headers {names:?} decide otherwise",
+                    case.source
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 50, "compared {compared} requests");
+}
+
 #[test]
 fn corpus_decisions_match_natively() {
     let cases = load_corpus().unwrap();

@@ -65,6 +65,9 @@ pub enum Filter {
     ExampleRules,
     /// meshguard with this RuleSet text (YAML or JSON).
     Rules(String),
+    /// The wasm filter's benchmark build that fetches only the headers the rules name
+    /// (`--features named-headers`), with this RuleSet text.
+    NamedHeaders(String),
     /// Other HTTP filters in the wasm filter's place (the benchmarks' RBAC and Lua peers), with
     /// fields merged into the HTTP connection manager's config and into the bootstrap.
     Replace { http_filters: Vec<Value>, hcm: serde_json::Map<String, Value>, bootstrap: serde_json::Map<String, Value> },
@@ -173,6 +176,10 @@ pub fn bootstrap(options: &Options, admin: u16, port: u16) -> Result<Value, Stri
         Filter::ExampleRules => wasm["vm_config"]["code"]["local"]["filename"] = module("dist/meshguard-envoy.wasm")?,
         Filter::Rules(rules) => {
             wasm["vm_config"]["code"]["local"]["filename"] = module("dist/meshguard-envoy.wasm")?;
+            wasm["configuration"]["value"] = json!(rules);
+        }
+        Filter::NamedHeaders(rules) => {
+            wasm["vm_config"]["code"]["local"]["filename"] = module("target/wasm-bench/meshguard-envoy-named.wasm")?;
             wasm["configuration"]["value"] = json!(rules);
         }
         Filter::Replace { http_filters, hcm: fields, .. } => {

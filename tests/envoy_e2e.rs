@@ -373,3 +373,43 @@ fn the_dynamic_module_matches_envoys_abi_and_refuses_unknown_filter_names() {
         "{log}"
     );
 }
+
+/// The benchmark build that fetches only the headers the rules name (`--features named-headers`)
+/// answers the corpus case written for it exactly as the shipped filter, which reads the whole
+/// map: a repeated header by its first value, `host` standing for `:authority`, gRPC replies.
+#[test]
+fn the_named_headers_build_answers_as_the_shipped_filter() {
+    let case = load_corpus()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name.starts_with("rules that name their headers"))
+        .expect("the corpus case for named headers");
+    let rules = case.rules.as_ref().unwrap().to_string();
+    let mut answers = vec![];
+    for filter in [Filter::Rules(rules.clone()), Filter::NamedHeaders(rules)] {
+        let envoy = Envoy::start(&Options { generate_request_id: false, ..Options::on(Shell::Wasm, filter) }).unwrap();
+        let mut answered = vec![];
+        for rc in &case.requests {
+            let req: policy_core::Request = serde_json::from_value(rc.request.clone()).unwrap();
+            let mut headers: Vec<(String, String)> =
+                req.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            if !req.authority.is_empty() {
+                headers.push(("host".into(), req.authority.to_string()));
+            }
+            let version = if req.is_grpc() { Http::H2 } else { Http::H1 };
+            let resp = request(&envoy.url(&req.path), version, &req.method, &headers).unwrap();
+            let header = |name: &str| resp.header(name).unwrap_or("-").to_string();
+            answered.push(format!(
+                "{} {} rule={} grpc-status={}",
+                req.method,
+                resp.status,
+                header("x-meshguard-rule"),
+                header("grpc-status")
+            ));
+        }
+        answers.push(answered);
+    }
+    assert_eq!(answers[0], answers[1], "shipped filter, then the named-headers build");
+    let denied = answers[0].iter().filter(|a| !a.contains("rule=-") || !a.contains("grpc-status=-")).count();
+    assert!(denied >= 4 && denied < answers[0].len(), "{:#?}", answers[0]);
+}

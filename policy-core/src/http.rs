@@ -50,6 +50,18 @@ impl<'a> Request<'a> {
     }
 }
 
+/// The request headers a rule set's HTTP rules read ([`crate::Policy::headers_read`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeadersRead {
+    /// Some rule reads every header (`http-header-limits`): hosts hand over the whole map.
+    All,
+    /// These headers only (lower case, sorted, each once), besides the method, path and
+    /// authority (`:method`, `:path`, `:authority`, and `host` where `:authority` is missing).
+    /// A host that builds the [`Request`] from the first value of each, as Envoy's
+    /// by-name lookups answer, gets the decisions the whole map would get.
+    Named(Vec<String>),
+}
+
 type HeaderPairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 fn headers_from_map_or_pairs<'de, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<HeaderPairs<'a>, D::Error> {
@@ -211,7 +223,13 @@ impl SharedBuckets for MemoryBuckets {
         key: &str,
         step: &mut dyn FnMut(Option<BucketState>) -> (BucketState, bool),
     ) -> Result<bool, String> {
-        let (next, allowed) = step(self.0.get(key).copied());
+        // An existing bucket is updated in place: no key copy, one hash.
+        if let Some(state) = self.0.get_mut(key) {
+            let (next, allowed) = step(Some(*state));
+            *state = next;
+            return Ok(allowed);
+        }
+        let (next, allowed) = step(None);
         self.0.insert(key.to_string(), next);
         Ok(allowed)
     }

@@ -870,6 +870,22 @@ impl Policy {
         Ok(decision)
     }
 
+    /// The request headers the HTTP rules read, for hosts that can fetch headers one at a time.
+    /// `content-type` is always among them: hosts answer gRPC clients in gRPC's form.
+    pub fn headers_read(&self) -> crate::http::HeadersRead {
+        let mut names = vec!["content-type".to_string()];
+        for rule in &self.http_rules {
+            let Some(read) = rule.check.headers_read() else { return crate::http::HeadersRead::All };
+            names.extend(read.into_iter().map(str::to_ascii_lowercase));
+            if let Some(h) = rule.when.as_ref().and_then(|w| w.header_present.as_ref()) {
+                names.push(h.to_ascii_lowercase());
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        crate::http::HeadersRead::Named(names)
+    }
+
     /// The id of the HTTP rule at `index` in [`HttpDecision::fired`].
     pub fn http_rule(&self, index: usize) -> Option<&RuleInfo> {
         self.http_rules.get(index).map(|r| &r.info)

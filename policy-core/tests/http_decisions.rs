@@ -91,3 +91,21 @@ fn message_override_and_status() {
     assert_eq!(d.status, 401);
     assert_eq!(d.message, "auth needed (missing required header `authorization`)");
 }
+
+#[test]
+fn rules_name_the_headers_they_read_and_limits_read_them_all() {
+    use policy_core::HeadersRead;
+    let named = |names: &[&str]| HeadersRead::Named(names.iter().map(|n| n.to_string()).collect());
+    // `when.headerPresent` counts, names are lower-cased, and content-type is always read.
+    let p = policy(&format!(
+        "{RULES}  - id: auth\n    check: http-require-header\n    params: {{header: Authorization}}\n    when: {{headerPresent: X-Canary}}\n"
+    ));
+    assert_eq!(p.headers_read(), named(&["authorization", "content-type", "te", "x-canary", "x-debug", "x-tenant"]));
+    let p = policy(
+        "  - id: rate\n    check: http-local-rate-limit\n    params: {tokenBucket: {maxTokens: 1, fillInterval: 1s}}\n",
+    );
+    assert_eq!(p.headers_read(), named(&["content-type"]), "a global rate limit reads no header");
+    let p = policy(&format!("{RULES}  - id: limits\n    check: http-header-limits\n    params: {{maxCount: 8}}\n"));
+    assert_eq!(p.headers_read(), HeadersRead::All);
+    assert_eq!(policy("    []\n").headers_read(), named(&["content-type"]));
+}

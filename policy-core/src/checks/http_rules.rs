@@ -65,6 +65,10 @@ impl HttpCheck for RequireHeader {
             _ => None,
         })
     }
+
+    fn headers_read(&self) -> Option<Vec<&str>> {
+        Some(vec![&self.header])
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,6 +130,10 @@ impl HttpCheck for DenyHeader {
         Ok(forbidden
             .then(|| format!("header `{}` has a forbidden value (matches `{}`)", self.header, self.pattern.as_str())))
     }
+
+    fn headers_read(&self) -> Option<Vec<&str>> {
+        Some(vec![&self.header])
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,6 +194,11 @@ impl HttpCheck for HeaderLimits {
             }
         }
         Ok(None)
+    }
+
+    /// Every header: it counts and measures them all.
+    fn headers_read(&self) -> Option<Vec<&str>> {
+        None
     }
 }
 
@@ -301,6 +314,10 @@ impl HttpCheck for AllowedMethods {
     fn default_status(&self) -> u16 {
         405
     }
+
+    fn headers_read(&self) -> Option<Vec<&str>> {
+        Some(vec![])
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,6 +371,10 @@ impl HttpCheck for TenantHeader {
             Some(_) => None,
         })
     }
+
+    fn headers_read(&self) -> Option<Vec<&str>> {
+        Some(vec![&self.0.header])
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,6 +411,10 @@ impl HttpCheck for GrpcShape {
             return Ok(Some("gRPC request without `te: trailers`".into()));
         }
         Ok(None)
+    }
+
+    fn headers_read(&self) -> Option<Vec<&str>> {
+        Some(vec!["content-type", "te"])
     }
 }
 
@@ -485,5 +510,12 @@ impl HttpCheck for LocalRateLimit {
 
     fn default_status(&self) -> u16 {
         429
+    }
+
+    fn headers_read(&self) -> Option<Vec<&str>> {
+        Some(match &self.key {
+            RateKey::Header(h) => vec![h],
+            RateKey::Global | RateKey::Path => vec![],
+        })
     }
 }

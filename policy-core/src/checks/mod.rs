@@ -130,6 +130,12 @@ pub trait HttpCheck: Send + Sync {
     fn default_status(&self) -> u16 {
         403
     }
+    /// The request headers `evaluate` reads (lower case), besides method, path and authority;
+    /// `None` when it reads them all. Hosts that fetch headers one at a time (the Envoy filter)
+    /// ask for these only, so a check that does not say is handed the whole map: the safe default.
+    fn headers_read(&self) -> Option<Vec<&str>> {
+        None
+    }
 }
 
 /// A param that did not validate: `field` is relative to `params`.

@@ -6,10 +6,10 @@
 //! convenience methods `unwrap()` host errors, and a trap in a filter answers 503 and (under the
 //! default FAIL_CLOSED failure policy) leaves the VM broken until Envoy restarts.
 
-use crate::header_map::request_header_map;
+use crate::header_map::{request_header, request_header_map};
 use crate::translate::{self, LocalReply, WARN_HEADER};
 use policy_core::http::{BucketState, Clock, LeasedBuckets, SharedBuckets};
-use policy_core::{Action, Policy};
+use policy_core::{Action, HeadersRead, Policy};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{
@@ -47,6 +47,12 @@ fn bump(metric: Option<u32>) {
 /// The compiled configuration, shared by every HTTP context of this VM.
 struct Filter {
     policy: Policy,
+    /// What each request fetches from the host. This filter reads the whole map in one call: in
+    /// Envoy 1.40's V8 one by-name lookup (a host call, then the host calling back into the
+    /// guest's allocator for the value) costs about what the whole map does, and any rule set
+    /// needs four or more (the pseudo-headers, `content-type`), so fetching only the named headers
+    /// measured slower (BENCHMARKS.md). The `named-headers` build, a benchmark variant, does that.
+    headers: HeadersRead,
     /// Counters per HTTP rule, indexed like `Policy::http_rule`: [audit, warn, deny].
     rule_metrics: Vec<[Option<u32>; 3]>,
     allowed: Option<u32>,
@@ -100,6 +106,7 @@ impl RootContext for Root {
             denied: counter(&translate::outcome_metric_name("deny")),
             errors: counter(&translate::outcome_metric_name("error")),
             buckets: RefCell::new(LeasedBuckets::new(EnvoySharedData)),
+            headers: if cfg!(feature = "named-headers") { policy.headers_read() } else { HeadersRead::All },
             policy,
         }));
         true
@@ -193,11 +200,20 @@ impl Stream {
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Next {
         let filter = Rc::clone(&self.filter);
-        let bytes = match request_header_map() {
-            Ok(b) => b,
-            Err(e) => return self.fail(&filter, false, &e),
+        let map;
+        let req = match &filter.headers {
+            HeadersRead::All => match request_header_map() {
+                Ok(bytes) => {
+                    map = bytes;
+                    translate::request_from_map(&map)
+                }
+                Err(e) => Err(e),
+            },
+            HeadersRead::Named(names) => {
+                translate::request_from_named(names, |name| request_header(name).map(|v| v.map(translate::owned_text)))
+            }
         };
-        let req = match translate::request_from_map(&bytes) {
+        let req = match req {
             Ok(r) => r,
             Err(e) => return self.fail(&filter, false, &e),
         };
