@@ -289,7 +289,7 @@ impl Envoy {
             if self.admin_get("/ready").is_ok_and(|body| body.trim() == "LIVE") {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
         Err(format!("envoy not ready after 20 s:\n{}", self.log()))
     }
