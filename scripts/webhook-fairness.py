@@ -67,6 +67,8 @@ def main():
     args.extra = []
     args.connections = 1
     args.http2 = False
+    # webhook-load.py's helpers post to args.path (its --mutate picks /mutate); the tenant here validates.
+    args.path = "/validate"
     if not shutil.which("oha"):
         raise SystemExit("oha not found: cargo install oha --locked")
     # Room for the idle connections on both ends (the server inherits the limit).

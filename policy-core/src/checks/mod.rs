@@ -131,8 +131,9 @@ pub trait HttpCheck: Send + Sync {
         403
     }
     /// The request headers `evaluate` reads (lower case), besides method, path and authority;
-    /// `None` when it reads them all. Hosts that fetch headers one at a time (the Envoy filter)
-    /// ask for these only, so a check that does not say is handed the whole map: the safe default.
+    /// `None` when it reads them all. A host that fetches headers one at a time (the Envoy
+    /// filter's `named-headers` build) asks for these only, so a check that does not say is handed
+    /// the whole map: the safe default.
     fn headers_read(&self) -> Option<Vec<&str>> {
         None
     }
