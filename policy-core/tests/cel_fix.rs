@@ -41,9 +41,11 @@ fn a_cel_fix_builds_the_patch_and_fix_text_writes_it() {
 
 #[test]
 fn a_cel_fix_that_fails_or_is_not_a_patch_leaves_the_finding_without_one() {
-    for expression in
-        ["[JSONPatch{op: 'add', path: '/x', value: 1 / 0}]", "['not a patch']", "[JSONPatch{op: 'jump', path: '/x'}]"]
-    {
+    for expression in [
+        "[JSONPatch{op: 'add', path: '/x', value: 1 / 0}]",
+        "[dyn('not a patch')]",
+        "[JSONPatch{op: 'jump', path: '/x'}]",
+    ] {
         let policy = rules(json!({"patchType": "JSONPatch", "expression": expression})).unwrap();
         let objects = vec![policy_core::yaml::parse_one(DEPLOYMENT).unwrap().value];
         let findings = policy.review(&Input::new(&objects, "default"));
@@ -56,6 +58,8 @@ fn a_cel_fix_that_fails_or_is_not_a_patch_leaves_the_finding_without_one() {
 fn a_bad_cel_fix_is_refused_at_load_naming_the_field() {
     let e = rules(json!({"patchType": "ApplyConfiguration", "expression": "Object{}"})).unwrap_err();
     assert!(e.contains("fix.patchType"), "{e}");
+    let e = rules(json!({"patchType": "JSONPatch", "expression": "['not a patch']"})).unwrap_err();
+    assert!(e.contains("fix.expression") && e.contains("must evaluate to list(JSONPatch) but got list(string)"), "{e}");
     let e = rules(json!({"patchType": "JSONPatch", "expression": "[JSONPatch{op: 'add',"})).unwrap_err();
     assert!(e.contains("fix.expression") && e.contains("syntax error"), "{e}");
     let e = rules(json!({"patchType": "JSONPatch", "expression": "[]", "extra": 1})).unwrap_err();

@@ -5,7 +5,7 @@
 //! `{"int": "1"}`, `{"uint": "1"}`, `{"double": 1.0}`, `{"string": "a"}`, `{"bytes_b64": "..."}`,
 //! `{"bool": true}`, `{"null": null}`, `{"list": [..]}`, `{"map": [[k, v], ..]}`, `{"type": "int"}`.
 
-use super::{describe, env, Expression};
+use super::{describe, env, Expression, Form, Roots};
 use base64::Engine as _;
 use cel::objects::Key;
 use cel::Context;
@@ -24,9 +24,12 @@ pub enum Failure {
     Unsupported(String),
 }
 
-/// Evaluates `expr` with `bindings` (name → typed value).
-pub fn evaluate(expr: &str, bindings: &serde_json::Map<String, Value>) -> Result<Value, Failure> {
-    let compiled = Expression::compile(expr, &[]).map_err(Failure::Compile)?;
+/// Evaluates `expr` with `bindings` (name → typed value), type-checked first with each binding
+/// `dyn` unless the case turns the check off (`checked: false`, cel-spec's `disable_check`).
+pub fn evaluate(expr: &str, bindings: &serde_json::Map<String, Value>, checked: bool) -> Result<Value, Failure> {
+    let names: Vec<&str> = bindings.keys().map(String::as_str).collect();
+    let roots = if checked { Roots::Bindings(&names) } else { Roots::Unchecked };
+    let compiled = Expression::compile_as(expr, &[], Form::Plain, roots).map_err(Failure::Compile)?;
     let env = env().map_err(Failure::Compile)?;
     let mut ctx = Context::with_env(Arc::clone(env));
     for (name, typed) in bindings {

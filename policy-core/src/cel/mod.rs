@@ -13,12 +13,14 @@ mod k8s;
 mod limits;
 mod mutation;
 mod two_variable;
+mod typecheck;
 
 use limits::{check_shape, usable_evaluated_message, within_value_limits};
 pub use limits::{
     MAX_EVALUATED_MESSAGE_BYTES, MAX_EXPRESSION_BYTES, MAX_NESTING, MAX_OPERATORS, MAX_VARIABLE_VALUE_BYTES,
     MAX_VARIABLE_VALUE_NESTING,
 };
+pub use typecheck::Ty;
 
 use crate::finding::Violation;
 use crate::object::{Input, Object};
@@ -66,6 +68,8 @@ pub struct Expression {
     tree: IdedExpr,
     /// `variables.<name>` it reads, as indexes into the validator's variable list.
     reads: Vec<usize>,
+    /// Its type, as the load-time check found it ([`typecheck`]).
+    output: Ty,
     uses_authorizer: bool,
     /// What it reads of each bound value: evaluation converts only that (see [`Reads`]).
     object: Reads,
@@ -156,13 +160,19 @@ impl Expression {
     /// only those, as in a ValidatingAdmissionPolicy). Errors name the line and column inside the
     /// expression.
     pub fn compile(source: &str, variables: &[String]) -> Result<Expression, String> {
-        Self::compile_as(source, variables, false)
+        Self::compile_as(source, &untyped(variables), Form::Plain, Roots::Admission)
+    }
+
+    /// [`Expression::compile`] with the declared variables' types, which `variables.<name>`
+    /// has in the type check.
+    pub fn compile_typed(source: &str, variables: &[(String, Ty)]) -> Result<Expression, String> {
+        Self::compile_as(source, variables, Form::Plain, Roots::Admission)
     }
 
     /// [`Expression::compile`] for a MutatingAdmissionPolicy's mutation: `Object{...}`
     /// initializers are allowed (checked and built as maps, see [`mutation`]).
     pub fn compile_mutation(source: &str, variables: &[String]) -> Result<Expression, String> {
-        Self::compile_as(source, variables, true)
+        Self::compile_as(source, &untyped(variables), Form::Mutation, Roots::Admission)
     }
 
     /// A MutatingAdmissionPolicy's JSONPatch mutation (and a `cel` rule's fix, written the same
@@ -170,13 +180,34 @@ impl Expression {
     /// first, so errors point into what the author wrote, then with the patches turned into plain
     /// maps, which the host reads as JSON (see `Scope::eval_patch`).
     pub fn compile_json_patch(source: &str, variables: &[String]) -> Result<Expression, String> {
-        Self::compile_mutation(source, variables)?;
+        let patches = Ty::List(Box::new(Ty::Named("JSONPatch")));
+        Self::compile_mutation(source, variables)?.expect_type(&patches)?;
         let as_maps =
             format!("({}).map(p, {{'op': p.op, 'path': p.path, 'value': p.value, 'from': p.from}})", source.trim());
         Self::compile_mutation(&as_maps, variables)
     }
 
-    fn compile_as(source: &str, variables: &[String], objects: bool) -> Result<Expression, String> {
+    /// Its type, as the load-time check found it (`dyn` where that depends on the data).
+    pub fn output_type(&self) -> &Ty {
+        &self.output
+    }
+
+    /// An error when its type cannot be `want` (a validation must be a `bool`), worded as the
+    /// API server refuses such a policy.
+    pub fn expect_type(&self, want: &Ty) -> Result<(), String> {
+        if typecheck::assignable(want, &self.output) {
+            Ok(())
+        } else {
+            Err(format!("must evaluate to {want} but got {}", self.output))
+        }
+    }
+
+    fn compile_as(
+        source: &str,
+        variables: &[(String, Ty)],
+        form: Form,
+        roots: Roots<'_>,
+    ) -> Result<Expression, String> {
         if source.len() > MAX_EXPRESSION_BYTES {
             return Err(format!("the expression is {} bytes; the limit is {MAX_EXPRESSION_BYTES} bytes", source.len()));
         }
@@ -186,7 +217,7 @@ impl Expression {
         check_shape(source)?;
         let quoted = ast::quote_free(source)?;
         let parsed = quoted.as_ref().map_or(source, |(text, _)| text.as_str());
-        let mut tree = env()?.parser().parse(parsed).map_err(|errors| {
+        let (mut tree, info) = env()?.parser().parse_with_source_info(parsed).map_err(|errors| {
             let multiline = source.contains('\n');
             let parts: Vec<String> = errors
                 .errors
@@ -210,7 +241,7 @@ impl Expression {
         let uses_authorizer = references.has_variable("authorizer");
         let mut reads = Vec::new();
         for name in variable_reads(source) {
-            match variables.iter().position(|v| *v == name) {
+            match variables.iter().position(|(v, _)| *v == name) {
                 Some(i) => reads.push(i),
                 None => return Err(format!("`variables.{name}` is not declared before this expression")),
             }
@@ -218,23 +249,45 @@ impl Expression {
         reads.sort_unstable();
         reads.dedup();
         let reads_of = |root: &str| Reads::of(source, root, references.has_variable(root));
+        let (object, old_object, request, params, namespace_object) = (
+            reads_of("object"),
+            reads_of("oldObject"),
+            reads_of("request"),
+            reads_of("params"),
+            reads_of("namespaceObject"),
+        );
+        k8s::check_literal_patterns(&mut tree)?;
+        ast::check_homogeneous_literals(&mut tree)?;
+        if let Some((_, names)) = &quoted {
+            ast::restore_quoted_fields(&mut tree, names);
+        }
+        let output = match roots {
+            Roots::Admission => {
+                let variables = typecheck::variables(variables);
+                let declared = |name: &str| match name {
+                    "object" | "oldObject" | "params" | "authorizer" => Some(Ty::Dyn),
+                    "request" => Some(typecheck::admission_request()),
+                    "namespaceObject" => Some(typecheck::namespace()),
+                    "variables" => Some(variables.clone()),
+                    _ => None,
+                };
+                typecheck::check(&tree, &info, &declared)?
+            }
+            Roots::Bindings(names) => typecheck::check(&tree, &info, &|name| names.contains(&name).then_some(Ty::Dyn))?,
+            Roots::Unchecked => Ty::Dyn,
+        };
         Ok(Expression {
             source: source.to_string(),
             reads,
+            output,
             uses_authorizer,
-            object: reads_of("object"),
-            old_object: reads_of("oldObject"),
-            request: reads_of("request"),
-            params: reads_of("params"),
-            namespace_object: reads_of("namespaceObject"),
+            object,
+            old_object,
+            request,
+            params,
+            namespace_object,
             tree: {
-                k8s::check_literal_patterns(&mut tree)?;
-                ast::check_homogeneous_literals(&mut tree)?;
-                k8s::check_known_overloads(&mut tree)?;
-                if let Some((_, names)) = &quoted {
-                    ast::restore_quoted_fields(&mut tree, names);
-                }
-                if objects {
+                if form == Form::Mutation {
                     mutation::objects_as_maps(&mut tree)?;
                 }
                 interruptible::rewrite(&mut tree);
@@ -260,6 +313,29 @@ impl Expression {
         }
         found.filter(|c| !c.is_empty()).map(|c| c.iter().fold(FieldPath::root(), |p, k| p.key(k)))
     }
+}
+
+/// How an expression is written.
+#[derive(Clone, Copy, PartialEq)]
+enum Form {
+    Plain,
+    /// A MutatingAdmissionPolicy's: `Object{...}` initializers allowed.
+    Mutation,
+}
+
+/// The names an expression starts from, for the type check.
+#[derive(Clone, Copy)]
+pub(crate) enum Roots<'a> {
+    /// An admission policy's: `object`, `request`, `variables`, ...
+    Admission,
+    /// A conformance suite's bindings, each `dyn`.
+    Bindings(&'a [&'a str]),
+    /// No type check (a suite case that disables it).
+    Unchecked,
+}
+
+fn untyped(names: &[String]) -> Vec<(String, Ty)> {
+    names.iter().map(|n| (n.clone(), Ty::Dyn)).collect()
 }
 
 /// `variables.<ident>` occurrences outside string literals.
@@ -508,17 +584,20 @@ impl Validator {
         let mut compiled = Vec::new();
         for (i, v) in validations.into_iter().enumerate() {
             let error = |what: &'static str| move |message| CompileError { field: field_of(i, what), message };
-            let expression = Expression::compile(&v.expression, &declared).map_err(error("expression"))?;
+            let expression = Expression::compile_typed(&v.expression, &declared)
+                .and_then(|e| e.expect_type(&Ty::Bool).map(|()| e))
+                .map_err(error("expression"))?;
             let message_expression = v
                 .message_expression
                 .as_deref()
-                .map(|m| Expression::compile(m, &declared))
+                .map(|m| Expression::compile_typed(m, &declared).and_then(|e| e.expect_type(&Ty::String).map(|()| e)))
                 .transpose()
                 .map_err(error("messageExpression"))?;
             let field_path = v.field_path.as_deref().map(parse_field_path).transpose().map_err(error("fieldPath"))?;
             let mut validation = Validation::new(expression, v.message, message_expression, field_path);
             if let Some((source, description)) = v.fix {
-                let expression = Expression::compile_json_patch(&source, &declared).map_err(error("fix.expression"))?;
+                let names: Vec<String> = declared.iter().map(|(n, _)| n.clone()).collect();
+                let expression = Expression::compile_json_patch(&source, &names).map_err(error("fix.expression"))?;
                 validation.fix = Some((expression, description));
             }
             compiled.push(validation);
@@ -530,7 +609,7 @@ impl Validator {
     fn compile_named(
         field: &str,
         list: &[NamedExpression],
-        declared: &mut Vec<String>,
+        declared: &mut Vec<(String, Ty)>,
         declare: bool,
     ) -> Result<Vec<(String, Expression)>, CompileError> {
         let mut out = Vec::new();
@@ -548,10 +627,11 @@ impl Validator {
             if out.iter().any(|(n, _): &(String, Expression)| *n == v.name) {
                 return Err(CompileError { field: at("name"), message: format!("duplicate name `{}`", v.name) });
             }
-            let expr = Expression::compile(&v.expression, declared)
+            let expr = Expression::compile_typed(&v.expression, declared)
+                .and_then(|e| if declare { Ok(e) } else { e.expect_type(&Ty::Bool).map(|()| e) })
                 .map_err(|message| CompileError { field: at("expression"), message })?;
             if declare {
-                declared.push(v.name.clone());
+                declared.push((v.name.clone(), expr.output_type().clone()));
             }
             out.push((v.name.clone(), expr));
         }
@@ -916,8 +996,9 @@ mod tests {
         let request = json!({"operation": "UPDATE", "userInfo": {"username": "a"},
             "object": svc, "oldObject": {"kind": "Service", "spec": {"type": "NodePort"}}});
         for expr in [
-            "request.operation == 'UPDATE' && !has(request.object) && !has(request.oldObject)",
-            "!('object' in request) && !('oldObject' in request) && size(request) == 2",
+            // `request` has no such fields in the API server's type; read as `dyn` to see the data.
+            "request.operation == 'UPDATE' && !has(dyn(request).object) && !has(dyn(request).oldObject)",
+            "!('object' in dyn(request)) && !('oldObject' in dyn(request)) && size(dyn(request)) == 2",
             "oldObject.spec.type == 'NodePort' && object.spec.type == 'ClusterIP'",
         ] {
             assert_eq!(eval_at_admission(expr, svc.clone(), Some(&request)), Ok(cel::Value::Bool(true)), "{expr}");
@@ -974,7 +1055,10 @@ mod tests {
     #[test]
     fn library_calls_known_to_match_no_overload_are_refused_at_load() {
         let e = Expression::compile("isIP(cidr('10.0.0.0/8'))", &[]).err().unwrap();
-        assert_eq!(e, "found no matching overload for 'isIP' applied to '(net.CIDR)'");
+        assert_eq!(
+            e,
+            "type error at column 5 of the expression: found no matching overload for 'isIP' applied to '(net.CIDR)'"
+        );
         assert!(Expression::compile("isQuantity([1, 2])", &[]).is_err());
         assert!(Expression::compile("[[1], [2]].min() == [1]", &[]).is_err());
         // Known only when evaluated: loads, and is judged then.
@@ -1012,8 +1096,10 @@ mod tests {
     fn non_ascii_expressions_are_scanned_by_bytes() {
         let input = include_str!("../../../fuzz/regressions/cel/bom-inside-identifier.txt");
         let (expression, _) = input.split_once('\n').unwrap();
-        // `form` followed by a `//` comment: it compiles; before the fix, the scan panicked.
-        assert!(Expression::compile(expression, &[]).is_ok());
+        // `form` followed by a `//` comment: it parses (before the fix, the scan panicked), and
+        // the type check refuses the undeclared `form`.
+        let e = Expression::compile(expression, &[]).unwrap_err();
+        assert!(e.contains("undeclared reference to 'form'"), "{e}");
         assert_eq!(
             object_reads("\u{feff}object.spec.é == 1 && object.metadata.name == 'é'"),
             [vec!["spec"], vec!["metadata", "name"]]

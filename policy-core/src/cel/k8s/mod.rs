@@ -435,64 +435,9 @@ pub(super) fn check_literal_patterns(tree: &mut cel::IdedExpr) -> Result<(), Str
     Ok(())
 }
 
-/// The type of an argument known before evaluation: a literal's, or a library constructor's result.
-fn static_type(e: &cel::IdedExpr) -> Option<&'static str> {
-    match &e.expr {
-        Expr::Literal(LiteralValue::String(_)) => Some("string"),
-        Expr::Literal(LiteralValue::Int(_)) => Some("int"),
-        Expr::Literal(LiteralValue::UInt(_)) => Some("uint"),
-        Expr::Literal(LiteralValue::Double(_)) => Some("double"),
-        Expr::Literal(LiteralValue::Boolean(_)) => Some("bool"),
-        Expr::Literal(LiteralValue::Bytes(_)) => Some("bytes"),
-        Expr::List(_) => Some("list"),
-        Expr::Map(_) => Some("map"),
-        Expr::Call(c) if c.target.is_none() => match c.func_name.as_str() {
-            "ip" => Some(IP),
-            "cidr" => Some(CIDR),
-            "url" => Some(URL),
-            "quantity" => Some(QUANTITY),
-            "semver" => Some(SEMVER),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Refuses at load the calls of the Kubernetes library whose arguments are known, before
-/// evaluation, to match no overload (`isIP(cidr('10.0.0.0/8'))`, `isQuantity([1])`), worded as
-/// the API server's type check words them. Arguments known only when evaluated pass here.
-pub(super) fn check_known_overloads(tree: &mut cel::IdedExpr) -> Result<(), String> {
-    const STRING_ONLY: &[&str] =
-        &["ip", "isIP", "cidr", "isCIDR", "url", "isURL", "quantity", "isQuantity", "semver", "isSemver"];
-    let mut pending: Vec<&mut cel::IdedExpr> = vec![tree];
-    while let Some(node) = pending.pop() {
-        if let Expr::Call(call) = &node.expr {
-            if call.target.is_none() && STRING_ONLY.contains(&call.func_name.as_str()) {
-                if let Some(t) = call.args.first().and_then(static_type).filter(|t| *t != "string") {
-                    return Err(format!("found no matching overload for '{}' applied to '({t})'", call.func_name));
-                }
-            }
-            // A list library call on a literal list of lists or maps, or `sum()` of strings.
-            if let (Some(target), "sum" | "min" | "max") = (call.target.as_deref(), call.func_name.as_str()) {
-                if let Expr::List(list) = &target.expr {
-                    let element = list.elements.first().and_then(static_type);
-                    let bad = matches!(
-                        (call.func_name.as_str(), element),
-                        (_, Some("list" | "map")) | ("sum", Some("string" | "bool" | "bytes"))
-                    );
-                    if bad {
-                        return Err(format!(
-                            "found no matching overload for '{}' applied to 'list({}).()'",
-                            call.func_name,
-                            element.unwrap_or("dyn")
-                        ));
-                    }
-                }
-            }
-        }
-        pending.extend(super::ast::children_mut(&mut node.expr));
-    }
-    Ok(())
+/// The names of the named formats (`format.dns1123Label()`, ...).
+pub(super) fn format_names() -> impl Iterator<Item = &'static str> {
+    FORMATS.iter().map(|f| f.name)
 }
 
 /// `jsonpatch.escapeKey(k)`: `~` → `~0` and `/` → `~1`, in one pass (never escaping twice).
