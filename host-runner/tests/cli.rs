@@ -610,6 +610,47 @@ fn cel_syntax_errors_name_file_line_rule_and_column() {
     );
 }
 
+/// Type errors are load errors, as the API server refuses such a policy when it is created.
+#[test]
+fn cel_type_errors_name_file_line_rule_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(
+        dir.path(),
+        "rules.yaml",
+        "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: r}\nspec:\n  rules:\n  - id: containers\n    check: cel\n    params:\n      expression: size(object.spec.template.spec.containers) > 'one'\n",
+    );
+    let out = meshguard(&["check", "--rules", &rules, "examples/manifests-fixed"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{rules}:9: rule `containers`: spec.rules[0].params.expression: type error at column 46 of the \
+             expression: found no matching overload for '_>_' applied to '(int, string)'"
+        )),
+        "{err}"
+    );
+
+    let policy = write(
+        dir.path(),
+        "vap.yaml",
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: p}\nspec:\n  matchConstraints:\n    resourceRules: [{apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}]\n  validations:\n  - expression: object.spec.replicas < 5\n  - expression: request.object.spec.replicas < 5\n  - expression: \"'replicas'\"\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: b}\nspec: {policyName: p, validationActions: [Deny]}\n",
+    );
+    let out = meshguard(&["check", "--policies", &policy, "examples/manifests-fixed"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{policy}:9: ValidatingAdmissionPolicy `p`: spec.validations[1].expression: type error at column 8 of \
+             the expression: undefined field 'object'"
+        )),
+        "{err}"
+    );
+    let fixed = std::fs::read_to_string(&policy).unwrap().replace("request.object", "object");
+    std::fs::write(&policy, fixed).unwrap();
+    let err = stderr(&meshguard(&["check", "--policies", &policy, "examples/manifests-fixed"], None));
+    assert!(err.contains("spec.validations[2].expression: must evaluate to bool but got string"), "{err}");
+}
+
 /// A quadratic CEL rule over a 5,000-port Service (25 million iterations) is stopped by the
 /// runtime cost budget, counted not timed: both engines stop at the same iteration and print the
 /// same finding, under the rule's failurePolicy.

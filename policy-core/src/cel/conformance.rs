@@ -118,6 +118,18 @@ pub fn to_typed(v: &cel::Value) -> Result<Value, String> {
             entries.sort_by_key(|e| e[0].to_string());
             json!({"map": entries})
         }
+        // Durations and timestamps as cel-go writes them (`3600s`, RFC 3339).
+        cel::Value::Duration(_) | cel::Value::Timestamp(_) => {
+            let text =
+                cel::Value::resolve(&cel::parser::Parser::new().parse("string(x)").map_err(|e| e.to_string())?, &{
+                    let mut ctx = Context::with_env(Arc::clone(env()?));
+                    ctx.add_variable_from_value("x", v.clone());
+                    ctx
+                })
+                .map_err(|e| e.to_string())?;
+            let tag = if matches!(v, cel::Value::Duration(_)) { "duration" } else { "timestamp" };
+            json!({ tag: to_typed(&text)?["string"].clone() })
+        }
         // A library's own type (an IP, a quantity): its type name; suites compare those with `==`.
         cel::Value::Opaque(o) => json!({"opaque": o.runtime_type_name()}),
         other => return Err(format!("a {} result has no typed-JSON form here", other.type_of())),

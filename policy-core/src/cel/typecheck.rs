@@ -448,7 +448,8 @@ impl Checker<'_> {
         }
         let t = self.expr_inner(e);
         self.at = outer;
-        t
+        // Types nest no deeper than values may (variables can nest a list in a list 20,000 times).
+        t.map(|t| if nested_deeper_than(&t, super::MAX_VARIABLE_VALUE_NESTING) { Ty::Dyn } else { t })
     }
 
     fn expr_inner(&mut self, e: &IdedExpr) -> Result<Ty, String> {
@@ -464,9 +465,9 @@ impl Checker<'_> {
             }),
             Expr::Ident(name) => self.ident(e.id, name),
             Expr::Select(s) => {
-                if let Some(name) = qualified_name(e) {
+                if let Some((name, root)) = qualified_name(e) {
                     if self.lookup(name.split('.').next().unwrap_or_default()).is_none() {
-                        return self.qualified(e.id, &name);
+                        return self.qualified(e.id, &name, root);
                     }
                 }
                 let operand = self.expr(&s.operand)?;
@@ -562,7 +563,7 @@ impl Checker<'_> {
 
     /// `a.b.c` whose first name is not declared: the longest declared prefix (a binding may be
     /// named `a.b`) with the rest selected from it, or a type name.
-    fn qualified(&self, id: u64, name: &str) -> Result<Ty, String> {
+    fn qualified(&self, id: u64, name: &str, root: u64) -> Result<Ty, String> {
         let parts: Vec<&str> = name.split('.').collect();
         for k in (1..=parts.len()).rev() {
             if let Some(mut t) = self.lookup(&parts[..k].join(".")) {
@@ -572,7 +573,10 @@ impl Checker<'_> {
                 return Ok(t);
             }
         }
-        self.ident(id, name)
+        if TYPE_NAMES.contains(&name) {
+            return Ok(Ty::Type);
+        }
+        self.ident(root, parts[0])
     }
 
     fn field(&self, id: u64, operand: &Ty, field: &str) -> Result<Ty, String> {
@@ -678,11 +682,29 @@ impl Checker<'_> {
     }
 }
 
-/// `a.b.c` as one name, when `e` is a chain of selections ending in an identifier.
-fn qualified_name(e: &IdedExpr) -> Option<String> {
+fn nested_deeper_than(t: &Ty, levels: usize) -> bool {
+    let mut pending = vec![(t, 0)];
+    while let Some((t, depth)) = pending.pop() {
+        if depth > levels {
+            return true;
+        }
+        match t {
+            Ty::List(e) | Ty::Optional(e) => pending.push((e, depth + 1)),
+            Ty::Map(k, v) => pending.extend([(&**k, depth + 1), (&**v, depth + 1)]),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// `a.b.c` as one name, when `e` is a chain of selections ending in an identifier, and the id of
+/// that identifier.
+fn qualified_name(e: &IdedExpr) -> Option<(String, u64)> {
     match &e.expr {
-        Expr::Ident(name) => Some(name.clone()),
-        Expr::Select(s) if !s.test => qualified_name(&s.operand).map(|base| format!("{base}.{}", s.field)),
+        Expr::Ident(name) => Some((name.clone(), e.id)),
+        Expr::Select(s) if !s.test => {
+            qualified_name(&s.operand).map(|(base, root)| (format!("{base}.{}", s.field), root))
+        }
         _ => None,
     }
 }

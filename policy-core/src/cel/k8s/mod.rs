@@ -275,6 +275,10 @@ fn sum<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
             }
             (Value::Int(0), Value::Float(b)) if i == 0 => Value::Float(*b),
             (Value::Float(a), Value::Float(b)) => Value::Float(a + b),
+            (Value::Int(0), Value::Duration(b)) if i == 0 => Value::Duration(*b),
+            (Value::Duration(a), Value::Duration(b)) => {
+                Value::Duration(a.checked_add(b).ok_or_else(|| fail("sum", "duration overflow"))?)
+            }
             (_, other) => return Err(fail("sum", format!("cannot add {} to the sum", other.type_of()))),
         };
     }
@@ -413,8 +417,9 @@ fn compile_pattern(pattern: &str) -> Result<Regex, String> {
     Regex::new(pattern).map_err(|e| invalid(excerpt(&e.to_string(), 300).to_string()))
 }
 
-/// Checks at load the patterns written as literals (`s.matches('^a+$')`), as the API server does
-/// when it compiles an expression: a bad one is a load error, not a failure on every object.
+/// Checks at load the patterns, durations and timestamps written as literals (`s.matches('^a+$')`,
+/// `duration('1h')`), as the API server does when it compiles an expression: a bad one is a load
+/// error, not a failure on every object.
 pub(super) fn check_literal_patterns(tree: &mut cel::IdedExpr) -> Result<(), String> {
     let mut pending: Vec<&mut cel::IdedExpr> = vec![tree];
     while let Some(node) = pending.pop() {
@@ -427,6 +432,17 @@ pub(super) fn check_literal_patterns(tree: &mut cel::IdedExpr) -> Result<(), Str
             if let Some(Expr::Literal(LiteralValue::String(p))) = pattern.map(|p| &p.expr) {
                 if p.len() <= MAX_PATTERN_BYTES {
                     compile_pattern(p).map_err(|e| format!("invalid {} argument: {e}", call.func_name))?;
+                }
+            }
+            // `duration('1d')`, `timestamp('2000-13-01T00:00:00Z')`: literals are read at load too.
+            if let ("duration" | "timestamp", None, [Expr::Literal(_)]) = (
+                call.func_name.as_str(),
+                &call.target,
+                call.args.iter().map(|a| &a.expr).collect::<Vec<_>>().as_slice(),
+            ) {
+                let ctx = cel::Context::with_env(std::sync::Arc::clone(super::env()?));
+                if let Err(e) = Value::resolve(node, &ctx) {
+                    return Err(format!("invalid {} argument: {}", call.func_name, super::describe(&e)));
                 }
             }
         }
