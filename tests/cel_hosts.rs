@@ -1,9 +1,9 @@
 //! The CEL conformance cases (tests/cel-conformance, from upstream suites) in every admission host:
 //! each case's expression becomes a `check: cel` rule, and the Kubewarden module in Kubewarden's
-//! own waPC host crates, the OPA-ABI module as OPA hosts call it, and policy-core natively must
-//! answer one AdmissionReview with the very same response (allowed, denials, messages, the
-//! evaluation errors' words) — whatever the case's expected value, which
-//! policy-core/tests/cel_conformance.rs judges.
+//! own waPC host crates, the OPA-ABI module as OPA hosts call it, the JavaScript package in Node
+//! (bindings/js/test/cel.test.mjs) and policy-core natively must answer one AdmissionReview with
+//! the very same response (allowed, denials, messages, the evaluation errors' words) — whatever
+//! the case's expected value, which policy-core/tests/cel_conformance.rs judges.
 
 #[path = "support/kubewarden_host.rs"]
 mod kubewarden_host;
@@ -62,9 +62,14 @@ fn conformance_expressions_answer_alike_in_every_admission_host() {
     let request = json!({"uid": "u", "operation": "CREATE", "namespace": "shop", "object": object,
                          "kind": {"group": "", "version": "v1", "kind": "ConfigMap"}});
     let mut denied = 0;
+    let mut for_js = Vec::new();
     for batch in loading.chunks(100) {
         let rules = rule_set(batch);
         let policy = policy_core::Policy::from_value(&rules).unwrap();
+        let verdict = policy.review_admission(&json!({"request": request}));
+        for_js.push(
+            json!({"rules": rules, "native": {"response": verdict.response(json!("u")), "findings": verdict.findings}}),
+        );
         let native = serde_json::to_value(policy_core::admission::kubewarden::ValidationResponse::from(
             &policy.review_admission(&request).response(json!("u")),
         ))
@@ -80,4 +85,25 @@ fn conformance_expressions_answer_alike_in_every_admission_host() {
     }
     // Cases that evaluate to false or fail deny: the comparison covered both outcomes.
     assert!(denied > 100, "only {denied} denials: the batches hardly exercised errors and false results");
+
+    let package = repo_root().join("bindings/js");
+    assert!(
+        package.join("pkg/node/meshguard_js_bg.wasm").exists(),
+        "bindings/js/pkg is not built: run scripts/build-js.sh (scripts/test.sh does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("cel.json");
+    std::fs::write(&fixture, json!({"request": request, "batches": for_js}).to_string()).unwrap();
+    let out = std::process::Command::new("node")
+        .args(["--test", "--test-reporter=tap"])
+        .arg(package.join("test/cel.test.mjs"))
+        .env("MESHGUARD_JS_CEL_FIXTURE", &fixture)
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("# pass 1") && stdout.contains("# skipped 0"),
+        "the JavaScript package differs:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

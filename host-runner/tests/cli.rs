@@ -624,7 +624,7 @@ fn cel_type_errors_name_file_line_rule_and_column() {
     let err = stderr(&out);
     assert!(
         err.contains(&format!(
-            "{rules}:9: rule `containers`: spec.rules[0].params.expression: type error at column 46 of the \
+            "{rules}:9: rule `containers`: spec.rules[0].params.expression: type error at column 44 of the \
              expression: found no matching overload for '_>_' applied to '(int, string)'"
         )),
         "{err}"

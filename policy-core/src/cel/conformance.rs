@@ -39,7 +39,12 @@ pub fn evaluate(expr: &str, bindings: &serde_json::Map<String, Value>, checked: 
         ctx.add_variable_as_val(name.as_str(), val);
     }
     super::interruptible::reset_budget();
-    let out = cel::Value::resolve(&compiled.tree, &ctx).map_err(|e| Failure::Eval(describe(&e)))?;
+    let out = cel::Value::resolve_val(&compiled.tree, &ctx).map_err(|e| Failure::Eval(describe(&e)))?;
+    // A type value (`type(1)`, `int`): the crate's `Value` form would give its name as a string.
+    if let Some(t) = out.downcast_ref::<cel::common::types::CelType>() {
+        return Ok(json!({"type": t.name()}));
+    }
+    let out = cel::Value::try_from(out.as_ref()).map_err(|e| Failure::Eval(describe(&e)))?;
     to_typed(&out).map_err(Failure::Unsupported)
 }
 
