@@ -140,3 +140,11 @@ pub fn to_typed(v: &cel::Value) -> Result<Value, String> {
         other => return Err(format!("a {} result has no typed-JSON form here", other.type_of())),
     })
 }
+
+/// The estimated cost of `expr` (type-checked, its bindings `dyn`), as `(min, max)`.
+pub fn estimated_cost(expr: &str, bindings: &serde_json::Map<String, Value>) -> Result<(u64, u64), Failure> {
+    let names: Vec<&str> = bindings.keys().map(String::as_str).collect();
+    let compiled = Expression::compile_as(expr, &[], Form::Plain, Roots::Bindings(&names)).map_err(Failure::Compile)?;
+    let cost = compiled.estimated_cost();
+    Ok((cost.min, cost.max))
+}

@@ -8,6 +8,7 @@
 mod ast;
 #[doc(hidden)]
 pub mod conformance;
+pub mod cost;
 mod interruptible;
 mod k8s;
 mod limits;
@@ -70,6 +71,8 @@ pub struct Expression {
     reads: Vec<usize>,
     /// Its type, as the load-time check found it ([`typecheck`]).
     output: Ty,
+    /// Its estimated cost in the API server's units ([`cost`]).
+    cost: cost::Range,
     uses_authorizer: bool,
     /// What it reads of each bound value: evaluation converts only that (see [`Reads`]).
     object: Reads,
@@ -187,6 +190,12 @@ impl Expression {
         Self::compile_mutation(&as_maps, variables)
     }
 
+    /// Its estimated cost in the API server's units: what every evaluation costs at least, and
+    /// at most what the largest request can make it cost.
+    pub fn estimated_cost(&self) -> cost::Range {
+        self.cost
+    }
+
     /// Its type, as the load-time check found it (`dyn` where that depends on the data).
     pub fn output_type(&self) -> &Ty {
         &self.output
@@ -261,7 +270,7 @@ impl Expression {
         if let Some((_, names)) = &quoted {
             ast::restore_quoted_fields(&mut tree, names);
         }
-        let output = match roots {
+        let checked = match roots {
             Roots::Admission => {
                 // Only the variables it reads: a chain of 20,000 stays linear.
                 let read: Vec<(String, Ty)> = reads.iter().map(|&i| variables[i].clone()).collect();
@@ -273,15 +282,33 @@ impl Expression {
                     "variables" => Some(variables.clone()),
                     _ => None,
                 };
-                typecheck::check(&tree, &info, &declared)?
+                Some(typecheck::check(&tree, &info, &declared)?)
             }
-            Roots::Bindings(names) => typecheck::check(&tree, &info, &|name| names.contains(&name).then_some(Ty::Dyn))?,
-            Roots::Unchecked => Ty::Dyn,
+            Roots::Bindings(names) => {
+                Some(typecheck::check(&tree, &info, &|name| names.contains(&name).then_some(Ty::Dyn))?)
+            }
+            Roots::Unchecked => None,
+        };
+        let (output, cost) = match checked {
+            Some(checked) => {
+                let cost = cost::estimate(&tree, &checked.types);
+                if cost.min > cost::PER_CALL_LIMIT {
+                    return Err(format!(
+                        "the expression's estimated cost is at least {}, over the API server's limit of {} for one \
+                         evaluation: every evaluation would be stopped",
+                        cost.min,
+                        cost::PER_CALL_LIMIT
+                    ));
+                }
+                (checked.output, cost)
+            }
+            None => (Ty::Dyn, cost::Range::default()),
         };
         Ok(Expression {
             source: source.to_string(),
             reads,
             output,
+            cost,
             uses_authorizer,
             object,
             old_object,
@@ -604,7 +631,21 @@ impl Validator {
             }
             compiled.push(validation);
         }
-        Ok(Validator { variables, match_conditions, validations: compiled, failure_policy })
+        let validator = Validator { variables, match_conditions, validations: compiled, failure_policy };
+        // Together, what every evaluation costs at least must fit the API server's budget for one
+        // object (variables are evaluated at most once, so each counts once).
+        let least: u64 = validator.expressions().map(|e| e.cost.min).fold(0, u64::saturating_add);
+        if least > interruptible::RUNTIME_COST_BUDGET {
+            return Err(CompileError {
+                field: field_of(0, "expression"),
+                message: format!(
+                    "the expressions' estimated cost is at least {least} together, over the API server's budget of {} \
+                     per object: every evaluation would be stopped",
+                    interruptible::RUNTIME_COST_BUDGET
+                ),
+            });
+        }
+        Ok(validator)
     }
 
     /// Compiles variables and match conditions; `field` names the list in errors (`variables`).
@@ -1111,6 +1152,42 @@ mod tests {
         let e = compile("variables.n == 'a'").unwrap_err();
         assert!(e.starts_with("validations[0].expression: type error") && e.ends_with("'(int, string)'"), "{e}");
         assert_eq!(compile("variables.n").unwrap_err(), "validations[0].expression: must evaluate to bool but got int");
+    }
+
+    #[test]
+    fn costs_are_estimated_and_refused_at_load_over_the_api_servers_limits() {
+        let list = format!("[{}]", (0..100).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
+        // Lists of known size: a cubic map over 100 elements costs millions however it is fed.
+        let cubic = format!("{list}.map(a, {list}.map(b, {list}.map(c, a + b + c))).size() > 0");
+        let e = Expression::compile(&cubic, &[]).unwrap_err();
+        assert!(e.starts_with("the expression's estimated cost is at least ") && e.contains("limit of 1000000"), "{e}");
+        // Over data, the minimum is what the smallest object costs; the maximum, the largest request.
+        let over_data =
+            Expression::compile("object.spec.ports.all(p, object.spec.ports.exists(q, q.port == p.port))", &[])
+                .unwrap();
+        let cost = over_data.estimated_cost();
+        assert!(cost.min < 10 && cost.max > 1_000_000_000, "{cost:?}");
+        assert_eq!(
+            Expression::compile("object.spec.replicas <= 5", &[]).unwrap().estimated_cost(),
+            cost::Range { min: 2, max: 2 }
+        );
+        // A policy: together over the budget for one object, though each expression fits.
+        let quadratic = format!("{list}.map(a, {list}.map(b, a + b)).size() > 0");
+        let one = Expression::compile(&quadratic, &[]).unwrap().estimated_cost().min;
+        assert!(one > 10_000 && one < cost::PER_CALL_LIMIT, "{one}");
+        let validations = (0..(10_000_000 / one + 1))
+            .map(|_| ValidationSource {
+                expression: quadratic.clone(),
+                message: None,
+                message_expression: None,
+                field_path: None,
+                fix: None,
+            })
+            .collect();
+        let e = Validator::compile(&[], &[], validations, FailurePolicy::Fail, &|i, f| format!("validations[{i}].{f}"))
+            .err()
+            .unwrap();
+        assert!(e.message.contains("over the API server's budget of 10000000 per object"), "{}", e.message);
     }
 
     #[test]

@@ -403,9 +403,16 @@ pub type Declared<'a> = &'a dyn Fn(&str) -> Option<Ty>;
 
 /// Checks `tree` and returns its type. Errors give the column (and line, in a multi-line
 /// expression) of the part that fails, in `info`'s source.
-pub fn check(tree: &IdedExpr, info: &SourceInfo, declared: Declared<'_>) -> Result<Ty, String> {
-    let mut checker = Checker { info, declared, scopes: Vec::new(), at: tree.id };
-    checker.expr(tree)
+pub fn check(tree: &IdedExpr, info: &SourceInfo, declared: Declared<'_>) -> Result<Checked, String> {
+    let mut checker = Checker { info, declared, scopes: Vec::new(), at: tree.id, types: HashMap::new() };
+    let output = checker.expr(tree)?;
+    Ok(Checked { output, types: checker.types })
+}
+
+/// What the check found: the expression's type and each node's.
+pub struct Checked {
+    pub output: Ty,
+    pub types: HashMap<u64, Ty>,
 }
 
 struct Checker<'a> {
@@ -413,6 +420,8 @@ struct Checker<'a> {
     declared: Declared<'a>,
     /// Comprehension variables in scope, innermost last.
     scopes: Vec<(String, Ty)>,
+    /// Each node's type, by id (for the cost estimate).
+    types: HashMap<u64, Ty>,
     /// The innermost node with a known position: where an error in a generated node points.
     at: u64,
 }
@@ -449,7 +458,9 @@ impl Checker<'_> {
         let t = self.expr_inner(e);
         self.at = outer;
         // Types nest no deeper than values may (variables can nest a list in a list 20,000 times).
-        t.map(|t| if nested_deeper_than(&t, super::MAX_VARIABLE_VALUE_NESTING) { Ty::Dyn } else { t })
+        let t = t.map(|t| if nested_deeper_than(&t, super::MAX_VARIABLE_VALUE_NESTING) { Ty::Dyn } else { t })?;
+        self.types.insert(e.id, t.clone());
+        Ok(t)
     }
 
     fn expr_inner(&mut self, e: &IdedExpr) -> Result<Ty, String> {
