@@ -28,7 +28,7 @@ pub enum Failure {
 /// `dyn` unless the case turns the check off (`checked: false`, cel-spec's `disable_check`).
 pub fn evaluate(expr: &str, bindings: &serde_json::Map<String, Value>, checked: bool) -> Result<Value, Failure> {
     let names: Vec<&str> = bindings.keys().map(String::as_str).collect();
-    let roots = if checked { Roots::Bindings(&names) } else { Roots::Unchecked };
+    let roots = if checked { Roots::Bindings(&names, super::cost::UNKNOWN_TEXT) } else { Roots::Unchecked };
     let compiled = Expression::compile_as(expr, &[], Form::Plain, roots).map_err(Failure::Compile)?;
     let env = env().map_err(Failure::Compile)?;
     let mut ctx = Context::with_env(Arc::clone(env));
@@ -141,10 +141,14 @@ pub fn to_typed(v: &cel::Value) -> Result<Value, String> {
     })
 }
 
-/// The estimated cost of `expr` (type-checked, its bindings `dyn`), as `(min, max)`.
+/// The estimated cost of `expr` (type-checked, its bindings `dyn`), as `(min, max)`, with the
+/// Kubernetes cost tests' size estimator (kubernetes/apiserver pkg/cel/library/cost_test.go): a
+/// string or bytes value of unknown size is 0 to 12 long.
 pub fn estimated_cost(expr: &str, bindings: &serde_json::Map<String, Value>) -> Result<(u64, u64), Failure> {
     let names: Vec<&str> = bindings.keys().map(String::as_str).collect();
-    let compiled = Expression::compile_as(expr, &[], Form::Plain, Roots::Bindings(&names)).map_err(Failure::Compile)?;
+    let test_sizes = super::cost::Range { min: 0, max: 12 };
+    let compiled = Expression::compile_as(expr, &[], Form::Plain, Roots::Bindings(&names, test_sizes))
+        .map_err(Failure::Compile)?;
     let cost = compiled.estimated_cost();
     Ok((cost.min, cost.max))
 }

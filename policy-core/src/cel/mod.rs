@@ -284,14 +284,18 @@ impl Expression {
                 };
                 Some(typecheck::check(&tree, &info, &declared)?)
             }
-            Roots::Bindings(names) => {
+            Roots::Bindings(names, _) => {
                 Some(typecheck::check(&tree, &info, &|name| names.contains(&name).then_some(Ty::Dyn))?)
             }
             Roots::Unchecked => None,
         };
         let (output, cost) = match checked {
             Some(checked) => {
-                let cost = cost::estimate(&tree, &checked.types);
+                let unknown_text = match roots {
+                    Roots::Bindings(_, unknown_text) => unknown_text,
+                    _ => cost::UNKNOWN_TEXT,
+                };
+                let cost = cost::estimate(&tree, &checked.types, unknown_text);
                 if cost.min > cost::PER_CALL_LIMIT {
                     return Err(format!(
                         "the expression's estimated cost is at least {}, over the API server's limit of {} for one \
@@ -357,8 +361,9 @@ enum Form {
 pub(crate) enum Roots<'a> {
     /// An admission policy's: `object`, `request`, `variables`, ...
     Admission,
-    /// A conformance suite's bindings, each `dyn`.
-    Bindings(&'a [&'a str]),
+    /// A conformance suite's bindings, each `dyn`, and how long its strings of unknown size
+    /// are for the cost estimate.
+    Bindings(&'a [&'a str], cost::Range),
     /// No type check (a suite case that disables it).
     Unchecked,
 }
