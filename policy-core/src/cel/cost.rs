@@ -289,7 +289,11 @@ impl Estimator<'_> {
             ("contains", Some(t), [sub]) => {
                 self.size(t).factor(STRING_TRAVERSAL).times(self.size(sub).factor(STRING_TRAVERSAL))
             }
-            ("isSorted" | "sum" | "max" | "min" | "indexOf" | "lastIndexOf", Some(t), _) => match self.ty(t) {
+            ("isSorted" | "sum" | "max" | "min" | "indexOf" | "lastIndexOf" | "includes", Some(t), _) => match self
+                .ty(t)
+            {
+                // `includes` on what is not a list compares it whole, once per unit.
+                Ty::String if name == "includes" => self.size(t),
                 Ty::String => self.size(t).factor(STRING_TRAVERSAL),
                 element_type => {
                     let mut each = Range::fixed(1);

@@ -47,6 +47,9 @@ pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     env.add_member_overload("max", "list_max", LIST_TYPE, vec![], max)?;
     env.add_member_overload("indexOf", "list_index_of", LIST_TYPE, vec![DYN_TYPE], index_of)?;
     env.add_member_overload("lastIndexOf", "list_last_index_of", LIST_TYPE, vec![DYN_TYPE], last_index_of)?;
+    // Lists version 1 (Kubernetes 1.37): a list includes an item equal to the argument; any other
+    // value includes only what equals it.
+    env.add_member_overload("includes", "list_includes_dyn_dyn", DYN_TYPE, vec![DYN_TYPE], includes)?;
     // Sets (cel-go's `ext.Sets`, in the Kubernetes environment): lists read as sets.
     env.add_overload("sets.contains", "list_sets_contains_list", vec![LIST_TYPE, LIST_TYPE], sets_contains)?;
     env.add_overload("sets.equivalent", "list_sets_equivalent_list", vec![LIST_TYPE, LIST_TYPE], sets_equivalent)?;
@@ -312,6 +315,17 @@ fn index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
 fn last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
     let (list, needle) = (list_arg(&args, 0)?, arg(&args, 1)?);
     out(Value::Int(list.iter().rposition(|v| *v == needle).map_or(-1, |i| i as i64)))
+}
+
+fn includes<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
+    let (target, item) = (arg(&args, 0)?, arg(&args, 1)?);
+    match target {
+        Value::List(list) => {
+            super::interruptible::charge("includes", list.len() as u64)?;
+            bool_out(list.iter().any(|v| *v == item))
+        }
+        other => bool_out(other == item),
+    }
 }
 
 /// Whether every item of `subset` is in `set` (CEL equality: `1 == 1.0`). Quadratic, so it polls
