@@ -219,8 +219,8 @@ impl Estimator<'_> {
     fn call(&mut self, e: &IdedExpr, name: &str, target: Option<&IdedExpr>, args: &[IdedExpr]) -> Range {
         // A qualified global (`sets.contains(..)`) is parsed as a call on a name.
         let qualified;
-        let (name, target) = match target.map(|t| &t.expr) {
-            Some(Expr::Ident(ns)) if self.local(target.unwrap()).is_none() && is_namespace(ns) => {
+        let (name, target) = match target {
+            Some(t @ IdedExpr { expr: Expr::Ident(ns), .. }) if self.local(t).is_none() && is_namespace(ns) => {
                 qualified = format!("{ns}.{name}");
                 (qualified.as_str(), None)
             }

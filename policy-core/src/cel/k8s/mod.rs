@@ -322,7 +322,7 @@ fn includes<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Out<'b, 'v> {
     match target {
         Value::List(list) => {
             super::interruptible::charge("includes", list.len() as u64)?;
-            bool_out(list.iter().any(|v| *v == item))
+            bool_out(list.contains(&item))
         }
         other => bool_out(other == item),
     }
