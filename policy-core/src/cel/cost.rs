@@ -217,10 +217,11 @@ impl Estimator<'_> {
     }
 
     fn call(&mut self, e: &IdedExpr, name: &str, target: Option<&IdedExpr>, args: &[IdedExpr]) -> Range {
-        // A qualified global (`sets.contains(..)`) is parsed as a call on a name.
+        // A qualified global (`sets.contains(..)`) is parsed as a call on a name, which the type
+        // check read as part of the function's name and so gave no type.
         let qualified;
         let (name, target) = match target {
-            Some(t @ IdedExpr { expr: Expr::Ident(ns), .. }) if self.local(t).is_none() && is_namespace(ns) => {
+            Some(t @ IdedExpr { expr: Expr::Ident(ns), .. }) if !self.types.contains_key(&t.id) => {
                 qualified = format!("{ns}.{name}");
                 (qualified.as_str(), None)
             }
@@ -357,8 +358,4 @@ impl Estimator<'_> {
         };
         own.add(args_cost).add(target_cost)
     }
-}
-
-fn is_namespace(name: &str) -> bool {
-    matches!(name, "sets" | "optional" | "format" | "jsonpatch" | "strings" | "ip" | "lists" | "math")
 }

@@ -116,8 +116,13 @@ fn map(k: Ty, v: Ty) -> Ty {
 }
 
 /// `request`: the API server's `kubernetes.AdmissionRequest` (without `uid`, `object` and
-/// `oldObject`, which it leaves out too).
+/// `oldObject`, which it leaves out too). Built once.
 pub fn admission_request() -> Ty {
+    static TYPE: OnceLock<Ty> = OnceLock::new();
+    TYPE.get_or_init(build_admission_request).clone()
+}
+
+fn build_admission_request() -> Ty {
     let gvk =
         object("kubernetes.GroupVersionKind", &[("group", Ty::String), ("version", Ty::String), ("kind", Ty::String)]);
     let gvr = object(
@@ -152,8 +157,13 @@ pub fn admission_request() -> Ty {
     )
 }
 
-/// `namespaceObject`: the API server's `kubernetes.Namespace`.
+/// `namespaceObject`: the API server's `kubernetes.Namespace`. Built once.
 pub fn namespace() -> Ty {
+    static TYPE: OnceLock<Ty> = OnceLock::new();
+    TYPE.get_or_init(build_namespace).clone()
+}
+
+fn build_namespace() -> Ty {
     let strings = || map(Ty::String, Ty::String);
     let condition = object(
         "kubernetes.NamespaceCondition",
@@ -658,10 +668,8 @@ impl Checker<'_> {
         for a in args {
             types.push(self.expr(a)?);
         }
-        // Internal helpers (`@poll`, `@pairs`) and functions this check does not know.
-        let Some(overloads) = overloads
-            .filter(|_| !name.starts_with('@') || name == operators::IN || name == operators::NOT_STRICTLY_FALSE)
-        else {
+        // Functions this check does not know (and internal helpers such as `@pairs`) give `dyn`.
+        let Some(overloads) = overloads else {
             return Ok(Ty::Dyn);
         };
         let member = receiver.is_some();
