@@ -347,6 +347,22 @@ pub enum RulesCommand {
     },
     /// Print the check catalog as Markdown (docs/checks.md is generated from it)
     Docs,
+    /// Print the rule set as ValidatingAdmissionPolicy and ValidatingAdmissionPolicyBinding objects
+    /// the API server enforces itself, without the webhook; rules that need more than the object
+    /// under review (or run in Envoy) are named on stderr with why
+    #[command(after_help = "Examples:\n  meshguard rules export --to vap > policies.yaml\n  \
+        meshguard rules print-default | meshguard rules export --to vap --rules - | kubectl apply -f -\n\n\
+        Each rule becomes a policy named after its id (and `<id>-advisory` for findings that only ever warn),\n\
+        with params inlined into its CEL; `action` is the binding's validationActions and each actionOverride\n\
+        one more binding selecting its namespaces by name. Exit status: 0 exported, 2 the rule set does not load.")]
+    Export {
+        /// What to export to: `vap` (ValidatingAdmissionPolicy, admissionregistration.k8s.io/v1)
+        #[arg(long, value_enum)]
+        to: ExportTarget,
+        /// Rule set file, `-` for stdin (default: the built-in rule set)
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+    },
     /// Print the ValidatingWebhookConfiguration for `meshguard serve` whose rules cover exactly the
     /// kinds the rule set can flag (so other writes never wait on the webhook), and the
     /// MutatingWebhookConfiguration for `/mutate` when some rule has `mutate: true`
@@ -367,6 +383,12 @@ pub enum RulesCommand {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=30))]
         timeout_seconds: u8,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportTarget {
+    /// ValidatingAdmissionPolicy and its bindings
+    Vap,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod engine;
+pub mod export;
 pub mod fix;
 pub mod printable;
 pub mod push;

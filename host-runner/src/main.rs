@@ -3,7 +3,7 @@
 use clap::Parser;
 use host_runner::cli::{
     CheckArgs, Cli, ColorChoice, Command, EngineChoice, FailOn, FailurePolicy, FixArgs, FixFormat, PushArgs,
-    RulesCommand, ServeArgs, WasmArgs,
+    ExportTarget, RulesCommand, ServeArgs, WasmArgs,
 };
 use host_runner::engine::{self, Reviewer};
 use host_runner::printable::printable;
@@ -296,6 +296,21 @@ fn rules_command(command: RulesCommand) -> anyhow::Result<String> {
                     timeout_seconds,
                 },
             )
+        }
+        RulesCommand::Export { to: ExportTarget::Vap, rules } => {
+            let (_, doc) = engine::load_policy(rules.as_deref())?;
+            let doc = if doc.is_null() {
+                policy_core::yaml::parse_one(policy_core::DEFAULT_RULES_YAML)
+                    .map_err(|e| anyhow::anyhow!("built-in rule set: {e}"))?
+                    .value
+            } else {
+                doc
+            };
+            let exported = policy_core::export::to_vap(&doc).map_err(|e| engine::RulesError(e.to_string()))?;
+            for left in &exported.left {
+                eprintln!("meshguard: rule `{}` ({}) is not exported: {}", left.rule, left.check, left.reason);
+            }
+            host_runner::export::yaml_stream(&exported.objects)?
         }
         RulesCommand::Explain { check } => catalog::explain(&check)
             .ok_or_else(|| anyhow::anyhow!("unknown check `{check}`; `meshguard rules list` shows them all"))?,

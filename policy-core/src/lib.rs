@@ -19,6 +19,8 @@ pub mod admission;
 pub mod cel;
 pub mod checks;
 pub mod decode;
+#[cfg(all(feature = "kubernetes", feature = "cel"))]
+pub mod export;
 pub mod finding;
 pub mod fix;
 pub mod http;

@@ -124,6 +124,10 @@ impl FieldSelector {
         &self.text
     }
 
+    pub fn parts(&self) -> &[SelectorPart] {
+        &self.parts
+    }
+
     /// Every concrete (path, value) the selector reaches in `root`.
     pub fn resolve<'v>(&self, root: &'v serde_json::Value) -> Vec<(FieldPath, &'v serde_json::Value)> {
         let mut out = Vec::new();

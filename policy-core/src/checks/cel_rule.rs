@@ -215,4 +215,32 @@ spec:
     fix: crate::checks::doc("The rule's own `fix`, when it has one: the JSONPatch its CEL builds for the object. A fix that fails to evaluate, or is not a JSON Patch, leaves the finding without one."),
     fix_scope: &[],
     compile,
+    native: crate::checks::Native::Vap(native_cel),
 };
+
+/// A `cel` rule is a ValidatingAdmissionPolicy validation already: its native form is itself.
+/// Its `params` would need a param object the cluster holds, so such a rule stays with the webhook.
+fn native_cel(params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
+    use crate::checks::native::lit;
+    let p: CelParams = parse_params(params)?;
+    if p.params.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(ParamError::new(
+            "",
+            "its `params` would need a param object (paramKind and a resource holding it) in the cluster; \
+             inline the values into the expression to export it",
+        ));
+    }
+    let message = match (&p.message_expression, &p.message) {
+        (Some(m), _) => m.clone(),
+        (None, Some(m)) => lit(m),
+        (None, None) => lit(&format!("failed expression: {}", p.expression.trim())),
+    };
+    let field_path = p.field_path.as_deref().unwrap_or("").trim().trim_start_matches('.').to_string();
+    let named = |list: &[NamedExpression]| list.iter().map(|n| (n.name.clone(), n.expression.clone())).collect();
+    Ok(crate::checks::NativeForm {
+        variables: named(&p.variables),
+        match_conditions: named(&p.match_conditions),
+        validations: vec![crate::checks::NativeValidation::new(p.expression, message, &field_path)],
+        fail_open: p.failure_policy == FailurePolicy::Ignore,
+    })
+}

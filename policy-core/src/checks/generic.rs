@@ -128,6 +128,7 @@ spec:
     fix: crate::checks::doc("Adds a missing label when the key gives a `default` (which must match its `allowedRegex`); a value that does not match is left to a person."),
     fix_scope: &["**/metadata/labels/*"],
     compile: |params| compile_required_meta("labels", params),
+    native: crate::checks::Native::Vap(|p| native_required_meta("labels", p)),
 };
 
 pub static REQUIRED_ANNOTATIONS: CheckSpec = CheckSpec {
@@ -156,6 +157,7 @@ metadata: {name: api, namespace: shop}
     fix: crate::checks::doc("Adds a missing annotation when the key gives a `default` (which must match its `allowedRegex`); a value that does not match is left to a person."),
     fix_scope: &["**/metadata/annotations/*"],
     compile: |params| compile_required_meta("annotations", params),
+    native: crate::checks::Native::Vap(|p| native_required_meta("annotations", p)),
 };
 
 impl ObjectCheck for RequiredMeta {
@@ -321,6 +323,7 @@ spec:
             required: p.required,
         })))
     },
+    native: crate::checks::Native::Vap(native_field_pattern),
 };
 
 impl ObjectCheck for FieldPattern {
@@ -428,6 +431,7 @@ spec: {replicas: 1}
         }
         Ok(Compiled::Object(Box::new(FieldRange { selector, min: p.min, max: p.max, required: p.required })))
     },
+    native: crate::checks::Native::Vap(native_field_range),
 };
 
 impl ObjectCheck for FieldRange {
@@ -502,6 +506,7 @@ metadata: {name: vm, namespace: shop}
         }
         Ok(Compiled::Object(Box::new(ForbiddenKinds { kinds: p.kinds })))
     },
+    native: crate::checks::Native::Vap(native_forbidden_kinds),
 };
 
 impl ObjectCheck for ForbiddenKinds {
@@ -514,4 +519,180 @@ impl ObjectCheck for ForbiddenKinds {
             ));
         }
     }
+}
+
+/// Scalars the checks read as text ([`scalar_text`]), in CEL over `v`.
+const NATIVE_SCALAR: &str = "(type(v) == string || type(v) == int || type(v) == uint || type(v) == double || type(v) == bool)";
+
+/// `required-labels` / `required-annotations` in CEL, for `meshguard rules export`.
+fn native_required_meta(field: &'static str, params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
+    use crate::checks::native::{key_step, lit};
+    use crate::checks::NativeValidation;
+    let p: RequiredMetaParams = parse_params(params)?;
+    let on_template = p.target == MetaTarget::PodTemplate;
+    let root = if on_template { "variables.template" } else { "object" };
+    let singular = field.trim_end_matches('s');
+    let mut out = Vec::new();
+    for k in p.keys {
+        let (key, allowed) = match k {
+            KeySpec::Key(key) => (key, None),
+            KeySpec::WithRegex { key, allowed_regex, .. } => (key, allowed_regex),
+        };
+        let value = format!("{root}.?metadata.?{field}[?{}]", lit(&key));
+        let present = format!("({value}.hasValue() && cel.bind(v, {value}.value(), {NATIVE_SCALAR}))");
+        let expression = match &allowed {
+            None => present.clone(),
+            Some(re) => format!("{present} && string({value}.value()).matches({})", lit(&format!("^(?:{re})$"))),
+        };
+        let who = "object.kind + ' `' + object.metadata.name + '`'";
+        let message = match &allowed {
+            None => format!("{who} + {}", lit(&format!(" is missing {singular} `{key}`"))),
+            Some(re) => format!(
+                "{who} + ({present} ? {} : {})",
+                lit(&format!(": {singular} `{key}` does not match `{re}`")),
+                lit(&format!(" is missing {singular} `{key}`"))
+            ),
+        };
+        let v = NativeValidation::new(expression, message, &format!("metadata.{field}{}", key_step(&key)));
+        out.push(if on_template { v.on_template() } else { v });
+    }
+    Ok(out.into())
+}
+
+/// Whether `predicate` (CEL over `v`) holds for every value `parts` reach from `at` (`all`),
+/// or for one (`!all`), as [`FieldSelector::resolve`] walks them.
+fn native_reach(parts: &[crate::path::SelectorPart], at: &str, predicate: &str, all: bool, depth: usize) -> String {
+    use crate::path::SelectorPart;
+    let Some((first, rest)) = parts.split_first() else {
+        return format!("cel.bind(v, {at}, {predicate})");
+    };
+    let item = format!("x{depth}");
+    match (first, all) {
+        (SelectorPart::Key(k), true) => {
+            let k = crate::checks::native::lit(k);
+            format!("(type({at}) != map || !({k} in {at}) || {})", native_reach(rest, &format!("{at}[{k}]"), predicate, all, depth + 1))
+        }
+        (SelectorPart::Key(k), false) => {
+            let k = crate::checks::native::lit(k);
+            format!("(type({at}) == map && {k} in {at} && {})", native_reach(rest, &format!("{at}[{k}]"), predicate, all, depth + 1))
+        }
+        (SelectorPart::Index(i), true) => {
+            format!("(type({at}) != list || {at}.size() <= {i} || {})", native_reach(rest, &format!("{at}[{i}]"), predicate, all, depth + 1))
+        }
+        (SelectorPart::Index(i), false) => {
+            format!("(type({at}) == list && {at}.size() > {i} && {})", native_reach(rest, &format!("{at}[{i}]"), predicate, all, depth + 1))
+        }
+        (SelectorPart::AnyIndex, true) => {
+            format!("(type({at}) != list || {at}.all({item}, {}))", native_reach(rest, &item, predicate, all, depth + 1))
+        }
+        (SelectorPart::AnyIndex, false) => {
+            format!("(type({at}) == list && {at}.exists({item}, {}))", native_reach(rest, &item, predicate, all, depth + 1))
+        }
+    }
+}
+
+/// The VAP `fieldPath` of a selector: its keys up to the first list index.
+fn native_path(parts: &[crate::path::SelectorPart]) -> String {
+    use crate::path::SelectorPart;
+    let keys: Vec<String> = parts
+        .iter()
+        .map_while(|p| match p {
+            SelectorPart::Key(k) => Some(crate::checks::native::key_step(k)),
+            _ => None,
+        })
+        .collect();
+    keys.concat().trim_start_matches('.').to_string()
+}
+
+/// The "has no `path`" validation of `required: true`.
+fn native_required(selector: &FieldSelector) -> crate::checks::NativeValidation {
+    use crate::checks::native::lit;
+    crate::checks::NativeValidation::new(
+        native_reach(selector.parts(), "object", "true", false, 0),
+        format!("object.kind + ' `' + object.metadata.name + '` has no ' + {}", lit(&format!("`{}`", selector.as_str()))),
+        "",
+    )
+}
+
+/// `field-pattern` in CEL, for `meshguard rules export`.
+fn native_field_pattern(params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
+    use crate::checks::native::lit;
+    use crate::checks::NativeValidation;
+    let p: FieldPatternParams = parse_params(params)?;
+    let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
+    let predicate = format!("!{NATIVE_SCALAR} || string(v).matches({}) == {}", lit(&p.pattern), p.must_match);
+    let verb = if p.must_match { "does not match" } else { "matches forbidden pattern" };
+    let mut out = vec![NativeValidation::new(
+        native_reach(selector.parts(), "object", &predicate, true, 0),
+        lit(&format!("{} has a value that {verb} `{}`", selector.as_str(), p.pattern)),
+        &native_path(selector.parts()),
+    )];
+    if p.required {
+        out.push(native_required(&selector));
+    }
+    Ok(out.into())
+}
+
+/// `field-range` in CEL, for `meshguard rules export`: numbers, and strings Rust's `f64` parse
+/// reads as numbers.
+fn native_field_range(params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
+    use crate::checks::native::lit;
+    use crate::checks::NativeValidation;
+    let p: FieldRangeParams = parse_params(params)?;
+    let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
+    let bound = |n: Option<f64>, op: &str| n.map_or("true".to_string(), |n| format!("n {op} {n:?}"));
+    let within = format!("{} && {}", bound(p.min, ">="), bound(p.max, "<="));
+    let number = "'^[+-]?(([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))$'";
+    let predicate = format!(
+        "type(v) == int || type(v) == uint || type(v) == double ? cel.bind(n, double(v), {within}) : \
+         type(v) == string && v.trim().matches({number}) ? cel.bind(n, double(v.trim()), {within}) : false"
+    );
+    let range = match (p.min, p.max) {
+        (Some(lo), Some(hi)) => format!("between {lo} and {hi}"),
+        (Some(lo), None) => format!("at least {lo}"),
+        (None, Some(hi)) => format!("at most {hi}"),
+        (None, None) => "a number".to_string(),
+    };
+    let mut out = vec![NativeValidation::new(
+        native_reach(selector.parts(), "object", &predicate, true, 0),
+        lit(&format!("{} must be a number {range}", selector.as_str())),
+        &native_path(selector.parts()),
+    )];
+    if p.required {
+        out.push(native_required(&selector));
+    }
+    Ok(out.into())
+}
+
+/// `forbidden-kinds` in CEL, for `meshguard rules export`.
+fn native_forbidden_kinds(params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
+    use crate::checks::native::{list, GROUP};
+    use crate::checks::NativeValidation;
+    let p: ForbiddenKindsParams = parse_params(params)?;
+    let terms: Vec<String> = p
+        .kinds
+        .iter()
+        .map(|k| {
+            let groups = if k.api_groups.is_empty() || k.api_groups.iter().any(|g| g == "*") {
+                "true".to_string()
+            } else {
+                format!("{GROUP} in {}", list(&k.api_groups))
+            };
+            let kinds = if k.kinds.is_empty() || k.kinds.iter().any(|g| g == "*") {
+                "true".to_string()
+            } else {
+                format!("object.kind in {}", list(&k.kinds))
+            };
+            format!("({groups} && {kinds})")
+        })
+        .collect();
+    if terms.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(vec![NativeValidation::new(
+        format!("!({})", terms.join(" || ")),
+        format!("object.kind + ' (' + ({GROUP} == '' ? 'core' : {GROUP}) + ') objects are not allowed here'"),
+        "kind",
+    )]
+    .into())
 }

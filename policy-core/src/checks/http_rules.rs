@@ -51,6 +51,7 @@ pub static REQUIRE_HEADER: CheckSpec = CheckSpec {
         let pattern = p.pattern.as_deref().map(|r| compile_regex("pattern", r)).transpose()?;
         Ok(Compiled::Http(Box::new(RequireHeader { header: p.header.to_ascii_lowercase(), pattern })))
     },
+    native: crate::checks::Native::Envoy,
 };
 
 impl HttpCheck for RequireHeader {
@@ -118,6 +119,7 @@ pub static DENY_HEADER: CheckSpec = CheckSpec {
             pattern: compile_regex("pattern", &p.pattern)?,
         })))
     },
+    native: crate::checks::Native::Envoy,
 };
 
 impl HttpCheck for DenyHeader {
@@ -174,6 +176,7 @@ pub static HEADER_LIMITS: CheckSpec = CheckSpec {
         }
         Ok(Compiled::Http(Box::new(HeaderLimits(p))))
     },
+    native: crate::checks::Native::Envoy,
 };
 
 impl HttpCheck for HeaderLimits {
@@ -296,6 +299,7 @@ pub static ALLOWED_METHODS: CheckSpec = CheckSpec {
         }
         Ok(Compiled::Http(Box::new(AllowedMethods { paths })))
     },
+    native: crate::checks::Native::Envoy,
 };
 
 impl HttpCheck for AllowedMethods {
@@ -358,6 +362,7 @@ pub static TENANT_HEADER: CheckSpec = CheckSpec {
         p.header = p.header.to_ascii_lowercase();
         Ok(Compiled::Http(Box::new(TenantHeader(p))))
     },
+    native: crate::checks::Native::Envoy,
 };
 
 impl HttpCheck for TenantHeader {
@@ -397,6 +402,7 @@ pub static GRPC_SHAPE: CheckSpec = CheckSpec {
         parse_params::<super::EmptyParams>(params)?;
         Ok(Compiled::Http(Box::new(GrpcShape)))
     },
+    native: crate::checks::Native::Envoy,
 };
 
 impl HttpCheck for GrpcShape {
@@ -490,6 +496,7 @@ pub static LOCAL_RATE_LIMIT: CheckSpec = CheckSpec {
         let bucket = TokenBucket { max_tokens: p.token_bucket.max_tokens, tokens_per_fill, fill_interval_ms };
         Ok(Compiled::Http(Box::new(LocalRateLimit { key, bucket })))
     },
+    native: crate::checks::Native::Envoy,
 };
 
 impl HttpCheck for LocalRateLimit {

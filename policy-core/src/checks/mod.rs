@@ -10,6 +10,7 @@ mod cel_rule;
 #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 mod generic;
 pub(crate) mod http_rules;
+pub(crate) mod native;
 #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 mod istio;
 
@@ -79,6 +80,79 @@ pub struct CheckSpec {
     /// Every fix is held to it ([`crate::fix::changes_within`]): one that strays is dropped.
     pub fix_scope: &'static [&'static str],
     pub compile: fn(&Value) -> Result<Compiled, ParamError>,
+    /// How the check runs without meshguard, as a ValidatingAdmissionPolicy the API server
+    /// evaluates itself (`meshguard rules export --to vap`), or why it cannot.
+    pub native: Native,
+}
+
+/// A check's native form: `meshguard rules export` reads it, and the parity test holds its
+/// decisions to the check's own over the corpus.
+#[derive(Clone, Copy)]
+pub enum Native {
+    /// The check's decisions in CEL, built from a rule's params.
+    Vap(fn(&Value) -> Result<NativeForm, ParamError>),
+    /// It reads more than the object under review (its peers, other objects): why. Such rules
+    /// stay with the webhook.
+    WebhookOnly(&'static str),
+    /// An HTTP check: Envoy enforces it, and admission never sees a request it could judge.
+    Envoy,
+}
+
+/// A check's native form for one rule's params: what a ValidatingAdmissionPolicy holds.
+#[derive(Clone, Debug, Default)]
+pub struct NativeForm {
+    /// Policy variables (`name`, CEL), read as `variables.<name>`.
+    pub variables: Vec<(String, String)>,
+    pub match_conditions: Vec<(String, String)>,
+    pub validations: Vec<NativeValidation>,
+    /// `failurePolicy: Ignore`: an expression that cannot be evaluated lets the object in.
+    pub fail_open: bool,
+}
+
+impl From<Vec<NativeValidation>> for NativeForm {
+    fn from(validations: Vec<NativeValidation>) -> Self {
+        NativeForm { validations, ..Default::default() }
+    }
+}
+
+/// One validation of a check's native form. Expressions read `object`, `request` (its
+/// `namespace` is the namespace a rule's `match` and the check see) and `namespaceObject`;
+/// with `template`, also `variables.template`, the pod template (a Pod is its own).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NativeValidation {
+    /// True when the object passes.
+    pub expression: String,
+    /// CEL giving the message (a string); the exporter prefixes the rule id.
+    pub message_expression: String,
+    /// The VAP `fieldPath` the failure points at (relative to the pod template with
+    /// `template`): the check's own path up to its first list index, which a static path cannot
+    /// name. Empty: the object itself.
+    pub field_path: String,
+    /// Only ever a warning whatever the rule's action, as the check's advisory findings are.
+    pub advisory: bool,
+    /// Reads `variables.template`: exported once per place a pod template sits.
+    pub template: bool,
+}
+
+impl NativeValidation {
+    pub(crate) fn new(expression: impl Into<String>, message_expression: impl Into<String>, field_path: &str) -> Self {
+        NativeValidation {
+            expression: expression.into(),
+            message_expression: message_expression.into(),
+            field_path: field_path.to_string(),
+            advisory: false,
+            template: false,
+        }
+    }
+
+    /// Over the pod template (`variables.template`), `field_path` relative to it.
+    pub(crate) fn on_template(self) -> Self {
+        NativeValidation { template: true, ..self }
+    }
+
+    pub(crate) fn advisory(self) -> Self {
+        NativeValidation { advisory: true, ..self }
+    }
 }
 
 impl CheckSpec {

@@ -92,6 +92,7 @@ spec: {}
     fix: crate::checks::doc("None: deleting an object is never a fix."),
     fix_scope: &[],
     compile: |params| Ok(Compiled::Object(Box::new(PlatformOnlyKinds { p: parse_params(params)? }))),
+    native: crate::checks::Native::Vap(native_platform_only_kinds),
 };
 
 impl ObjectCheck for PlatformOnlyKinds {
@@ -159,6 +160,9 @@ spec:
         parse_params::<crate::checks::EmptyParams>(params)?;
         Ok(Compiled::Object(Box::new(SingleDefaultSidecar)))
     },
+    native: crate::checks::Native::WebhookOnly(
+        "compares a Sidecar with the other Sidecars of its namespace, which a policy over one object cannot read",
+    ),
 };
 
 fn is_default_sidecar(obj: &Object<'_>) -> bool {
@@ -191,4 +195,28 @@ impl ObjectCheck for SingleDefaultSidecar {
             ));
         }
     }
+}
+
+/// `istio-platform-only-kinds` in CEL, for `meshguard rules export`.
+fn native_platform_only_kinds(params: &serde_json::Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
+    use crate::checks::native::{any_glob, lit, list, GROUP, NAMESPACE};
+    use crate::checks::NativeValidation;
+    let p: PlatformKindsParams = parse_params(params)?;
+    let platform = any_glob(&p.platform_namespaces, NAMESPACE);
+    let only = list(&p.platform_only_kinds);
+    let mesh_wide = list(&p.mesh_wide_kinds);
+    let root = lit(&p.root_namespace);
+    let owners = lit(&format!("; only the platform team may create it (platform namespaces: {})", p.platform_namespaces.join(", ")));
+    Ok(vec![NativeValidation::new(
+        format!(
+            "!{GROUP}.endsWith('istio.io') || {platform} || \
+             !(object.kind in {only} || (object.kind in {mesh_wide} && {NAMESPACE} == {root}))"
+        ),
+        format!(
+            "(object.kind in {only} ? object.kind + ' objects change proxies outside namespace `' + {NAMESPACE} + '`' \
+             : 'a ' + object.kind + ' in the root namespace `' + {NAMESPACE} + '` applies to the whole mesh') + {owners}"
+        ),
+        "kind",
+    )]
+    .into())
 }

@@ -58,6 +58,7 @@ spec:
         }
         Ok(Compiled::Object(Box::new(PortName { protocols: p.protocols.iter().map(|s| s.to_ascii_lowercase()).collect() })))
     },
+    native: crate::checks::Native::Vap(native_port_name),
 };
 
 /// The port's protocol where it is certain, never a guess: a gRPC or h2c hint in its name, or a
@@ -234,6 +235,9 @@ spec:
         let p: PortNameParams = parse_params(params)?;
         Ok(Compiled::Object(Box::new(HeadlessPortConflict { protocols: p.protocols })))
     },
+    native: crate::checks::Native::WebhookOnly(
+        "compares a headless Service with the other headless Services of its namespace, which a policy over one object cannot read",
+    ),
 };
 
 fn is_headless(obj: &Object<'_>) -> bool {
@@ -312,4 +316,53 @@ mod tests {
         assert_eq!(protocol_of_name("htt", &p), None);
         assert_eq!(protocol_of_name("web", &p), None);
     }
+}
+
+/// `istio-port-name` in CEL, for `meshguard rules export`: the check's three findings over
+/// `spec.ports` (a contradicting name is advisory there too).
+fn native_port_name(params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
+    use crate::checks::native::{is_core, lit, list};
+    use crate::checks::NativeValidation;
+    let p: PortNameParams = parse_params(params)?;
+    let protocols: Vec<String> = p.protocols.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let known = list(&protocols);
+    let service = is_core("Service");
+    let ports = "object.?spec.?ports.orValue([])";
+    let app = "port.appProtocol.lowerAscii()";
+    let named = format!("{known}.filter(p, port.name.lowerAscii() == p || port.name.lowerAscii().startsWith(p + '-'))");
+    let label = "(has(port.name) ? 'port ' + string(port.?port.orValue('')) + ' (`' + port.name + '`)' : 'port ' + string(port.?port.orValue('')))";
+    let failing = |condition: &str| format!("{ports}.filter(port, !({condition})).map(port, {label}).join(', ')");
+    let known_text = protocols.join(", ");
+    let known_app = format!("!has(port.appProtocol) || {app} in {known}");
+    let declared = format!("has(port.appProtocol) || (has(port.name) && {named}.size() > 0)");
+    let agrees = format!(
+        "!has(port.appProtocol) || !({app} in {known}) || !has(port.name) || {named}.size() == 0 || \
+         {named}.exists(p, p == {app} && {named}.all(q, q.size() <= p.size()))"
+    );
+    let message = |condition: &str, text: String| format!("{} + {}", failing(condition), lit(&text));
+    Ok(vec![
+        NativeValidation::new(
+            format!("!{service} || {ports}.all(port, {known_app})"),
+            message(&known_app, format!(": appProtocol is not a known protocol ({known_text})")),
+            "spec.ports",
+        ),
+        NativeValidation::new(
+            format!("!{service} || {ports}.all(port, {declared})"),
+            message(
+                &declared,
+                format!(
+                    " declares no protocol, so Istio treats it as opaque TCP; name it `<protocol>` or \
+                     `<protocol>-<suffix>` ({known_text}), or set appProtocol"
+                ),
+            ),
+            "spec.ports",
+        ),
+        NativeValidation::new(
+            format!("!{service} || {ports}.all(port, {agrees})"),
+            message(&agrees, ": the name says another protocol than appProtocol; Istio uses appProtocol, rename the port".into()),
+            "spec.ports",
+        )
+        .advisory(),
+    ]
+    .into())
 }

@@ -58,6 +58,7 @@ spec:
     fix: crate::checks::doc("Sets `exportTo: [\".\"]`."),
     fix_scope: &["/spec/exportTo"],
     compile: |params| Ok(Compiled::Object(Box::new(ExportToOwnNamespace { p: parse_params(params)? }))),
+    native: crate::checks::Native::Vap(native_export_to),
 };
 
 impl ObjectCheck for ExportToOwnNamespace {
@@ -166,6 +167,7 @@ spec:
     fix: crate::checks::doc("None: the host names another team's service; whether to route elsewhere is the team's to say."),
     fix_scope: &[],
     compile: |params| Ok(Compiled::Object(Box::new(HostInOwnNamespace { p: parse_params(params)? }))),
+    native: crate::checks::Native::Vap(native_host_in_own_namespace),
 };
 
 impl HostInOwnNamespace {
@@ -291,6 +293,7 @@ spec:
     fix: crate::checks::doc("None: the limits depend on the service's capacity."),
     fix_scope: &[],
     compile: |params| Ok(Compiled::Object(Box::new(CircuitBreaker { p: parse_params(params)? }))),
+    native: crate::checks::Native::Vap(native_circuit_breaker),
 };
 
 impl ObjectCheck for CircuitBreaker {
@@ -315,4 +318,98 @@ impl ObjectCheck for CircuitBreaker {
             ));
         }
     }
+}
+
+/// `istio-export-to-own-namespace` in CEL, for `meshguard rules export`.
+fn native_export_to(params: &Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
+    use crate::checks::native::{any_glob, is_istio, NAMESPACE};
+    use crate::checks::NativeValidation;
+    let p: PlatformParams = parse_params(params)?;
+    let kinds = is_istio(&["VirtualService", "DestinationRule", "ServiceEntry"]);
+    let platform = any_glob(&p.platform_namespaces, NAMESPACE);
+    let export_to = "object.?spec.?exportTo.orValue(null)";
+    Ok(vec![NativeValidation::new(
+        format!(
+            "!{kinds} || {platform} || (type({export_to}) == list && {export_to}.size() > 0 && \
+             {export_to}.all(t, t == '.' || t == {NAMESPACE}))"
+        ),
+        format!(
+            "object.kind + ' `' + object.metadata.name + '` ' + (type({export_to}) != list ? 'has no exportTo, so Istio exports it to every namespace' \
+             : {export_to}.size() == 0 ? 'has an empty exportTo, which exports it to every namespace' \
+             : 'is exported beyond its own namespace') + '; set `exportTo: [\".\"]`'"
+        ),
+        "spec.exportTo",
+    )]
+    .into())
+}
+
+/// `istio-host-in-own-namespace` in CEL, for `meshguard rules export`: the check's `problem`
+/// as a predicate over one host `h`.
+fn native_host_in_own_namespace(params: &Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
+    use crate::checks::native::{any_glob, is_istio, lit, NAMESPACE};
+    use crate::checks::NativeValidation;
+    let p: HostParams = parse_params(params)?;
+    let platform = any_glob(&p.platform_namespaces, NAMESPACE);
+    let domain = lit(&p.cluster_domain);
+    let l = "h.split('.')";
+    let in_cluster = format!(
+        "({l}.size() >= 3 && {l}[0] != 'svc' && {l}[1] != 'svc' && {l}[2] == 'svc' && \
+         ({l}.size() == 3 || h == {l}[0] + '.' + {l}[1] + '.svc.' + {domain}))"
+    );
+    let external_ok = if p.allow_external_hosts { "false" } else { "true" };
+    let problem = format!(
+        "(h == '*' || ({in_cluster} ? {l}[1] != {NAMESPACE} : ({l}.size() > 1 && \
+         ({l}[0] == '*' || h.contains('*') || h.endsWith('.' + {domain}) || {external_ok}))))"
+    );
+    let advice = lit(&format!("; use a short name or `<service>.<namespace>.svc.{}`", p.cluster_domain));
+    let hosts = "object.?spec.?hosts.orValue([]).filter(h, type(h) == string)";
+    Ok(vec![
+        NativeValidation::new(
+            format!("!{} || {platform} || !{hosts}.exists(h, {problem})", is_istio(&["VirtualService"])),
+            format!(
+                "'VirtualService `' + object.metadata.name + '`: host ' + {hosts}.filter(h, {problem}).map(h, '`' + h + '`').join(', ') + \
+                 ' is a wildcard, another namespace\\'s or not allowed for tenants' + {advice}"
+            ),
+            "spec.hosts",
+        ),
+        NativeValidation::new(
+            format!(
+                "!{} || {platform} || type(object.?spec.?host.orValue(null)) != string || \
+                 [object.spec.host].all(h, !{problem})",
+                is_istio(&["DestinationRule"])
+            ),
+            format!(
+                "'DestinationRule `' + object.metadata.name + '`: host `' + string(object.?spec.?host.orValue('')) + \
+                 '` is a wildcard, another namespace\\'s or not allowed for tenants' + {advice}"
+            ),
+            "spec.host",
+        ),
+    ]
+    .into())
+}
+
+/// `istio-circuit-breaker` in CEL, for `meshguard rules export`.
+fn native_circuit_breaker(params: &Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
+    use crate::checks::native::{is_istio, list};
+    use crate::checks::NativeValidation;
+    let p: CircuitBreakerParams = parse_params(params)?;
+    let required: Vec<String> = [("outlierDetection", p.require_outlier_detection), ("connectionPool", p.require_connection_pool)]
+        .into_iter()
+        .filter(|(_, r)| *r)
+        .map(|(f, _)| f.to_string())
+        .collect();
+    if required.is_empty() {
+        return Ok(Default::default());
+    }
+    let fields = list(&required);
+    let policy = "object.?spec.?trafficPolicy.orValue({})";
+    Ok(vec![NativeValidation::new(
+        format!("!{} || {fields}.all(f, type({policy}) == map && f in {policy})", is_istio(&["DestinationRule"])),
+        format!(
+            "'DestinationRule `' + object.metadata.name + '` has no ' + {fields}.filter(f, !(type({policy}) == map && f in {policy})).join(' and ') + \
+             ' in trafficPolicy; without a circuit breaker one failing backend cascades to its callers'"
+        ),
+        "spec.trafficPolicy",
+    )]
+    .into())
 }

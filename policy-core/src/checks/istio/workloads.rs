@@ -139,6 +139,7 @@ spec:
     fix: crate::checks::doc("Sets `holdApplicationUntilProxyStarts: true` in the pod's `proxy.istio.io/config` annotation, keeping its other settings and its style (JSON or YAML inside the string), creating the annotation, `annotations` or `metadata` where missing. An annotation in another form (flow YAML, anchors) is left to a person."),
     fix_scope: &["**/metadata/annotations/proxy.istio.io~1config"],
     compile: |params| Ok(Compiled::Object(Box::new(SidecarStartOrder { p: parse_params(params)? }))),
+    native: crate::checks::Native::Vap(native_sidecar_start_order),
 };
 
 const HOLD_KEY: &str = "holdApplicationUntilProxyStarts";
@@ -316,6 +317,7 @@ spec:
     fix: crate::checks::doc("Adds `lifecycle.preStop.sleep.seconds` (the rule's minimum) to a container without a preStop hook, or raises Kubernetes' own sleep action to it, and raises `terminationGracePeriodSeconds` when it would not cover the sleep plus the margin. A preStop that runs a command is the team's: where a sleep goes in it is theirs to say."),
     fix_scope: &["**/containers/*/lifecycle/preStop/sleep/seconds", "**/terminationGracePeriodSeconds"],
     compile: |params| Ok(Compiled::Object(Box::new(GracefulShutdown { p: parse_params(params)? }))),
+    native: crate::checks::Native::Vap(native_graceful_shutdown),
 };
 
 impl ObjectCheck for GracefulShutdown {
@@ -471,6 +473,9 @@ spec:
         let p: DrainParams = parse_params(params)?;
         Ok(Compiled::Object(Box::new(HttpDrain { protocols: p.protocols, all_protocols: default_protocols() })))
     },
+    native: crate::checks::Native::WebhookOnly(
+        "decides whether a workload serves HTTP from the Services that select it, other objects a policy over one object cannot read",
+    ),
 };
 
 impl HttpDrain {
@@ -627,6 +632,7 @@ spec:
     fix: crate::checks::doc("None: turning injection on is a rollout decision, not an edit."),
     fix_scope: &[],
     compile: |params| Ok(Compiled::Object(Box::new(InjectionRollout { p: parse_params(params)? }))),
+    native: crate::checks::Native::Vap(native_injection_rollout),
 };
 
 impl ObjectCheck for InjectionRollout {
@@ -717,4 +723,163 @@ mod tests {
         assert_eq!(sleep_in("nosleep 40"), None);
         assert_eq!(sleep_in("sleep"), None);
     }
+}
+
+/// The text of a container's exec command (or `field`) as [`strings_of`] joins it, in CEL.
+fn native_strings_of(field: &str) -> String {
+    format!("c.?{field}.orValue([]).join(' ')")
+}
+
+/// `istio-sidecar-start-order` in CEL, for `meshguard rules export`: the namespace's injection
+/// labels come from `namespaceObject`, as the API server binds it.
+fn native_sidecar_start_order(params: &Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
+    use crate::checks::native::{any_glob, lit, template_has_meta, template_meta, NAMESPACE};
+    use crate::checks::{NativeForm, NativeValidation};
+    let p: StartOrderParams = parse_params(params)?;
+    let config = template_meta("annotations", PROXY_CONFIG_KEY);
+    // The setting as `proxy_config_setting` reads it: the key, quotes, `:`, the value up to `,`, `}` or a newline.
+    let setting = format!("{config}.find('{HOLD_KEY}[\"\\']*\\\\s*:\\\\s*[^,}}\\\\n]*')");
+    let pod_says = format!(
+        "({} ? {} : {} ? {} : '')",
+        template_has_meta("labels", INJECT_KEY),
+        template_meta("labels", INJECT_KEY),
+        template_has_meta("annotations", INJECT_KEY),
+        template_meta("annotations", INJECT_KEY)
+    );
+    let namespace_injects = "(namespaceObject != null && \
+         (string(namespaceObject.?metadata.?labels[?'istio-injection'].orValue('')) == 'enabled' || \
+          namespaceObject.?metadata.?labels[?'istio.io/rev'].hasValue()))";
+    let gets_sidecar = format!(
+        "({pod_says} != '' ? {pod_says} == 'true' : ({} || {namespace_injects}))",
+        any_glob(&p.injected_namespaces, NAMESPACE)
+    );
+    let polls = format!(
+        "variables.template.?spec.?containers.orValue([]).exists(c, cel.bind(text, [{}, {}, {}].join(' '), \
+         text.contains('15020/healthz/ready') || text.contains('pilot-agent wait')))",
+        native_strings_of("command"),
+        native_strings_of("args"),
+        native_strings_of("lifecycle.?postStart.?exec.?command")
+    );
+    let holds = format!(
+        "(variables.holdSetting != '' ? variables.holdSetting.substring(variables.holdSetting.indexOf(':') + 1).trim().matches('^[\"\\']*true[\"\\']*$') : {})",
+        p.mesh_holds_application
+    );
+    let message = lit(&format!(
+        " gets an Istio sidecar but its app may start before the proxy is ready; add the pod annotation \
+         `{PROXY_CONFIG_KEY}: '{{ \"holdApplicationUntilProxyStarts\": true }}'`"
+    ));
+    let message = format!("object.kind + ' `' + object.metadata.name + '`' + {message}");
+    Ok(NativeForm {
+        variables: vec![
+            ("holdSetting".into(), setting),
+            ("startsEarly".into(), format!("!{holds} && {gets_sidecar} && !{polls}")),
+        ],
+        validations: vec![
+            NativeValidation::new("variables.holdSetting == '' || !variables.startsEarly", message.clone(), &format!("metadata.annotations['{PROXY_CONFIG_KEY}']"))
+                .on_template(),
+            NativeValidation::new("variables.holdSetting != '' || !variables.startsEarly", message, "metadata").on_template(),
+        ],
+        ..Default::default()
+    })
+}
+
+/// `istio-graceful-shutdown` in CEL, for `meshguard rules export`: each container's preStop
+/// sleep (`-1`: none) as `pre_stop` finds it, native or in an exec command.
+fn native_graceful_shutdown(params: &Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
+    use crate::checks::{NativeForm, NativeValidation};
+    let p: ShutdownParams = parse_params(params)?;
+    let (min, margin) = (p.min_pre_stop_seconds, p.grace_margin_seconds);
+    let sleep_of = format!(
+        "(!has(c.lifecycle) || !has(c.lifecycle.preStop) ? -1 : \
+         c.lifecycle.preStop.?sleep.?seconds.orValue(-1) >= 0 ? c.lifecycle.preStop.sleep.seconds : \
+         cel.bind(found, {}.findAll('(^|[^0-9A-Za-z])sleep\\\\s+[0-9]+'), \
+         found.size() == 0 ? -1 : found.map(m, int(m.find('[0-9]+$'))).max()))",
+        "c.lifecycle.preStop.?exec.?command.orValue([]).join(' ')"
+    );
+    let grace = "variables.template.?spec.?terminationGracePeriodSeconds.orValue(30)";
+    Ok(NativeForm {
+        variables: vec![(
+            "sleeps".into(),
+            format!("variables.template.?spec.?containers.orValue([]).map(c, {sleep_of})"),
+        )],
+        validations: vec![
+            NativeValidation::new(
+                format!("variables.sleeps.all(s, s >= {min})"),
+                format!(
+                    "'container ' + variables.template.spec.containers.filter(c, !({sleep_of} >= {min})).map(c, '`' + string(c.?name.orValue('?')) + '`').join(', ') + \
+                     ' sleeps less than {min}s in preStop, or not at all; add `lifecycle.preStop.sleep.seconds: {min}` (or exec `sleep {min}`) so endpoints drain before it stops'"
+                ),
+                "spec.containers",
+            )
+            .on_template(),
+            NativeValidation::new(
+                format!(
+                    "!variables.sleeps.exists(s, s >= {min}) || {grace} >= variables.sleeps.filter(s, s >= {min}).max() + {margin}"
+                ),
+                format!(
+                    "'terminationGracePeriodSeconds is ' + string({grace}) + 's, below the preStop sleep ' + \
+                     string(variables.sleeps.filter(s, s >= {min}).max()) + 's + margin {margin}s'"
+                ),
+                "spec.terminationGracePeriodSeconds",
+            )
+            .on_template(),
+        ],
+        ..Default::default()
+    })
+}
+
+/// `istio-injection-rollout` in CEL, for `meshguard rules export`.
+fn native_injection_rollout(params: &Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
+    use crate::checks::native::{any_glob, is_core, template_has_meta, template_meta, NAMESPACE};
+    use crate::checks::NativeValidation;
+    let p: RolloutParams = parse_params(params)?;
+    let allowed = |ns: &str| match &p.allowed_namespaces {
+        None => "true".to_string(),
+        Some(a) => any_glob(a, ns),
+    };
+    let required = any_glob(&p.required_namespaces, NAMESPACE);
+    let namespace = is_core("Namespace");
+    let ns_label = |key: &str| format!("string(object.?metadata.?labels[?'{key}'].orValue(''))");
+    let enables = format!("{} == 'enabled'", ns_label("istio-injection"));
+    let selects_revision = "object.?metadata.?labels[?'istio.io/rev'].hasValue()";
+    let own = allowed("object.metadata.name");
+    let breaks = |value: String| {
+        format!("(({value} == 'true' && !{}) || ({value} == 'false' && {required}))", allowed(NAMESPACE))
+    };
+    let pod_message = |value: String| {
+        format!(
+            "object.kind + ' `' + object.metadata.name + '` ' + ({value} == 'true' ? \
+             'opts into sidecar injection but namespace `' + {NAMESPACE} + '` is not in the rollout\\'s allowedNamespaces' : \
+             'opts out of sidecar injection, but namespace `' + {NAMESPACE} + '` is required to be in the mesh')"
+        )
+    };
+    let has_label = template_has_meta("labels", INJECT_KEY);
+    let has_annotation = template_has_meta("annotations", INJECT_KEY);
+    let label = template_meta("labels", INJECT_KEY);
+    let annotation = template_meta("annotations", INJECT_KEY);
+    Ok(vec![
+        NativeValidation::new(
+            format!("!{namespace} || {own} || !({enables})"),
+            "'namespace `' + object.metadata.name + '` enables sidecar injection but is not in the rollout\\'s allowedNamespaces'",
+            "metadata.labels['istio-injection']",
+        ),
+        NativeValidation::new(
+            format!("!{namespace} || {own} || {enables} || !{selects_revision}"),
+            "'namespace `' + object.metadata.name + '` selects an Istio revision but is not in the rollout\\'s allowedNamespaces'",
+            "metadata.labels['istio.io/rev']",
+        ),
+        NativeValidation::new(
+            format!("!{has_label} || !{}", breaks(label.clone())),
+            pod_message(label),
+            &format!("metadata.labels['{INJECT_KEY}']"),
+        )
+        .on_template(),
+        NativeValidation::new(
+            format!("{has_label} || !{has_annotation} || !{}", breaks(annotation.clone())),
+            pod_message(annotation),
+            &format!("metadata.annotations['{INJECT_KEY}']"),
+        )
+        .on_template(),
+    ]
+    .into())
 }

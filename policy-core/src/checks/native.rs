@@ -1,0 +1,74 @@
+//! Building blocks of the checks' native (CEL) forms: literals, namespace globs, field reads
+//! that tolerate absent fields as the checks do. Each check writes its own CEL beside its Rust
+//! (see [`super::Native`]); these keep the quoting and the absent-field handling in one place.
+
+/// A CEL string literal. JSON's escapes are CEL's (`\"`, `\\`, `\n`, `\uXXXX`).
+pub(crate) fn lit(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "''".to_string())
+}
+
+/// A CEL list of string literals.
+pub(crate) fn list(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|s| lit(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Whether `name` (CEL of a string) matches one of `patterns`: a name, `prefix*`, `*suffix` or
+/// `*`, as [`crate::matching::glob_match`] reads them.
+pub(crate) fn any_glob(patterns: &[String], name: &str) -> String {
+    if patterns.is_empty() {
+        return "false".into();
+    }
+    let terms: Vec<String> = patterns
+        .iter()
+        .map(|p| {
+            if p == "*" {
+                "true".to_string()
+            } else if let Some(prefix) = p.strip_suffix('*') {
+                format!("{name}.startsWith({})", lit(prefix))
+            } else if let Some(suffix) = p.strip_prefix('*') {
+                format!("{name}.endsWith({})", lit(suffix))
+            } else {
+                format!("{name} == {}", lit(p))
+            }
+        })
+        .collect();
+    format!("({})", terms.join(" || "))
+}
+
+/// The namespace the checks and a rule's `match` see: a Namespace's own name, else the request's.
+pub(crate) const NAMESPACE: &str = "request.namespace";
+
+/// The API group of `object` (empty for the core group), as the checks derive it.
+pub(crate) const GROUP: &str = "(object.apiVersion.contains('/') ? object.apiVersion.split('/')[0] : '')";
+
+/// `object` is `kind` in the core group.
+pub(crate) fn is_core(kind: &str) -> String {
+    format!("(object.kind == {} && !object.apiVersion.contains('/'))", lit(kind))
+}
+
+/// `object` is one of `kinds` in an Istio API group.
+pub(crate) fn is_istio(kinds: &[&str]) -> String {
+    let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+    format!("(object.kind in {} && {GROUP}.endsWith('istio.io'))", list(&kinds))
+}
+
+/// A label or annotation of the pod template as a string, or `''` when absent (`map` is
+/// `labels` or `annotations`); YAML booleans and numbers read as their text, as `map_str` does.
+pub(crate) fn template_meta(map: &str, key: &str) -> String {
+    format!("string(variables.template.?metadata.?{map}[?{}].orValue(''))", lit(key))
+}
+
+/// Whether the pod template has that label or annotation.
+pub(crate) fn template_has_meta(map: &str, key: &str) -> String {
+    format!("variables.template.?metadata.?{map}[?{}].hasValue()", lit(key))
+}
+
+/// A VAP `fieldPath` step for a map key that is not a plain name (`['proxy.istio.io/config']`).
+pub(crate) fn key_step(key: &str) -> String {
+    if !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        format!(".{key}")
+    } else {
+        format!("['{}']", key.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+}

@@ -1,0 +1,456 @@
+//! A RuleSet as objects the API server runs itself: every rule whose check has a native form
+//! ([`crate::checks::Native`]) becomes a ValidatingAdmissionPolicy and its bindings
+//! (`admissionregistration.k8s.io/v1`), with the same matching, actions per namespace and
+//! decisions; the others are listed with why they stay with the webhook, never dropped.
+//!
+//! - `action` is the binding's `validationActions`; `actionOverrides` are more bindings, each
+//!   selecting its namespaces by `kubernetes.io/metadata.name` (the label the API server sets on
+//!   every namespace). Cluster-scoped objects keep the rule's own action, as in meshguard.
+//! - `match.kinds` (else the kinds the check reads) are `matchConstraints.resourceRules`;
+//!   `namespaces` / `excludedNamespaces` (globs) are `matchConditions`; `labelSelector` and
+//!   `namespaceSelector` are the constraints' selectors.
+//! - params are inlined into the expressions as CEL literals: no param objects to deploy.
+//! - advisory findings (only ever warnings) are a second policy, `<rule>-advisory`, whose
+//!   bindings warn at most.
+//! - a check reading the pod template gets one validation per place a template sits (a Pod,
+//!   `spec.template`, a CronJob's `spec.jobTemplate.spec.template`), so every `fieldPath` is exact.
+
+use crate::checks::{self, Applies, Native, NativeValidation};
+use crate::checks::native::lit;
+use crate::finding::Action;
+use crate::matching::{KindSelector, Scope};
+use crate::policy::{ActionOverride, RuleSetError};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Annotation naming the rule a policy was exported from.
+pub const RULE_ANNOTATION: &str = "meshguard.dev/rule";
+/// Annotation naming the rule's check.
+pub const CHECK_ANNOTATION: &str = "meshguard.dev/check";
+const API_VERSION: &str = "admissionregistration.k8s.io/v1";
+const MANAGED_BY: &str = "meshguard";
+/// The label the API server puts on every Namespace, holding its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// Every Istio API group: where the checks over "any Istio kind" look.
+pub const ISTIO_GROUPS: &[&str] =
+    &["networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io"];
+
+/// What `meshguard rules export --to vap` prints and reports.
+#[derive(Debug, Default)]
+pub struct Exported {
+    /// Policies and bindings, in rule order (then the RuleSet's own `admissionPolicies`).
+    pub objects: Vec<Value>,
+    /// Rules that stay with the webhook (or with Envoy), each with why.
+    pub left: Vec<Left>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Left {
+    pub rule: String,
+    pub check: String,
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleView {
+    id: String,
+    check: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "deny")]
+    action: Action,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    params: Option<Value>,
+    #[serde(default, rename = "match")]
+    match_: Option<Value>,
+    #[serde(default)]
+    action_overrides: Vec<ActionOverride>,
+}
+
+fn deny() -> Action {
+    Action::Deny
+}
+
+/// Exports a RuleSet (already a JSON value). The RuleSet is loaded first, so what does not load
+/// is refused with the loader's error.
+pub fn to_vap(doc: &Value) -> Result<Exported, RuleSetError> {
+    crate::Policy::from_value(doc)?;
+    let spec = doc.get("spec");
+    let rules = spec.and_then(|s| s.get("rules")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut out = Exported::default();
+    for (i, raw) in rules.iter().enumerate() {
+        let rule: RuleView = serde_json::from_value(raw.clone()).map_err(|e| RuleSetError {
+            rule: raw.get("id").and_then(Value::as_str).map(str::to_string),
+            field: format!("spec.rules[{i}]"),
+            message: e.to_string(),
+        })?;
+        match export_rule(&rule) {
+            Ok(objects) => out.objects.extend(objects),
+            Err(reason) => out.left.push(Left { rule: rule.id.clone(), check: rule.check.clone(), reason }),
+        }
+    }
+    // Policies the RuleSet carries are native already.
+    if let Some(policies) = spec.and_then(|s| s.get("admissionPolicies")).and_then(Value::as_array) {
+        out.objects.extend(policies.iter().cloned());
+    }
+    Ok(out)
+}
+
+fn export_rule(rule: &RuleView) -> Result<Vec<Value>, String> {
+    let Some(check) = checks::find(&rule.check) else {
+        return Err(format!("check `{}` is not in this build", rule.check));
+    };
+    let build = match check.native {
+        Native::Vap(build) => build,
+        Native::WebhookOnly(why) => return Err(format!("it stays with the webhook, since the check {why}")),
+        Native::Envoy => {
+            return Err(
+                "an HTTP rule: Envoy enforces it (the wasm filter or the dynamic module); admission never sees a request".into(),
+            )
+        }
+    };
+    let params = match &rule.params {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(p) => p.clone(),
+    };
+    let form = build(&params).map_err(|e| match e.field.as_str() {
+        "" => format!("it stays with the webhook: {}", e.message),
+        field => format!("params.{field}: {}", e.message),
+    })?;
+    if form.validations.is_empty() {
+        return Err("with these params the check never fails, so there is nothing to enforce".into());
+    }
+    let name = policy_name(&rule.id)?;
+    let matching: crate::matching::Match = match &rule.match_ {
+        Some(m) => serde_json::from_value(m.clone()).map_err(|e| format!("match: {e}"))?,
+        None => Default::default(),
+    };
+    let waves = waves(&rule.action_overrides)?;
+    let constraints = match_constraints(rule.match_.as_ref(), &matching, check.applies_to);
+    let conditions = match_conditions(&matching);
+    let mut objects = Vec::new();
+    let (advisory, own): (Vec<NativeValidation>, Vec<NativeValidation>) =
+        form.validations.iter().cloned().partition(|v| v.advisory);
+    for (suffix, validations, cap) in [("", own, Action::Deny), ("-advisory", advisory, Action::Warn)] {
+        if validations.is_empty() {
+            continue;
+        }
+        let policy = format!("{name}{suffix}");
+        let mut variables: Vec<Value> = Vec::new();
+        if validations.iter().any(|v| v.template) || form.variables.iter().any(|(_, e)| e.contains("variables.template")) {
+            variables.push(json!({"name": "template", "expression": TEMPLATE}));
+        }
+        variables.extend(form.variables.iter().map(|(n, e)| json!({"name": n, "expression": e})));
+        let mut rendered = Vec::new();
+        for v in &validations {
+            rendered.extend(render_validation(rule, v, check.applies_to));
+        }
+        let mut spec = Map::new();
+        spec.insert("failurePolicy".into(), json!(if form.fail_open { "Ignore" } else { "Fail" }));
+        spec.insert("matchConstraints".into(), constraints.clone());
+        let mut all_conditions = conditions.clone();
+        all_conditions.extend(form.match_conditions.iter().map(|(n, e)| json!({"name": n, "expression": e})));
+        if !all_conditions.is_empty() {
+            spec.insert("matchConditions".into(), Value::Array(all_conditions));
+        }
+        if !variables.is_empty() {
+            spec.insert("variables".into(), Value::Array(variables));
+        }
+        spec.insert("validations".into(), Value::Array(rendered));
+        let mut annotations = Map::new();
+        annotations.insert(RULE_ANNOTATION.into(), json!(rule.id));
+        annotations.insert(CHECK_ANNOTATION.into(), json!(rule.check));
+        if !rule.description.is_empty() {
+            annotations.insert("meshguard.dev/description".into(), json!(rule.description));
+        }
+        objects.push(json!({
+            "apiVersion": API_VERSION,
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}, "annotations": annotations},
+            "spec": spec,
+        }));
+        objects.extend(bindings(&policy, &rule.id, rule.action.min(cap), &waves, cap));
+    }
+    Ok(objects)
+}
+
+/// The pod template of a workload, a Pod itself, or null: where the template checks look.
+const TEMPLATE: &str = "object.kind == 'Pod' ? object : object.kind == 'CronJob' ? \
+object.?spec.?jobTemplate.?spec.?template.orValue(null) : object.?spec.?template.orValue(null)";
+
+/// A DNS subdomain from a rule id (`_` is not allowed in object names).
+fn policy_name(id: &str) -> Result<String, String> {
+    let name = id.replace('_', "-");
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        });
+    if ok {
+        Ok(name)
+    } else {
+        Err(format!("it stays with the webhook: its id `{id}` is not a valid object name (a DNS subdomain)"))
+    }
+}
+
+/// `actionOverrides` as waves of exact namespace names, each without the names an earlier one
+/// claimed (the first override naming a namespace wins, as in meshguard).
+fn waves(overrides: &[ActionOverride]) -> Result<Vec<(Action, Vec<String>)>, String> {
+    let mut claimed: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for (j, o) in overrides.iter().enumerate() {
+        if let Some(glob) = o.namespaces.iter().find(|n| n.contains('*')) {
+            return Err(format!(
+                "it stays with the webhook: actionOverrides[{j}] names namespaces by pattern (`{glob}`), which a binding's namespaceSelector \
+                 cannot select; list the namespaces by name to export it"
+            ));
+        }
+        let names: Vec<String> = o.namespaces.iter().filter(|n| !claimed.contains(n)).cloned().collect();
+        claimed.extend(names.iter().cloned());
+        if !names.is_empty() {
+            out.push((o.action, names));
+        }
+    }
+    Ok(out)
+}
+
+fn validation_actions(action: Action) -> Value {
+    json!([match action {
+        Action::Deny => "Deny",
+        Action::Warn => "Warn",
+        Action::Audit => "Audit",
+    }])
+}
+
+fn binding(name: &str, policy: &str, rule: &str, action: Action, match_resources: Option<Value>) -> Value {
+    let mut spec = Map::new();
+    spec.insert("policyName".into(), json!(policy));
+    spec.insert("validationActions".into(), validation_actions(action));
+    if let Some(m) = match_resources {
+        spec.insert("matchResources".into(), m);
+    }
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}, "annotations": {(RULE_ANNOTATION): rule}},
+        "spec": spec,
+    })
+}
+
+/// The bindings of one policy: one without overrides; else one per wave (namespaced objects in
+/// its namespaces), one for the other namespaces, one for cluster-scoped objects (which keep the
+/// rule's own action).
+fn bindings(policy: &str, rule: &str, action: Action, waves: &[(Action, Vec<String>)], cap: Action) -> Vec<Value> {
+    if waves.is_empty() {
+        return vec![binding(policy, policy, rule, action, None)];
+    }
+    let scoped = |scope: &str, selector: Option<Value>| {
+        let mut m = Map::new();
+        m.insert(
+            "resourceRules".into(),
+            json!([{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"], "operations": ["*"], "scope": scope}]),
+        );
+        if let Some(s) = selector {
+            m.insert("namespaceSelector".into(), s);
+        }
+        Value::Object(m)
+    };
+    let selector = |op: &str, names: &[String]| {
+        json!({"matchExpressions": [{"key": NAMESPACE_NAME_LABEL, "operator": op, "values": names}]})
+    };
+    let mut out = Vec::new();
+    let all: Vec<String> = waves.iter().flat_map(|(_, n)| n.iter().cloned()).collect();
+    out.push(binding(policy, policy, rule, action, Some(scoped("Namespaced", Some(selector("NotIn", &all))))));
+    out.push(binding(&format!("{policy}-cluster-scoped"), policy, rule, action, Some(scoped("Cluster", None))));
+    for (j, (wave_action, names)) in waves.iter().enumerate() {
+        out.push(binding(
+            &format!("{policy}-override-{j}"),
+            policy,
+            rule,
+            (*wave_action).min(cap),
+            Some(scoped("Namespaced", Some(selector("In", names)))),
+        ));
+    }
+    out
+}
+
+fn resource_rule(groups: Vec<String>, resources: Vec<String>, scope: &str) -> Value {
+    json!({
+        "apiGroups": groups,
+        "apiVersions": ["*"],
+        "resources": resources,
+        "operations": ["CREATE", "UPDATE"],
+        "scope": scope,
+    })
+}
+
+/// `matchConstraints`: the rule's kinds (else the check's), its scope and selectors.
+fn match_constraints(raw: Option<&Value>, m: &crate::matching::Match, applies: Applies) -> Value {
+    let scope = match m.scope {
+        Scope::All => "*",
+        Scope::Cluster => "Cluster",
+        Scope::Namespaced => "Namespaced",
+    };
+    let rules: Vec<Value> = if !m.kinds.is_empty() {
+        m.kinds.iter().map(|k| kind_rule(k, scope)).collect()
+    } else {
+        match applies {
+            Applies::Any => vec![resource_rule(vec!["*".into()], vec!["*".into()], scope)],
+            Applies::Kinds(kinds) => vec![resource_rule(
+                vec!["*".into()],
+                kinds.iter().map(|k| crate::vap::resource_of_kind(k)).collect(),
+                scope,
+            )],
+            Applies::GroupSuffix(_) => vec![resource_rule(
+                ISTIO_GROUPS.iter().map(|g| g.to_string()).collect(),
+                vec!["*".into()],
+                scope,
+            )],
+        }
+    };
+    let mut out = Map::new();
+    out.insert("resourceRules".into(), Value::Array(rules));
+    for (from, to) in [("labelSelector", "objectSelector"), ("namespaceSelector", "namespaceSelector")] {
+        if let Some(sel) = raw.and_then(|r| r.get(from)) {
+            out.insert(to.into(), sel.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn kind_rule(k: &KindSelector, scope: &str) -> Value {
+    let groups =
+        if k.api_groups.is_empty() || k.api_groups.iter().any(|g| g == "*") { vec!["*".into()] } else { k.api_groups.clone() };
+    let resources = if k.kinds.is_empty() || k.kinds.iter().any(|k| k == "*") {
+        vec!["*".into()]
+    } else {
+        k.kinds.iter().map(|k| crate::vap::resource_of_kind(k)).collect()
+    };
+    resource_rule(groups, resources, scope)
+}
+
+/// The namespace `match` lists read: a Namespace's own name, else the object's namespace.
+const MATCH_NAMESPACE: &str = "(object.kind == 'Namespace' ? object.metadata.name : request.namespace)";
+
+fn match_conditions(m: &crate::matching::Match) -> Vec<Value> {
+    let mut out = Vec::new();
+    if !m.namespaces.is_empty() {
+        out.push(json!({
+            "name": "namespaces",
+            "expression": format!("{MATCH_NAMESPACE} == '' || {}", checks::native::any_glob(&m.namespaces, MATCH_NAMESPACE)),
+        }));
+    }
+    if !m.excluded_namespaces.is_empty() {
+        out.push(json!({
+            "name": "excluded-namespaces",
+            "expression": format!(
+                "{MATCH_NAMESPACE} == '' || !{}",
+                checks::native::any_glob(&m.excluded_namespaces, MATCH_NAMESPACE)
+            ),
+        }));
+    }
+    out
+}
+
+/// Where a pod template sits, for the kinds that have one: the kinds and the path.
+const TEMPLATE_PLACES: &[(&[&str], &str)] = &[
+    (&["Pod"], ""),
+    (&["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"], "spec.template"),
+    (&["CronJob"], "spec.jobTemplate.spec.template"),
+];
+
+fn join_path(prefix: &str, rest: &str) -> String {
+    match (prefix.is_empty(), rest.is_empty()) {
+        (_, true) => prefix.to_string(),
+        (true, false) => rest.trim_start_matches('.').to_string(),
+        (false, false) if rest.starts_with('[') => format!("{prefix}{rest}"),
+        (false, false) => format!("{prefix}.{}", rest.trim_start_matches('.')),
+    }
+}
+
+fn render_validation(rule: &RuleView, v: &NativeValidation, applies: Applies) -> Vec<Value> {
+    let message = message_expression(rule, &v.message_expression);
+    let one = |expression: String, path: String| {
+        let mut m = Map::new();
+        m.insert("expression".into(), json!(expression));
+        m.insert("messageExpression".into(), json!(message));
+        if !path.is_empty() {
+            m.insert("fieldPath".into(), json!(path));
+        }
+        m.insert("reason".into(), json!("Invalid"));
+        Value::Object(m)
+    };
+    if !v.template {
+        let path = if v.field_path.is_empty() { String::new() } else { format!(".{}", v.field_path.trim_start_matches('.')) };
+        let path = if v.field_path.starts_with('[') { v.field_path.clone() } else { path };
+        return vec![one(v.expression.clone(), path)];
+    }
+    let mut out = Vec::new();
+    for (kinds, prefix) in TEMPLATE_PLACES {
+        let kinds: Vec<String> =
+            kinds.iter().filter(|k| applies.covers("", k)).map(|k| k.to_string()).collect();
+        if kinds.is_empty() {
+            continue;
+        }
+        let guard = if kinds.len() == 1 {
+            format!("object.kind != {}", lit(&kinds[0]))
+        } else {
+            format!("!(object.kind in {})", checks::native::list(&kinds))
+        };
+        let path = join_path(prefix, &v.field_path);
+        let path = if path.is_empty() { path } else { format!(".{path}") };
+        out.push(one(format!("{guard} || variables.template == null || ({})", v.expression), path));
+    }
+    out
+}
+
+/// The finding's message as meshguard words it: `<rule>: <message>`, or the rule's own
+/// `message` template with `{message}`, `{kind}`, `{namespace}` and `{name}` filled in.
+fn message_expression(rule: &RuleView, detail: &str) -> String {
+    let body = match &rule.message {
+        None => format!("({detail})"),
+        Some(template) => {
+            let mut parts = Vec::new();
+            let mut rest = template.as_str();
+            while let Some(at) = rest.find('{') {
+                let token = ["{message}", "{kind}", "{namespace}", "{name}"].into_iter().find(|t| rest[at..].starts_with(t));
+                let Some(token) = token else {
+                    parts.push(lit(&rest[..=at]));
+                    rest = &rest[at + 1..];
+                    continue;
+                };
+                if at > 0 {
+                    parts.push(lit(&rest[..at]));
+                }
+                parts.push(match token {
+                    "{message}" => format!("({detail})"),
+                    "{kind}" => "object.kind".into(),
+                    "{namespace}" => "request.namespace".into(),
+                    _ => "string(object.?metadata.?name.orValue(''))".into(),
+                });
+                rest = &rest[at + token.len()..];
+            }
+            if !rest.is_empty() {
+                parts.push(lit(rest));
+            }
+            parts.join(" + ")
+        }
+    };
+    format!("{} + {body}", lit(&format!("{}: ", rule.id)))
+}
+
+/// Maps an exported policy's name back to its rule: the `meshguard.dev/rule` annotation.
+pub fn rule_of_policy<'o>(objects: &'o [Value], policy: &str) -> Option<&'o str> {
+    objects.iter().find_map(|o| {
+        let meta = o.get("metadata")?;
+        (o.get("kind")?.as_str()? == "ValidatingAdmissionPolicy" && meta.get("name")?.as_str()? == policy)
+            .then(|| meta.get("annotations")?.get(RULE_ANNOTATION)?.as_str())
+            .flatten()
+    })
+}

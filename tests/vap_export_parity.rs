@@ -1,0 +1,134 @@
+//! `meshguard rules export --to vap` decides as the rules it was exported from. For every corpus
+//! case and every catalog example, the exported ValidatingAdmissionPolicies and bindings, run by
+//! meshguard's own VAP engine with nothing else loaded, give the same findings as the RuleSet:
+//! the same rule, object, action and field path. A VAP's `fieldPath` is static, so a finding
+//! at `spec.ports[1].name` is held to `spec.ports` (the path up to its first list index).
+//! Rules the export leaves to the webhook are named with a reason, and left out of the comparison.
+
+use meshguard_tests::load_corpus;
+use policy_core::export::{rule_of_policy, to_vap};
+use policy_core::path::Segment;
+use policy_core::{Finding, FieldPath, Input, Policy};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+type Decision = (String, usize, String, String);
+
+fn up_to_first_index(path: &FieldPath) -> String {
+    let keys: Vec<Segment> = path.segments().iter().take_while(|s| matches!(s, Segment::Key(_))).cloned().collect();
+    keys.iter().fold(FieldPath::root(), |p, s| match s {
+        Segment::Key(k) => p.key(k),
+        Segment::Index(i) => p.index(*i),
+    })
+    .to_string()
+}
+
+fn decisions(findings: &[Finding], rule_of: &dyn Fn(&str) -> String) -> BTreeSet<Decision> {
+    findings
+        .iter()
+        .map(|f| (rule_of(&f.rule), f.object_index, f.action.to_string(), up_to_first_index(&f.path)))
+        .collect()
+}
+
+struct Case {
+    name: String,
+    rules: Value,
+    namespace: String,
+    objects: Vec<Value>,
+}
+
+fn cases() -> Vec<Case> {
+    let default_rules = policy_core::yaml::parse_one(policy_core::DEFAULT_RULES_YAML).unwrap().value;
+    let mut out = Vec::new();
+    for case in load_corpus().unwrap() {
+        if case.objects.is_empty() {
+            continue;
+        }
+        let mut objects = case.objects.clone();
+        objects.extend(case.cluster.iter().cloned());
+        out.push(Case {
+            name: case.source.clone(),
+            rules: case.rules.clone().unwrap_or_else(|| default_rules.clone()),
+            namespace: case.namespace.clone(),
+            objects,
+        });
+    }
+    for spec in policy_core::checks::registry().iter().filter(|c| c.target == policy_core::Target::Kubernetes) {
+        let params = policy_core::yaml::parse_one(spec.example_params).unwrap().value;
+        let rules = json!({
+            "apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "example"},
+            "spec": {"rules": [{"id": spec.id, "check": spec.id, "params": params}]}
+        });
+        for (which, text) in [("passing", spec.passing_example), ("failing", spec.failing_example)] {
+            let objects = policy_core::yaml::parse_documents(text).unwrap().into_iter().map(|d| d.value).collect();
+            out.push(Case {
+                name: format!("catalog {} {which}", spec.id),
+                rules: rules.clone(),
+                namespace: "default".into(),
+                objects,
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn exported_policies_decide_as_the_rule_set() {
+    let (mut compared, mut flagged, mut offline_unknown, mut failures) = (0, 0, 0, Vec::new());
+    let mut exported_rules = BTreeSet::new();
+    for case in cases() {
+        let exported = to_vap(&case.rules).unwrap_or_else(|e| panic!("{}: export: {e}", case.name));
+        let left: BTreeSet<String> = exported.left.iter().map(|l| l.rule.clone()).collect();
+        let native = json!({
+            "apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "exported"},
+            "spec": {"rules": [], "admissionPolicies": exported.objects},
+        });
+        let native = Policy::from_value(&native).unwrap_or_else(|e| panic!("{}: the exported objects do not load: {e}", case.name));
+        let builtin = Policy::from_value(&case.rules).unwrap();
+        let input = Input::new(&case.objects, &case.namespace);
+        let want = decisions(&builtin.review(&input), &|r| r.to_string());
+        let want: BTreeSet<Decision> = want.into_iter().filter(|d| !left.contains(&d.0)).collect();
+        let objects = &exported.objects;
+        // Offline, a namespaceSelector over a namespace the input does not hold: meshguard's own
+        // matching says the rule does not apply, the VAP engine that it cannot tell (as its
+        // failurePolicy says). In a cluster both read the namespace's labels. Held to exactly that.
+        let (unknown, reviewed): (Vec<Finding>, Vec<Finding>) = native
+            .review(&input)
+            .into_iter()
+            .partition(|f| {
+                let policy = f.rule.split('/').next().unwrap_or_default();
+                rule_of_policy(objects, policy).is_some()
+                    && f.message.contains("its namespaceSelector needs the labels of namespace")
+            });
+        for f in &unknown {
+            let policy = f.rule.split('/').next().unwrap_or_default();
+            let rule = rule_of_policy(objects, policy).unwrap_or_default();
+            let selects = case.rules["spec"]["rules"].as_array().into_iter().flatten().any(|r| {
+                r["id"] == rule && r.pointer("/match/namespaceSelector").is_some()
+            });
+            let known = case.objects.iter().any(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == f.namespace.as_str());
+            assert!(selects && !known, "{}: {f:?} is not a namespaceSelector over an unknown namespace", case.name);
+            offline_unknown += 1;
+        }
+        let got = decisions(&reviewed, &|id| {
+            let policy = id.split('/').next().unwrap_or(id);
+            rule_of_policy(objects, policy).map_or(id.to_string(), str::to_string)
+        });
+        exported_rules.extend(objects.iter().filter_map(|o| o.pointer("/metadata/annotations/meshguard.dev~1rule")?.as_str().map(str::to_string)));
+        compared += 1;
+        flagged += want.len();
+        if want != got {
+            failures.push(format!(
+                "{}:\n  only the rule set: {:?}\n  only the export:   {:?}",
+                case.name,
+                want.difference(&got).collect::<Vec<_>>(),
+                got.difference(&want).collect::<Vec<_>>()
+            ));
+        }
+    }
+    eprintln!(
+        "{compared} cases, {flagged} decisions compared, {offline_unknown} offline-unknown namespaces; rules exported: {exported_rules:?}"
+    );
+    assert!(failures.is_empty(), "{} of {compared} cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(compared > 60 && flagged > 40, "the comparison must cover the corpus");
+}
