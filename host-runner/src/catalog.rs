@@ -58,6 +58,7 @@ pub fn explain(id: &str) -> Option<String> {
     if !spec.fix_scope.is_empty() {
         let _ = writeln!(out, "A fix changes only: {}", spec.fix_scope.join(", "));
     }
+    let _ = writeln!(out, "Native: {}", native(spec));
     if let Some(fixed) = fixed_example(spec) {
         let _ = writeln!(out, "\n`meshguard fix` turns the failing example into:\n{}", indent(&fixed));
     }
@@ -138,8 +139,24 @@ pub fn markdown() -> String {
                 with_newline(&fixed)
             );
         }
+        let _ = writeln!(out, "\n**Native.** {}", native(spec));
     }
     out
+}
+
+/// Whether the API server can enforce the check itself, from the registry's native form.
+fn native(spec: &CheckSpec) -> String {
+    match spec.native {
+        policy_core::checks::Native::Vap(_) => {
+            "`meshguard rules export --to vap` writes its rules as ValidatingAdmissionPolicies \
+            the API server enforces without the webhook, with the same decisions (params inlined into the CEL)."
+                .to_string()
+        }
+        policy_core::checks::Native::WebhookOnly(why) => {
+            format!("None: its rules stay with the webhook, since the check {why}.")
+        }
+        policy_core::checks::Native::Envoy => "None at admission: Envoy enforces it.".to_string(),
+    }
 }
 
 fn with_newline(s: &str) -> String {

@@ -2,8 +2,8 @@
 
 use clap::Parser;
 use host_runner::cli::{
-    CheckArgs, Cli, ColorChoice, Command, EngineChoice, FailOn, FailurePolicy, FixArgs, FixFormat, PushArgs,
-    ExportTarget, RulesCommand, ServeArgs, WasmArgs,
+    CheckArgs, Cli, ColorChoice, Command, EngineChoice, ExportTarget, FailOn, FailurePolicy, FixArgs, FixFormat,
+    PushArgs, RulesCommand, ServeArgs, WasmArgs,
 };
 use host_runner::engine::{self, Reviewer};
 use host_runner::printable::printable;

@@ -676,3 +676,67 @@ fn a_quadratic_cel_rule_is_stopped_by_the_cost_budget_alike_in_both_engines() {
     assert!(message.contains("the evaluation exceeded its runtime cost budget of 10000000"), "{}", stdout(&native));
     assert_eq!(native.status.code(), Some(1), "failurePolicy Fail: the finding denies");
 }
+
+#[test]
+fn rules_export_to_vap_writes_loadable_policies_and_names_every_rule_it_leaves() {
+    let printed = stdout(&meshguard(&["rules", "print-default"], None));
+    let out = meshguard(&["rules", "export", "--to", "vap", "--rules", "-"], Some(&printed));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let exported = stdout(&out);
+    assert_eq!(exported, stdout(&meshguard(&["rules", "export", "--to", "vap"], None)), "stdin and built-in agree");
+    let objects: Vec<Value> =
+        policy_core::yaml::parse_documents(&exported).unwrap().into_iter().map(|d| d.value).collect();
+    let rules_of = |kind: &str| -> std::collections::BTreeSet<String> {
+        objects
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .map(|o| o["metadata"]["annotations"]["meshguard.dev/rule"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let exported_rules = rules_of("ValidatingAdmissionPolicy");
+    assert_eq!(exported_rules, rules_of("ValidatingAdmissionPolicyBinding"), "every policy is bound");
+    // Every rule of the default set is exported or named on stderr with why, never both or neither.
+    let default = policy_core::yaml::parse_one(policy_core::DEFAULT_RULES_YAML).unwrap().value;
+    let errors = stderr(&out);
+    for rule in default["spec"]["rules"].as_array().unwrap() {
+        let id = rule["id"].as_str().unwrap();
+        let named = errors.contains(&format!("rule `{id}` ("));
+        assert!(named != exported_rules.contains(id), "{id}: exported and named, or neither:\n{errors}");
+    }
+    for (id, why) in [
+        ("istio-headless-port-conflict", "stays with the webhook, since the check compares a headless Service"),
+        ("istio-single-default-sidecar", "stays with the webhook"),
+        ("istio-http-drain", "from the Services that select it"),
+        ("http-header-limits", "an HTTP rule: Envoy enforces it"),
+    ] {
+        let line = errors.lines().find(|l| l.contains(&format!("`{id}`"))).unwrap_or_default();
+        assert!(line.contains(why), "{id}: {line}");
+    }
+    assert!(exported_rules.contains("istio-port-name") && exported_rules.contains("istio-graceful-shutdown"));
+
+    // The objects are valid in shape: as manifests they pass `check`, and as policies they load.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "exported.yaml", &exported);
+    let out = meshguard(&["check", "--engine", "native", &file], None);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\nspec:\n  ports: [{name: web, port: 80}]\n";
+    let empty = write(
+        dir.path(),
+        "empty.yaml",
+        "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: none}\nspec:\n  rules: []\n",
+    );
+    let out = meshguard(&["check", "--engine", "native", "--rules", &empty, "--policies", &file, "-"], Some(service));
+    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("istio-port-name/istio-port-name"), "{}", stdout(&out));
+
+    // What cannot be a binding is named, and a rule set that does not load is an input error.
+    let waves = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: w}\nspec:\n  rules:\n  \
+                 - {id: ports, check: istio-port-name, actionOverrides: [{action: warn, namespaces: [team-*]}]}\n";
+    let out = meshguard(&["rules", "export", "--to", "vap", "--rules", "-"], Some(waves));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("actionOverrides[0] names namespaces by pattern (`team-*`)"), "{}", stderr(&out));
+    let bad = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: b}\nspec:\n  rules:\n  - {id: x, check: nope}\n";
+    let out = meshguard(&["rules", "export", "--to", "vap", "--rules", "-"], Some(bad));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(":6:") && stderr(&out).contains("unknown check `nope`"), "{}", stderr(&out));
+}

@@ -15,8 +15,8 @@
 //! - a check reading the pod template gets one validation per place a template sits (a Pod,
 //!   `spec.template`, a CronJob's `spec.jobTemplate.spec.template`), so every `fieldPath` is exact.
 
-use crate::checks::{self, Applies, Native, NativeValidation};
 use crate::checks::native::lit;
+use crate::checks::{self, Applies, Native, NativeValidation};
 use crate::finding::Action;
 use crate::matching::{KindSelector, Scope};
 use crate::policy::{ActionOverride, RuleSetError};
@@ -106,11 +106,10 @@ fn export_rule(rule: &RuleView) -> Result<Vec<Value>, String> {
     let build = match check.native {
         Native::Vap(build) => build,
         Native::WebhookOnly(why) => return Err(format!("it stays with the webhook, since the check {why}")),
-        Native::Envoy => {
-            return Err(
-                "an HTTP rule: Envoy enforces it (the wasm filter or the dynamic module); admission never sees a request".into(),
-            )
-        }
+        Native::Envoy => return Err(
+            "an HTTP rule: Envoy enforces it (the wasm filter or the dynamic module); admission never sees a request"
+                .into(),
+        ),
     };
     let params = match &rule.params {
         None | Some(Value::Null) => Value::Object(Map::new()),
@@ -140,7 +139,9 @@ fn export_rule(rule: &RuleView) -> Result<Vec<Value>, String> {
         }
         let policy = format!("{name}{suffix}");
         let mut variables: Vec<Value> = Vec::new();
-        if validations.iter().any(|v| v.template) || form.variables.iter().any(|(_, e)| e.contains("variables.template")) {
+        if validations.iter().any(|v| v.template)
+            || form.variables.iter().any(|(_, e)| e.contains("variables.template"))
+        {
             variables.push(json!({"name": "template", "expression": TEMPLATE}));
         }
         variables.extend(form.variables.iter().map(|(n, e)| json!({"name": n, "expression": e})));
@@ -261,9 +262,7 @@ fn bindings(policy: &str, rule: &str, action: Action, waves: &[(Action, Vec<Stri
         }
         Value::Object(m)
     };
-    let selector = |op: &str, names: &[String]| {
-        json!({"matchExpressions": [{"key": NAMESPACE_NAME_LABEL, "operator": op, "values": names}]})
-    };
+    let selector = |op: &str, names: &[String]| json!({"matchExpressions": [{"key": NAMESPACE_NAME_LABEL, "operator": op, "values": names}]});
     let mut out = Vec::new();
     let all: Vec<String> = waves.iter().flat_map(|(_, n)| n.iter().cloned()).collect();
     out.push(binding(policy, policy, rule, action, Some(scoped("Namespaced", Some(selector("NotIn", &all))))));
@@ -307,11 +306,9 @@ fn match_constraints(raw: Option<&Value>, m: &crate::matching::Match, applies: A
                 kinds.iter().map(|k| crate::vap::resource_of_kind(k)).collect(),
                 scope,
             )],
-            Applies::GroupSuffix(_) => vec![resource_rule(
-                ISTIO_GROUPS.iter().map(|g| g.to_string()).collect(),
-                vec!["*".into()],
-                scope,
-            )],
+            Applies::GroupSuffix(_) => {
+                vec![resource_rule(ISTIO_GROUPS.iter().map(|g| g.to_string()).collect(), vec!["*".into()], scope)]
+            }
         }
     };
     let mut out = Map::new();
@@ -325,8 +322,11 @@ fn match_constraints(raw: Option<&Value>, m: &crate::matching::Match, applies: A
 }
 
 fn kind_rule(k: &KindSelector, scope: &str) -> Value {
-    let groups =
-        if k.api_groups.is_empty() || k.api_groups.iter().any(|g| g == "*") { vec!["*".into()] } else { k.api_groups.clone() };
+    let groups = if k.api_groups.is_empty() || k.api_groups.iter().any(|g| g == "*") {
+        vec!["*".into()]
+    } else {
+        k.api_groups.clone()
+    };
     let resources = if k.kinds.is_empty() || k.kinds.iter().any(|k| k == "*") {
         vec!["*".into()]
     } else {
@@ -387,14 +387,14 @@ fn render_validation(rule: &RuleView, v: &NativeValidation, applies: Applies) ->
         Value::Object(m)
     };
     if !v.template {
-        let path = if v.field_path.is_empty() { String::new() } else { format!(".{}", v.field_path.trim_start_matches('.')) };
+        let path =
+            if v.field_path.is_empty() { String::new() } else { format!(".{}", v.field_path.trim_start_matches('.')) };
         let path = if v.field_path.starts_with('[') { v.field_path.clone() } else { path };
         return vec![one(v.expression.clone(), path)];
     }
     let mut out = Vec::new();
     for (kinds, prefix) in TEMPLATE_PLACES {
-        let kinds: Vec<String> =
-            kinds.iter().filter(|k| applies.covers("", k)).map(|k| k.to_string()).collect();
+        let kinds: Vec<String> = kinds.iter().filter(|k| applies.covers("", k)).map(|k| k.to_string()).collect();
         if kinds.is_empty() {
             continue;
         }
@@ -419,7 +419,8 @@ fn message_expression(rule: &RuleView, detail: &str) -> String {
             let mut parts = Vec::new();
             let mut rest = template.as_str();
             while let Some(at) = rest.find('{') {
-                let token = ["{message}", "{kind}", "{namespace}", "{name}"].into_iter().find(|t| rest[at..].starts_with(t));
+                let token =
+                    ["{message}", "{kind}", "{namespace}", "{name}"].into_iter().find(|t| rest[at..].starts_with(t));
                 let Some(token) = token else {
                     parts.push(lit(&rest[..=at]));
                     rest = &rest[at + 1..];

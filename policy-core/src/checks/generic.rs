@@ -522,7 +522,8 @@ impl ObjectCheck for ForbiddenKinds {
 }
 
 /// Scalars the checks read as text ([`scalar_text`]), in CEL over `v`.
-const NATIVE_SCALAR: &str = "(type(v) == string || type(v) == int || type(v) == uint || type(v) == double || type(v) == bool)";
+const NATIVE_SCALAR: &str =
+    "(type(v) == string || type(v) == int || type(v) == uint || type(v) == double || type(v) == bool)";
 
 /// `required-labels` / `required-annotations` in CEL, for `meshguard rules export`.
 fn native_required_meta(field: &'static str, params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
@@ -570,23 +571,41 @@ fn native_reach(parts: &[crate::path::SelectorPart], at: &str, predicate: &str, 
     match (first, all) {
         (SelectorPart::Key(k), true) => {
             let k = crate::checks::native::lit(k);
-            format!("(type({at}) != map || !({k} in {at}) || {})", native_reach(rest, &format!("{at}[{k}]"), predicate, all, depth + 1))
+            format!(
+                "(type({at}) != map || !({k} in {at}) || {})",
+                native_reach(rest, &format!("{at}[{k}]"), predicate, all, depth + 1)
+            )
         }
         (SelectorPart::Key(k), false) => {
             let k = crate::checks::native::lit(k);
-            format!("(type({at}) == map && {k} in {at} && {})", native_reach(rest, &format!("{at}[{k}]"), predicate, all, depth + 1))
+            format!(
+                "(type({at}) == map && {k} in {at} && {})",
+                native_reach(rest, &format!("{at}[{k}]"), predicate, all, depth + 1)
+            )
         }
         (SelectorPart::Index(i), true) => {
-            format!("(type({at}) != list || {at}.size() <= {i} || {})", native_reach(rest, &format!("{at}[{i}]"), predicate, all, depth + 1))
+            format!(
+                "(type({at}) != list || {at}.size() <= {i} || {})",
+                native_reach(rest, &format!("{at}[{i}]"), predicate, all, depth + 1)
+            )
         }
         (SelectorPart::Index(i), false) => {
-            format!("(type({at}) == list && {at}.size() > {i} && {})", native_reach(rest, &format!("{at}[{i}]"), predicate, all, depth + 1))
+            format!(
+                "(type({at}) == list && {at}.size() > {i} && {})",
+                native_reach(rest, &format!("{at}[{i}]"), predicate, all, depth + 1)
+            )
         }
         (SelectorPart::AnyIndex, true) => {
-            format!("(type({at}) != list || {at}.all({item}, {}))", native_reach(rest, &item, predicate, all, depth + 1))
+            format!(
+                "(type({at}) != list || {at}.all({item}, {}))",
+                native_reach(rest, &item, predicate, all, depth + 1)
+            )
         }
         (SelectorPart::AnyIndex, false) => {
-            format!("(type({at}) == list && {at}.exists({item}, {}))", native_reach(rest, &item, predicate, all, depth + 1))
+            format!(
+                "(type({at}) == list && {at}.exists({item}, {}))",
+                native_reach(rest, &item, predicate, all, depth + 1)
+            )
         }
     }
 }
@@ -609,7 +628,10 @@ fn native_required(selector: &FieldSelector) -> crate::checks::NativeValidation 
     use crate::checks::native::lit;
     crate::checks::NativeValidation::new(
         native_reach(selector.parts(), "object", "true", false, 0),
-        format!("object.kind + ' `' + object.metadata.name + '` has no ' + {}", lit(&format!("`{}`", selector.as_str()))),
+        format!(
+            "object.kind + ' `' + object.metadata.name + '` has no ' + {}",
+            lit(&format!("`{}`", selector.as_str()))
+        ),
         "",
     )
 }

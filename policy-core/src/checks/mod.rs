@@ -10,9 +10,9 @@ mod cel_rule;
 #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 mod generic;
 pub(crate) mod http_rules;
-pub(crate) mod native;
 #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 mod istio;
+pub(crate) mod native;
 
 use crate::finding::Violation;
 use crate::http::{BucketStore, Clock, Request};

@@ -198,15 +198,20 @@ impl ObjectCheck for SingleDefaultSidecar {
 }
 
 /// `istio-platform-only-kinds` in CEL, for `meshguard rules export`.
-fn native_platform_only_kinds(params: &serde_json::Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
-    use crate::checks::native::{any_glob, lit, list, GROUP, NAMESPACE};
+fn native_platform_only_kinds(
+    params: &serde_json::Value,
+) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
+    use crate::checks::native::{any_glob, list, lit, GROUP, NAMESPACE};
     use crate::checks::NativeValidation;
     let p: PlatformKindsParams = parse_params(params)?;
     let platform = any_glob(&p.platform_namespaces, NAMESPACE);
     let only = list(&p.platform_only_kinds);
     let mesh_wide = list(&p.mesh_wide_kinds);
     let root = lit(&p.root_namespace);
-    let owners = lit(&format!("; only the platform team may create it (platform namespaces: {})", p.platform_namespaces.join(", ")));
+    let owners = lit(&format!(
+        "; only the platform team may create it (platform namespaces: {})",
+        p.platform_namespaces.join(", ")
+    ));
     Ok(vec![NativeValidation::new(
         format!(
             "!{GROUP}.endsWith('istio.io') || {platform} || \

@@ -298,30 +298,10 @@ impl ObjectCheck for HeadlessPortConflict {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_name_protocols() {
-        let p = default_protocols();
-        assert_eq!(protocol_of_name("http", &p), Some("http"));
-        assert_eq!(protocol_of_name("grpc-web-api", &p), Some("grpc-web"));
-        assert_eq!(protocol_of_name("grpc-api", &p), Some("grpc"));
-        assert_eq!(protocol_of_name("HTTP-x", &p), Some("http"));
-        assert_eq!(protocol_of_name("httpweb", &p), None);
-        assert_eq!(protocol_of_name("GRPC-Web", &p), Some("grpc-web"));
-        assert_eq!(protocol_of_name("http-é", &p), Some("http"));
-        assert_eq!(protocol_of_name("httpé", &p), None);
-        assert_eq!(protocol_of_name("htt", &p), None);
-        assert_eq!(protocol_of_name("web", &p), None);
-    }
-}
-
 /// `istio-port-name` in CEL, for `meshguard rules export`: the check's three findings over
 /// `spec.ports` (a contradicting name is advisory there too).
 fn native_port_name(params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
-    use crate::checks::native::{is_core, lit, list};
+    use crate::checks::native::{is_core, list, lit};
     use crate::checks::NativeValidation;
     let p: PortNameParams = parse_params(params)?;
     let protocols: Vec<String> = p.protocols.iter().map(|s| s.to_ascii_lowercase()).collect();
@@ -359,10 +339,33 @@ fn native_port_name(params: &Value) -> Result<crate::checks::NativeForm, ParamEr
         ),
         NativeValidation::new(
             format!("!{service} || {ports}.all(port, {agrees})"),
-            message(&agrees, ": the name says another protocol than appProtocol; Istio uses appProtocol, rename the port".into()),
+            message(
+                &agrees,
+                ": the name says another protocol than appProtocol; Istio uses appProtocol, rename the port".into(),
+            ),
             "spec.ports",
         )
         .advisory(),
     ]
     .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_name_protocols() {
+        let p = default_protocols();
+        assert_eq!(protocol_of_name("http", &p), Some("http"));
+        assert_eq!(protocol_of_name("grpc-web-api", &p), Some("grpc-web"));
+        assert_eq!(protocol_of_name("grpc-api", &p), Some("grpc"));
+        assert_eq!(protocol_of_name("HTTP-x", &p), Some("http"));
+        assert_eq!(protocol_of_name("httpweb", &p), None);
+        assert_eq!(protocol_of_name("GRPC-Web", &p), Some("grpc-web"));
+        assert_eq!(protocol_of_name("http-é", &p), Some("http"));
+        assert_eq!(protocol_of_name("httpé", &p), None);
+        assert_eq!(protocol_of_name("htt", &p), None);
+        assert_eq!(protocol_of_name("web", &p), None);
+    }
 }

@@ -393,11 +393,12 @@ fn native_circuit_breaker(params: &Value) -> Result<crate::checks::NativeForm, c
     use crate::checks::native::{is_istio, list};
     use crate::checks::NativeValidation;
     let p: CircuitBreakerParams = parse_params(params)?;
-    let required: Vec<String> = [("outlierDetection", p.require_outlier_detection), ("connectionPool", p.require_connection_pool)]
-        .into_iter()
-        .filter(|(_, r)| *r)
-        .map(|(f, _)| f.to_string())
-        .collect();
+    let required: Vec<String> =
+        [("outlierDetection", p.require_outlier_detection), ("connectionPool", p.require_connection_pool)]
+            .into_iter()
+            .filter(|(_, r)| *r)
+            .map(|(f, _)| f.to_string())
+            .collect();
     if required.is_empty() {
         return Ok(Default::default());
     }

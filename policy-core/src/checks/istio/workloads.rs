@@ -692,39 +692,6 @@ impl ObjectCheck for InjectionRollout {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn find_word_agrees_with_str_find() {
-        let texts = [
-            "",
-            "t",
-            "terminationDrainDuration: 5s",
-            "{\"holdApplicationUntilProxyStarts\": true}",
-            "tttterminationDrainDurationX",
-            "terminationDrainDuratio",
-            "é holdApplicationUntilProxyStarts",
-            "drain: terminationDrainDuration\nterminationDrainDuration: 1s",
-        ];
-        for text in texts {
-            for word in [HOLD_KEY, "terminationDrainDuration", "t", "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"] {
-                assert_eq!(find_word(text, word), text.find(word), "{word:?} in {text:?}");
-            }
-        }
-        assert_eq!(find_word("abc", ""), None, "an empty word is never looked for");
-    }
-
-    #[test]
-    fn sleep_parsing() {
-        assert_eq!(sleep_in("sh -c sleep 40"), Some(40));
-        assert_eq!(sleep_in("curl -XPOST localhost:15000/healthcheck/fail && sleep 5; sleep 30"), Some(30));
-        assert_eq!(sleep_in("nosleep 40"), None);
-        assert_eq!(sleep_in("sleep"), None);
-    }
-}
-
 /// The text of a container's exec command (or `field`) as [`strings_of`] joins it, in CEL.
 fn native_strings_of(field: &str) -> String {
     format!("c.?{field}.orValue([]).join(' ')")
@@ -775,9 +742,14 @@ fn native_sidecar_start_order(params: &Value) -> Result<crate::checks::NativeFor
             ("startsEarly".into(), format!("!{holds} && {gets_sidecar} && !{polls}")),
         ],
         validations: vec![
-            NativeValidation::new("variables.holdSetting == '' || !variables.startsEarly", message.clone(), &format!("metadata.annotations['{PROXY_CONFIG_KEY}']"))
+            NativeValidation::new(
+                "variables.holdSetting == '' || !variables.startsEarly",
+                message.clone(),
+                &format!("metadata.annotations['{PROXY_CONFIG_KEY}']"),
+            )
+            .on_template(),
+            NativeValidation::new("variables.holdSetting != '' || !variables.startsEarly", message, "metadata")
                 .on_template(),
-            NativeValidation::new("variables.holdSetting != '' || !variables.startsEarly", message, "metadata").on_template(),
         ],
         ..Default::default()
     })
@@ -882,4 +854,37 @@ fn native_injection_rollout(params: &Value) -> Result<crate::checks::NativeForm,
         .on_template(),
     ]
     .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_word_agrees_with_str_find() {
+        let texts = [
+            "",
+            "t",
+            "terminationDrainDuration: 5s",
+            "{\"holdApplicationUntilProxyStarts\": true}",
+            "tttterminationDrainDurationX",
+            "terminationDrainDuratio",
+            "é holdApplicationUntilProxyStarts",
+            "drain: terminationDrainDuration\nterminationDrainDuration: 1s",
+        ];
+        for text in texts {
+            for word in [HOLD_KEY, "terminationDrainDuration", "t", "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"] {
+                assert_eq!(find_word(text, word), text.find(word), "{word:?} in {text:?}");
+            }
+        }
+        assert_eq!(find_word("abc", ""), None, "an empty word is never looked for");
+    }
+
+    #[test]
+    fn sleep_parsing() {
+        assert_eq!(sleep_in("sh -c sleep 40"), Some(40));
+        assert_eq!(sleep_in("curl -XPOST localhost:15000/healthcheck/fail && sleep 5; sleep 30"), Some(30));
+        assert_eq!(sleep_in("nosleep 40"), None);
+        assert_eq!(sleep_in("sleep"), None);
+    }
 }
