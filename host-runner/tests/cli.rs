@@ -740,3 +740,50 @@ fn rules_export_to_vap_writes_loadable_policies_and_names_every_rule_it_leaves()
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains(":6:") && stderr(&out).contains("unknown check `nope`"), "{}", stderr(&out));
 }
+
+#[test]
+fn kyverno_and_gatekeeper_policies_run_from_policies_and_a_rego_template_is_refused_with_its_line() {
+    let out = meshguard(
+        &[
+            "check",
+            "--engine",
+            "native",
+            "--format",
+            "json",
+            "--rules",
+            "examples/imports/no-rules.yaml",
+            "--policies",
+            "examples/imports/gatekeeper",
+            "examples/imports/resources.yaml",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let denied: Vec<(&str, &str)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "gatekeeper-k8srequiredlabels-all-must-have-owner/all-must-have-owner")
+        .map(|f| (f["name"].as_str().unwrap(), f["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        denied,
+        [
+            ("unlabelled", "missing required label, requires all of: owner"),
+            ("unlabelled", "regex mismatch"),
+            ("wrong-owner", "regex mismatch")
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rego =
+        "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: k8sdenyall}\nspec:\n  \
+                crd: {spec: {names: {kind: K8sDenyAll}}}\n  targets:\n  - target: admission.k8s.gatekeeper.sh\n    \
+                rego: 'package k8sdenyall'\n---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sDenyAll\n\
+                metadata: {name: deny-all}\nspec: {}\n";
+    let file = write(dir.path(), "rego.yaml", rego);
+    let out = meshguard(&["check", "--engine", "native", "--policies", &file, "examples/imports/resources.yaml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("rego.yaml:7: ConstraintTemplate `k8sdenyall`: spec.targets[0]: only templates with `code` for the K8sNativeValidation engine"), "{err}");
+}

@@ -290,7 +290,7 @@ fn resource_rule(groups: Vec<String>, resources: Vec<String>, scope: &str) -> Va
 }
 
 /// `matchConstraints`: the rule's kinds (else the check's), its scope and selectors.
-fn match_constraints(raw: Option<&Value>, m: &crate::matching::Match, applies: Applies) -> Value {
+pub(crate) fn match_constraints(raw: Option<&Value>, m: &crate::matching::Match, applies: Applies) -> Value {
     let scope = match m.scope {
         Scope::All => "*",
         Scope::Cluster => "Cluster",
@@ -338,7 +338,7 @@ fn kind_rule(k: &KindSelector, scope: &str) -> Value {
 /// The namespace `match` lists read: a Namespace's own name, else the object's namespace.
 const MATCH_NAMESPACE: &str = "(object.kind == 'Namespace' ? object.metadata.name : request.namespace)";
 
-fn match_conditions(m: &crate::matching::Match) -> Vec<Value> {
+pub(crate) fn match_conditions(m: &crate::matching::Match) -> Vec<Value> {
     let mut out = Vec::new();
     if !m.namespaces.is_empty() {
         out.push(json!({

@@ -24,6 +24,8 @@ pub mod export;
 pub mod finding;
 pub mod fix;
 pub mod http;
+#[cfg(all(feature = "kubernetes", feature = "cel"))]
+pub mod imports;
 pub mod interrupt;
 #[cfg(all(feature = "kubernetes", feature = "cel"))]
 pub mod map;

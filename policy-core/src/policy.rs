@@ -527,6 +527,18 @@ impl Policy {
             field: format!("spec.admissionPolicies[{}].{}", e.index, e.field),
             message: e.message,
         };
+        // Kyverno and Gatekeeper policies run as the ValidatingAdmissionPolicies they translate to.
+        let translated;
+        let (objects, origins) = if crate::imports::any(objects) {
+            translated = crate::imports::translate(objects).map_err(located)?;
+            (translated.0.as_slice(), Some(&translated.1))
+        } else {
+            (objects, None)
+        };
+        let located = |e: crate::vap::VapError| match origins.and_then(|o| o.get(e.index)) {
+            Some(origin) => located(origin.locate(e)),
+            None => located(e),
+        };
         self.mutating_policies = crate::map::compile(objects).map_err(located)?;
         let bindings = crate::vap::compile(objects).map_err(located)?;
         for b in bindings {

@@ -72,3 +72,27 @@ pub(crate) fn key_step(key: &str) -> String {
         format!("['{}']", key.replace('\\', "\\\\").replace('\'', "\\'"))
     }
 }
+
+/// A CEL literal of a JSON value (a constraint's parameters inlined into a policy).
+pub(crate) fn json(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) if n.is_f64() => {
+            let text = n.to_string();
+            if text.contains(['.', 'e', 'E', 'N', 'i']) {
+                text
+            } else {
+                format!("{text}.0")
+            }
+        }
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => lit(s),
+        Value::Array(items) => format!("[{}]", items.iter().map(json).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => {
+            let entries: Vec<String> = map.iter().map(|(k, v)| format!("{}: {}", lit(k), json(v))).collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+    }
+}
