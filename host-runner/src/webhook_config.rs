@@ -6,9 +6,8 @@ use policy_core::{Coverage, Policy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-/// The API groups Istio's kinds live in (a group-suffix coverage of `istio.io` means these).
-const ISTIO_GROUPS: &[&str] =
-    &["networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io"];
+// The API groups Istio's kinds live in (a group-suffix coverage of `istio.io` means these).
+use policy_core::export::ISTIO_GROUPS;
 
 /// Where a kind is served: (API group, resource). Kinds not listed are matched in every group
 /// under a guessed plural (lower case + `s`).

@@ -834,3 +834,41 @@ fn mutate_patches_as_fix_writes_and_the_result_validates() {
 fn manifest_object(manifest: &str) -> Value {
     policy_core::yaml::parse_one(manifest).unwrap().value
 }
+
+#[test]
+fn gatekeeper_and_kyverno_policies_decide_through_the_webhook_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/imports");
+    let mut policies = Vec::new();
+    for file in ["gatekeeper/k8srequiredlabels.yaml", "kyverno/require-labels.yaml"] {
+        let text = std::fs::read_to_string(examples.join(file)).unwrap();
+        policies.extend(policy_core::yaml::parse_documents(&text).unwrap().into_iter().map(|d| d.value));
+    }
+    let rules = dir.path().join("rules.json");
+    let doc = json!({"apiVersion": "meshguard.dev/v1alpha1", "kind": "RuleSet", "metadata": {"name": "imported"},
+                     "spec": {"rules": [], "admissionPolicies": policies}});
+    std::fs::write(&rules, doc.to_string()).unwrap();
+    let unowned = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "unlabelled"}});
+    let owned = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "owned", "labels": {"owner": "user.agilebank.demo"}}});
+    let untagged_team = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "taco", "namespace": "shop", "labels": {"taco": "is-great"}},
+                               "spec": {"containers": [{"name": "a", "image": "a:1"}]}});
+    let mut answers = Vec::new();
+    for engine in ["native", "wasm"] {
+        let server = start(&dir.path().join(engine), &["--engine", engine, "--rules", rules.to_str().unwrap()]);
+        let r = validate(&server, &review("u1", "CREATE", unowned.clone(), false))["response"].clone();
+        assert_eq!(r["allowed"], false, "{engine}: {r}");
+        assert!(
+            r["status"]["message"].as_str().unwrap().contains("missing required label, requires all of: owner"),
+            "{r}"
+        );
+        let r = validate(&server, &review("u2", "CREATE", owned.clone(), false))["response"].clone();
+        assert_eq!(r["allowed"], true, "{engine}: {r}");
+        // Kyverno's require-labels denies a Pod without `team`; Gatekeeper's must-have-pizza only warns.
+        let r = validate(&server, &review("u3", "CREATE", untagged_team.clone(), false))["response"].clone();
+        assert_eq!(r["allowed"], false, "{engine}: {r}");
+        assert!(r["status"]["message"].as_str().unwrap().contains("label 'team' is required"), "{r}");
+        assert!(r["warnings"].to_string().contains("requires all of: pizza"), "{engine}: {r}");
+        answers.push(r);
+    }
+    assert_eq!(answers[0], answers[1], "both engines answer alike");
+}

@@ -358,12 +358,19 @@ pub(crate) fn match_conditions(m: &crate::matching::Match) -> Vec<Value> {
     out
 }
 
-/// Where a pod template sits, for the kinds that have one: the kinds and the path.
-const TEMPLATE_PLACES: &[(&[&str], &str)] = &[
-    (&["Pod"], ""),
-    (&["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"], "spec.template"),
-    (&["CronJob"], "spec.jobTemplate.spec.template"),
-];
+/// Where a pod template sits ([`crate::object::POD_TEMPLATE_PATHS`]), as places: the kinds
+/// sharing a path, and the path as a VAP `fieldPath`, in the order the kinds are listed.
+fn template_places() -> Vec<(Vec<&'static str>, String)> {
+    let mut places: Vec<(Vec<&'static str>, String)> = Vec::new();
+    for (kind, steps) in crate::object::POD_TEMPLATE_PATHS {
+        let path = steps.join(".");
+        match places.iter_mut().find(|(_, p)| *p == path) {
+            Some((kinds, _)) => kinds.push(kind),
+            None => places.push((vec![kind], path)),
+        }
+    }
+    places
+}
 
 fn join_path(prefix: &str, rest: &str) -> String {
     match (prefix.is_empty(), rest.is_empty()) {
@@ -393,17 +400,14 @@ fn render_validation(rule: &RuleView, v: &NativeValidation, applies: Applies) ->
         return vec![one(v.expression.clone(), path)];
     }
     let mut out = Vec::new();
-    for (kinds, prefix) in TEMPLATE_PLACES {
+    for (kinds, prefix) in template_places() {
         let kinds: Vec<String> = kinds.iter().filter(|k| applies.covers("", k)).map(|k| k.to_string()).collect();
-        if kinds.is_empty() {
-            continue;
-        }
-        let guard = if kinds.len() == 1 {
-            format!("object.kind != {}", lit(&kinds[0]))
-        } else {
-            format!("!(object.kind in {})", checks::native::list(&kinds))
+        let guard = match kinds.as_slice() {
+            [] => continue,
+            [kind] => format!("object.kind != {}", lit(kind)),
+            kinds => format!("!(object.kind in {})", checks::native::list(kinds)),
         };
-        let path = join_path(prefix, &v.field_path);
+        let path = join_path(&prefix, &v.field_path);
         let path = if path.is_empty() { path } else { format!(".{path}") };
         out.push(one(format!("{guard} || variables.template == null || ({})", v.expression), path));
     }

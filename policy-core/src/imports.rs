@@ -212,7 +212,7 @@ fn autogen_rule(constraints: Option<&Value>) -> Option<Value> {
     let rules = c.get("resourceRules")?.as_array()?;
     let [rule] = rules.as_slice() else { return None };
     let is = |field: &str, want: &str| {
-        rule.get(field).and_then(Value::as_array).is_some_and(|a| a.len() == 1 && a[0] == want)
+        rule.get(field).and_then(Value::as_array).is_some_and(|a| a.len() == 1 && a.first().is_some_and(|v| v == want))
     };
     let selector_empty = c.get("objectSelector").is_none_or(|s| {
         s.as_object().is_none_or(|m| {

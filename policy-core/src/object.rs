@@ -65,7 +65,7 @@ pub const POD_TEMPLATE_KINDS: &[&str] =
     &["Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job", "CronJob"];
 
 /// Kinds whose pod template the workload checks read, with the path to it.
-const POD_TEMPLATE_PATHS: &[(&str, &[&str])] = &[
+pub(crate) const POD_TEMPLATE_PATHS: &[(&str, &[&str])] = &[
     ("Pod", &[]),
     ("Deployment", &["spec", "template"]),
     ("StatefulSet", &["spec", "template"]),
