@@ -183,23 +183,5 @@ pub fn admission_cases() -> Result<Vec<AdmissionCase>, String> {
 /// `value` as a block-YAML document (`---` first, a newline last), as a manifest repo writes it:
 /// what `meshguard fix`'s text edits work on.
 pub fn block_yaml(value: &Value) -> String {
-    fn to_yaml(value: &Value) -> yaml_rust2::Yaml {
-        use yaml_rust2::Yaml;
-        match value {
-            Value::Null => Yaml::Null,
-            Value::Bool(b) => Yaml::Boolean(*b),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => Yaml::Integer(i),
-                None => Yaml::Real(n.to_string()),
-            },
-            Value::String(s) => Yaml::String(s.clone()),
-            Value::Array(items) => Yaml::Array(items.iter().map(to_yaml).collect()),
-            Value::Object(map) => Yaml::Hash(map.iter().map(|(k, v)| (Yaml::String(k.clone()), to_yaml(v))).collect()),
-        }
-    }
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = yaml_rust2::YamlEmitter::new(&mut out).dump(&to_yaml(value));
-    out.push('\n');
-    out
+    policy_core::yaml::to_document(value, false)
 }

@@ -310,7 +310,7 @@ fn rules_command(command: RulesCommand) -> anyhow::Result<String> {
             for left in &exported.left {
                 eprintln!("meshguard: rule `{}` ({}) is not exported: {}", left.rule, left.check, left.reason);
             }
-            host_runner::export::yaml_stream(&exported.objects)?
+            host_runner::export::yaml_stream(&exported.objects)
         }
         RulesCommand::Explain { check } => catalog::explain(&check)
             .ok_or_else(|| anyhow::anyhow!("unknown check `{check}`; `meshguard rules list` shows them all"))?,

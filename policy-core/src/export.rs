@@ -20,7 +20,6 @@ use crate::checks::{self, Applies, Native, NativeValidation};
 use crate::finding::Action;
 use crate::matching::{KindSelector, Scope};
 use crate::policy::{ActionOverride, RuleSetError};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// Annotation naming the rule a policy was exported from.
@@ -51,28 +50,8 @@ pub struct Left {
     pub reason: String,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RuleView {
-    id: String,
-    check: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default = "deny")]
-    action: Action,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    params: Option<Value>,
-    #[serde(default, rename = "match")]
-    match_: Option<Value>,
-    #[serde(default)]
-    action_overrides: Vec<ActionOverride>,
-}
-
-fn deny() -> Action {
-    Action::Deny
-}
+/// A rule as the loader reads it (the rule set loaded first, so it is valid).
+type RuleView = crate::policy::RawRule;
 
 /// Exports a RuleSet (already a JSON value). The RuleSet is loaded first, so what does not load
 /// is refused with the loader's error.

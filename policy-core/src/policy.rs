@@ -65,22 +65,22 @@ struct RawSpec {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawRule {
-    id: String,
-    check: String,
+pub(crate) struct RawRule {
+    pub(crate) id: String,
+    pub(crate) check: String,
     #[serde(default)]
-    description: String,
+    pub(crate) description: String,
     #[serde(default = "deny")]
-    action: Action,
+    pub(crate) action: Action,
     #[serde(default)]
-    message: Option<String>,
+    pub(crate) message: Option<String>,
     #[serde(default)]
-    params: Option<Value>,
+    pub(crate) params: Option<Value>,
     /// Parsed only for Kubernetes rules, in a build that runs them.
     #[serde(default, rename = "match")]
-    match_: Option<Value>,
+    pub(crate) match_: Option<Value>,
     #[serde(default)]
-    action_overrides: Vec<ActionOverride>,
+    pub(crate) action_overrides: Vec<ActionOverride>,
     /// Fix the rule's findings at admission (a mutating review) instead of only reporting them.
     #[serde(default)]
     mutate: bool,

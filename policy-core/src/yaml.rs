@@ -135,6 +135,33 @@ impl Default for Limits {
 /// the text and of any line (where `cat a.yaml b.yaml` puts a second file's mark).
 pub const BOM: char = '\u{feff}';
 
+/// `value` as one block-YAML document: `---` first, a newline last (with `multiline`, strings
+/// holding newlines as literal blocks). What `meshguard rules export` prints, and what the tests
+/// write a manifest repo's files as.
+pub fn to_document(value: &Value, multiline: bool) -> String {
+    fn convert(value: &Value) -> yaml_rust2::Yaml {
+        use yaml_rust2::Yaml;
+        match value {
+            Value::Null => Yaml::Null,
+            Value::Bool(b) => Yaml::Boolean(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Yaml::Integer(i),
+                None => Yaml::Real(n.to_string()),
+            },
+            Value::String(s) => Yaml::String(s.clone()),
+            Value::Array(items) => Yaml::Array(items.iter().map(convert).collect()),
+            Value::Object(map) => Yaml::Hash(map.iter().map(|(k, v)| (Yaml::String(k.clone()), convert(v))).collect()),
+        }
+    }
+    let mut out = String::new();
+    let mut emitter = yaml_rust2::YamlEmitter::new(&mut out);
+    emitter.multiline_strings(multiline);
+    // Writing into a String cannot fail.
+    let _ = emitter.dump(&convert(value));
+    out.push('\n');
+    out
+}
+
 /// `text` without byte-order marks at line starts (borrowed when there are none).
 pub fn strip_bom(text: &str) -> std::borrow::Cow<'_, str> {
     let text = text.strip_prefix(BOM).unwrap_or(text);
