@@ -147,10 +147,30 @@ pub fn markdown() -> String {
 /// Whether the API server can enforce the check itself, from the registry's native form.
 fn native(spec: &CheckSpec) -> String {
     match spec.native {
-        policy_core::checks::Native::Vap(_) => {
-            "`meshguard rules export --to vap` writes its rules as ValidatingAdmissionPolicies \
-            the API server enforces without the webhook, with the same decisions (params inlined into the CEL)."
-                .to_string()
+        policy_core::checks::Native::Vap(build) => {
+            let decisions = "`meshguard rules export --to vap` writes its rules as ValidatingAdmissionPolicies \
+            the API server enforces without the webhook, with the same decisions (params inlined into the CEL).";
+            // The example params: what the form is for a rule that fixes depends on the check only.
+            let params = policy_core::yaml::parse_one(spec.example_params).map(|d| d.value).unwrap_or_default();
+            let form = build(&params).ok();
+            let fixes = match form.as_ref() {
+                Some(f) if !f.mutations.is_empty() => match f.mutation_gap {
+                    None => {
+                        " With `mutate`, `--to map` writes its fix as a MutatingAdmissionPolicy making the same patch."
+                            .to_string()
+                    }
+                    Some(gap) => format!(
+                        " With `mutate`, `--to map` writes its fix as a MutatingAdmissionPolicy in part: {gap}."
+                    ),
+                },
+                // A `cel` rule's example has params, which keep it with the webhook; its `fix` is
+                // exported where the rule is.
+                _ if spec.id == "cel" => {
+                    " With `mutate`, `--to map` writes the rule's `fix` as a MutatingAdmissionPolicy.".to_string()
+                }
+                _ => String::new(),
+            };
+            format!("{decisions}{fixes}")
         }
         policy_core::checks::Native::WebhookOnly(why) => {
             format!("None: its rules stay with the webhook, since the check {why}.")

@@ -347,16 +347,19 @@ pub enum RulesCommand {
     },
     /// Print the check catalog as Markdown (docs/checks.md is generated from it)
     Docs,
-    /// Print the rule set as ValidatingAdmissionPolicy and ValidatingAdmissionPolicyBinding objects
-    /// the API server enforces itself, without the webhook; rules that need more than the object
-    /// under review (or run in Envoy) are named on stderr with why
+    /// Print the rule set as objects the API server enforces itself, without the webhook:
+    /// ValidatingAdmissionPolicies for its decisions (`--to vap`), MutatingAdmissionPolicies for the
+    /// fixes of its mutating rules (`--to map`); rules left out are named on stderr with why
     #[command(after_help = "Examples:\n  meshguard rules export --to vap > policies.yaml\n  \
-        meshguard rules print-default | meshguard rules export --to vap --rules - | kubectl apply -f -\n\n\
+        meshguard rules print-default | meshguard rules export --to vap --rules - | kubectl apply -f -\n  \
+        meshguard rules export --to map --rules rules.yaml > mutations.yaml\n\n\
         Each rule becomes a policy named after its id (and `<id>-advisory` for findings that only ever warn),\n\
         with params inlined into its CEL; `action` is the binding's validationActions and each actionOverride\n\
-        one more binding selecting its namespaces by name. Exit status: 0 exported, 2 the rule set does not load.")]
+        one more binding selecting its namespaces by name. With `--to map`, each rule set to mutate becomes a\n\
+        MutatingAdmissionPolicy whose JSONPatch makes the fixes `meshguard fix` makes, bound to the namespaces\n\
+        where the rule mutates; apply it beside the VAPs. Exit status: 0 exported, 2 the rule set does not load.")]
     Export {
-        /// What to export to: `vap` (ValidatingAdmissionPolicy, admissionregistration.k8s.io/v1)
+        /// What to export to: `vap` or `map` (admissionregistration.k8s.io/v1)
         #[arg(long, value_enum)]
         to: ExportTarget,
         /// Rule set file, `-` for stdin (default: the built-in rule set)
@@ -389,6 +392,8 @@ pub enum RulesCommand {
 pub enum ExportTarget {
     /// ValidatingAdmissionPolicy and its bindings
     Vap,
+    /// MutatingAdmissionPolicy and its bindings, for the rules set to mutate
+    Map,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

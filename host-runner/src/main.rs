@@ -297,7 +297,7 @@ fn rules_command(command: RulesCommand) -> anyhow::Result<String> {
                 },
             )
         }
-        RulesCommand::Export { to: ExportTarget::Vap, rules } => {
+        RulesCommand::Export { to, rules } => {
             let (_, doc) = engine::load_policy(rules.as_deref())?;
             let doc = if doc.is_null() {
                 policy_core::yaml::parse_one(policy_core::DEFAULT_RULES_YAML)
@@ -306,9 +306,19 @@ fn rules_command(command: RulesCommand) -> anyhow::Result<String> {
             } else {
                 doc
             };
-            let exported = policy_core::export::to_vap(&doc).map_err(|e| engine::RulesError(e.to_string()))?;
+            let target = match to {
+                ExportTarget::Vap => policy_core::export::Target::Vap,
+                ExportTarget::Map => policy_core::export::Target::Map,
+            };
+            let exported = policy_core::export::export(&doc, target).map_err(|e| engine::RulesError(e.to_string()))?;
             for left in &exported.left {
                 eprintln!("meshguard: rule `{}` ({}) is not exported: {}", left.rule, left.check, left.reason);
+            }
+            for partial in &exported.partial {
+                eprintln!(
+                    "meshguard: rule `{}` ({}) is exported in part: {}",
+                    partial.rule, partial.check, partial.reason
+                );
             }
             host_runner::export::yaml_stream(&exported.objects)
         }

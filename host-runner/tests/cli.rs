@@ -742,6 +742,99 @@ fn rules_export_to_vap_writes_loadable_policies_and_names_every_rule_it_leaves()
 }
 
 #[test]
+fn rules_export_to_map_fixes_in_the_cluster_what_fix_writes_in_the_repo() {
+    let rules = "examples/native/mutating-rules.yaml";
+    let out = meshguard(&["rules", "export", "--to", "map", "--rules", rules], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let errors = stderr(&out);
+    assert!(
+        errors.contains("rule `circuit-breaker` (istio-circuit-breaker) is not exported: it does not mutate"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("rule `sidecar-start-order` (istio-sidecar-start-order) is exported in part: its fix is exported for pods without"),
+        "{errors}"
+    );
+    let exported = stdout(&out);
+    let objects: Vec<Value> =
+        policy_core::yaml::parse_documents(&exported).unwrap().into_iter().map(|d| d.value).collect();
+    let names = |kind: &str| -> Vec<String> {
+        objects
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names("MutatingAdmissionPolicy"),
+        ["team-label", "graceful-shutdown", "port-names", "export-to-own-namespace", "sidecar-start-order"]
+    );
+    // Legacy does not mutate: the rule binds the other namespaces and cluster-scoped objects.
+    let export_bindings: Vec<&Value> = objects
+        .iter()
+        .filter(|o| {
+            o["kind"] == "MutatingAdmissionPolicyBinding" && o["spec"]["policyName"] == "export-to-own-namespace"
+        })
+        .collect();
+    assert_eq!(export_bindings.len(), 2, "{export_bindings:?}");
+    assert_eq!(
+        export_bindings[0]["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0],
+        serde_json::json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["legacy"]})
+    );
+
+    // Valid in shape, and in meshguard's MAP engine they write what the rules' fixes write (the
+    // Namespaces are in the input, so the bindings' namespaceSelectors can be read offline).
+    let dir = tempfile::tempdir().unwrap();
+    let policies = write(dir.path(), "mutations.yaml", &exported);
+    let out = meshguard(&["check", "--engine", "native", &policies], None);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  template:\n    spec:\n      containers:\n      - name: api\n        image: shop/api:1.0\n---\n\
+apiVersion: v1\nkind: Service\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  ports:\n  - port: 80\n    targetPort: 8080\n  - name: web\n    port: 8080\n---\n\
+apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  host: api\n---\n\
+apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: api\n  namespace: legacy\nspec:\n  host: api\n---\n\
+apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: legacy\n";
+    let by_rules = write(dir.path(), "by-rules.yaml", manifest);
+    let by_policies = write(dir.path(), "by-policies.yaml", manifest);
+    let empty = write(
+        dir.path(),
+        "empty.yaml",
+        "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: none}\nspec:\n  rules: []\n",
+    );
+    let out = meshguard(&["fix", "--engine", "native", "--write", "--rules", rules, &by_rules], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = meshguard(
+        &["fix", "--engine", "native", "--write", "--rules", &empty, "--policies", &policies, &by_policies],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let read = |f: &str| -> Vec<Value> {
+        let text = std::fs::read_to_string(f).unwrap();
+        policy_core::yaml::parse_documents(&text).unwrap().into_iter().map(|d| d.value).collect()
+    };
+    // `fix` writes every fix into the repo; admission mutates where the rule says (not legacy).
+    let (fixed, mutated) = (read(&by_rules), read(&by_policies));
+    assert_eq!(fixed[..3], mutated[..3]);
+    assert_eq!(fixed[3]["spec"]["exportTo"], serde_json::json!(["."]));
+    assert_eq!(mutated[0]["spec"]["template"]["metadata"]["labels"]["team"], "unowned");
+    assert_eq!(mutated[1]["spec"]["ports"][0]["name"], "http");
+    assert_eq!(mutated[2]["spec"]["exportTo"], serde_json::json!(["."]));
+    assert!(mutated[3]["spec"].get("exportTo").is_none(), "legacy is reported, not rewritten");
+
+    // A rule that mutates only in some namespaces binds only those.
+    let waves = "apiVersion: meshguard.dev/v1alpha1\nkind: RuleSet\nmetadata: {name: w}\nspec:\n  rules:\n  \
+                 - {id: ports, check: istio-port-name, actionOverrides: [{action: deny, namespaces: [shop, web], mutate: true}]}\n";
+    let out = meshguard(&["rules", "export", "--to", "map", "--rules", "-"], Some(waves));
+    let objects: Vec<Value> =
+        policy_core::yaml::parse_documents(&stdout(&out)).unwrap().into_iter().map(|d| d.value).collect();
+    let bindings: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "MutatingAdmissionPolicyBinding").collect();
+    assert_eq!(bindings.len(), 1, "{}", stdout(&out));
+    assert_eq!(
+        bindings[0]["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0],
+        serde_json::json!({"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "web"]})
+    );
+}
+
+#[test]
 fn kyverno_and_gatekeeper_policies_run_from_policies_and_a_rego_template_is_refused_with_its_line() {
     let out = meshguard(
         &[

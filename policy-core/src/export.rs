@@ -28,8 +28,7 @@ pub const RULE_ANNOTATION: &str = "meshguard.dev/rule";
 pub const CHECK_ANNOTATION: &str = "meshguard.dev/check";
 const API_VERSION: &str = "admissionregistration.k8s.io/v1";
 const MANAGED_BY: &str = "meshguard";
-/// The label the API server puts on every Namespace, holding its name.
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+pub use crate::matching::NAMESPACE_NAME_LABEL;
 /// Every Istio API group: where the checks over "any Istio kind" look.
 pub const ISTIO_GROUPS: &[&str] =
     &["networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io"];
@@ -41,6 +40,8 @@ pub struct Exported {
     pub objects: Vec<Value>,
     /// Rules that stay with the webhook (or with Envoy), each with why.
     pub left: Vec<Left>,
+    /// Rules exported in part (a fix CEL cannot make everywhere): the `reason` says what is left.
+    pub partial: Vec<Left>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,9 +54,28 @@ pub struct Left {
 /// A rule as the loader reads it (the rule set loaded first, so it is valid).
 type RuleView = crate::policy::RawRule;
 
-/// Exports a RuleSet (already a JSON value). The RuleSet is loaded first, so what does not load
-/// is refused with the loader's error.
+/// What a RuleSet is exported to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// ValidatingAdmissionPolicies: the rules' decisions.
+    Vap,
+    /// MutatingAdmissionPolicies: the fixes of the rules set to mutate.
+    Map,
+}
+
+/// Exports a RuleSet (already a JSON value) to ValidatingAdmissionPolicies.
 pub fn to_vap(doc: &Value) -> Result<Exported, RuleSetError> {
+    export(doc, Target::Vap)
+}
+
+/// Exports the fixes of a RuleSet's mutating rules to MutatingAdmissionPolicies.
+pub fn to_map(doc: &Value) -> Result<Exported, RuleSetError> {
+    export(doc, Target::Map)
+}
+
+/// Exports a RuleSet. The RuleSet is loaded first, so what does not load is refused with the
+/// loader's error.
+pub fn export(doc: &Value, target: Target) -> Result<Exported, RuleSetError> {
     crate::Policy::from_value(doc)?;
     let spec = doc.get("spec");
     let rules = spec.and_then(|s| s.get("rules")).and_then(Value::as_array).cloned().unwrap_or_default();
@@ -66,19 +86,30 @@ pub fn to_vap(doc: &Value) -> Result<Exported, RuleSetError> {
             field: format!("spec.rules[{i}]"),
             message: e.to_string(),
         })?;
-        match export_rule(&rule) {
+        let exported = match target {
+            Target::Vap => export_rule(&rule),
+            Target::Map => export_mutation(&rule).map(|(objects, gap)| {
+                if let Some(reason) = gap {
+                    out.partial.push(Left { rule: rule.id.clone(), check: rule.check.clone(), reason: reason.into() });
+                }
+                objects
+            }),
+        };
+        match exported {
             Ok(objects) => out.objects.extend(objects),
             Err(reason) => out.left.push(Left { rule: rule.id.clone(), check: rule.check.clone(), reason }),
         }
     }
-    // Policies the RuleSet carries are native already.
+    // Policies the RuleSet carries are native already: each goes with its own kind.
     if let Some(policies) = spec.and_then(|s| s.get("admissionPolicies")).and_then(Value::as_array) {
-        out.objects.extend(policies.iter().cloned());
+        let mutating = |p: &&Value| p.get("kind").and_then(Value::as_str).is_some_and(|k| k.starts_with("Mutating"));
+        out.objects.extend(policies.iter().filter(|p| mutating(p) == (target == Target::Map)).cloned());
     }
     Ok(out)
 }
 
-fn export_rule(rule: &RuleView) -> Result<Vec<Value>, String> {
+/// The check a rule names and its native form for the rule's params, or why there is none.
+fn native_form(rule: &RuleView) -> Result<(&'static checks::CheckSpec, checks::NativeForm), String> {
     let Some(check) = checks::find(&rule.check) else {
         return Err(format!("check `{}` is not in this build", rule.check));
     };
@@ -98,6 +129,22 @@ fn export_rule(rule: &RuleView) -> Result<Vec<Value>, String> {
         "" => format!("it stays with the webhook: {}", e.message),
         field => format!("params.{field}: {}", e.message),
     })?;
+    Ok((check, form))
+}
+
+/// The policy's metadata: its name, the managed-by label and the rule it came from.
+fn policy_metadata(name: &str, rule: &RuleView) -> Value {
+    let mut annotations = Map::new();
+    annotations.insert(RULE_ANNOTATION.into(), json!(rule.id));
+    annotations.insert(CHECK_ANNOTATION.into(), json!(rule.check));
+    if !rule.description.is_empty() {
+        annotations.insert("meshguard.dev/description".into(), json!(rule.description));
+    }
+    json!({"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}, "annotations": annotations})
+}
+
+fn export_rule(rule: &RuleView) -> Result<Vec<Value>, String> {
+    let (check, form) = native_form(rule)?;
     if form.validations.is_empty() {
         return Err("with these params the check never fails, so there is nothing to enforce".into());
     }
@@ -140,21 +187,184 @@ fn export_rule(rule: &RuleView) -> Result<Vec<Value>, String> {
             spec.insert("variables".into(), Value::Array(variables));
         }
         spec.insert("validations".into(), Value::Array(rendered));
-        let mut annotations = Map::new();
-        annotations.insert(RULE_ANNOTATION.into(), json!(rule.id));
-        annotations.insert(CHECK_ANNOTATION.into(), json!(rule.check));
-        if !rule.description.is_empty() {
-            annotations.insert("meshguard.dev/description".into(), json!(rule.description));
-        }
         objects.push(json!({
             "apiVersion": API_VERSION,
             "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": policy, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}, "annotations": annotations},
+            "metadata": policy_metadata(&policy, rule),
             "spec": spec,
         }));
         objects.extend(bindings(&policy, &rule.id, rule.action.min(cap), &waves, cap));
     }
     Ok(objects)
+}
+
+/// A mutating rule's fixes as a MutatingAdmissionPolicy (JSONPatch mutations, `failurePolicy:
+/// Ignore` since a fix that cannot be made leaves the object to the validation, as in meshguard)
+/// and bindings for the namespaces where the rule mutates; with what its mutations leave undone.
+fn export_mutation(rule: &RuleView) -> Result<(Vec<Value>, Option<&'static str>), String> {
+    let mutates = rule.mutate || rule.action_overrides.iter().any(|o| o.mutate == Some(true));
+    if !mutates {
+        return Err(
+            "it does not mutate: set `mutate: true` (or an actionOverride's `mutate`) to fix at admission".into()
+        );
+    }
+    let (check, form) = native_form(rule)?;
+    if form.mutations.is_empty() {
+        return Err(match rule.check.as_str() {
+            "cel" => "the rule has no `fix`".to_string(),
+            _ => format!("its check makes no fix ({})", check.fix.trim_start_matches("None: ")),
+        });
+    }
+    let name = policy_name(&rule.id)?;
+    let matching: crate::matching::Match = match &rule.match_ {
+        Some(m) => serde_json::from_value(m.clone()).map_err(|e| format!("match: {e}"))?,
+        None => Default::default(),
+    };
+    let mutating_waves = mutating_waves(rule)?;
+    let mut variables: Vec<Value> = Vec::new();
+    let templated = form.mutations.iter().any(|m| m.template)
+        || form.variables.iter().any(|(_, e)| e.contains("variables.template"));
+    if templated {
+        variables.push(json!({"name": "template", "expression": TEMPLATE}));
+        variables.push(json!({"name": "templatePointer", "expression": template_pointer()}));
+    }
+    let own = form.mutations.iter().flat_map(|m| m.variables.iter());
+    variables.extend(own.chain(&form.variables).map(|(n, e)| json!({"name": n, "expression": e})));
+    let kinds = template_kinds(check.applies_to);
+    let mutations: Vec<Value> = form
+        .mutations
+        .iter()
+        .map(|m| {
+            let expression = if m.template {
+                format!("!(object.kind in {kinds}) || variables.template == null ? [] : ({})", m.expression)
+            } else {
+                m.expression.clone()
+            };
+            json!({"patchType": "JSONPatch", "jsonPatch": {"expression": expression}})
+        })
+        .collect();
+    let mut spec = Map::new();
+    spec.insert("failurePolicy".into(), json!("Ignore"));
+    spec.insert("matchConstraints".into(), match_constraints(rule.match_.as_ref(), &matching, check.applies_to));
+    let mut conditions = match_conditions(&matching);
+    conditions.extend(form.match_conditions.iter().map(|(n, e)| json!({"name": n, "expression": e})));
+    if !conditions.is_empty() {
+        spec.insert("matchConditions".into(), Value::Array(conditions));
+    }
+    if !variables.is_empty() {
+        spec.insert("variables".into(), Value::Array(variables));
+    }
+    spec.insert("mutations".into(), Value::Array(mutations));
+    // meshguard reviews the fixed object again; so does the API server once a later policy
+    // changed it.
+    spec.insert("reinvocationPolicy".into(), json!("IfNeeded"));
+    let mut objects = vec![json!({
+        "apiVersion": API_VERSION,
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": policy_metadata(&name, rule),
+        "spec": spec,
+    })];
+    objects.extend(mutating_bindings(&name, &rule.id, rule.mutate, &mutating_waves));
+    Ok((objects, form.mutation_gap))
+}
+
+/// The kinds whose pod template a template check reads, as a CEL list.
+fn template_kinds(applies: Applies) -> String {
+    let kinds: Vec<String> = crate::object::POD_TEMPLATE_PATHS
+        .iter()
+        .filter(|(kind, _)| applies.covers("", kind))
+        .map(|(kind, _)| kind.to_string())
+        .collect();
+    checks::native::list(&kinds)
+}
+
+/// The JSON Pointer of the pod template ([`TEMPLATE`]), by kind.
+fn template_pointer() -> String {
+    let mut out = "''".to_string();
+    for (kinds, path) in template_places().into_iter().rev() {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let pointer: String = path.split('.').filter(|s| !s.is_empty()).map(|s| format!("/{s}")).collect();
+        out = format!("object.kind in {} ? {} : {out}", checks::native::list(&kinds), lit(&pointer));
+    }
+    out
+}
+
+/// `actionOverrides` as the namespaces where the rule's mutation differs from its `mutate`:
+/// the first override naming a namespace decides it (its `mutate`, else the rule's).
+fn mutating_waves(rule: &RuleView) -> Result<Vec<(bool, Vec<String>)>, String> {
+    let mut claimed: Vec<String> = Vec::new();
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for (j, o) in rule.action_overrides.iter().enumerate() {
+        if let Some(glob) = o.namespaces.iter().find(|n| n.contains('*')) {
+            return Err(format!(
+                "it stays with the webhook: actionOverrides[{j}] names namespaces by pattern (`{glob}`), which a binding's namespaceSelector \
+                 cannot select; list the namespaces by name to export it"
+            ));
+        }
+        for n in &o.namespaces {
+            if claimed.contains(n) {
+                continue;
+            }
+            claimed.push(n.clone());
+            if o.mutate.unwrap_or(rule.mutate) {
+                on.push(n.clone());
+            } else {
+                off.push(n.clone());
+            }
+        }
+    }
+    Ok([(true, on), (false, off)].into_iter().filter(|(_, names)| !names.is_empty()).collect())
+}
+
+/// The bindings of a MutatingAdmissionPolicy: everywhere when the rule mutates and no override
+/// says otherwise; else the namespaces where it mutates (and, when the rule mutates, cluster-scoped
+/// objects and the namespaces no override names).
+fn mutating_bindings(policy: &str, rule: &str, mutate: bool, waves: &[(bool, Vec<String>)]) -> Vec<Value> {
+    let binding = |name: &str, match_resources: Option<Value>| {
+        let mut spec = Map::new();
+        spec.insert("policyName".into(), json!(policy));
+        if let Some(m) = match_resources {
+            spec.insert("matchResources".into(), m);
+        }
+        json!({
+            "apiVersion": API_VERSION,
+            "kind": "MutatingAdmissionPolicyBinding",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}, "annotations": {(RULE_ANNOTATION): rule}},
+            "spec": spec,
+        })
+    };
+    if waves.is_empty() {
+        return if mutate { vec![binding(policy, None)] } else { Vec::new() };
+    }
+    let named = |op: &str, names: &[String]| {
+        Some(scoped(
+            "Namespaced",
+            Some(json!({"matchExpressions": [{"key": NAMESPACE_NAME_LABEL, "operator": op, "values": names}]})),
+        ))
+    };
+    let mut out = Vec::new();
+    if mutate {
+        let all: Vec<String> = waves.iter().flat_map(|(_, n)| n.iter().cloned()).collect();
+        out.push(binding(policy, named("NotIn", &all)));
+        out.push(binding(&format!("{policy}-cluster-scoped"), Some(scoped("Cluster", None))));
+    }
+    if let Some((_, names)) = waves.iter().find(|(on, _)| *on) {
+        out.push(binding(&format!("{policy}-override"), named("In", names)));
+    }
+    out
+}
+
+/// `matchResources` of every resource in `scope`, optionally in the namespaces `selector` selects.
+fn scoped(scope: &str, selector: Option<Value>) -> Value {
+    let mut m = Map::new();
+    m.insert(
+        "resourceRules".into(),
+        json!([{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"], "operations": ["*"], "scope": scope}]),
+    );
+    if let Some(s) = selector {
+        m.insert("namespaceSelector".into(), s);
+    }
+    Value::Object(m)
 }
 
 /// The pod template of a workload, a Pod itself, or null: where the template checks look.
@@ -230,17 +440,6 @@ fn bindings(policy: &str, rule: &str, action: Action, waves: &[(Action, Vec<Stri
     if waves.is_empty() {
         return vec![binding(policy, policy, rule, action, None)];
     }
-    let scoped = |scope: &str, selector: Option<Value>| {
-        let mut m = Map::new();
-        m.insert(
-            "resourceRules".into(),
-            json!([{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"], "operations": ["*"], "scope": scope}]),
-        );
-        if let Some(s) = selector {
-            m.insert("namespaceSelector".into(), s);
-        }
-        Value::Object(m)
-    };
     let selector = |op: &str, names: &[String]| json!({"matchExpressions": [{"key": NAMESPACE_NAME_LABEL, "operator": op, "values": names}]});
     let mut out = Vec::new();
     let all: Vec<String> = waves.iter().flat_map(|(_, n)| n.iter().cloned()).collect();
@@ -433,7 +632,9 @@ fn message_expression(rule: &RuleView, detail: &str) -> String {
 pub fn rule_of_policy<'o>(objects: &'o [Value], policy: &str) -> Option<&'o str> {
     objects.iter().find_map(|o| {
         let meta = o.get("metadata")?;
-        (o.get("kind")?.as_str()? == "ValidatingAdmissionPolicy" && meta.get("name")?.as_str()? == policy)
+        let kind = o.get("kind")?.as_str()?;
+        (matches!(kind, "ValidatingAdmissionPolicy" | "MutatingAdmissionPolicy")
+            && meta.get("name")?.as_str()? == policy)
             .then(|| meta.get("annotations")?.get(RULE_ANNOTATION)?.as_str())
             .flatten()
     })

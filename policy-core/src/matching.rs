@@ -90,7 +90,19 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, labels: &Map<String, Value>) -> bool {
-        let get = |k: &str| map_str(labels, k);
+        self.matches_by(|k| map_str(labels, k))
+    }
+
+    /// Whether the selector selects namespace `name` with `labels`: with the label the API server
+    /// sets on every namespace, `kubernetes.io/metadata.name`, where the object (as written in a
+    /// repo) does not carry it.
+    pub fn matches_namespace(&self, labels: &Map<String, Value>, name: &str) -> bool {
+        self.matches_by(|k| {
+            map_str(labels, k).or_else(|| (k == NAMESPACE_NAME_LABEL).then_some(std::borrow::Cow::Borrowed(name)))
+        })
+    }
+
+    fn matches_by<'l>(&self, get: impl Fn(&str) -> Option<std::borrow::Cow<'l, str>>) -> bool {
         self.match_labels.iter().all(|(k, v)| get(k).as_deref() == Some(v.as_str()))
             && self.match_expressions.iter().all(|e| {
                 let have = get(&e.key);
@@ -103,6 +115,9 @@ impl LabelSelector {
             })
     }
 }
+
+/// The label the API server puts on every Namespace, holding its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// `name`, `prefix*` or `*suffix`, as Gatekeeper's namespace lists accept.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
@@ -167,7 +182,7 @@ impl Match {
         if let Some(sel) = &self.namespace_selector {
             // A namespace the input says nothing about cannot be shown to match.
             match input.labels_of_namespace(obj) {
-                Some(labels) if sel.matches(labels) => {}
+                Some(labels) if sel.matches_namespace(labels, namespace) => {}
                 _ => return false,
             }
         }
@@ -178,6 +193,21 @@ impl Match {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_carries_its_name_label_as_the_api_server_sets_it() {
+        let sel: LabelSelector = serde_json::from_value(serde_json::json!(
+            {"matchExpressions": [{"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": ["legacy"]}]}
+        ))
+        .unwrap();
+        let none = Map::new();
+        assert!(!sel.matches_namespace(&none, "legacy"), "the name label is implied");
+        assert!(sel.matches_namespace(&none, "shop"));
+        assert!(sel.matches(&none), "plain label matching implies nothing");
+        let written: Map<String, Value> =
+            serde_json::from_value(serde_json::json!({NAMESPACE_NAME_LABEL: "other"})).unwrap();
+        assert!(sel.matches_namespace(&written, "legacy"), "a label the object carries wins");
+    }
     use serde_json::json;
 
     fn m(v: Value) -> Match {

@@ -83,7 +83,7 @@ pub(crate) struct RawRule {
     pub(crate) action_overrides: Vec<ActionOverride>,
     /// Fix the rule's findings at admission (a mutating review) instead of only reporting them.
     #[serde(default)]
-    mutate: bool,
+    pub(crate) mutate: bool,
     #[serde(default)]
     when: Option<RawWhen>,
     #[serde(default)]

@@ -238,12 +238,12 @@ impl MatchResources {
         }
         if let Some(sel) = self.namespace_selector.as_ref().filter(|s| !is_everything(s)) {
             if obj.kind == "Namespace" {
-                if !sel.matches(obj.labels()) {
+                if !sel.matches_namespace(obj.labels(), obj.name) {
                     return MatchResult::No;
                 }
             } else if !obj.is_cluster_scoped() {
                 match input.labels_of_namespace(obj) {
-                    Some(labels) if sel.matches(labels) => {}
+                    Some(labels) if sel.matches_namespace(labels, obj.namespace) => {}
                     Some(_) => return MatchResult::No,
                     None => {
                         return MatchResult::Unknown(format!(

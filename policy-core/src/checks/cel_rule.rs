@@ -237,10 +237,18 @@ fn native_cel(params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
     };
     let field_path = p.field_path.as_deref().unwrap_or("").trim().trim_start_matches('.').to_string();
     let named = |list: &[NamedExpression]| list.iter().map(|n| (n.name.clone(), n.expression.clone())).collect();
+    // Its fix is made where the validation fails, as a MutatingAdmissionPolicy runs one.
+    let mutations = p
+        .fix
+        .iter()
+        .map(|fix| crate::checks::NativeMutation::new(format!("({}) ? [] : ({})", p.expression, fix.expression)))
+        .collect();
     Ok(crate::checks::NativeForm {
         variables: named(&p.variables),
         match_conditions: named(&p.match_conditions),
         validations: vec![crate::checks::NativeValidation::new(p.expression, message, &field_path)],
         fail_open: p.failure_policy == FailurePolicy::Ignore,
+        mutations,
+        mutation_gap: None,
     })
 }

@@ -527,20 +527,29 @@ const NATIVE_SCALAR: &str =
 
 /// `required-labels` / `required-annotations` in CEL, for `meshguard rules export`.
 fn native_required_meta(field: &'static str, params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
-    use crate::checks::native::{key_step, lit};
+    use crate::checks::native::{key_step, lit, set_patch};
     use crate::checks::NativeValidation;
     let p: RequiredMetaParams = parse_params(params)?;
     let on_template = p.target == MetaTarget::PodTemplate;
     let root = if on_template { "variables.template" } else { "object" };
     let singular = field.trim_end_matches('s');
+    let pointer = if on_template { "variables.templatePointer" } else { "''" };
     let mut out = Vec::new();
+    // The fix: a missing key with a default is added; into a new map at once where the map (or
+    // `metadata`) is missing, as the rounds of `meshguard fix` leave it.
+    let mut defaults: Vec<(String, String)> = Vec::new();
+    let mut adds = Vec::new();
     for k in p.keys {
-        let (key, allowed) = match k {
-            KeySpec::Key(key) => (key, None),
-            KeySpec::WithRegex { key, allowed_regex, .. } => (key, allowed_regex),
+        let (key, allowed, default) = match k {
+            KeySpec::Key(key) => (key, None, None),
+            KeySpec::WithRegex { key, allowed_regex, default } => (key, allowed_regex, default),
         };
         let value = format!("{root}.?metadata.?{field}[?{}]", lit(&key));
         let present = format!("({value}.hasValue() && cel.bind(v, {value}.value(), {NATIVE_SCALAR}))");
+        if let Some(d) = default.filter(|_| !defaults.iter().any(|(k, _)| *k == key)) {
+            adds.push(format!("({present} ? [] : {})", set_patch(root, pointer, &["metadata", field, &key], &lit(&d))));
+            defaults.push((key.clone(), lit(&d)));
+        }
         let expression = match &allowed {
             None => present.clone(),
             Some(re) => format!("{present} && string({value}.value()).matches({})", lit(&format!("^(?:{re})$"))),
@@ -557,7 +566,23 @@ fn native_required_meta(field: &'static str, params: &Value) -> Result<crate::ch
         let v = NativeValidation::new(expression, message, &format!("metadata.{field}{}", key_step(&key)));
         out.push(if on_template { v.on_template() } else { v });
     }
-    Ok(out.into())
+    let mut mutations = Vec::new();
+    if !adds.is_empty() {
+        let all: Vec<String> = defaults.iter().map(|(k, v)| format!("{}: {v}", lit(k))).collect();
+        let all = format!("{{{}}}", all.join(", "));
+        let guard = if on_template { "variables.template == null ? [] : " } else { "" };
+        let expression = format!(
+            "{guard}!{root}.?metadata.?{field}.hasValue() ? {} : {}",
+            set_patch(root, pointer, &["metadata", field], &all),
+            adds.join(" + ")
+        );
+        mutations.push(if on_template {
+            crate::checks::NativeMutation::on_template(expression)
+        } else {
+            crate::checks::NativeMutation::new(expression)
+        });
+    }
+    Ok(crate::checks::NativeForm { validations: out, mutations, ..Default::default() })
 }
 
 /// Whether `predicate` (CEL over `v`) holds for every value `parts` reach from `at` (`all`),

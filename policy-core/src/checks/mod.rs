@@ -107,6 +107,24 @@ pub struct NativeForm {
     pub validations: Vec<NativeValidation>,
     /// `failurePolicy: Ignore`: an expression that cannot be evaluated lets the object in.
     pub fail_open: bool,
+    /// The check's fixes as MutatingAdmissionPolicy mutations (`meshguard rules export --to
+    /// map`), applied in order; empty when the check has no fix.
+    pub mutations: Vec<NativeMutation>,
+    /// Which of the check's fixes the mutations leave to the webhook or `meshguard fix`, and why;
+    /// `None` when they make every fix the check makes.
+    pub mutation_gap: Option<&'static str>,
+}
+
+/// One mutation of a check's native form: CEL giving a list of `JSONPatch` (empty when nothing
+/// is to change) that makes the check's fixes, computed from the object as it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NativeMutation {
+    pub expression: String,
+    /// Variables only the mutation reads (`name`, CEL), before the form's own.
+    pub variables: Vec<(String, String)>,
+    /// Reads `variables.template` and writes under `variables.templatePointer` (the template's
+    /// JSON Pointer): exported with a guard for the kinds that hold one.
+    pub template: bool,
 }
 
 impl From<Vec<NativeValidation>> for NativeForm {
@@ -132,6 +150,17 @@ pub struct NativeValidation {
     pub advisory: bool,
     /// Reads `variables.template`: exported once per place a pod template sits.
     pub template: bool,
+}
+
+impl NativeMutation {
+    pub(crate) fn new(expression: impl Into<String>) -> Self {
+        NativeMutation { expression: expression.into(), variables: Vec::new(), template: false }
+    }
+
+    /// Over the pod template ([`NativeMutation::template`]).
+    pub(crate) fn on_template(expression: impl Into<String>) -> Self {
+        NativeMutation { template: true, ..NativeMutation::new(expression) }
+    }
 }
 
 impl NativeValidation {

@@ -96,3 +96,40 @@ pub(crate) fn json(value: &serde_json::Value) -> String {
         }
     }
 }
+
+/// `key` as one JSON Pointer token (`~` and `/` escaped).
+pub(crate) fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// CEL of `value` under `keys` as nested maps (`{'a': {'b': value}}`).
+fn nested(keys: &[&str], value: &str) -> String {
+    keys.iter().rev().fold(value.to_string(), |inner, k| format!("{{{}: {inner}}}", lit(k)))
+}
+
+/// CEL giving the `JSONPatch` that sets `value` (CEL) at `keys` under the node `root` (CEL)
+/// whose JSON Pointer is `pointer` (CEL of a string), as [`crate::fix::Fix::set`] makes it: one
+/// `add` at the deepest existing ancestor, holding the missing rest as nested maps (`add`
+/// replaces a member that is there).
+pub(crate) fn set_op(root: &str, pointer: &str, keys: &[&str], value: &str) -> String {
+    let path = |n: usize| {
+        let tokens: String = keys[..n].iter().map(|k| format!("/{}", pointer_token(k))).collect();
+        if pointer == "''" {
+            lit(&tokens)
+        } else {
+            format!("{pointer} + {}", lit(&tokens))
+        }
+    };
+    let patch = |n: usize| format!("JSONPatch{{op: 'add', path: {}, value: {}}}", path(n), nested(&keys[n..], value));
+    let mut out = patch(keys.len());
+    for n in (1..keys.len()).rev() {
+        let reach: String = keys[..n].iter().map(|k| format!("[?{}]", lit(k))).collect();
+        out = format!("(!{root}{reach}.hasValue() ? {} : {out})", patch(n));
+    }
+    out
+}
+
+/// [`set_op`] as a list of one patch.
+pub(crate) fn set_patch(root: &str, pointer: &str, keys: &[&str], value: &str) -> String {
+    format!("[{}]", set_op(root, pointer, keys, value))
+}

@@ -86,9 +86,35 @@ fn certain_protocol(port: &Value, name: Option<&str>, protocols: &[String]) -> O
     hinted.or(by_number).filter(|p| protocols.iter().any(|k| k == p))
 }
 
-/// Renames port `index` to `name` when that is a valid port name no other port has.
-fn rename_fix(obj: &Object<'_>, index: usize, name: String) -> Option<crate::fix::Fix> {
-    let taken = service_ports(obj).any(|(i, p)| i != index && p.get("name").and_then(Value::as_str) == Some(&name));
+/// The name the fix would give `port`, computed alike for every port: the protocol appProtocol
+/// says before the name's suffix (a contradicting name), or a certain protocol before the name (or
+/// as the name, for an unnamed port); `None` when no name is certain.
+fn proposed_name(port: &Value, protocols: &[String]) -> Option<String> {
+    let name = port.get("name").and_then(Value::as_str);
+    let name_protocol = name.and_then(|n| protocol_of_name(n, protocols));
+    if let Some(app) = port.get("appProtocol").and_then(Value::as_str) {
+        let app = app.to_ascii_lowercase();
+        let (n, np) = (name?, name_protocol?);
+        let suffix = n.split_once('-').map_or(n, |(_, s)| s);
+        return (protocols.contains(&app) && np != app).then(|| format!("{app}-{suffix}"));
+    }
+    match name {
+        None => certain_protocol(port, None, protocols).map(str::to_string),
+        Some(n) if name_protocol.is_none() => certain_protocol(port, Some(n), protocols).map(|p| format!("{p}-{n}")),
+        Some(_) => None,
+    }
+}
+
+/// Renames port `index` to its proposed name when that is a valid port name no other port has
+/// or would be given (two ports proposed one name keep theirs: which one gets it is a person's
+/// call, and a Service with two ports of one name is refused).
+fn rename_fix(obj: &Object<'_>, index: usize, proposals: &[Option<String>]) -> Option<crate::fix::Fix> {
+    let name = proposals.get(index)?.clone()?;
+    let taken = service_ports(obj).any(|(i, p)| {
+        i != index
+            && (p.get("name").and_then(Value::as_str) == Some(&name)
+                || proposals.get(i).is_some_and(|other| other.as_deref() == Some(&name)))
+    });
     let valid = name.len() <= 63
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
@@ -109,6 +135,12 @@ impl ObjectCheck for PortName {
             return;
         }
         let known = || self.protocols.join(", ");
+        let proposals = std::cell::OnceCell::new();
+        let rename = |index: usize| {
+            let all = proposals
+                .get_or_init(|| service_ports(obj).map(|(_, p)| proposed_name(p, &self.protocols)).collect::<Vec<_>>());
+            rename_fix(obj, index, all)
+        };
         for (index, port) in service_ports(obj) {
             let path = || service_port_path(index);
             let name = port.get("name").and_then(Value::as_str);
@@ -131,7 +163,7 @@ impl ObjectCheck for PortName {
                                     port_label(port),
                                 ),
                             )
-                            .with_fix(rename_fix(obj, index, format!("{app_lc}-{suffix}"))),
+                            .with_fix(rename(index)),
                         );
                     }
                 }
@@ -140,8 +172,6 @@ impl ObjectCheck for PortName {
             match name {
                 None => {
                     let guess = suggest_protocol(port);
-                    let fix = certain_protocol(port, None, &self.protocols)
-                        .and_then(|p| rename_fix(obj, index, p.to_string()));
                     out.push(
                         Violation::new(
                             path(),
@@ -150,13 +180,11 @@ impl ObjectCheck for PortName {
                                 port_label(port)
                             ),
                         )
-                        .with_fix(fix),
+                        .with_fix(rename(index)),
                     );
                 }
                 Some(n) if name_protocol.is_none() => {
                     let guess = suggest_protocol(port);
-                    let fix = certain_protocol(port, Some(n), &self.protocols)
-                        .and_then(|p| rename_fix(obj, index, format!("{p}-{n}")));
                     out.push(
                         Violation::new(
                             path().key("name"),
@@ -166,7 +194,7 @@ impl ObjectCheck for PortName {
                                 known()
                             ),
                         )
-                        .with_fix(fix),
+                        .with_fix(rename(index)),
                     );
                 }
                 Some(_) => {}
@@ -320,7 +348,7 @@ fn native_port_name(params: &Value) -> Result<crate::checks::NativeForm, ParamEr
          {named}.exists(p, p == {app} && {named}.all(q, q.size() <= p.size()))"
     );
     let message = |condition: &str, text: String| format!("{} + {}", failing(condition), lit(&text));
-    Ok(vec![
+    let validations = vec![
         NativeValidation::new(
             format!("!{service} || {ports}.all(port, {known_app})"),
             message(&known_app, format!(": appProtocol is not a known protocol ({known_text})")),
@@ -346,8 +374,72 @@ fn native_port_name(params: &Value) -> Result<crate::checks::NativeForm, ParamEr
             "spec.ports",
         )
         .advisory(),
-    ]
-    .into())
+    ];
+    // The fix as `proposed_name` and `rename_fix` make it: each port's proposal ('' for none),
+    // then a rename where it is a valid name no other port has or is proposed.
+    let wk = |n: &str| {
+        format!("({n} in [80, 8080, 9090] ? 'http' : {n} in [443, 8443] ? 'https' : {n} == 50051 ? 'grpc' : '')")
+    };
+    let by_number = format!(
+        "(type(port.?port.orValue('')) != int || port.port < 0 ? '' : cel.bind(p, {}, p != '' &&          (type(port.?targetPort.orValue('')) != int || port.targetPort < 0 || {} == '' || {} == p) ? p : ''))",
+        wk("port.port"),
+        wk("port.targetPort"),
+        wk("port.targetPort")
+    );
+    let certain = |name: &str| {
+        format!(
+            "cel.bind(p, {name}.lowerAscii().contains('grpc') ? 'grpc' : {name}.lowerAscii().contains('h2c') ? 'http2' : {by_number},              p in {known} ? p : '')"
+        )
+    };
+    // Over `n`, the port's name in this round (null: none).
+    let named_n = format!("{known}.filter(p, n.lowerAscii() == p || n.lowerAscii().startsWith(p + '-'))");
+    let longest = format!("{named_n}.filter(p, {named_n}.all(q, q.size() <= p.size()))[0]");
+    let proposal = format!(
+        "has(port.appProtocol) ? (type(port.appProtocol) == string && {app} in {known} && n != null && {named_n}.size() > 0 && \
+           {longest} != {app} ? {app} + '-' + (n.contains('-') ? n.substring(n.indexOf('-') + 1) : n) : '') : \
+         n == null ? {} : \
+         {named_n}.size() > 0 ? '' : cel.bind(p, {}, p == '' ? '' : p + '-' + n)",
+        certain("''"),
+        certain("n")
+    );
+    // The rounds of `meshguard fix` (a rename can free the name another port needs), one
+    // variable per step: `portNames<r>` the names after round r (null: none), `portProposals<r>`
+    // each port's proposal from them ('' for none); a port is renamed where its proposal is a
+    // valid name no other port has or is proposed.
+    let ports_now = format!("({ports})");
+    let mut variables = vec![(
+        "portNames0".to_string(),
+        format!(
+            "{ports_now}.map(port, type(port) == map && type(port.?name.orValue(null)) == string ? port.name : null)"
+        ),
+    )];
+    for r in 0..crate::fix::MAX_ROUNDS {
+        variables.push((
+            format!("portProposals{r}"),
+            format!("{ports_now}.transformList(i, port, type(port) != map ? '' : cel.bind(n, variables.portNames{r}[i], {proposal}))"),
+        ));
+        variables.push((
+            format!("portNames{}", r + 1),
+            format!(
+                "cel.bind(prop, variables.portProposals{r}, variables.portNames{r}.transformList(i, cur, cel.bind(p, prop[i], \
+                 p != '' && p.size() <= 63 && p.matches('^[a-z0-9-]*$') && !p.startsWith('-') && !p.endsWith('-') && \
+                 prop.filter(q, q == p).size() == 1 && !variables.portNames{r}.exists(q, q == p)) ? prop[i] : cur))"
+            ),
+        ));
+    }
+    let last = crate::fix::MAX_ROUNDS;
+    Ok(crate::checks::NativeForm {
+        validations,
+        mutations: vec![crate::checks::NativeMutation {
+            expression: format!(
+                "!{service} ? [] : {ports_now}.transformList(i, port, variables.portNames{last}[i] != variables.portNames0[i], \
+                 JSONPatch{{op: 'add', path: '/spec/ports/' + string(i) + '/name', value: variables.portNames{last}[i]}})"
+            ),
+            variables,
+            template: false,
+        }],
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]

@@ -322,25 +322,30 @@ impl ObjectCheck for CircuitBreaker {
 
 /// `istio-export-to-own-namespace` in CEL, for `meshguard rules export`.
 fn native_export_to(params: &Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
-    use crate::checks::native::{any_glob, is_istio, NAMESPACE};
+    use crate::checks::native::{any_glob, is_istio, set_patch, NAMESPACE};
     use crate::checks::NativeValidation;
     let p: PlatformParams = parse_params(params)?;
     let kinds = is_istio(&["VirtualService", "DestinationRule", "ServiceEntry"]);
     let platform = any_glob(&p.platform_namespaces, NAMESPACE);
     let export_to = "object.?spec.?exportTo.orValue(null)";
-    Ok(vec![NativeValidation::new(
-        format!(
-            "!{kinds} || {platform} || (type({export_to}) == list && {export_to}.size() > 0 && \
-             {export_to}.all(t, t == '.' || t == {NAMESPACE}))"
-        ),
+    let passes = format!(
+        "!{kinds} || {platform} || (type({export_to}) == list && {export_to}.size() > 0 && \
+         {export_to}.all(t, t == '.' || t == {NAMESPACE}))"
+    );
+    let mutations = vec![crate::checks::NativeMutation::new(format!(
+        "{passes} ? [] : {}",
+        set_patch("object", "''", &["spec", "exportTo"], "['.']")
+    ))];
+    let validations = vec![NativeValidation::new(
+        passes,
         format!(
             "object.kind + ' `' + object.metadata.name + '` ' + (type({export_to}) != list ? 'has no exportTo, so Istio exports it to every namespace' \
              : {export_to}.size() == 0 ? 'has an empty exportTo, which exports it to every namespace' \
              : 'is exported beyond its own namespace') + '; set `exportTo: [\".\"]`'"
         ),
         "spec.exportTo",
-    )]
-    .into())
+    )];
+    Ok(crate::checks::NativeForm { validations, mutations, ..Default::default() })
 }
 
 /// `istio-host-in-own-namespace` in CEL, for `meshguard rules export`: the check's `problem`

@@ -700,7 +700,7 @@ fn native_strings_of(field: &str) -> String {
 /// `istio-sidecar-start-order` in CEL, for `meshguard rules export`: the namespace's injection
 /// labels come from `namespaceObject`, as the API server binds it.
 fn native_sidecar_start_order(params: &Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
-    use crate::checks::native::{any_glob, lit, template_has_meta, template_meta, NAMESPACE};
+    use crate::checks::native::{any_glob, lit, set_patch, template_has_meta, template_meta, NAMESPACE};
     use crate::checks::{NativeForm, NativeValidation};
     let p: StartOrderParams = parse_params(params)?;
     let config = template_meta("annotations", PROXY_CONFIG_KEY);
@@ -736,7 +736,23 @@ fn native_sidecar_start_order(params: &Value) -> Result<crate::checks::NativeFor
          `{PROXY_CONFIG_KEY}: '{{ \"holdApplicationUntilProxyStarts\": true }}'`"
     ));
     let message = format!("object.kind + ' `' + object.metadata.name + '`' + {message}");
+    let fresh = lit(&crate::fix::set_in_embedded_config(None, HOLD_KEY, &Value::Bool(true)).unwrap_or_default());
+    let mutation = format!(
+        "variables.template != null && variables.startsEarly && {config}.trim() == '' ? {} : []",
+        set_patch(
+            "variables.template",
+            "variables.templatePointer",
+            &["metadata", "annotations", PROXY_CONFIG_KEY],
+            &fresh
+        )
+    );
     Ok(NativeForm {
+        mutations: vec![crate::checks::NativeMutation::on_template(mutation)],
+        mutation_gap: Some(
+            "its fix is exported for pods without a `proxy.istio.io/config` annotation only: setting a key inside the \
+             JSON or YAML an annotation holds is beyond CEL, so pods that have one are fixed by the webhook or \
+             `meshguard fix`, and the validation still reports them",
+        ),
         variables: vec![
             ("holdSetting".into(), setting),
             ("startsEarly".into(), format!("!{holds} && {gets_sidecar} && !{polls}")),
@@ -758,6 +774,7 @@ fn native_sidecar_start_order(params: &Value) -> Result<crate::checks::NativeFor
 /// `istio-graceful-shutdown` in CEL, for `meshguard rules export`: each container's preStop
 /// sleep (`-1`: none) as `pre_stop` finds it, native or in an exec command.
 fn native_graceful_shutdown(params: &Value) -> Result<crate::checks::NativeForm, crate::checks::ParamError> {
+    use crate::checks::native::{set_op, set_patch};
     use crate::checks::{NativeForm, NativeValidation};
     let p: ShutdownParams = parse_params(params)?;
     let (min, margin) = (p.min_pre_stop_seconds, p.grace_margin_seconds);
@@ -769,7 +786,29 @@ fn native_graceful_shutdown(params: &Value) -> Result<crate::checks::NativeForm,
         "c.lifecycle.preStop.?exec.?command.orValue([]).join(' ')"
     );
     let grace = "variables.template.?spec.?terminationGracePeriodSeconds.orValue(30)";
+    // The fix, where the rounds of `meshguard fix` leave it: every short sleep that is
+    // Kubernetes' own (or absent) set to the minimum, then the grace period raised to cover the
+    // longest sleep that is long enough plus the margin.
+    let fixable = format!(
+        "({sleep_of} < {min} && (!c.?lifecycle.?preStop.hasValue() || \
+         (c.lifecycle.preStop.?sleep.hasValue() && c.lifecycle.preStop.size() == 1)))"
+    );
+    let container = "variables.templatePointer + '/spec/containers/' + string(i)";
+    let mutation = format!(
+        "cel.bind(cs, variables.template.?spec.?containers.orValue([]), \
+         cel.bind(after, cs.map(c, {fixable} ? {min} : {sleep_of}).filter(s, s >= {min}), \
+         cs.transformList(i, c, {fixable}, {}) + \
+         (after.size() > 0 && {grace} < after.max() + {margin} ? {} : [])))",
+        set_op("c", container, &["lifecycle", "preStop", "sleep", "seconds"], &min.to_string()),
+        set_patch(
+            "variables.template",
+            "variables.templatePointer",
+            &["spec", "terminationGracePeriodSeconds"],
+            &format!("after.max() + {margin}")
+        ),
+    );
     Ok(NativeForm {
+        mutations: vec![crate::checks::NativeMutation::on_template(mutation)],
         variables: vec![(
             "sleeps".into(),
             format!("variables.template.?spec.?containers.orValue([]).map(c, {sleep_of})"),
