@@ -879,4 +879,15 @@ fn kyverno_and_gatekeeper_policies_run_from_policies_and_a_rego_template_is_refu
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("rego.yaml:7: ConstraintTemplate `k8sdenyall`: spec.targets[0]: only templates with `code` for the K8sNativeValidation engine"), "{err}");
+
+    // Kyverno's own libraries (here its HTTP calls) are undeclared in the API server's CEL
+    // environment: the policy is refused when it loads, not when a request reaches it.
+    let http = "apiVersion: policies.kyverno.io/v1\nkind: ValidatingPolicy\nmetadata: {name: ask}\nspec:\n  \
+                matchConstraints:\n    resourceRules:\n    - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [pods]}\n  \
+                validations:\n  - expression: \"http.Get('https://example.com/allowed').allowed\"\n";
+    let file = write(dir.path(), "http.yaml", http);
+    let out = meshguard(&["check", "--engine", "native", "--policies", &file, "examples/imports/resources.yaml"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("http.yaml:") && err.contains("undeclared reference to 'http.Get'"), "{err}");
 }

@@ -1118,6 +1118,11 @@ mod tests {
             ("[1, 2].all(x, x)", "found no matching overload for '_&&_' applied to '(bool, int)'"),
             ("request.userInfo.name == 'a'", "undefined field 'name'"),
             ("3.isSorted()", "found no matching overload for 'isSorted' applied to 'int.()'"),
+            // Functions no API server declares: Kyverno's HTTP library, a typo, cel-go's math.
+            ("http.Get('https://example.com').ok", "undeclared reference to 'http.Get' (in container '')"),
+            ("object.metadata.name.startWith('a')", "undeclared reference to 'startWith' (in container '')"),
+            ("math.greatest(1, 2) == 2", "undeclared reference to 'math.greatest' (in container '')"),
+            ("'abc'.reverse() == 'cba'", "found no matching overload for 'reverse' applied to 'string.()'"),
         ] {
             let e = refused(expression);
             assert!(e.ends_with(ending), "{expression}: {e}");
@@ -1133,6 +1138,8 @@ mod tests {
             "object.metadata.name.startsWith('a') && oldObject == null",
             "request.userInfo.groups.exists(g, g == 'admin') && request.dryRun",
             "namespaceObject.metadata.labels['team'] == 'shop' && params.max > 1",
+            "[3, 1, 2].sort().reverse().slice(0, 2) == [3, 2] && lists.range(3).distinct().size() == 3",
+            "[[1], [2, 3]].flatten().size() == 3 && [[1], [2]].flatten(1).size() == 2 && [2, 1].sortBy(x, x) == [1, 2]",
             "[1, 2].map(x, x * 2).sum() > 2 && [1, 2].filter(x, x > 1).size() == 1",
             "optional.of(1).orValue(2) == 1 && object.?spec.?replicas.orValue(1) > 0",
             "sets.contains([1], [1]) && ip('10.0.0.1').family() == 4 && 1 < 2.0",

@@ -6,9 +6,10 @@
 //! without one), `request` is `kubernetes.AdmissionRequest` and `namespaceObject`
 //! `kubernetes.Namespace` with their fields, and each of `variables` has its expression's type.
 //!
-//! What is `dyn` passes any check, so the check refuses only what the API server refuses too; a
-//! function this check does not know ([`signatures.txt`](signatures.txt) lists those it does)
-//! returns `dyn`.
+//! What is `dyn` passes any check, so the check refuses only what the API server refuses too. A
+//! function that is not declared ([`signatures.txt`](signatures.txt) lists the API server's) is
+//! an undeclared reference, as there: a Kyverno-only `http.Get(...)` is refused when the policy
+//! loads, not when a request reaches it.
 
 use cel::common::ast::{operators, EntryExpr, Expr, LiteralValue, SourceInfo};
 use cel::IdedExpr;
@@ -668,9 +669,13 @@ impl Checker<'_> {
         for a in args {
             types.push(self.expr(a)?);
         }
-        // Functions this check does not know (and internal helpers such as `@pairs`) give `dyn`.
+        // Internal helpers (`@pairs`, `@poll`) that the parser's macros and meshguard's rewrites
+        // call are not the policy's to declare.
         let Some(overloads) = overloads else {
-            return Ok(Ty::Dyn);
+            if name.starts_with('@') {
+                return Ok(Ty::Dyn);
+            }
+            return Err(self.error(id, format!("undeclared reference to '{name}' (in container '')")));
         };
         let member = receiver.is_some();
         let styled: Vec<&Overload> = overloads.iter().filter(|o| o.member == member).collect();
