@@ -1123,6 +1123,10 @@ mod tests {
             ("object.metadata.name.startWith('a')", "undeclared reference to 'startWith' (in container '')"),
             ("math.greatest(1, 2) == 2", "undeclared reference to 'math.greatest' (in container '')"),
             ("'abc'.reverse() == 'cba'", "found no matching overload for 'reverse' applied to 'string.()'"),
+            (
+                "authorizer.group('').check('get').allowed()",
+                "found no matching overload for 'check' applied to 'kubernetes.authorization.GroupCheck.(string)'",
+            ),
         ] {
             let e = refused(expression);
             assert!(e.ends_with(ending), "{expression}: {e}");
@@ -1139,6 +1143,10 @@ mod tests {
             "request.userInfo.groups.exists(g, g == 'admin') && request.dryRun",
             "namespaceObject.metadata.labels['team'] == 'shop' && params.max > 1",
             "[3, 1, 2].sort().reverse().slice(0, 2) == [3, 2] && lists.range(3).distinct().size() == 3",
+            "authorizer.group('apps').resource('deployments').namespace('shop').name('api').check('update').allowed()",
+            "authorizer.requestResource.subresource('scale').check('patch').reason() == '' && \
+             authorizer.path('/healthz').check('get').errored() == false",
+            "authorizer.serviceAccount('shop', 'deployer').group('').resource('pods').check('create').error() == ''",
             "[[1], [2, 3]].flatten().size() == 3 && [[1], [2]].flatten(1).size() == 2 && [2, 1].sortBy(x, x) == [1, 2]",
             "[1, 2].map(x, x * 2).sum() > 2 && [1, 2].filter(x, x > 1).size() == 1",
             "optional.of(1).orValue(2) == 1 && object.?spec.?replicas.orValue(1) > 0",

@@ -96,8 +96,19 @@ const TYPE_NAMES: &[&str] = &[
 ];
 
 /// Names of library types a signature may use.
-const NAMED_TYPES: &[&str] =
-    &["net.IP", "net.CIDR", "kubernetes.URL", "kubernetes.Quantity", "kubernetes.Semver", "kubernetes.NamedFormat"];
+const NAMED_TYPES: &[&str] = &[
+    "net.IP",
+    "net.CIDR",
+    "kubernetes.URL",
+    "kubernetes.Quantity",
+    "kubernetes.Semver",
+    "kubernetes.NamedFormat",
+    "kubernetes.authorization.Authorizer",
+    "kubernetes.authorization.PathCheck",
+    "kubernetes.authorization.GroupCheck",
+    "kubernetes.authorization.ResourceCheck",
+    "kubernetes.authorization.Decision",
+];
 
 // ---- the declared types of the admission variables -------------------------------------------
 
