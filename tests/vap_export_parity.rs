@@ -107,7 +107,12 @@ fn cases() -> Vec<Case> {
 
 /// The findings of `case` under its rule set and under the export, compared: the number of
 /// decisions compared, or the differences.
-fn compare(case: &Case, offline_unknown: &mut usize, exported_rules: &mut BTreeSet<String>) -> Result<usize, String> {
+fn compare(
+    case: &Case,
+    offline_unknown: &mut usize,
+    exported_rules: &mut BTreeSet<String>,
+    messages: &mut Vec<String>,
+) -> Result<usize, String> {
     let exported = to_vap(&case.rules).map_err(|e| format!("{}: export: {e}", case.name))?;
     let left: BTreeSet<String> = exported.left.iter().map(|l| l.rule.clone()).collect();
     let native = json!({
@@ -118,7 +123,8 @@ fn compare(case: &Case, offline_unknown: &mut usize, exported_rules: &mut BTreeS
         Policy::from_value(&native).map_err(|e| format!("{}: the exported objects do not load: {e}", case.name))?;
     let builtin = Policy::from_value(&case.rules).unwrap();
     let input = Input::new(&case.objects, &case.namespace);
-    let want = decisions(&builtin.review(&input), &|r| r.to_string());
+    let builtin_findings = builtin.review(&input);
+    let want = decisions(&builtin_findings, &|r| r.to_string());
     let want: BTreeSet<Decision> = want.into_iter().filter(|d| !left.contains(&d.0)).collect();
     let objects = &exported.objects;
     // Offline, a namespaceSelector over a namespace the input does not hold: meshguard's own
@@ -144,6 +150,53 @@ fn compare(case: &Case, offline_unknown: &mut usize, exported_rules: &mut BTreeS
         }
         *offline_unknown += 1;
     }
+    // Each policy finding words what the rule's findings it stands for say: their messages, in
+    // order, joined by `; ` (one VAP validation covers every port, container or host a check
+    // reports one by one), after the rule id meshguard prints beside them. Findings of several
+    // validations may share a rule, object, path and action: each rule message goes to the one
+    // whose text holds it, and each policy message must be exactly its share.
+    let mut groups: std::collections::BTreeMap<(String, usize, String, String), Vec<String>> = Default::default();
+    for f in &reviewed {
+        let policy = f.rule.split('/').next().unwrap_or_default();
+        let Some(rule) = rule_of_policy(objects, policy) else { continue };
+        let words = f.message.strip_prefix(&format!("{rule}: ")).unwrap_or(&f.message).to_string();
+        let key = (rule.to_string(), f.object_index, up_to_first_index(&f.path), f.action.to_string());
+        groups.entry(key).or_default().push(words);
+    }
+    for ((rule, object, path, action), words) in groups {
+        let theirs: Vec<&str> = builtin_findings
+            .iter()
+            .filter(|b| {
+                b.rule == rule
+                    && b.object_index == object
+                    && up_to_first_index(&b.path) == path
+                    && b.action.to_string() == action
+            })
+            .map(|b| b.message.as_str())
+            .collect();
+        let holds = |m: &str, r: &str| {
+            m == r
+                || m.starts_with(&format!("{r}; "))
+                || m.ends_with(&format!("; {r}"))
+                || m.contains(&format!("; {r}; "))
+        };
+        let mut shares: Vec<Vec<&str>> = vec![Vec::new(); words.len()];
+        for r in &theirs {
+            match words.iter().position(|m| holds(m, r)) {
+                Some(j) => shares[j].push(r),
+                None => shares[0].push(r),
+            }
+        }
+        for (m, share) in words.iter().zip(&shares) {
+            if *m != share.join("; ") {
+                messages.push(format!(
+                    "{} {rule} at {path}:\n    export: {m}\n    rule:   {}",
+                    case.name,
+                    share.join("; ")
+                ));
+            }
+        }
+    }
     let got = decisions(&reviewed, &|id| {
         let policy = id.split('/').next().unwrap_or(id);
         rule_of_policy(objects, policy).map_or(id.to_string(), str::to_string)
@@ -167,10 +220,10 @@ fn compare(case: &Case, offline_unknown: &mut usize, exported_rules: &mut BTreeS
 #[test]
 fn exported_policies_decide_as_the_rule_set() {
     let (mut compared, mut flagged, mut offline_unknown, mut failures) = (0, 0, 0, Vec::new());
-    let mut exported_rules = BTreeSet::new();
+    let (mut exported_rules, mut messages) = (BTreeSet::new(), Vec::new());
     for case in cases() {
         compared += 1;
-        match compare(&case, &mut offline_unknown, &mut exported_rules) {
+        match compare(&case, &mut offline_unknown, &mut exported_rules, &mut messages) {
             Ok(n) => flagged += n,
             Err(e) => failures.push(e),
         }
@@ -179,6 +232,7 @@ fn exported_policies_decide_as_the_rule_set() {
         "{compared} cases, {flagged} decisions compared, {offline_unknown} offline-unknown namespaces; rules exported: {exported_rules:?}"
     );
     assert!(failures.is_empty(), "{} of {compared} cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(messages.is_empty(), "{} messages differ:\n{}", messages.len(), messages.join("\n"));
     assert!(compared > 60 && flagged > 40, "the comparison must cover the corpus");
 }
 
@@ -193,6 +247,8 @@ proptest! {
         let default_rules = policy_core::yaml::parse_one(policy_core::DEFAULT_RULES_YAML).unwrap().value;
         let case = Case { name: "generated".into(), rules: default_rules, namespace: "default".into(), objects };
         let (mut unknown, mut rules) = (0, BTreeSet::new());
-        prop_assert_eq!(compare(&case, &mut unknown, &mut rules).map(|_| ()), Ok(()));
+        let mut messages = Vec::new();
+        prop_assert_eq!(compare(&case, &mut unknown, &mut rules, &mut messages).map(|_| ()), Ok(()));
+        prop_assert!(messages.is_empty(), "{}", messages.join("\n"));
     }
 }

@@ -558,8 +558,10 @@ fn native_required_meta(field: &'static str, params: &Value) -> Result<crate::ch
         let message = match &allowed {
             None => format!("{who} + {}", lit(&format!(" is missing {singular} `{key}`"))),
             Some(re) => format!(
-                "{who} + ({present} ? {} : {})",
-                lit(&format!(": {singular} `{key}` does not match `{re}`")),
+                "{who} + ({present} ? {} + {} + {} : {})",
+                lit(&format!(": {singular} `{key}` is `")),
+                crate::checks::native::excerpt(&format!("string({value}.value())"), 200),
+                lit(&format!("`, which does not match `{re}`")),
                 lit(&format!(" is missing {singular} `{key}`"))
             ),
         };
@@ -635,6 +637,67 @@ fn native_reach(parts: &[crate::path::SelectorPart], at: &str, predicate: &str, 
     }
 }
 
+/// CEL giving the messages of the values `parts` reach from `at` (CEL) for which `fails` (CEL
+/// over `v`) holds, each `message` (CEL over `v` and `p`, the value's path as
+/// [`FieldPath`] renders it, list indexes included) in the order [`FieldSelector::resolve`]
+/// finds them. `path` is the path so far (CEL of a string; `''` at the root).
+fn native_messages(
+    parts: &[crate::path::SelectorPart],
+    at: &str,
+    path: &str,
+    fails: &str,
+    message: &str,
+    depth: usize,
+) -> String {
+    use crate::checks::native::lit;
+    use crate::path::SelectorPart;
+    let Some(first) = parts.first() else {
+        return format!("cel.bind(v, {at}, cel.bind(p, {path}, {fails} ? [{message}] : []))");
+    };
+    let (i, x, y) = (format!("i{depth}"), format!("x{depth}"), format!("y{depth}"));
+    match first {
+        // A run of keys is one optional chain (one nesting level however long the path).
+        SelectorPart::Key(_) => {
+            let keys: Vec<&String> =
+                parts.iter().map_while(|p| if let SelectorPart::Key(k) = p { Some(k) } else { None }).collect();
+            let mut steps = FieldPath::root();
+            let mut chain = String::new();
+            for k in &keys {
+                steps = steps.key(k);
+                chain.push_str(&format!("[?{}]", lit(k)));
+            }
+            let shown = steps.to_string();
+            let shown = if path == "''" || shown.starts_with('[') { shown } else { format!(".{shown}") };
+            format!(
+                "cel.bind({y}, {at}{chain}, {y}.hasValue() ? {} : [])",
+                native_messages(
+                    &parts[keys.len()..],
+                    &format!("{y}.value()"),
+                    &format!("{path} + {}", lit(&shown)),
+                    fails,
+                    message,
+                    depth + 1
+                )
+            )
+        }
+        SelectorPart::Index(n) => format!(
+            "(type({at}) == list && {at}.size() > {n} ? {} : [])",
+            native_messages(
+                &parts[1..],
+                &format!("{at}[{n}]"),
+                &format!("{path} + '[{n}]'"),
+                fails,
+                message,
+                depth + 1
+            )
+        ),
+        SelectorPart::AnyIndex => format!(
+            "(type({at}) == list ? {at}.transformList({i}, {x}, {}).flatten() : [])",
+            native_messages(&parts[1..], &x, &format!("{path} + '[' + string({i}) + ']'"), fails, message, depth + 1)
+        ),
+    }
+}
+
 /// The VAP `fieldPath` of a selector: its keys up to the first list index.
 fn native_path(parts: &[crate::path::SelectorPart]) -> String {
     use crate::path::SelectorPart;
@@ -669,9 +732,15 @@ fn native_field_pattern(params: &Value) -> Result<crate::checks::NativeForm, Par
     let selector = FieldSelector::parse(&p.path).map_err(|e| ParamError::new("path", e))?;
     let predicate = format!("!{NATIVE_SCALAR} || string(v).matches({}) == {}", lit(&p.pattern), p.must_match);
     let verb = if p.must_match { "does not match" } else { "matches forbidden pattern" };
+    let message = format!(
+        "p + ' is `' + {} + {}",
+        crate::checks::native::excerpt("string(v)", 200),
+        lit(&format!("`, which {verb} `{}`", p.pattern))
+    );
+    let messages = native_messages(selector.parts(), "object", "''", &format!("!({predicate})"), &message, 0);
     let mut out = vec![NativeValidation::new(
         native_reach(selector.parts(), "object", &predicate, true, 0),
-        lit(&format!("{} has a value that {verb} `{}`", selector.as_str(), p.pattern)),
+        format!("{messages}.join('; ')"),
         &native_path(selector.parts()),
     )];
     if p.required {
@@ -694,15 +763,22 @@ fn native_field_range(params: &Value) -> Result<crate::checks::NativeForm, Param
         "type(v) == int || type(v) == uint || type(v) == double ? cel.bind(n, double(v), {within}) : \
          type(v) == string && v.trim().matches({number}) ? cel.bind(n, double(v.trim()), {within}) : false"
     );
-    let range = match (p.min, p.max) {
-        (Some(lo), Some(hi)) => format!("between {lo} and {hi}"),
-        (Some(lo), None) => format!("at least {lo}"),
-        (None, Some(hi)) => format!("at most {hi}"),
-        (None, None) => "a number".to_string(),
-    };
+    // The check's words: the number as Rust prints an f64 (no `.0` on a whole number).
+    let shown = "(n == double(int(n)) ? string(int(n)) : string(n))";
+    let below = p.min.map_or(String::new(), |lo| {
+        format!("n < {lo:?} ? p + ' is ' + {shown} + {} : ", lit(&format!(", below the minimum {lo}")))
+    });
+    let above = p
+        .max
+        .map_or("''".to_string(), |hi| format!("p + ' is ' + {shown} + {}", lit(&format!(", above the maximum {hi}"))));
+    let message = format!(
+        "type(v) == int || type(v) == uint || type(v) == double ? cel.bind(n, double(v), {below}{above}) : \
+         type(v) == string && v.trim().matches({number}) ? cel.bind(n, double(v.trim()), {below}{above}) : p + ' is not a number'"
+    );
+    let messages = native_messages(selector.parts(), "object", "''", &format!("!({predicate})"), &message, 0);
     let mut out = vec![NativeValidation::new(
         native_reach(selector.parts(), "object", &predicate, true, 0),
-        lit(&format!("{} must be a number {range}", selector.as_str())),
+        format!("{messages}.join('; ')"),
         &native_path(selector.parts()),
     )];
     if p.required {

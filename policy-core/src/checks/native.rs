@@ -97,6 +97,14 @@ pub(crate) fn json(value: &serde_json::Value) -> String {
     }
 }
 
+/// CEL of `text` (CEL of a string) cut as [`crate::pattern::excerpt`] cuts it: its first `max`
+/// characters, then `… (<bytes> bytes)`.
+pub(crate) fn excerpt(text: &str, max: usize) -> String {
+    format!(
+        "cel.bind(t, {text}, t.size() > {max} ? t.substring(0, {max}) + '… (' + string(bytes(t).size()) + ' bytes)' : t)"
+    )
+}
+
 /// `key` as one JSON Pointer token (`~` and `/` escaped).
 pub(crate) fn pointer_token(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")

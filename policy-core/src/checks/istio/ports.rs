@@ -338,8 +338,17 @@ fn native_port_name(params: &Value) -> Result<crate::checks::NativeForm, ParamEr
     let ports = "object.?spec.?ports.orValue([])";
     let app = "port.appProtocol.lowerAscii()";
     let named = format!("{known}.filter(p, port.name.lowerAscii() == p || port.name.lowerAscii().startsWith(p + '-'))");
-    let label = "(has(port.name) ? 'port ' + string(port.?port.orValue('')) + ' (`' + port.name + '`)' : 'port ' + string(port.?port.orValue('')))";
-    let failing = |condition: &str| format!("{ports}.filter(port, !({condition})).map(port, {label}).join(', ')");
+    // `port_label`, `suggest_protocol` and the check's three messages, one per failing port,
+    // joined by `; ` as the findings they stand for.
+    let number = "(type(port.port) == string ? '\"' + port.port + '\"' : string(port.port))";
+    let label = format!(
+        "(type(port.?name.orValue(null)) == string ? (has(port.port) ? 'port ' + {number} + ' (`' + port.name + '`)' : 'port `' + port.name + '`') : \
+         has(port.port) ? 'port ' + {number} : 'port')"
+    );
+    let guess = "cel.bind(g, type(port.?targetPort.orValue('')) == int && port.targetPort >= 0 ? port.targetPort : \
+         type(port.?port.orValue('')) == int && port.port >= 0 ? port.port : -1, \
+         g in [80, 8000, 8080, 3000, 5000, 9090] ? 'http' : g in [443, 8443] ? 'https' : g == 50051 ? 'grpc' : \
+         g == 3306 ? 'mysql' : g == 6379 ? 'redis' : g == 27017 ? 'mongo' : 'tcp')";
     let known_text = protocols.join(", ");
     let known_app = format!("!has(port.appProtocol) || {app} in {known}");
     let declared = format!("has(port.appProtocol) || (has(port.name) && {named}.size() > 0)");
@@ -347,29 +356,46 @@ fn native_port_name(params: &Value) -> Result<crate::checks::NativeForm, ParamEr
         "!has(port.appProtocol) || !({app} in {known}) || !has(port.name) || {named}.size() == 0 || \
          {named}.exists(p, p == {app} && {named}.all(q, q.size() <= p.size()))"
     );
-    let message = |condition: &str, text: String| format!("{} + {}", failing(condition), lit(&text));
+    let messages = |condition: &str, message: String| {
+        format!("{ports}.filter(port, !({condition})).map(port, {message}).join('; ')")
+    };
+    let longest = format!("{named}.filter(p, {named}.all(q, q.size() <= p.size()))[0]");
+    let suffix = "(port.name.contains('-') ? port.name.substring(port.name.indexOf('-') + 1) : port.name)";
     let validations = vec![
         NativeValidation::new(
             format!("!{service} || {ports}.all(port, {known_app})"),
-            message(&known_app, format!(": appProtocol is not a known protocol ({known_text})")),
+            messages(
+                &known_app,
+                format!(
+                    "{label} + ': appProtocol `' + port.appProtocol + '` is not a known protocol ' + {}",
+                    lit(&format!("({known_text})"))
+                ),
+            ),
             "spec.ports",
         ),
         NativeValidation::new(
             format!("!{service} || {ports}.all(port, {declared})"),
-            message(
+            messages(
                 &declared,
                 format!(
-                    " declares no protocol, so Istio treats it as opaque TCP; name it `<protocol>` or \
-                     `<protocol>-<suffix>` ({known_text}), or set appProtocol"
+                    "type(port.?name.orValue(null)) != string ? \
+                     {label} + ' has no name and no appProtocol; Istio will treat it as opaque TCP. Name it `' + {guess} + '` or `' + {guess} + \
+                     '-<suffix>`, or set appProtocol' : \
+                     {label} + ': name `' + port.name + '` does not start with a protocol ' + {} + '; rename it to `' + {guess} + '-' + \
+                     port.name + '` or set appProtocol'",
+                    lit(&format!("({known_text})"))
                 ),
             ),
             "spec.ports",
         ),
         NativeValidation::new(
             format!("!{service} || {ports}.all(port, {agrees})"),
-            message(
+            messages(
                 &agrees,
-                ": the name says another protocol than appProtocol; Istio uses appProtocol, rename the port".into(),
+                format!(
+                    "{label} + ': the name says `' + {longest} + '` but appProtocol says `' + port.appProtocol + \
+                     '`; Istio uses appProtocol, rename the port to `' + {app} + '-' + {suffix} + '`'"
+                ),
             ),
             "spec.ports",
         )

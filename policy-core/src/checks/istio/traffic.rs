@@ -339,9 +339,11 @@ fn native_export_to(params: &Value) -> Result<crate::checks::NativeForm, crate::
     let validations = vec![NativeValidation::new(
         passes,
         format!(
-            "object.kind + ' `' + object.metadata.name + '` ' + (type({export_to}) != list ? 'has no exportTo, so Istio exports it to every namespace' \
-             : {export_to}.size() == 0 ? 'has an empty exportTo, which exports it to every namespace' \
-             : 'is exported beyond its own namespace') + '; set `exportTo: [\".\"]`'"
+            "cel.bind(who, object.kind + ' `' + object.metadata.name + '` ', type({export_to}) != list ? \
+             who + 'has no exportTo, so Istio exports it to every namespace; set `exportTo: [\".\"]`' : \
+             {export_to}.size() == 0 ? who + 'has an empty exportTo, which exports it to every namespace; set `exportTo: [\".\"]`' : \
+             {export_to}.filter(t, !(t == '.' || t == {NAMESPACE})).map(t, who + 'is exported to `' + (type(t) == string ? t : '') + \
+             '`; tenants may export only to their own namespace (\".\")').join('; '))"
         ),
         "spec.exportTo",
     )];
@@ -366,15 +368,25 @@ fn native_host_in_own_namespace(params: &Value) -> Result<crate::checks::NativeF
         "(h == '*' || ({in_cluster} ? {l}[1] != {NAMESPACE} : ({l}.size() > 1 && \
          ({l}[0] == '*' || h.contains('*') || h.endsWith('.' + {domain}) || {external_ok}))))"
     );
-    let advice = lit(&format!("; use a short name or `<service>.<namespace>.svc.{}`", p.cluster_domain));
+    // `problem`'s words for a host `h` it finds one in.
+    let why = format!(
+        "(h == '*' ? '`*` matches every service in the mesh' : \
+         {in_cluster} ? '`' + h + '` belongs to namespace `' + {l}[1] + '`' : \
+         {l}[0] == '*' || h.contains('*') ? 'wildcard host `' + h + '` can capture other tenants\\' traffic' : \
+         h.endsWith('.' + {domain}) ? '`' + h + '` is a cluster host outside namespace `' + {NAMESPACE} + '`' : \
+         'external host `' + h + '` is not allowed for tenants')"
+    );
+    let message = |hosts: &str| {
+        format!(
+            "{hosts}.filter(h, {problem}).map(h, object.kind + ' `' + object.metadata.name + '`: ' + {why} + \
+             '; use a short name or `<service>.' + {NAMESPACE} + '.svc.' + {domain} + '`').join('; ')"
+        )
+    };
     let hosts = "object.?spec.?hosts.orValue([]).filter(h, type(h) == string)";
     Ok(vec![
         NativeValidation::new(
             format!("!{} || {platform} || !{hosts}.exists(h, {problem})", is_istio(&["VirtualService"])),
-            format!(
-                "'VirtualService `' + object.metadata.name + '`: host ' + {hosts}.filter(h, {problem}).map(h, '`' + h + '`').join(', ') + \
-                 ' is a wildcard, another namespace\\'s or not allowed for tenants' + {advice}"
-            ),
+            message(hosts),
             "spec.hosts",
         ),
         NativeValidation::new(
@@ -383,10 +395,7 @@ fn native_host_in_own_namespace(params: &Value) -> Result<crate::checks::NativeF
                  [object.spec.host].all(h, !{problem})",
                 is_istio(&["DestinationRule"])
             ),
-            format!(
-                "'DestinationRule `' + object.metadata.name + '`: host `' + string(object.?spec.?host.orValue('')) + \
-                 '` is a wildcard, another namespace\\'s or not allowed for tenants' + {advice}"
-            ),
+            message("[object.spec.host]"),
             "spec.host",
         ),
     ]

@@ -817,8 +817,11 @@ fn native_graceful_shutdown(params: &Value) -> Result<crate::checks::NativeForm,
             NativeValidation::new(
                 format!("variables.sleeps.all(s, s >= {min})"),
                 format!(
-                    "'container ' + variables.template.spec.containers.filter(c, !({sleep_of} >= {min})).map(c, '`' + string(c.?name.orValue('?')) + '`').join(', ') + \
-                     ' sleeps less than {min}s in preStop, or not at all; add `lifecycle.preStop.sleep.seconds: {min}` (or exec `sleep {min}`) so endpoints drain before it stops'"
+                    "variables.template.spec.containers.filter(c, !({sleep_of} >= {min})).map(c, \
+                     cel.bind(name, type(c.?name.orValue(null)) == string ? c.name : '?', cel.bind(s, {sleep_of}, s < 0 ? \
+                     'container `' + name + '` has no preStop sleep; add `lifecycle.preStop.sleep.seconds: {min}` (or exec `sleep {min}`) \
+                     so endpoints drain before it stops' : \
+                     'container `' + name + '`: preStop sleeps ' + string(s) + 's, less than {min}s; the proxy and endpoints need that long to drain'))).join('; ')"
                 ),
                 "spec.containers",
             )
@@ -828,8 +831,10 @@ fn native_graceful_shutdown(params: &Value) -> Result<crate::checks::NativeForm,
                     "!variables.sleeps.exists(s, s >= {min}) || {grace} >= variables.sleeps.filter(s, s >= {min}).max() + {margin}"
                 ),
                 format!(
-                    "'terminationGracePeriodSeconds is ' + string({grace}) + 's, below the preStop sleep ' + \
-                     string(variables.sleeps.filter(s, s >= {min}).max()) + 's + margin {margin}s'"
+                    "cel.bind(longest, variables.sleeps.filter(s, s >= {min}).max(), 'terminationGracePeriodSeconds is ' + \
+                     (type(variables.template.?spec.?terminationGracePeriodSeconds.orValue(null)) == int ? \
+                     string(variables.template.spec.terminationGracePeriodSeconds) + 's' : 'the default 30s') + \
+                     ', below the preStop sleep ' + string(longest) + 's + margin {margin}s; set it to at least ' + string(longest + {margin}))"
                 ),
                 "spec.terminationGracePeriodSeconds",
             )
