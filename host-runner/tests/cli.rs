@@ -890,4 +890,23 @@ fn kyverno_and_gatekeeper_policies_run_from_policies_and_a_rego_template_is_refu
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(err.contains("http.yaml:") && err.contains("undeclared reference to 'http.Get'"), "{err}");
+
+    // An error in a template's variable or match condition names the template's own field.
+    for (broken, field) in [
+        ("variables: [{name: team, expression: 'object.metadata.labels.team +'}]", "source.variables[0].expression"),
+        ("matchCondition: [{name: pods, expression: 'object.kind = 1'}]", "source.matchCondition[0].expression"),
+    ] {
+        let template = format!(
+            "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {{name: k8steam}}\nspec:\n  \
+             crd: {{spec: {{names: {{kind: K8sTeam}}}}}}\n  targets:\n  - target: admission.k8s.gatekeeper.sh\n    code:\n    \
+             - engine: K8sNativeValidation\n      source:\n        {broken}\n        \
+             validations: [{{expression: 'true'}}]\n---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sTeam\n\
+             metadata: {{name: team}}\nspec: {{}}\n"
+        );
+        let file = write(dir.path(), "template.yaml", &template);
+        let out = meshguard(&["check", "--engine", "native", "--policies", &file, "examples/imports/resources.yaml"], None);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains("template.yaml:") && err.contains(&format!("spec.targets[0].code[0].{field}")), "{err}");
+    }
 }

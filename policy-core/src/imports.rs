@@ -33,18 +33,22 @@ const GATEKEEPER_CONSTRAINTS: &str = "constraints.gatekeeper.sh/";
 #[derive(Clone, Debug)]
 pub struct Origin {
     pub index: usize,
-    /// `(translated prefix, original prefix)`: `spec.` of a template's policy is
-    /// `spec.targets[0].code[1].source.` in the template.
-    pub field: Option<(String, String)>,
+    /// `(translated field, original field)` pairs: a template's policy's `spec.validations` is
+    /// `spec.targets[0].code[1].source.validations` in the template, its `spec.variables[2]` the
+    /// source's `variables[0]` (after the two Gatekeeper adds).
+    pub fields: Vec<(String, String)>,
 }
 
 impl Origin {
     /// A translated object's error, located in the original object.
     pub fn locate(&self, mut e: VapError) -> VapError {
         e.index = self.index;
-        if let Some((from, to)) = &self.field {
+        for (from, to) in &self.fields {
             if let Some(rest) = e.field.strip_prefix(from.as_str()) {
-                e.field = format!("{to}{rest}");
+                if rest.is_empty() || rest.starts_with(['.', '[']) {
+                    e.field = format!("{to}{rest}");
+                    break;
+                }
             }
         }
         e
@@ -82,7 +86,7 @@ pub fn translate(objects: &[Value]) -> Result<(Vec<Value>, Vec<Origin>), VapErro
     let mut out = Vec::new();
     let mut origins = Vec::new();
     for (index, v) in objects.iter().enumerate() {
-        let origin = Origin { index, field: None };
+        let origin = Origin { index, fields: Vec::new() };
         if is_kyverno_policy(v) {
             for object in kyverno(index, v)? {
                 out.push(object);
@@ -91,7 +95,8 @@ pub fn translate(objects: &[Value]) -> Result<(Vec<Value>, Vec<Origin>), VapErro
         } else if is_constraint(v) {
             for (object, field) in gatekeeper(index, v, objects)? {
                 out.push(object);
-                origins.push(Origin { index: field.as_ref().map_or(index, |(i, _)| *i), field: field.map(|(_, f)| f) });
+                let (index, fields) = field.unwrap_or((index, Vec::new()));
+                origins.push(Origin { index, fields });
             }
         } else if !is_template(v) {
             out.push(v.clone());
@@ -276,7 +281,7 @@ pub(crate) fn rewrite(text: &str, place: &str) -> String {
 // Gatekeeper
 
 /// The policy and binding of one Constraint, with where their fields came from.
-type Located = (Value, Option<(usize, (String, String))>);
+type Located = (Value, Option<(usize, Vec<(String, String)>)>);
 
 fn gatekeeper(index: usize, constraint: &Value, objects: &[Value]) -> Result<Vec<Located>, VapError> {
     let name = name_of(constraint).filter(|n| !n.is_empty());
@@ -331,6 +336,7 @@ fn gatekeeper(index: usize, constraint: &Value, objects: &[Value]) -> Result<Vec
             "`params` and `anyObject` are Gatekeeper's own variables".into(),
         ));
     }
+    let own_count = own_variables.len();
     variables.extend(own_variables);
     // Match: the Constraint's `spec.match` has the fields of a meshguard rule's `match`, plus `name`.
     let mut raw_match = spec.get("match").cloned().unwrap_or(json!({}));
@@ -354,6 +360,7 @@ fn gatekeeper(index: usize, constraint: &Value, objects: &[Value]) -> Result<Vec
         rule["operations"] = operations.clone();
     }
     let mut conditions: Vec<Value> = named(source.get("matchCondition"));
+    let own_conditions = conditions.len();
     conditions.extend(crate::export::match_conditions(&matching));
     if let Some(glob) = by_name.as_ref().and_then(Value::as_str) {
         let name_expr = "string(object.?metadata.?name.orValue(object.?metadata.?generateName.orValue('')))";
@@ -393,9 +400,20 @@ fn gatekeeper(index: usize, constraint: &Value, objects: &[Value]) -> Result<Vec
     policy_spec.insert("variables".into(), Value::Array(variables));
     policy_spec.insert("validations".into(), source.get("validations").cloned().unwrap_or(json!([])));
     let policy_name = format!("gatekeeper-{}-{name}", kind.to_ascii_lowercase());
-    // Errors in the policy's own fields point into the template; variables are shifted by the two
-    // Gatekeeper adds, so they are named by the template's field only for validations.
-    let field = (t_index, ("spec.validations".to_string(), format!("{source_field}validations")));
+    // Errors in the policy's own fields point into the template: its validations, its variables
+    // (after the two Gatekeeper adds), its match conditions (before those of the Constraint's
+    // match) and its failurePolicy.
+    let mut fields = vec![
+        ("spec.validations".to_string(), format!("{source_field}validations")),
+        ("spec.failurePolicy".to_string(), format!("{source_field}failurePolicy")),
+    ];
+    for k in 0..own_count {
+        fields.push((format!("spec.variables[{}]", k + 2), format!("{source_field}variables[{k}]")));
+    }
+    for j in 0..own_conditions {
+        fields.push((format!("spec.matchConditions[{j}]"), format!("{source_field}matchCondition[{j}]")));
+    }
+    let field = (t_index, fields);
     Ok(vec![
         (policy(&policy_name, name, Value::Object(policy_spec)), Some(field)),
         (binding(name, &policy_name, actions, None), None),
