@@ -904,7 +904,8 @@ fn kyverno_and_gatekeeper_policies_run_from_policies_and_a_rego_template_is_refu
              metadata: {{name: team}}\nspec: {{}}\n"
         );
         let file = write(dir.path(), "template.yaml", &template);
-        let out = meshguard(&["check", "--engine", "native", "--policies", &file, "examples/imports/resources.yaml"], None);
+        let out =
+            meshguard(&["check", "--engine", "native", "--policies", &file, "examples/imports/resources.yaml"], None);
         assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
         let err = stderr(&out);
         assert!(err.contains("template.yaml:") && err.contains(&format!("spec.targets[0].code[0].{field}")), "{err}");

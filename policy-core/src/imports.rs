@@ -37,12 +37,17 @@ pub struct Origin {
     /// `spec.targets[0].code[1].source.validations` in the template, its `spec.variables[2]` the
     /// source's `variables[0]` (after the two Gatekeeper adds).
     pub fields: Vec<(String, String)>,
+    /// The original object's name, where the translated one has another.
+    pub name: Option<String>,
 }
 
 impl Origin {
     /// A translated object's error, located in the original object.
     pub fn locate(&self, mut e: VapError) -> VapError {
         e.index = self.index;
+        if let Some(name) = &self.name {
+            e.name = Some(name.clone());
+        }
         for (from, to) in &self.fields {
             if let Some(rest) = e.field.strip_prefix(from.as_str()) {
                 if rest.is_empty() || rest.starts_with(['.', '[']) {
@@ -86,7 +91,7 @@ pub fn translate(objects: &[Value]) -> Result<(Vec<Value>, Vec<Origin>), VapErro
     let mut out = Vec::new();
     let mut origins = Vec::new();
     for (index, v) in objects.iter().enumerate() {
-        let origin = Origin { index, fields: Vec::new() };
+        let origin = Origin { index, fields: Vec::new(), name: None };
         if is_kyverno_policy(v) {
             for object in kyverno(index, v)? {
                 out.push(object);
@@ -95,8 +100,11 @@ pub fn translate(objects: &[Value]) -> Result<(Vec<Value>, Vec<Origin>), VapErro
         } else if is_constraint(v) {
             for (object, field) in gatekeeper(index, v, objects)? {
                 out.push(object);
-                let (index, fields) = field.unwrap_or((index, Vec::new()));
-                origins.push(Origin { index, fields });
+                let origin = match field {
+                    Some((index, name, fields)) => Origin { index, fields, name: Some(name) },
+                    None => origin.clone(),
+                };
+                origins.push(origin);
             }
         } else if !is_template(v) {
             out.push(v.clone());
@@ -281,7 +289,7 @@ pub(crate) fn rewrite(text: &str, place: &str) -> String {
 // Gatekeeper
 
 /// The policy and binding of one Constraint, with where their fields came from.
-type Located = (Value, Option<(usize, Vec<(String, String)>)>);
+type Located = (Value, Option<(usize, String, Vec<(String, String)>)>);
 
 fn gatekeeper(index: usize, constraint: &Value, objects: &[Value]) -> Result<Vec<Located>, VapError> {
     let name = name_of(constraint).filter(|n| !n.is_empty());
@@ -413,7 +421,7 @@ fn gatekeeper(index: usize, constraint: &Value, objects: &[Value]) -> Result<Vec
     for j in 0..own_conditions {
         fields.push((format!("spec.matchConditions[{j}]"), format!("{source_field}matchCondition[{j}]")));
     }
-    let field = (t_index, fields);
+    let field = (t_index, t_name.to_string(), fields);
     Ok(vec![
         (policy(&policy_name, name, Value::Object(policy_spec)), Some(field)),
         (binding(name, &policy_name, actions, None), None),
