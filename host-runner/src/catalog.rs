@@ -163,11 +163,6 @@ fn native(spec: &CheckSpec) -> String {
                         " With `mutate`, `--to map` writes its fix as a MutatingAdmissionPolicy in part: {gap}."
                     ),
                 },
-                // A `cel` rule's example has params, which keep it with the webhook; its `fix` is
-                // exported where the rule is.
-                _ if spec.id == "cel" => {
-                    " With `mutate`, `--to map` writes the rule's `fix` as a MutatingAdmissionPolicy.".to_string()
-                }
                 _ => String::new(),
             };
             format!("{decisions}{fixes}")

@@ -20,7 +20,7 @@
 //!
 //! The translation happens when the RuleSet loads; an error names the original object's field.
 
-use crate::checks::native::{any_glob, json};
+use crate::checks::native::any_glob;
 use crate::vap::{name_of, VapError};
 use serde_json::{json, Map, Value};
 
@@ -333,7 +333,7 @@ fn gatekeeper(index: usize, constraint: &Value, objects: &[Value]) -> Result<Vec
     let parameters = spec.get("parameters").cloned().unwrap_or(Value::Null);
     let mut variables = vec![
         json!({"name": "anyObject", "expression": "has(request.operation) && request.operation == 'DELETE' && object == null ? oldObject : object"}),
-        json!({"name": "params", "expression": params_literal(&parameters)}),
+        json!({"name": "params", "expression": crate::checks::native::params_literal(&parameters)}),
     ];
     let own_variables = named(source.get("variables"));
     if let Some(reserved) =
@@ -426,25 +426,6 @@ fn gatekeeper(index: usize, constraint: &Value, objects: &[Value]) -> Result<Vec
         (policy(&policy_name, name, Value::Object(policy_spec)), Some(field)),
         (binding(name, &policy_name, actions, None), None),
     ])
-}
-
-/// A Constraint's parameters as a CEL literal. Every list item and map value is `dyn(...)`: they
-/// come from a typed object in Gatekeeper, where lists and maps of mixed values are fine, while
-/// the API server's CEL refuses mixed literals.
-fn params_literal(value: &Value) -> String {
-    match value {
-        Value::Array(items) => {
-            format!("[{}]", items.iter().map(|i| format!("dyn({})", params_literal(i))).collect::<Vec<_>>().join(", "))
-        }
-        Value::Object(map) => {
-            let entries: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}: dyn({})", crate::checks::native::lit(k), params_literal(v)))
-                .collect();
-            format!("{{{}}}", entries.join(", "))
-        }
-        scalar => json(scalar),
-    }
 }
 
 fn policy(name: &str, source: &str, spec: Value) -> Value {

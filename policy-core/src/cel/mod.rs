@@ -535,6 +535,39 @@ pub enum FailurePolicy {
     Ignore,
 }
 
+/// `source` with every reference to the root identifier `from` written as `to` (`params` →
+/// `variables.params`, when a rule's params become a policy variable), found in the parsed
+/// expression, so string literals and fields of the same name are left alone. `None` when the
+/// expression does not parse or a reference cannot be placed in the text.
+pub(crate) fn rename_root(source: &str, from: &str, to: &str) -> Option<String> {
+    if ast::quote_free(source).ok()?.is_some() {
+        return None;
+    }
+    let (mut tree, info) = env().ok()?.parser().parse_with_source_info(source).ok()?;
+    let mut starts = Vec::new();
+    let mut pending = vec![&mut tree];
+    while let Some(node) = pending.pop() {
+        if matches!(&node.expr, cel::common::ast::Expr::Ident(name) if name == from) {
+            let (start, _) = info.offset_for(node.id)?;
+            let start = usize::try_from(start).ok()?;
+            // The parser's offset, checked against the text: a reference that is not where it
+            // says leaves the expression as it is (the caller keeps it with the webhook).
+            if source.get(start..start + from.len()) != Some(from) {
+                return None;
+            }
+            starts.push(start);
+        }
+        pending.extend(ast::children_mut(&mut node.expr));
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    let mut out = source.to_string();
+    for start in starts.into_iter().rev() {
+        out.replace_range(start..start + from.len(), to);
+    }
+    Some(out)
+}
+
 /// A VAP-style `fieldPath` (`spec.replicas`, `.spec.ports[0]`, `metadata.labels['app']`).
 pub fn parse_field_path(text: &str) -> Result<FieldPath, String> {
     let text = text.trim().trim_start_matches('.');
@@ -1098,6 +1131,21 @@ mod tests {
         for fine in ["[1, dyn('a')].size() == 2", "{'a': 1, 'b': null}.size() == 2", "[[1], [2, 3]].size() == 2"] {
             assert!(Expression::compile(fine, &[]).is_ok(), "{fine}");
         }
+    }
+
+    #[test]
+    fn a_root_is_renamed_where_the_expression_references_it_only() {
+        let renamed = |e: &str| rename_root(e, "params", "variables.params");
+        assert_eq!(
+            renamed("params.max >= object.spec.params && 'params.x' != params.name").as_deref(),
+            Some("variables.params.max >= object.spec.params && 'params.x' != variables.params.name")
+        );
+        assert_eq!(
+            renamed("'é' != '' && object.spec.ports.all(p, p.port in params.ports) && has(params.x) ? 'é' : params").as_deref(),
+            Some("'é' != '' && object.spec.ports.all(p, p.port in variables.params.ports) && has(variables.params.x) ? 'é' : variables.params")
+        );
+        assert_eq!(renamed("object.spec.replicas > 1").as_deref(), Some("object.spec.replicas > 1"));
+        assert_eq!(renamed("params.max >"), None, "what does not parse is not rewritten");
     }
 
     #[test]

@@ -218,22 +218,39 @@ spec:
     native: crate::checks::Native::Vap(native_cel),
 };
 
-/// A `cel` rule is a ValidatingAdmissionPolicy validation already: its native form is itself.
-/// Its `params` would need a param object the cluster holds, so such a rule stays with the webhook.
+/// A `cel` rule is a ValidatingAdmissionPolicy validation already: its native form is itself,
+/// with its `params` inlined as a policy variable (`params.x` read as `variables.params.x`), so
+/// no param object is needed.
 fn native_cel(params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
     use crate::checks::native::lit;
-    let p: CelParams = parse_params(params)?;
-    if p.params.as_ref().is_some_and(|v| !v.is_null()) {
-        return Err(ParamError::new(
-            "",
-            "its `params` would need a param object (paramKind and a resource holding it) in the cluster; \
-             inline the values into the expression to export it",
-        ));
-    }
+    let mut p: CelParams = parse_params(params)?;
+    let written = p.expression.trim().to_string();
+    let inlined = match p.params.take().filter(|v| !v.is_null()) {
+        None => None,
+        Some(values) => {
+            let inline = |text: &mut String| -> Result<(), ParamError> {
+                *text = crate::cel::rename_root(text, "params", "variables.params").ok_or_else(|| {
+                    ParamError::new("", "its expressions could not be rewritten to read the params inlined")
+                })?;
+                Ok(())
+            };
+            inline(&mut p.expression)?;
+            for text in p.message_expression.iter_mut().chain(p.fix.iter_mut().map(|f| &mut f.expression)) {
+                inline(text)?;
+            }
+            for n in p.variables.iter_mut().chain(p.match_conditions.iter_mut()) {
+                inline(&mut n.expression)?;
+            }
+            if p.variables.iter().any(|n| n.name == "params") {
+                return Err(ParamError::new("", "a variable named `params` would clash with the inlined params"));
+            }
+            Some(crate::checks::native::params_literal(&values))
+        }
+    };
     let message = match (&p.message_expression, &p.message) {
         (Some(m), _) => m.clone(),
         (None, Some(m)) => lit(m),
-        (None, None) => lit(&format!("failed expression: {}", p.expression.trim())),
+        (None, None) => lit(&format!("failed expression: {written}")),
     };
     let field_path = p.field_path.as_deref().unwrap_or("").trim().trim_start_matches('.').to_string();
     let named = |list: &[NamedExpression]| list.iter().map(|n| (n.name.clone(), n.expression.clone())).collect();
@@ -243,8 +260,10 @@ fn native_cel(params: &Value) -> Result<crate::checks::NativeForm, ParamError> {
         .iter()
         .map(|fix| crate::checks::NativeMutation::new(format!("({}) ? [] : ({})", p.expression, fix.expression)))
         .collect();
+    let mut variables: Vec<(String, String)> = inlined.into_iter().map(|v| ("params".to_string(), v)).collect();
+    variables.extend(named(&p.variables));
     Ok(crate::checks::NativeForm {
-        variables: named(&p.variables),
+        variables,
         match_conditions: named(&p.match_conditions),
         validations: vec![crate::checks::NativeValidation::new(p.expression, message, &field_path)],
         fail_open: p.failure_policy == FailurePolicy::Ignore,

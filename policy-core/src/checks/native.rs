@@ -105,6 +105,24 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
     )
 }
 
+/// Parameters (a Gatekeeper Constraint's, a `cel` rule's) as a CEL literal. Every list item and
+/// map value is `dyn(...)`: they come from typed objects, where lists and maps of mixed values are
+/// fine, while the API server's CEL refuses mixed literals.
+pub(crate) fn params_literal(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            format!("[{}]", items.iter().map(|i| format!("dyn({})", params_literal(i))).collect::<Vec<_>>().join(", "))
+        }
+        Value::Object(map) => {
+            let entries: Vec<String> =
+                map.iter().map(|(k, v)| format!("{}: dyn({})", lit(k), params_literal(v))).collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+        scalar => json(scalar),
+    }
+}
+
 /// `key` as one JSON Pointer token (`~` and `/` escaped).
 pub(crate) fn pointer_token(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
