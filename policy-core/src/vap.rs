@@ -647,11 +647,15 @@ fn compile_policy(
             fix: None,
         })
         .collect();
-    let validator =
-        Validator::compile(&spec.variables, &spec.match_conditions, validations, spec.failure_policy, &|i, field| {
-            format!("validations[{i}].{field}")
-        })
-        .map_err(|e| error(format!("spec.{}", e.field), e.message))?;
+    let validator = Validator::compile(
+        &spec.variables,
+        &spec.match_conditions,
+        validations,
+        spec.failure_policy,
+        spec.param_kind.is_some(),
+        &|i, field| format!("validations[{i}].{field}"),
+    )
+    .map_err(|e| error(format!("spec.{}", e.field), e.message))?;
     Ok(BindingCheck {
         policy: name.to_string(),
         validator,

@@ -163,31 +163,32 @@ impl Expression {
     /// only those, as in a ValidatingAdmissionPolicy). Errors name the line and column inside the
     /// expression.
     pub fn compile(source: &str, variables: &[String]) -> Result<Expression, String> {
-        Self::compile_as(source, &untyped(variables), Form::Plain, Roots::Admission)
+        Self::compile_as(source, &untyped(variables), Form::Plain, Roots::Admission { params: true })
     }
 
     /// [`Expression::compile`] with the declared variables' types, which `variables.<name>`
-    /// has in the type check.
-    pub fn compile_typed(source: &str, variables: &[(String, Ty)]) -> Result<Expression, String> {
-        Self::compile_as(source, variables, Form::Plain, Roots::Admission)
+    /// has in the type check; `params` is declared only when the policy has params (a
+    /// `paramKind`, a `cel` rule's `params`), as the API server declares it.
+    pub fn compile_typed(source: &str, variables: &[(String, Ty)], params: bool) -> Result<Expression, String> {
+        Self::compile_as(source, variables, Form::Plain, Roots::Admission { params })
     }
 
     /// [`Expression::compile`] for a MutatingAdmissionPolicy's mutation: `Object{...}`
     /// initializers are allowed (checked and built as maps, see [`mutation`]).
-    pub fn compile_mutation(source: &str, variables: &[String]) -> Result<Expression, String> {
-        Self::compile_as(source, &untyped(variables), Form::Mutation, Roots::Admission)
+    pub fn compile_mutation(source: &str, variables: &[String], params: bool) -> Result<Expression, String> {
+        Self::compile_as(source, &untyped(variables), Form::Mutation, Roots::Admission { params })
     }
 
     /// A MutatingAdmissionPolicy's JSONPatch mutation (and a `cel` rule's fix, written the same
     /// way): an expression building `[JSONPatch{op, path, value, from}]`, compiled as written
     /// first, so errors point into what the author wrote, then with the patches turned into plain
     /// maps, which the host reads as JSON (see `Scope::eval_patch`).
-    pub fn compile_json_patch(source: &str, variables: &[String]) -> Result<Expression, String> {
+    pub fn compile_json_patch(source: &str, variables: &[String], params: bool) -> Result<Expression, String> {
         let patches = Ty::List(Box::new(Ty::Named("JSONPatch")));
-        Self::compile_mutation(source, variables)?.expect_type(&patches)?;
+        Self::compile_mutation(source, variables, params)?.expect_type(&patches)?;
         let as_maps =
             format!("({}).map(p, {{'op': p.op, 'path': p.path, 'value': p.value, 'from': p.from}})", source.trim());
-        Self::compile_mutation(&as_maps, variables)
+        Self::compile_mutation(&as_maps, variables, params)
     }
 
     /// Its estimated cost in the API server's units: what every evaluation costs at least, and
@@ -271,12 +272,13 @@ impl Expression {
             ast::restore_quoted_fields(&mut tree, names);
         }
         let checked = match roots {
-            Roots::Admission => {
+            Roots::Admission { params } => {
                 // Only the variables it reads: a chain of 20,000 stays linear.
                 let read: Vec<(String, Ty)> = reads.iter().map(|&i| variables[i].clone()).collect();
                 let variables = typecheck::variables(&read);
                 let declared = |name: &str| match name {
-                    "object" | "oldObject" | "params" | "authorizer" => Some(Ty::Dyn),
+                    "object" | "oldObject" | "authorizer" => Some(Ty::Dyn),
+                    "params" if params => Some(Ty::Dyn),
                     "request" => Some(typecheck::admission_request()),
                     "namespaceObject" => Some(typecheck::namespace()),
                     "variables" => Some(variables.clone()),
@@ -359,8 +361,9 @@ enum Form {
 /// The names an expression starts from, for the type check.
 #[derive(Clone, Copy)]
 pub(crate) enum Roots<'a> {
-    /// An admission policy's: `object`, `request`, `variables`, ...
-    Admission,
+    /// An admission policy's: `object`, `request`, `variables`, ..., and `params` when it has
+    /// params.
+    Admission { params: bool },
     /// A conformance suite's bindings, each `dyn`, and how long its strings of unknown size
     /// are for the cost estimate.
     Bindings(&'a [&'a str], cost::Range),
@@ -643,28 +646,32 @@ impl Validator {
         match_conditions: &[NamedExpression],
         validations: Vec<ValidationSource>,
         failure_policy: FailurePolicy,
+        params: bool,
         field_of: &dyn Fn(usize, &str) -> String,
     ) -> Result<Validator, CompileError> {
         let mut declared = Vec::new();
-        let variables = Self::compile_named("variables", variables, &mut declared, true)?;
-        let match_conditions = Self::compile_named("matchConditions", match_conditions, &mut declared, false)?;
+        let variables = Self::compile_named("variables", variables, &mut declared, true, params)?;
+        let match_conditions = Self::compile_named("matchConditions", match_conditions, &mut declared, false, params)?;
         let mut compiled = Vec::new();
         for (i, v) in validations.into_iter().enumerate() {
             let error = |what: &'static str| move |message| CompileError { field: field_of(i, what), message };
-            let expression = Expression::compile_typed(&v.expression, &declared)
+            let expression = Expression::compile_typed(&v.expression, &declared, params)
                 .and_then(|e| e.expect_type(&Ty::Bool).map(|()| e))
                 .map_err(error("expression"))?;
             let message_expression = v
                 .message_expression
                 .as_deref()
-                .map(|m| Expression::compile_typed(m, &declared).and_then(|e| e.expect_type(&Ty::String).map(|()| e)))
+                .map(|m| {
+                    Expression::compile_typed(m, &declared, params).and_then(|e| e.expect_type(&Ty::String).map(|()| e))
+                })
                 .transpose()
                 .map_err(error("messageExpression"))?;
             let field_path = v.field_path.as_deref().map(parse_field_path).transpose().map_err(error("fieldPath"))?;
             let mut validation = Validation::new(expression, v.message, message_expression, field_path);
             if let Some((source, description)) = v.fix {
                 let names: Vec<String> = declared.iter().map(|(n, _)| n.clone()).collect();
-                let expression = Expression::compile_json_patch(&source, &names).map_err(error("fix.expression"))?;
+                let expression =
+                    Expression::compile_json_patch(&source, &names, params).map_err(error("fix.expression"))?;
                 validation.fix = Some((expression, description));
             }
             compiled.push(validation);
@@ -692,6 +699,7 @@ impl Validator {
         list: &[NamedExpression],
         declared: &mut Vec<(String, Ty)>,
         declare: bool,
+        params: bool,
     ) -> Result<Vec<(String, Expression)>, CompileError> {
         let mut out = Vec::new();
         for (i, v) in list.iter().enumerate() {
@@ -708,7 +716,7 @@ impl Validator {
             if out.iter().any(|(n, _): &(String, Expression)| *n == v.name) {
                 return Err(CompileError { field: at("name"), message: format!("duplicate name `{}`", v.name) });
             }
-            let expr = Expression::compile_typed(&v.expression, declared)
+            let expr = Expression::compile_typed(&v.expression, declared, params)
                 .and_then(|e| if declare { Ok(e) } else { e.expect_type(&Ty::Bool).map(|()| e) })
                 .map_err(|message| CompileError { field: at("expression"), message })?;
             if declare {
@@ -1134,6 +1142,29 @@ mod tests {
     }
 
     #[test]
+    fn params_are_declared_only_for_a_policy_with_params() {
+        let compile = |params: bool| Expression::compile_typed("params.max > 1", &[], params);
+        assert!(compile(true).is_ok());
+        let e = compile(false).unwrap_err();
+        assert!(
+            e.contains("undeclared reference to 'params' (in container ''): params are declared by a paramKind"),
+            "{e}"
+        );
+        let compiled = |params: bool| {
+            let v = ValidationSource {
+                expression: "object.spec.replicas <= params.max".into(),
+                message: None,
+                message_expression: None,
+                field_path: None,
+                fix: None,
+            };
+            Validator::compile(&[], &[], vec![v], FailurePolicy::Fail, params, &|i, f| format!("validations[{i}].{f}"))
+        };
+        assert!(compiled(true).is_ok());
+        assert_eq!(compiled(false).err().map(|e| e.field).as_deref(), Some("validations[0].expression"));
+    }
+
+    #[test]
     fn a_root_is_renamed_where_the_expression_references_it_only() {
         let renamed = |e: &str| rename_root(e, "params", "variables.params");
         assert_eq!(
@@ -1215,7 +1246,7 @@ mod tests {
             fix: None,
         };
         let compile = |expression: &str| {
-            Validator::compile(&vars, &[], vec![validation(expression)], FailurePolicy::Fail, &|i, f| {
+            Validator::compile(&vars, &[], vec![validation(expression)], FailurePolicy::Fail, true, &|i, f| {
                 format!("validations[{i}].{f}")
             })
             .map(|_| ())
@@ -1257,9 +1288,11 @@ mod tests {
                 fix: None,
             })
             .collect();
-        let e = Validator::compile(&[], &[], validations, FailurePolicy::Fail, &|i, f| format!("validations[{i}].{f}"))
-            .err()
-            .unwrap();
+        let e = Validator::compile(&[], &[], validations, FailurePolicy::Fail, true, &|i, f| {
+            format!("validations[{i}].{f}")
+        })
+        .err()
+        .unwrap();
         assert!(e.message.contains("over the API server's budget of 10000000 per object"), "{}", e.message);
     }
 

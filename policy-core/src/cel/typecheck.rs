@@ -2,8 +2,8 @@
 //! when the policy is created: every identifier declared, every function called with arguments
 //! one of its overloads takes, fields selected only where the type has them, and the result of
 //! the type the field needs (a validation's `bool`). The declared types are the API server's:
-//! `object`, `oldObject` and `params` are `dyn` (their schema is not known here, as for a CRD
-//! without one), `request` is `kubernetes.AdmissionRequest` and `namespaceObject`
+//! `object`, `oldObject` and `params` (declared only for a policy with params) are `dyn` (their
+//! schema is not known here, as for a CRD without one), `request` is `kubernetes.AdmissionRequest` and `namespaceObject`
 //! `kubernetes.Namespace` with their fields, and each of `variables` has its expression's type.
 //!
 //! What is `dyn` passes any check, so the check refuses only what the API server refuses too. A
@@ -593,7 +593,8 @@ impl Checker<'_> {
         if TYPE_NAMES.contains(&name) {
             return Ok(Ty::Type);
         }
-        Err(self.error(id, format!("undeclared reference to '{name}' (in container '')")))
+        let hint = if name == "params" { ": params are declared by a paramKind (a `cel` rule's `params`)" } else { "" };
+        Err(self.error(id, format!("undeclared reference to '{name}' (in container ''){hint}")))
     }
 
     /// `a.b.c` whose first name is not declared: the longest declared prefix (a binding may be

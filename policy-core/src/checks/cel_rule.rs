@@ -95,11 +95,15 @@ fn compile(params: &Value) -> Result<Compiled, ParamError> {
         field_path: p.field_path,
         fix,
     };
-    let validator =
-        Validator::compile(&p.variables, &p.match_conditions, vec![validation], p.failure_policy, &|_, field| {
-            field.to_string()
-        })
-        .map_err(|e| ParamError::new(e.field, e.message))?;
+    let validator = Validator::compile(
+        &p.variables,
+        &p.match_conditions,
+        vec![validation],
+        p.failure_policy,
+        p.params.is_some(),
+        &|_, field| field.to_string(),
+    )
+    .map_err(|e| ParamError::new(e.field, e.message))?;
     let has_fix = validator.validations.iter().any(|v| v.fix.is_some());
     let fix_scope = match declared_paths {
         Some(paths) => paths,

@@ -188,11 +188,15 @@ fn compile_policy(
     if spec.mutations.is_empty() {
         return Err(err("spec.mutations".into(), "Required value: mutations must contain at least one item".into()));
     }
-    let validator =
-        Validator::compile(&spec.variables, &spec.match_conditions, Vec::new(), spec.failure_policy, &|_, f| {
-            f.to_string()
-        })
-        .map_err(|e| err(format!("spec.{}", e.field), e.message))?;
+    let validator = Validator::compile(
+        &spec.variables,
+        &spec.match_conditions,
+        Vec::new(),
+        spec.failure_policy,
+        spec.param_kind.is_some(),
+        &|_, f| f.to_string(),
+    )
+    .map_err(|e| err(format!("spec.{}", e.field), e.message))?;
     let declared: Vec<String> = validator.variables.iter().map(|(n, _)| n.clone()).collect();
     let mut mutations = Vec::new();
     for (i, m) in spec.mutations.into_iter().enumerate() {
@@ -223,8 +227,12 @@ fn compile_policy(
             return Err(err(at(&format!("{field}.expression")), "Required value".into()));
         };
         let expression = match kind {
-            PatchKind::JsonPatch => Expression::compile_json_patch(&raw.expression, &declared),
-            PatchKind::ApplyConfiguration => Expression::compile_mutation(&raw.expression, &declared),
+            PatchKind::JsonPatch => {
+                Expression::compile_json_patch(&raw.expression, &declared, spec.param_kind.is_some())
+            }
+            PatchKind::ApplyConfiguration => {
+                Expression::compile_mutation(&raw.expression, &declared, spec.param_kind.is_some())
+            }
         }
         .map_err(|e| err(at(&format!("{field}.expression")), e))?;
         mutations.push((kind, expression));
