@@ -170,22 +170,15 @@ fn export_rule(rule: &RuleView) -> Result<Vec<Value>, String> {
         {
             variables.push(json!({"name": "template", "expression": TEMPLATE}));
         }
-        variables.extend(form.variables.iter().map(|(n, e)| json!({"name": n, "expression": e})));
+        variables.extend(named(&form.variables));
         let mut rendered = Vec::new();
         for v in &validations {
             rendered.extend(render_validation(rule, v, check.applies_to));
         }
-        let mut spec = Map::new();
-        spec.insert("failurePolicy".into(), json!(if form.fail_open { "Ignore" } else { "Fail" }));
-        spec.insert("matchConstraints".into(), constraints.clone());
         let mut all_conditions = conditions.clone();
-        all_conditions.extend(form.match_conditions.iter().map(|(n, e)| json!({"name": n, "expression": e})));
-        if !all_conditions.is_empty() {
-            spec.insert("matchConditions".into(), Value::Array(all_conditions));
-        }
-        if !variables.is_empty() {
-            spec.insert("variables".into(), Value::Array(variables));
-        }
+        all_conditions.extend(named(&form.match_conditions));
+        let failure = if form.fail_open { "Ignore" } else { "Fail" };
+        let mut spec = shared_spec(failure, constraints.clone(), all_conditions, variables);
         spec.insert("validations".into(), Value::Array(rendered));
         objects.push(json!({
             "apiVersion": API_VERSION,
@@ -228,8 +221,10 @@ fn export_mutation(rule: &RuleView) -> Result<(Vec<Value>, Option<&'static str>)
         variables.push(json!({"name": "template", "expression": TEMPLATE}));
         variables.push(json!({"name": "templatePointer", "expression": template_pointer()}));
     }
-    let own = form.mutations.iter().flat_map(|m| m.variables.iter());
-    variables.extend(own.chain(&form.variables).map(|(n, e)| json!({"name": n, "expression": e})));
+    for m in &form.mutations {
+        variables.extend(named(&m.variables));
+    }
+    variables.extend(named(&form.variables));
     let kinds = template_kinds(check.applies_to);
     let mutations: Vec<Value> = form
         .mutations
@@ -243,17 +238,10 @@ fn export_mutation(rule: &RuleView) -> Result<(Vec<Value>, Option<&'static str>)
             json!({"patchType": "JSONPatch", "jsonPatch": {"expression": expression}})
         })
         .collect();
-    let mut spec = Map::new();
-    spec.insert("failurePolicy".into(), json!("Ignore"));
-    spec.insert("matchConstraints".into(), match_constraints(rule.match_.as_ref(), &matching, check.applies_to));
     let mut conditions = match_conditions(&matching);
-    conditions.extend(form.match_conditions.iter().map(|(n, e)| json!({"name": n, "expression": e})));
-    if !conditions.is_empty() {
-        spec.insert("matchConditions".into(), Value::Array(conditions));
-    }
-    if !variables.is_empty() {
-        spec.insert("variables".into(), Value::Array(variables));
-    }
+    conditions.extend(named(&form.match_conditions));
+    let constraints = match_constraints(rule.match_.as_ref(), &matching, check.applies_to);
+    let mut spec = shared_spec("Ignore", constraints, conditions, variables);
     spec.insert("mutations".into(), Value::Array(mutations));
     // meshguard reviews the fixed object again; so does the API server once a later policy
     // changed it.
@@ -266,6 +254,31 @@ fn export_mutation(rule: &RuleView) -> Result<(Vec<Value>, Option<&'static str>)
     })];
     objects.extend(mutating_bindings(&name, &rule.id, rule.mutate, &mutating_waves));
     Ok((objects, form.mutation_gap))
+}
+
+/// `(name, expression)` pairs as a policy's variables or match conditions.
+fn named(list: &[(String, String)]) -> Vec<Value> {
+    list.iter().map(|(n, e)| json!({"name": n, "expression": e})).collect()
+}
+
+/// What a Validating and a MutatingAdmissionPolicy's spec share: the failure policy, match
+/// constraints, match conditions and variables (the last two only when there are some).
+fn shared_spec(
+    failure_policy: &str,
+    constraints: Value,
+    conditions: Vec<Value>,
+    variables: Vec<Value>,
+) -> Map<String, Value> {
+    let mut spec = Map::new();
+    spec.insert("failurePolicy".into(), json!(failure_policy));
+    spec.insert("matchConstraints".into(), constraints);
+    if !conditions.is_empty() {
+        spec.insert("matchConditions".into(), Value::Array(conditions));
+    }
+    if !variables.is_empty() {
+        spec.insert("variables".into(), Value::Array(variables));
+    }
+    spec
 }
 
 /// The kinds whose pod template a template check reads, as a CEL list.
@@ -320,19 +333,7 @@ fn mutating_waves(rule: &RuleView) -> Result<Vec<(bool, Vec<String>)>, String> {
 /// says otherwise; else the namespaces where it mutates (and, when the rule mutates, cluster-scoped
 /// objects and the namespaces no override names).
 fn mutating_bindings(policy: &str, rule: &str, mutate: bool, waves: &[(bool, Vec<String>)]) -> Vec<Value> {
-    let binding = |name: &str, match_resources: Option<Value>| {
-        let mut spec = Map::new();
-        spec.insert("policyName".into(), json!(policy));
-        if let Some(m) = match_resources {
-            spec.insert("matchResources".into(), m);
-        }
-        json!({
-            "apiVersion": API_VERSION,
-            "kind": "MutatingAdmissionPolicyBinding",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}, "annotations": {(RULE_ANNOTATION): rule}},
-            "spec": spec,
-        })
-    };
+    let binding = |name: &str, match_resources: Option<Value>| any_binding(name, policy, rule, None, match_resources);
     if waves.is_empty() {
         return if mutate { vec![binding(policy, None)] } else { Vec::new() };
     }
@@ -419,15 +420,24 @@ fn validation_actions(action: Action) -> Value {
 }
 
 fn binding(name: &str, policy: &str, rule: &str, action: Action, match_resources: Option<Value>) -> Value {
+    any_binding(name, policy, rule, Some(action), match_resources)
+}
+
+/// A ValidatingAdmissionPolicyBinding with `action`, or a MutatingAdmissionPolicyBinding
+/// without one.
+fn any_binding(name: &str, policy: &str, rule: &str, action: Option<Action>, match_resources: Option<Value>) -> Value {
     let mut spec = Map::new();
     spec.insert("policyName".into(), json!(policy));
-    spec.insert("validationActions".into(), validation_actions(action));
+    if let Some(action) = action {
+        spec.insert("validationActions".into(), validation_actions(action));
+    }
     if let Some(m) = match_resources {
         spec.insert("matchResources".into(), m);
     }
+    let kind = if action.is_some() { "ValidatingAdmissionPolicyBinding" } else { "MutatingAdmissionPolicyBinding" };
     json!({
         "apiVersion": API_VERSION,
-        "kind": "ValidatingAdmissionPolicyBinding",
+        "kind": kind,
         "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}, "annotations": {(RULE_ANNOTATION): rule}},
         "spec": spec,
     })
