@@ -55,9 +55,10 @@ fn conformance_expressions_answer_alike_in_every_admission_host() {
     let loading: Vec<&String> =
         all.iter().filter(|e| policy_core::Policy::from_value(&rule_set(&[*e])).is_ok()).collect();
     // The type check refuses at load what the API server refuses: what cel-spec runs with its
-    // check turned off (`disable_check`) or expects to fail it, and out-of-scope forms such as
-    // cel.@block's internal names (1,359 of 2,235 load).
-    assert!(loading.len() >= 1300, "only {} of {} case expressions load as rules", loading.len(), all.len());
+    // check turned off (`disable_check`) or expects to fail it, a result that is not a bool,
+    // functions the API server does not declare (cel-go's `math` extension), and out-of-scope
+    // forms such as cel.@block's internal names (1,125 of 2,232 load).
+    assert!(loading.len() >= 1100, "only {} of {} case expressions load as rules", loading.len(), all.len());
     let wapc = wapc_host_in(None);
     let opa =
         RegoHost::new(&std::fs::read(built_module("dist/meshguard-opa-kubewarden.wasm").unwrap()).unwrap()).unwrap();
