@@ -171,7 +171,8 @@ impl ObjectCheck for PortName {
             }
             match name {
                 None => {
-                    let guess = suggest_protocol(port);
+                    // The advice names what the fix would write where the protocol is certain.
+                    let guess = certain_protocol(port, None, &self.protocols).unwrap_or_else(|| suggest_protocol(port));
                     out.push(
                         Violation::new(
                             path(),
@@ -184,7 +185,8 @@ impl ObjectCheck for PortName {
                     );
                 }
                 Some(n) if name_protocol.is_none() => {
-                    let guess = suggest_protocol(port);
+                    let guess =
+                        certain_protocol(port, Some(n), &self.protocols).unwrap_or_else(|| suggest_protocol(port));
                     out.push(
                         Violation::new(
                             path().key("name"),
@@ -345,10 +347,27 @@ fn native_port_name(params: &Value) -> Result<crate::checks::NativeForm, ParamEr
         "(type(port.?name.orValue(null)) == string ? (has(port.port) ? 'port ' + {number} + ' (`' + port.name + '`)' : 'port `' + port.name + '`') : \
          has(port.port) ? 'port ' + {number} : 'port')"
     );
-    let guess = "cel.bind(g, type(port.?targetPort.orValue('')) == int && port.targetPort >= 0 ? port.targetPort : \
+    let wk = |n: &str| {
+        format!("({n} in [80, 8080, 9090] ? 'http' : {n} in [443, 8443] ? 'https' : {n} == 50051 ? 'grpc' : '')")
+    };
+    let by_number = format!(
+        "(type(port.?port.orValue('')) != int || port.port < 0 ? '' : cel.bind(p, {}, p != '' &&          (type(port.?targetPort.orValue('')) != int || port.targetPort < 0 || {} == '' || {} == p) ? p : ''))",
+        wk("port.port"),
+        wk("port.targetPort"),
+        wk("port.targetPort")
+    );
+    let certain = |name: &str| {
+        format!(
+            "cel.bind(p, {name}.lowerAscii().contains('grpc') ? 'grpc' : {name}.lowerAscii().contains('h2c') ? 'http2' : {by_number},              p in {known} ? p : '')"
+        )
+    };
+    let suggest = "cel.bind(g, type(port.?targetPort.orValue('')) == int && port.targetPort >= 0 ? port.targetPort : \
          type(port.?port.orValue('')) == int && port.port >= 0 ? port.port : -1, \
          g in [80, 8000, 8080, 3000, 5000, 9090] ? 'http' : g in [443, 8443] ? 'https' : g == 50051 ? 'grpc' : \
          g == 3306 ? 'mysql' : g == 6379 ? 'redis' : g == 27017 ? 'mongo' : 'tcp')";
+    // The advice names what the fix would write where the protocol is certain (`certain`), else
+    // `suggest_protocol`'s guess.
+    let guess = |name: &str| format!("cel.bind(c, {}, c != '' ? c : {suggest})", certain(name));
     let known_text = protocols.join(", ");
     let known_app = format!("!has(port.appProtocol) || {app} in {known}");
     let declared = format!("has(port.appProtocol) || (has(port.name) && {named}.size() > 0)");
@@ -379,11 +398,13 @@ fn native_port_name(params: &Value) -> Result<crate::checks::NativeForm, ParamEr
                 &declared,
                 format!(
                     "type(port.?name.orValue(null)) != string ? \
-                     {label} + ' has no name and no appProtocol; Istio will treat it as opaque TCP. Name it `' + {guess} + '` or `' + {guess} + \
-                     '-<suffix>`, or set appProtocol' : \
-                     {label} + ': name `' + port.name + '` does not start with a protocol ' + {} + '; rename it to `' + {guess} + '-' + \
+                     cel.bind(g, {}, {label} + ' has no name and no appProtocol; Istio will treat it as opaque TCP. Name it `' + g + '` or `' + g + \
+                     '-<suffix>`, or set appProtocol') : \
+                     {label} + ': name `' + port.name + '` does not start with a protocol ' + {} + '; rename it to `' + {} + '-' + \
                      port.name + '` or set appProtocol'",
-                    lit(&format!("({known_text})"))
+                    guess("''"),
+                    lit(&format!("({known_text})")),
+                    guess("port.name")
                 ),
             ),
             "spec.ports",
@@ -403,20 +424,6 @@ fn native_port_name(params: &Value) -> Result<crate::checks::NativeForm, ParamEr
     ];
     // The fix as `proposed_name` and `rename_fix` make it: each port's proposal ('' for none),
     // then a rename where it is a valid name no other port has or is proposed.
-    let wk = |n: &str| {
-        format!("({n} in [80, 8080, 9090] ? 'http' : {n} in [443, 8443] ? 'https' : {n} == 50051 ? 'grpc' : '')")
-    };
-    let by_number = format!(
-        "(type(port.?port.orValue('')) != int || port.port < 0 ? '' : cel.bind(p, {}, p != '' &&          (type(port.?targetPort.orValue('')) != int || port.targetPort < 0 || {} == '' || {} == p) ? p : ''))",
-        wk("port.port"),
-        wk("port.targetPort"),
-        wk("port.targetPort")
-    );
-    let certain = |name: &str| {
-        format!(
-            "cel.bind(p, {name}.lowerAscii().contains('grpc') ? 'grpc' : {name}.lowerAscii().contains('h2c') ? 'http2' : {by_number},              p in {known} ? p : '')"
-        )
-    };
     // Over `n`, the port's name in this round (null: none).
     let named_n = format!("{known}.filter(p, n.lowerAscii() == p || n.lowerAscii().startsWith(p + '-'))");
     let longest = format!("{named_n}.filter(p, {named_n}.all(q, q.size() <= p.size()))[0]");
