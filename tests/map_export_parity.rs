@@ -27,15 +27,13 @@ fn has_gap(check: &str) -> bool {
     build(&json!({})).is_ok_and(|form| form.mutation_gap.is_some())
 }
 
-/// The pod template's `proxy.istio.io/config`, where the object has a pod template holding one.
+/// Whether the object's pod template holds a `proxy.istio.io/config` annotation.
 fn has_proxy_config(object: &Value) -> bool {
-    let template = match object["kind"].as_str() {
-        Some("Pod") => Some(object),
-        Some("CronJob") => object.pointer("/spec/jobTemplate/spec/template"),
-        _ => object.pointer("/spec/template"),
-    };
+    let objects = [object.clone()];
+    let input = policy_core::Input::new(&objects, "default");
+    let template = input.objects.first().and_then(|o| o.pod_template());
     template
-        .and_then(|t| t.pointer("/metadata/annotations/proxy.istio.io~1config"))
+        .and_then(|t| t.annotations().get("proxy.istio.io/config"))
         .and_then(Value::as_str)
         .is_some_and(|c| !c.trim().is_empty())
 }

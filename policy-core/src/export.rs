@@ -195,8 +195,7 @@ fn export_rule(rule: &RuleView) -> Result<Vec<Value>, String> {
 /// Ignore` since a fix that cannot be made leaves the object to the validation, as in meshguard)
 /// and bindings for the namespaces where the rule mutates; with what its mutations leave undone.
 fn export_mutation(rule: &RuleView) -> Result<(Vec<Value>, Option<&'static str>), String> {
-    let mutates = rule.mutate || rule.action_overrides.iter().any(|o| o.mutate == Some(true));
-    if !mutates {
+    if !crate::policy::mutates_somewhere(rule.mutate, &rule.action_overrides) {
         return Err(
             "it does not mutate: set `mutate: true` (or an actionOverride's `mutate`) to fix at admission".into()
         );
@@ -305,26 +304,9 @@ fn template_pointer() -> String {
 /// `actionOverrides` as the namespaces where the rule's mutation differs from its `mutate`:
 /// the first override naming a namespace decides it (its `mutate`, else the rule's).
 fn mutating_waves(rule: &RuleView) -> Result<Vec<(bool, Vec<String>)>, String> {
-    let mut claimed: Vec<String> = Vec::new();
     let (mut on, mut off) = (Vec::new(), Vec::new());
-    for (j, o) in rule.action_overrides.iter().enumerate() {
-        if let Some(glob) = o.namespaces.iter().find(|n| n.contains('*')) {
-            return Err(format!(
-                "it stays with the webhook: actionOverrides[{j}] names namespaces by pattern (`{glob}`), which a binding's namespaceSelector \
-                 cannot select; list the namespaces by name to export it"
-            ));
-        }
-        for n in &o.namespaces {
-            if claimed.contains(n) {
-                continue;
-            }
-            claimed.push(n.clone());
-            if o.mutate.unwrap_or(rule.mutate) {
-                on.push(n.clone());
-            } else {
-                off.push(n.clone());
-            }
-        }
+    for (o, names) in claims(&rule.action_overrides)? {
+        if o.mutate.unwrap_or(rule.mutate) { &mut on } else { &mut off }.extend(names);
     }
     Ok([(true, on), (false, off)].into_iter().filter(|(_, names)| !names.is_empty()).collect())
 }
@@ -393,6 +375,17 @@ fn policy_name(id: &str) -> Result<String, String> {
 /// `actionOverrides` as waves of exact namespace names, each without the names an earlier one
 /// claimed (the first override naming a namespace wins, as in meshguard).
 fn waves(overrides: &[ActionOverride]) -> Result<Vec<(Action, Vec<String>)>, String> {
+    Ok(claims(overrides)?
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(o, names)| (o.action, names))
+        .collect())
+}
+
+/// Each override with the namespaces it decides: those no earlier override named (the first
+/// override naming a namespace wins, as in meshguard). An override naming namespaces by pattern
+/// cannot be a binding's namespaceSelector.
+fn claims(overrides: &[ActionOverride]) -> Result<Vec<(&ActionOverride, Vec<String>)>, String> {
     let mut claimed: Vec<String> = Vec::new();
     let mut out = Vec::new();
     for (j, o) in overrides.iter().enumerate() {
@@ -402,11 +395,14 @@ fn waves(overrides: &[ActionOverride]) -> Result<Vec<(Action, Vec<String>)>, Str
                  cannot select; list the namespaces by name to export it"
             ));
         }
-        let names: Vec<String> = o.namespaces.iter().filter(|n| !claimed.contains(n)).cloned().collect();
-        claimed.extend(names.iter().cloned());
-        if !names.is_empty() {
-            out.push((o.action, names));
+        let mut names: Vec<String> = Vec::new();
+        for n in &o.namespaces {
+            if !claimed.contains(n) && !names.contains(n) {
+                names.push(n.clone());
+            }
         }
+        claimed.extend(names.iter().cloned());
+        out.push((o, names));
     }
     Ok(out)
 }

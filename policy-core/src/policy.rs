@@ -174,6 +174,11 @@ impl Coverage {
     }
 }
 
+/// Whether a rule with `mutate` and these overrides fixes its findings at admission somewhere.
+pub(crate) fn mutates_somewhere(mutate: bool, overrides: &[ActionOverride]) -> bool {
+    mutate || overrides.iter().any(|o| o.mutate == Some(true))
+}
+
 /// What every rule has, whatever it checks.
 #[derive(Clone, Debug)]
 pub struct RuleInfo {
@@ -195,7 +200,7 @@ impl RuleInfo {
 
     /// Whether the rule fixes its findings at admission in some namespace.
     pub fn mutates_somewhere(&self) -> bool {
-        self.mutate || self.action_overrides.iter().any(|o| o.mutate == Some(true))
+        mutates_somewhere(self.mutate, &self.action_overrides)
     }
 
     /// Whether the rule fixes its findings at admission in `namespace`: the first override that
