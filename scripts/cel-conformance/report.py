@@ -40,7 +40,7 @@ for suite, (c, p, s, f) in sorted(totals.items()):
 out += ["", "## Out of scope (skipped), by reason", "", "| reason | cases |", "|---|---|"]
 for reason, n in sorted(tallies["skipped"].items(), key=lambda kv: -kv[1]):
     out.append(f"| {reason} | {n} |")
-out += ["", "## Known failures", "", f"{len(known)} cases, each with why (`tests/cel-conformance/expected-failures.txt`):", ""]
+out += ["", "## Known failures", "", f"{len(known)} case{'' if len(known) == 1 else 's'}, each with why (`tests/cel-conformance/expected-failures.txt`):", ""]
 by_reason = {}
 for line in known:
     case, _, why = line.partition(" # ")

@@ -15,6 +15,7 @@ mod limits;
 mod mutation;
 mod two_variable;
 mod typecheck;
+mod zero_values;
 
 use limits::{check_shape, usable_evaluated_message, within_value_limits};
 pub use limits::{
@@ -47,6 +48,7 @@ fn env() -> Result<&'static Arc<Env>, String> {
         k8s::register(&mut env).map_err(|e| e.to_string())?;
         interruptible::register(&mut env).map_err(|e| e.to_string())?;
         two_variable::register(&mut env).map_err(|e| e.to_string())?;
+        zero_values::register(&mut env).map_err(|e| e.to_string())?;
         // MutatingAdmissionPolicy's patch type: a fix written in CEL builds a list of these.
         env.add_type(
             cel::StructDef::new("JSONPatch".to_owned())
@@ -326,6 +328,7 @@ impl Expression {
                     mutation::objects_as_maps(&mut tree)?;
                 }
                 interruptible::rewrite(&mut tree);
+                zero_values::rewrite(&mut tree);
                 tree
             },
         })
@@ -1091,6 +1094,22 @@ mod tests {
             "oldObject.spec.type == 'NodePort' && object.spec.type == 'ClusterIP'",
         ] {
             assert_eq!(eval_at_admission(expr, svc.clone(), Some(&request)), Ok(cel::Value::Bool(true)), "{expr}");
+        }
+    }
+
+    #[test]
+    fn a_timestamps_zero_value_is_gos_as_the_api_server_answers() {
+        let obj = json!({"spec": {"port": 0}});
+        for (expr, want) in [
+            ("optional.ofNonZeroValue(timestamp('0001-01-01T00:00:00Z')) == optional.none()", true),
+            ("optional.ofNonZeroValue(timestamp('1970-01-01T00:00:00Z')).hasValue()", true),
+            ("optional.ofNonZeroValue(timestamp('0001-01-01T00:00:00.000000001Z')).hasValue()", true),
+            ("optional.ofNonZeroValue(object.spec.port) == optional.none()", true),
+            ("optional.ofNonZeroValue('x').value() == 'x'", true),
+            ("optional.ofNonZeroValue([]).hasValue()", false),
+            ("optional.ofNonZeroValue(duration('0s')).hasValue()", false),
+        ] {
+            assert_eq!(eval(expr, obj.clone()), Ok(cel::Value::Bool(want)), "{expr}");
         }
     }
 
