@@ -125,15 +125,28 @@ fn metrics_are_labelled_per_rule_and_decision() {
         for _ in 0..3 {
             request(&envoy.url("/api/x"), Http::H1, "GET", &[]).unwrap();
         }
-        request(&envoy.url("/api/x"), Http::H1, "GET", &h(&[("x-tenant", "shop"), ("traceparent", "t")])).unwrap();
-        let stats = envoy.admin_get("/stats/prometheus").unwrap();
-        for line in [
+        for _ in 0..5 {
+            request(&envoy.url("/api/x"), Http::H1, "GET", &h(&[("x-tenant", "shop"), ("traceparent", "t")])).unwrap();
+        }
+        let lines: Vec<String> = [
             r#"meshguard_requests_total{rule="tenant",decision="deny"} 3"#,
             r#"meshguard_requests_total{rule="all",decision="deny"} 3"#,
-            r#"meshguard_requests_total{rule="all",decision="allow"} 1"#,
+            r#"meshguard_requests_total{rule="all",decision="allow"} 5"#,
             r#"meshguard_requests_total{rule="all",decision="error"} 0"#,
-        ] {
-            let line = format!("{}{line}", shell.metric_prefix());
+        ]
+        .iter()
+        .map(|line| format!("{}{line}", shell.metric_prefix()))
+        .collect();
+        // The wasm filter hands its count of allowed requests to Envoy once a second.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let stats = loop {
+            let stats = envoy.admin_get("/stats/prometheus").unwrap();
+            if lines.iter().all(|line| stats.lines().any(|l| l == line)) || std::time::Instant::now() > deadline {
+                break stats;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        for line in &lines {
             assert!(stats.lines().any(|l| l == line), "{shell:?}: missing `{line}` in\n{stats}");
         }
     }

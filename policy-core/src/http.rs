@@ -46,7 +46,122 @@ impl<'a> Request<'a> {
     }
 
     pub fn is_grpc(&self) -> bool {
-        self.header("content-type").is_some_and(|ct| ct.starts_with("application/grpc"))
+        self.header("content-type").is_some_and(is_grpc_content_type)
+    }
+}
+
+/// Whether a `content-type` value is gRPC's.
+pub fn is_grpc_content_type(value: &str) -> bool {
+    value.starts_with("application/grpc")
+}
+
+/// Slots for the request headers a rule set's HTTP rules read by name: given out when the rule set
+/// compiles, filled once per decision in one pass over the request's headers ([`HeaderView`]), so
+/// each rule reads its header by index instead of scanning the request for it. Reading eleven
+/// rules' headers by scan was a third of a decision (callgrind, the Envoy benchmark's rule set).
+#[derive(Debug, Default)]
+pub(crate) struct HeaderSlots {
+    /// Lower case, in slot order.
+    names: Vec<String>,
+    /// Each name's [`fingerprint`], in slot order.
+    fingerprints: Vec<(u64, u64)>,
+    /// `by_len[n]`: the slots of the names `n` bytes long, the last entry those of every longer
+    /// name. A request header whose length no rule names is passed over after one lookup.
+    by_len: Vec<Vec<usize>>,
+}
+
+/// Names of this many bytes and more share the last `by_len` entry.
+const LONG_NAME: usize = 40;
+
+impl HeaderSlots {
+    /// The slot of `name` (any case), given out on first use.
+    pub(crate) fn slot(&mut self, name: &str) -> usize {
+        let name = name.to_ascii_lowercase();
+        if let Some(slot) = self.names.iter().position(|n| *n == name) {
+            return slot;
+        }
+        if self.by_len.is_empty() {
+            self.by_len = vec![Vec::new(); LONG_NAME + 1];
+        }
+        self.by_len[name.len().min(LONG_NAME)].push(self.names.len());
+        self.fingerprints.push(fingerprint(&name));
+        self.names.push(name);
+        self.names.len() - 1
+    }
+
+    /// Each slot's header in `req`: the first of that name, as [`Request::header`] finds it.
+    pub(crate) fn view<'r>(&self, req: &'r Request) -> HeaderView<'r> {
+        let mut view = HeaderView::with_slots(self.names.len());
+        if self.names.is_empty() {
+            return view;
+        }
+        for (name, value) in &req.headers {
+            let candidates = &self.by_len[name.len().min(LONG_NAME)];
+            if candidates.is_empty() {
+                continue;
+            }
+            let print = fingerprint(name);
+            for &slot in candidates {
+                let wanted = &self.names[slot];
+                if self.fingerprints[slot] == print
+                    && wanted.len() == name.len()
+                    && (wanted.as_bytes() == name.as_bytes() || wanted.eq_ignore_ascii_case(name))
+                {
+                    view.fill(slot, value);
+                    break;
+                }
+            }
+        }
+        view
+    }
+}
+
+/// A header name's first and last 8 bytes (fewer for a shorter name), each byte with its 0x20
+/// bit set: equal for names equal but for ASCII case, and almost always different otherwise, so
+/// names of one length are told apart in two compares before any byte-by-byte one.
+fn fingerprint(name: &str) -> (u64, u64) {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let bytes = name.as_bytes();
+    match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => (u64::from_le_bytes(*head) | FOLD, u64::from_le_bytes(*tail) | FOLD),
+        _ => {
+            let mut word = [0u8; 8];
+            word[..bytes.len()].copy_from_slice(bytes);
+            let word = u64::from_le_bytes(word) | FOLD;
+            (word, word)
+        }
+    }
+}
+
+/// Slots kept on the stack; a rule set naming more headers spills the rest to the heap.
+const INLINE_SLOTS: usize = 16;
+
+/// One request's headers by slot ([`HeaderSlots::view`]).
+pub(crate) struct HeaderView<'r> {
+    inline: [Option<&'r str>; INLINE_SLOTS],
+    spilled: Vec<Option<&'r str>>,
+}
+
+impl<'r> HeaderView<'r> {
+    fn with_slots(slots: usize) -> Self {
+        HeaderView { inline: [None; INLINE_SLOTS], spilled: vec![None; slots.saturating_sub(INLINE_SLOTS)] }
+    }
+
+    fn fill(&mut self, slot: usize, value: &'r str) {
+        let cell = match slot.checked_sub(INLINE_SLOTS) {
+            None => &mut self.inline[slot],
+            Some(i) => &mut self.spilled[i],
+        };
+        if cell.is_none() {
+            *cell = Some(value);
+        }
+    }
+
+    pub(crate) fn get(&self, slot: usize) -> Option<&'r str> {
+        match slot.checked_sub(INLINE_SLOTS) {
+            None => self.inline[slot],
+            Some(i) => self.spilled.get(i).copied().flatten(),
+        }
     }
 }
 
@@ -193,7 +308,18 @@ pub struct BucketKey<'a> {
 impl BucketKey<'_> {
     /// The key under which hosts share this bucket (Envoy shared data).
     pub fn shared_name(&self) -> String {
-        format!("meshguard.rl.{}.{}", self.rule, self.value)
+        let mut name = String::new();
+        self.write_shared_name(&mut name);
+        name
+    }
+
+    /// [`BucketKey::shared_name`] into `out`, replacing what it held.
+    pub fn write_shared_name(&self, out: &mut String) {
+        out.clear();
+        out.push_str("meshguard.rl.");
+        out.push_str(self.rule);
+        out.push('.');
+        out.push_str(self.value);
     }
 }
 
@@ -215,7 +341,11 @@ pub trait SharedBuckets {
 
 /// Buckets in a plain map, for native hosts and tests: exact, one token per update.
 #[derive(Default, Debug)]
-pub struct MemoryBuckets(std::collections::HashMap<String, BucketState>);
+pub struct MemoryBuckets {
+    buckets: std::collections::HashMap<String, BucketState>,
+    /// The last bucket name looked up, its buffer reused for the next: no allocation per request.
+    name: String,
+}
 
 impl SharedBuckets for MemoryBuckets {
     fn update(
@@ -224,13 +354,13 @@ impl SharedBuckets for MemoryBuckets {
         step: &mut dyn FnMut(Option<BucketState>) -> (BucketState, bool),
     ) -> Result<bool, String> {
         // An existing bucket is updated in place: no key copy, one hash.
-        if let Some(state) = self.0.get_mut(key) {
+        if let Some(state) = self.buckets.get_mut(key) {
             let (next, allowed) = step(Some(*state));
             *state = next;
             return Ok(allowed);
         }
         let (next, allowed) = step(None);
-        self.0.insert(key.to_string(), next);
+        self.buckets.insert(key.to_string(), next);
         Ok(allowed)
     }
 }
@@ -238,9 +368,18 @@ impl SharedBuckets for MemoryBuckets {
 impl BucketStore for MemoryBuckets {
     fn take(&mut self, key: BucketKey<'_>, bucket: &TokenBucket, clock: &mut dyn Clock) -> Result<bool, String> {
         let now = clock.now_ms()?;
-        self.update(&key.shared_name(), &mut |state| bucket.take(state, now))
+        let mut name = std::mem::take(&mut self.name);
+        key.write_shared_name(&mut name);
+        let taken = self.update(&name, &mut |state| bucket.take(state, now));
+        self.name = name;
+        taken
     }
 }
+
+/// One rate-limit rule's leases on one worker: key value -> tokens left. foldhash instead of
+/// SipHash: its lookup is on every limited request, and the table holds at most
+/// [`MAX_LEASED_KEYS`] entries, which bounds what colliding keys could cost.
+type LeaseTable = std::collections::HashMap<String, u32, foldhash::fast::RandomState>;
 
 /// Most (rule, key) leases one worker keeps; past it the table is emptied, which only ever
 /// admits less (unused leased tokens are dropped), so distinct header values cannot grow it.
@@ -260,7 +399,7 @@ pub struct LeasedBuckets<S> {
     shared: S,
     /// Per rate-limit rule (a RuleSet has a few, so a list, found by a compare instead of a
     /// second hash per request): key value -> tokens this worker may still spend.
-    leases: Vec<(String, std::collections::HashMap<String, u32>)>,
+    leases: Vec<(String, LeaseTable)>,
     leased_keys: usize,
 }
 
@@ -269,7 +408,7 @@ impl<S: SharedBuckets> LeasedBuckets<S> {
         LeasedBuckets { shared, leases: Default::default(), leased_keys: 0 }
     }
 
-    fn rule_leases(&mut self, rule: &str) -> Option<&mut std::collections::HashMap<String, u32>> {
+    fn rule_leases(&mut self, rule: &str) -> Option<&mut LeaseTable> {
         self.leases.iter_mut().find(|(r, _)| r == rule).map(|(_, keys)| keys)
     }
 
@@ -339,6 +478,37 @@ pub const MAX_DURATION_MS: u64 = 365 * 24 * 3_600_000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_view_finds_what_a_scan_of_the_request_finds() {
+        let long = "x-a-header-name-longer-than-the-length-table-holds";
+        let mut slots = HeaderSlots::default();
+        let mut names: Vec<String> =
+            ["content-type", "X-Tenant", "x-tenanT", "te", long, "x-missing"].map(String::from).to_vec();
+        // Past the inline slots, into the spilled ones.
+        names.extend((0..20).map(|i| format!("x-extra-{i}")));
+        let given: Vec<usize> = names.iter().map(|n| slots.slot(n)).collect();
+        assert_eq!(given[1], given[2], "one slot per name, whatever its case");
+        let mut headers = vec![
+            ("X-TENANT", "shop"),
+            ("x-tenant", "ads"),
+            ("Content-Type", "application/grpc"),
+            ("tE", "trailers"),
+            (long, "first"),
+            ("X-A-HEADER-NAME-LONGER-THAN-THE-LENGTH-TABLE-HOLDS", "second"),
+            ("x-tenanu", "near miss"),
+        ];
+        let extra: Vec<String> = (0..20).rev().map(|i| format!("X-Extra-{i}")).collect();
+        headers.extend(extra.iter().map(|n| (n.as_str(), "v")));
+        let req = Request::owned("GET", "/", "a", &headers);
+        let view = slots.view(&req);
+        for (name, slot) in names.iter().zip(given) {
+            assert_eq!(view.get(slot), req.header(name), "{name}");
+        }
+        assert_eq!(view.get(slots.slot("x-tenant")), Some("shop"), "the first of two, as the scan finds it");
+        assert_eq!(view.get(slots.slot("x-extra-19")), Some("v"));
+        assert_eq!(view.get(slots.slot("x-missing")), None);
+    }
 
     #[test]
     fn bucket_refills_from_elapsed_time() {

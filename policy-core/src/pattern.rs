@@ -76,8 +76,8 @@ enum Kind {
     },
     /// `^[class]{min,max}$` and its `+`, `*` and `{n}` forms: the whole text drawn from one ASCII class.
     ClassRun {
-        /// One bit per ASCII byte, in two words: wasm32 has no 128-bit shift (a library call per byte).
-        class: [u64; 2],
+        /// Whether each byte value is in the class (only ASCII ones can be): one load per byte.
+        class: Box<[bool; 256]>,
         min: usize,
         max: usize,
     },
@@ -133,11 +133,10 @@ impl Pattern {
             Kind::AnyWord { words, ignore_case: false } => words.iter().any(|w| text.contains(w.as_str())),
             Kind::AnyWord { words, ignore_case: true } => {
                 let text = text.as_bytes();
-                words.iter().any(|w| text.windows(w.len()).any(|window| window.eq_ignore_ascii_case(w.as_bytes())))
+                words.iter().any(|w| contains_ignore_ascii_case(text, w.as_bytes()))
             }
             Kind::ClassRun { class, min, max } => {
-                (*min..=*max).contains(&text.len())
-                    && text.bytes().all(|b| b < 128 && class[usize::from(b >> 6)] & (1 << (b & 63)) != 0)
+                (*min..=*max).contains(&text.len()) && text.bytes().all(|b| class[usize::from(b)])
             }
             Kind::Regex(r) => r.is_match(text),
         }
@@ -146,6 +145,14 @@ impl Pattern {
     pub fn as_str(&self) -> &str {
         &self.source
     }
+}
+
+/// Whether `needle` occurs in `hay`, ASCII case aside. Each position costs one byte compare unless
+/// it starts like the needle.
+fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((first, rest)) = needle.split_first() else { return true };
+    let first = first.to_ascii_lowercase();
+    hay.windows(needle.len()).any(|at| at[0].to_ascii_lowercase() == first && at[1..].eq_ignore_ascii_case(rest))
 }
 
 /// `word|word...` with no anchors, optionally after `(?i)`.
@@ -173,7 +180,7 @@ fn class_run(body: &str) -> Option<Kind> {
         return None;
     }
     let bytes = inner.as_bytes();
-    let mut class = [0u64; 2];
+    let mut class = Box::new([false; 256]);
     let mut i = 0;
     while i < bytes.len() {
         let (lo, hi) = if i + 2 < bytes.len() && bytes[i + 1] == b'-' {
@@ -187,7 +194,7 @@ fn class_run(body: &str) -> Option<Kind> {
             return None;
         }
         for b in lo..=hi {
-            class[usize::from(b >> 6)] |= 1 << (b & 63);
+            class[usize::from(b)] = true;
         }
     }
     let (min, max) = match quantifier {

@@ -129,10 +129,12 @@ struct When {
     methods: Vec<String>,
     authority: Option<String>,
     header_present: Option<String>,
+    /// `header_present`'s slot in the decision's [`crate::http::HeaderView`].
+    header_slot: Option<usize>,
 }
 
 impl When {
-    fn applies(&self, req: &Request) -> Result<bool, String> {
+    fn applies(&self, req: &Request, headers: &crate::http::HeaderView<'_>) -> Result<bool, String> {
         if let Some(m) = &self.path {
             if !m.matches(req.path_only())? {
                 return Ok(false);
@@ -140,7 +142,7 @@ impl When {
         }
         Ok((self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method)))
             && self.authority.as_ref().is_none_or(|a| crate::matching::glob_match(a, authority_host(&req.authority)))
-            && self.header_present.as_ref().is_none_or(|h| req.header(h).is_some()))
+            && self.header_slot.is_none_or(|slot| headers.get(slot).is_some()))
     }
 }
 
@@ -265,6 +267,8 @@ struct HttpRule {
     when: Option<When>,
     status: u16,
     check: Box<dyn HttpCheck>,
+    /// The slots of the headers the check names ([`HttpCheck::headers_read`]), in its order.
+    slots: Vec<usize>,
 }
 
 /// A validated, compiled rule set: regexes built, params typed, matchers ready.
@@ -275,6 +279,8 @@ pub struct Policy {
     skipped_rules: usize,
     object_rules: Vec<ObjectRule>,
     http_rules: Vec<HttpRule>,
+    /// Where the HTTP rules' named headers go in each decision's [`crate::http::HeaderView`].
+    header_slots: crate::http::HeaderSlots,
     /// MutatingAdmissionPolicy bindings, in the order they run (see `map`).
     #[cfg(all(feature = "kubernetes", feature = "cel"))]
     mutating_policies: Vec<crate::map::MutatingBinding>,
@@ -385,6 +391,7 @@ impl Policy {
             skipped_rules: 0,
             object_rules: Vec::new(),
             http_rules: Vec::new(),
+            header_slots: Default::default(),
             #[cfg(all(feature = "kubernetes", feature = "cel"))]
             mutating_policies: Vec::new(),
             object_content_only: false,
@@ -513,7 +520,17 @@ impl Policy {
                     if !(200..=599).contains(&status) {
                         return Err(err("status", format!("{status} is not an HTTP status")));
                     }
-                    policy.http_rules.push(HttpRule { info, when, status, check });
+                    let slots = check
+                        .headers_read()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|h| policy.header_slots.slot(h))
+                        .collect();
+                    let when = when.map(|mut w| {
+                        w.header_slot = w.header_present.as_deref().map(|h| policy.header_slots.slot(h));
+                        w
+                    });
+                    policy.http_rules.push(HttpRule { info, when, status, check, slots });
                 }
             }
         }
@@ -860,15 +877,22 @@ impl Policy {
         buckets: &mut dyn BucketStore,
     ) -> Result<HttpDecision, String> {
         let mut clock = HostClock::new(|| clock.now_ms());
+        let headers = self.header_slots.view(req);
         let mut decision = HttpDecision::default();
         for (index, rule) in self.http_rules.iter().enumerate() {
             let rule_error = |e: String| format!("rule `{}`: {e}", rule.info.id);
             if let Some(when) = &rule.when {
-                if !when.applies(req).map_err(rule_error)? {
+                if !when.applies(req, &headers).map_err(rule_error)? {
                     continue;
                 }
             }
-            let mut ctx = HttpContext { rule_id: &rule.info.id, clock: &mut clock, buckets: &mut *buckets };
+            let mut ctx = HttpContext {
+                rule_id: &rule.info.id,
+                clock: &mut clock,
+                buckets: &mut *buckets,
+                headers: &headers,
+                slots: &rule.slots,
+            };
             let Some(detail) = rule.check.evaluate(req, &mut ctx).map_err(rule_error)? else {
                 continue;
             };
@@ -943,7 +967,7 @@ fn doc_error(field: &str, message: String) -> RuleSetError {
 
 fn compile_when(w: RawWhen) -> Result<When, ParamError> {
     let path = checks::http_rules::PathMatcher::from_fields("pathRegex", w.path_prefix, w.path_exact, w.path_regex)?;
-    Ok(When { path, methods: w.methods, authority: w.authority, header_present: w.header_present })
+    Ok(When { path, methods: w.methods, authority: w.authority, header_present: w.header_present, header_slot: None })
 }
 
 /// A rule set that could not be loaded: bad syntax, or a document that does not validate.

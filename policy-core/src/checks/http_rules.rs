@@ -55,8 +55,8 @@ pub static REQUIRE_HEADER: CheckSpec = CheckSpec {
 };
 
 impl HttpCheck for RequireHeader {
-    fn evaluate(&self, req: &Request, _: &mut HttpContext<'_>) -> Result<Option<String>, String> {
-        Ok(match (req.header(&self.header), &self.pattern) {
+    fn evaluate(&self, _: &Request, ctx: &mut HttpContext<'_>) -> Result<Option<String>, String> {
+        Ok(match (ctx.header(0), &self.pattern) {
             (None, _) => Some(format!("missing required header `{}`", self.header)),
             (Some(v), Some(re))
                 if !re.is_match(v, &mut Budget::default()).map_err(|e| format!("header `{}`: {e}", self.header))? =>
@@ -123,8 +123,8 @@ pub static DENY_HEADER: CheckSpec = CheckSpec {
 };
 
 impl HttpCheck for DenyHeader {
-    fn evaluate(&self, req: &Request, _: &mut HttpContext<'_>) -> Result<Option<String>, String> {
-        let Some(value) = req.header(&self.header) else { return Ok(None) };
+    fn evaluate(&self, _: &Request, ctx: &mut HttpContext<'_>) -> Result<Option<String>, String> {
+        let Some(value) = ctx.header(0) else { return Ok(None) };
         let forbidden = self
             .pattern
             .is_match(value, &mut Budget::default())
@@ -366,9 +366,9 @@ pub static TENANT_HEADER: CheckSpec = CheckSpec {
 };
 
 impl HttpCheck for TenantHeader {
-    fn evaluate(&self, req: &Request, _: &mut HttpContext<'_>) -> Result<Option<String>, String> {
+    fn evaluate(&self, _: &Request, ctx: &mut HttpContext<'_>) -> Result<Option<String>, String> {
         let h = &self.0.header;
-        Ok(match req.header(h) {
+        Ok(match ctx.header(0) {
             None => Some(format!("missing tenant header `{h}`")),
             Some(t) if !self.0.allowed.iter().any(|a| a == t) => {
                 Some(format!("tenant `{t}` is not allowed to call this service"))
@@ -406,14 +406,14 @@ pub static GRPC_SHAPE: CheckSpec = CheckSpec {
 };
 
 impl HttpCheck for GrpcShape {
-    fn evaluate(&self, req: &Request, _: &mut HttpContext<'_>) -> Result<Option<String>, String> {
-        if !req.is_grpc() {
+    fn evaluate(&self, req: &Request, ctx: &mut HttpContext<'_>) -> Result<Option<String>, String> {
+        if !ctx.header(0).is_some_and(crate::http::is_grpc_content_type) {
             return Ok(None);
         }
         if !req.method.eq_ignore_ascii_case("POST") {
             return Ok(Some(format!("gRPC request with method {}; gRPC requires POST", req.method)));
         }
-        if req.header("te") != Some("trailers") {
+        if ctx.header(1) != Some("trailers") {
             return Ok(Some("gRPC request without `te: trailers`".into()));
         }
         Ok(None)
@@ -505,7 +505,7 @@ impl HttpCheck for LocalRateLimit {
             RateKey::Global => "",
             RateKey::Path => req.path_only(),
             // Requests without the header are not this bucket's business.
-            RateKey::Header(h) => match req.header(h) {
+            RateKey::Header(_) => match ctx.header(0) {
                 Some(v) => v,
                 None => return Ok(None),
             },

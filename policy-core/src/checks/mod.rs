@@ -224,6 +224,17 @@ pub struct HttpContext<'a> {
     /// Read only when a rule needs the time (a rate limit refilling its bucket).
     pub clock: &'a mut dyn Clock,
     pub buckets: &'a mut dyn BucketStore,
+    /// The request's headers by slot, and the slots of the headers this check names.
+    pub(crate) headers: &'a crate::http::HeaderView<'a>,
+    pub(crate) slots: &'a [usize],
+}
+
+impl<'a> HttpContext<'a> {
+    /// The `i`-th header this check's [`HttpCheck::headers_read`] names, as
+    /// [`Request::header`] finds it in the request.
+    pub fn header(&self, i: usize) -> Option<&'a str> {
+        self.slots.get(i).and_then(|slot| self.headers.get(*slot))
+    }
 }
 
 /// A compiled HTTP check: `Ok(Some(message))` when the request violates it.
@@ -234,7 +245,8 @@ pub trait HttpCheck: Send + Sync {
         403
     }
     /// The request headers `evaluate` reads (lower case), besides method, path and authority;
-    /// `None` when it reads them all. A host that fetches headers one at a time (the Envoy
+    /// `None` when it reads them all. `evaluate` reads the `i`-th of them with
+    /// [`HttpContext::header`]`(i)`. A host that fetches headers one at a time (the Envoy
     /// filter's `named-headers` build) asks for these only, so a check that does not say is handed
     /// the whole map: the safe default.
     fn headers_read(&self) -> Option<Vec<&str>> {

@@ -74,6 +74,7 @@ pub(crate) fn key_step(key: &str) -> String {
 }
 
 /// A CEL literal of a JSON value (a constraint's parameters inlined into a policy).
+#[cfg(feature = "cel")]
 pub(crate) fn json(value: &serde_json::Value) -> String {
     use serde_json::Value;
     match value {
@@ -108,6 +109,7 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
 /// Parameters (a Gatekeeper Constraint's, a `cel` rule's) as a CEL literal. Every list item and
 /// map value is `dyn(...)`: they come from typed objects, where lists and maps of mixed values are
 /// fine, while the API server's CEL refuses mixed literals.
+#[cfg(feature = "cel")]
 pub(crate) fn params_literal(value: &serde_json::Value) -> String {
     use serde_json::Value;
     match value {

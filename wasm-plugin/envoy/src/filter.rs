@@ -15,9 +15,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{
     Action as Next, BufferType, ContextType, GrpcStatusCode, LogLevel, MapType, MetricType, Status,
 };
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -56,17 +56,58 @@ struct Filter {
     /// Counters per HTTP rule, indexed like `Policy::http_rule`: [audit, warn, deny].
     rule_metrics: Vec<[Option<u32>; 3]>,
     allowed: Option<u32>,
+    /// Allowed requests not yet added to `allowed`. A host call per request cost about 950
+    /// instructions in Envoy's V8 (callgrind), a third of the filter's own work on an allowed
+    /// request, so each worker hands its count to Envoy once a second (`on_tick`), before any
+    /// other counter moves, and when the VM ends; per request only where Envoy sets no tick.
+    allowed_pending: Cell<i64>,
+    batch_allowed: bool,
     denied: Option<u32>,
     errors: Option<u32>,
     /// This worker's leases on the shared rate-limit buckets (the VM is single-threaded).
     buckets: RefCell<LeasedBuckets<EnvoySharedData>>,
 }
 
+impl Filter {
+    fn count_allowed(&self) {
+        self.allowed_pending.set(self.allowed_pending.get() + 1);
+        if !self.batch_allowed {
+            self.flush_allowed();
+        }
+    }
+
+    fn flush_allowed(&self) {
+        let pending = self.allowed_pending.replace(0);
+        if let (Some(id), true) = (self.allowed, pending > 0) {
+            let _ = hostcalls::increment_metric(id, pending);
+        }
+    }
+
+    /// Counts a decision other than an allow, after the allows before it.
+    fn count(&self, metric: Option<u32>) {
+        self.flush_allowed();
+        bump(metric);
+    }
+}
+
+/// How often each worker hands its count of allowed requests to Envoy.
+const ALLOWED_FLUSH_PERIOD: Duration = Duration::from_secs(1);
+
 struct Root {
     filter: Option<Rc<Filter>>,
 }
 
 impl Context for Root {}
+
+/// The allows counted since the last tick reach Envoy when the SDK drops the root context
+/// (`proxy_on_delete`); a VM Envoy discards without deleting its contexts loses at most a second's.
+impl Drop for Root {
+    fn drop(&mut self) {
+        if let Some(filter) = &self.filter {
+            filter.flush_allowed();
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _: usize) -> bool {
@@ -100,9 +141,18 @@ impl RootContext for Root {
             })
             .collect();
         log(LogLevel::Info, &translate::loaded_message(&policy));
+        let batch_allowed = match hostcalls::set_tick_period(ALLOWED_FLUSH_PERIOD) {
+            Ok(()) => true,
+            Err(e) => {
+                log(LogLevel::Warn, &format!("no tick ({e:?}): allowed requests are counted one host call each"));
+                false
+            }
+        };
         self.filter = Some(Rc::new(Filter {
             rule_metrics,
             allowed: counter(&translate::outcome_metric_name("allow")),
+            allowed_pending: Cell::new(0),
+            batch_allowed,
             denied: counter(&translate::outcome_metric_name("deny")),
             errors: counter(&translate::outcome_metric_name("error")),
             buckets: RefCell::new(LeasedBuckets::new(EnvoySharedData)),
@@ -110,6 +160,12 @@ impl RootContext for Root {
             policy,
         }));
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(filter) = &self.filter {
+            filter.flush_allowed();
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -234,11 +290,11 @@ impl HttpContext for Stream {
         self.warn = verdict.warn;
         match verdict.reply {
             Some(reply) => {
-                bump(filter.denied);
+                filter.count(filter.denied);
                 self.reply(reply)
             }
             None => {
-                bump(filter.allowed);
+                filter.count_allowed();
                 Next::Continue
             }
         }
@@ -257,7 +313,7 @@ impl HttpContext for Stream {
 impl Stream {
     /// Evaluation failed: the RuleSet's `spec.failOpen` decides, never a panic.
     fn fail(&mut self, filter: &Filter, grpc: bool, error: &str) -> Next {
-        bump(filter.errors);
+        filter.count(filter.errors);
         log(LogLevel::Error, &format!("evaluation failed: {error}"));
         if filter.policy.fail_open() {
             Next::Continue
