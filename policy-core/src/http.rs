@@ -306,7 +306,10 @@ pub struct BucketKey<'a> {
 }
 
 impl BucketKey<'_> {
-    /// The key under which hosts share this bucket (Envoy shared data).
+    /// The key under which hosts share this bucket (Envoy shared data). A rule id cannot hold
+    /// `:`, so the first `:` ends it: rule `rl.shop` and rule `rl` with value `shop.` name two
+    /// buckets, where joining both parts with `.` named one, letting a client drain another
+    /// rule's bucket by the header value it sends.
     pub fn shared_name(&self) -> String {
         let mut name = String::new();
         self.write_shared_name(&mut name);
@@ -318,7 +321,7 @@ impl BucketKey<'_> {
         out.clear();
         out.push_str("meshguard.rl.");
         out.push_str(self.rule);
-        out.push('.');
+        out.push(':');
         out.push_str(self.value);
     }
 }
@@ -478,6 +481,20 @@ pub const MAX_DURATION_MS: u64 = 365 * 24 * 3_600_000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_names_keep_rule_and_value_apart() {
+        let a = BucketKey { rule: "rl.shop", value: "" };
+        let b = BucketKey { rule: "rl", value: "shop." };
+        assert_ne!(a.shared_name(), b.shared_name());
+        assert_eq!(BucketKey { rule: "rate", value: "shop" }.shared_name(), "meshguard.rl.rate:shop");
+        // Both rules draw on their own bucket in one store.
+        let bucket = TokenBucket { max_tokens: 1, tokens_per_fill: 1, fill_interval_ms: 1000 };
+        let mut store = MemoryBuckets::default();
+        assert!(store.take(a, &bucket, &mut 0).unwrap());
+        assert!(store.take(b, &bucket, &mut 0).unwrap(), "a value that spells another rule's name is its own bucket");
+        assert!(!store.take(a, &bucket, &mut 0).unwrap());
+    }
 
     #[test]
     fn a_header_view_finds_what_a_scan_of_the_request_finds() {
