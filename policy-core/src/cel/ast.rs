@@ -4,6 +4,16 @@
 use cel::common::ast::{EntryExpr, Expr};
 use cel::IdedExpr;
 
+/// Calls `visit` on every node of `tree`, each before its children (which `visit` may have
+/// rewritten), without recursing.
+pub(super) fn each_node_mut(tree: &mut IdedExpr, mut visit: impl FnMut(&mut IdedExpr)) {
+    let mut pending: Vec<&mut IdedExpr> = vec![tree];
+    while let Some(node) = pending.pop() {
+        visit(node);
+        pending.extend(children_mut(&mut node.expr));
+    }
+}
+
 /// The direct sub-expressions of `expr` (a comprehension's range and initial value first), to be
 /// visited in turn (a walk keeps a list of them instead of recursing, so deep trees take no stack).
 pub(super) fn children_mut(expr: &mut Expr) -> Vec<&mut IdedExpr> {
@@ -106,8 +116,7 @@ pub(super) fn quote_free(source: &str) -> Result<Option<(String, Vec<String>)>, 
 
 /// Gives the fields [`quote_free`] replaced their names back.
 pub(super) fn restore_quoted_fields(tree: &mut IdedExpr, names: &[String]) {
-    let mut pending: Vec<&mut IdedExpr> = vec![tree];
-    while let Some(node) = pending.pop() {
+    each_node_mut(tree, |node| {
         if let Expr::Select(select) = &mut node.expr {
             if let Some(name) =
                 select.field.strip_prefix(QUOTED_FIELD).and_then(|n| n.parse::<usize>().ok()).and_then(|n| names.get(n))
@@ -115,8 +124,7 @@ pub(super) fn restore_quoted_fields(tree: &mut IdedExpr, names: &[String]) {
                 select.field = name.clone();
             }
         }
-        pending.extend(children_mut(&mut node.expr));
-    }
+    });
 }
 
 /// The CEL type name of a literal, or of a list or map literal built of literals only (`None`

@@ -81,13 +81,11 @@ fn poll<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executi
 /// Makes every comprehension in `tree` poll once per iteration. Without recursion: the walk holds
 /// a list of the nodes still to visit.
 pub(super) fn rewrite(tree: &mut IdedExpr) {
-    let mut pending: Vec<&mut IdedExpr> = vec![tree];
-    while let Some(node) = pending.pop() {
+    super::ast::each_node_mut(tree, |node| {
         if let Expr::Comprehension(c) = &mut node.expr {
             poll_each_iteration(c);
         }
-        pending.extend(super::ast::children_mut(&mut node.expr));
-    }
+    });
 }
 
 /// The loop condition is asked before every iteration, so it is where the poll goes, except in

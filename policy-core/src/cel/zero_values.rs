@@ -21,8 +21,7 @@ pub(super) fn register(env: &mut Env) -> Result<(), cel::DeclarationError> {
 
 /// Points every `optional.ofNonZeroValue(x)` in `tree` at [`OF_NON_ZERO_VALUE`].
 pub(super) fn rewrite(tree: &mut IdedExpr) {
-    let mut pending: Vec<&mut IdedExpr> = vec![tree];
-    while let Some(node) = pending.pop() {
+    super::ast::each_node_mut(tree, |node| {
         if let Expr::Call(call) = &mut node.expr {
             let namespaced = matches!(call.target.as_deref().map(|t| &t.expr), Some(Expr::Ident(n)) if n == "optional");
             if call.func_name == "ofNonZeroValue" && namespaced && call.args.len() == 1 {
@@ -30,8 +29,7 @@ pub(super) fn rewrite(tree: &mut IdedExpr) {
                 call.target = None;
             }
         }
-        pending.extend(super::ast::children_mut(&mut node.expr));
-    }
+    });
 }
 
 fn of_non_zero_value<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
