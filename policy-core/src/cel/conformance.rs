@@ -71,6 +71,13 @@ fn from_typed(v: &Value) -> Result<cel::Value, String> {
         )),
         "bool" => cel::Value::Bool(inner.as_bool().ok_or("a bad bool")?),
         "null" => cel::Value::Null,
+        "timestamp" => cel::Value::Timestamp(
+            chrono::DateTime::parse_from_rfc3339(inner.as_str().ok_or("a bad timestamp")?)
+                .map_err(|e| e.to_string())?,
+        ),
+        "duration_nanos" => cel::Value::Duration(chrono::Duration::nanoseconds(
+            number(inner).and_then(|s| s.parse().ok()).ok_or("a bad duration")?,
+        )),
         "list" => cel::Value::List(Arc::new(
             inner.as_array().ok_or("a bad list")?.iter().map(from_typed).collect::<Result<_, _>>()?,
         )),

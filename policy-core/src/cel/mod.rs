@@ -13,6 +13,7 @@ mod interruptible;
 mod k8s;
 mod limits;
 mod mutation;
+mod string_format;
 mod two_variable;
 mod typecheck;
 mod zero_values;
@@ -49,6 +50,7 @@ fn env() -> Result<&'static Arc<Env>, String> {
         interruptible::register(&mut env).map_err(|e| e.to_string())?;
         two_variable::register(&mut env).map_err(|e| e.to_string())?;
         zero_values::register(&mut env).map_err(|e| e.to_string())?;
+        string_format::register(&mut env).map_err(|e| e.to_string())?;
         // MutatingAdmissionPolicy's patch type: a fix written in CEL builds a list of these.
         env.add_type(
             cel::StructDef::new("JSONPatch".to_owned())
@@ -295,6 +297,7 @@ impl Expression {
         };
         let (output, cost) = match checked {
             Some(checked) => {
+                string_format::check_literal_calls(&mut tree, &checked.types)?;
                 let unknown_text = match roots {
                     Roots::Bindings(_, unknown_text) => unknown_text,
                     _ => cost::UNKNOWN_TEXT,
@@ -329,6 +332,7 @@ impl Expression {
                 }
                 interruptible::rewrite(&mut tree);
                 zero_values::rewrite(&mut tree);
+                string_format::rewrite(&mut tree);
                 tree
             },
         })
