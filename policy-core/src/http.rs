@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// One request as the rules see it. Header names are matched case-insensitively.
 /// Fields borrow where the host lends its buffers (the Envoy filter decides on the header map
@@ -253,6 +254,19 @@ impl TokenBucket {
         (s, granted)
     }
 
+    /// When a bucket in `state` is back to `max_tokens`, counting whole refills from its last
+    /// one; `u64::MAX` for a bucket that never refills.
+    pub fn full_at_ms(&self, state: BucketState) -> u64 {
+        if state.tokens >= self.max_tokens {
+            return state.last_fill_ms;
+        }
+        if self.tokens_per_fill == 0 || self.fill_interval_ms == 0 {
+            return u64::MAX;
+        }
+        let steps = u64::from((self.max_tokens - state.tokens).div_ceil(self.tokens_per_fill));
+        state.last_fill_ms.saturating_add(steps.saturating_mul(self.fill_interval_ms))
+    }
+
     /// How many tokens a worker takes from the shared bucket at once (see [`LeasedBuckets`]):
     /// 1 below 128 tokens, so small buckets stay exact; at most 1/64 of the bucket and 1024.
     pub fn lease_size(&self) -> u32 {
@@ -334,36 +348,110 @@ pub trait BucketStore {
 /// Bucket storage shared by every worker of a proxy. `update` must apply `step` atomically per
 /// key (retrying on a compare-and-swap conflict, say) and return the `bool` the accepted step
 /// produced.
+/// `bucket` and `now_ms` are what `step` applies, for a store that must tell when a bucket it
+/// holds has refilled ([`TokenBucket::full_at_ms`]).
 pub trait SharedBuckets {
     fn update(
         &mut self,
         key: &str,
+        bucket: &TokenBucket,
+        now_ms: u64,
         step: &mut dyn FnMut(Option<BucketState>) -> (BucketState, bool),
     ) -> Result<bool, String>;
 }
 
-/// Buckets in a plain map, for native hosts and tests: exact, one token per update.
+/// Most buckets a [`MemoryBuckets`] holds, and most bytes their names take (a name holds the
+/// key's value, a header a client writes): a client inventing a value per request cannot grow
+/// the store past them.
+pub const MAX_MEMORY_BUCKETS: usize = 100_000;
+pub const MAX_MEMORY_BUCKET_NAME_BYTES: usize = 16 << 20;
+
+/// After a sweep that left the store over three quarters full, new keys are refused without
+/// another sweep for this long: a sweep walks every bucket, and one per request would be a
+/// denial of service of its own.
+pub const MEMORY_SWEEP_BACKOFF_MS: u64 = 1_000;
+
+/// Buckets in a plain map, for native hosts and tests: exact, one token per update. Bounded by
+/// [`MAX_MEMORY_BUCKETS`] and [`MAX_MEMORY_BUCKET_NAME_BYTES`]: when full, the buckets that have
+/// refilled are dropped (a full bucket answers as a new one would, so no decision changes but
+/// the timing of the next refill, by under one fill interval), and when none has, a new key is
+/// an error, which the host answers by its failure policy.
 #[derive(Default, Debug)]
 pub struct MemoryBuckets {
-    buckets: std::collections::HashMap<String, BucketState>,
+    buckets: std::collections::HashMap<String, HeldBucket>,
     /// The last bucket name looked up, its buffer reused for the next: no allocation per request.
     name: String,
+    name_bytes: usize,
+    no_sweep_until_ms: u64,
+}
+
+#[derive(Debug)]
+struct HeldBucket {
+    state: BucketState,
+    full_at_ms: u64,
+}
+
+impl MemoryBuckets {
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    fn fits(&self, name_len: usize, share: usize) -> bool {
+        self.buckets.len() < MAX_MEMORY_BUCKETS * share / 4
+            && self.name_bytes + name_len <= MAX_MEMORY_BUCKET_NAME_BYTES * share / 4
+    }
+
+    /// Room for one more bucket named with `name_len` bytes, sweeping refilled buckets if need be.
+    fn make_room(&mut self, name_len: usize, now_ms: u64) -> Result<(), String> {
+        if self.fits(name_len, 4) {
+            return Ok(());
+        }
+        if now_ms >= self.no_sweep_until_ms {
+            let mut freed = 0;
+            self.buckets.retain(|name, held| {
+                let keep = held.full_at_ms > now_ms;
+                if !keep {
+                    freed += name.len();
+                }
+                keep
+            });
+            self.name_bytes -= freed;
+            self.no_sweep_until_ms = if self.fits(name_len, 3) { 0 } else { now_ms + MEMORY_SWEEP_BACKOFF_MS };
+            if self.fits(name_len, 4) {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "the rate-limit store is full: {} buckets hold {} bytes of names (at most {MAX_MEMORY_BUCKETS} and \
+             {MAX_MEMORY_BUCKET_NAME_BYTES}), none refilled; a new key is not counted",
+            self.buckets.len(),
+            self.name_bytes
+        ))
+    }
 }
 
 impl SharedBuckets for MemoryBuckets {
     fn update(
         &mut self,
         key: &str,
+        bucket: &TokenBucket,
+        now_ms: u64,
         step: &mut dyn FnMut(Option<BucketState>) -> (BucketState, bool),
     ) -> Result<bool, String> {
         // An existing bucket is updated in place: no key copy, one hash.
-        if let Some(state) = self.buckets.get_mut(key) {
-            let (next, allowed) = step(Some(*state));
-            *state = next;
+        if let Some(held) = self.buckets.get_mut(key) {
+            let (next, allowed) = step(Some(held.state));
+            *held = HeldBucket { state: next, full_at_ms: bucket.full_at_ms(next) };
             return Ok(allowed);
         }
+        self.make_room(key.len(), now_ms)?;
         let (next, allowed) = step(None);
-        self.buckets.insert(key.to_string(), next);
+        self.name_bytes += key.len();
+        self.buckets.insert(key.to_string(), HeldBucket { state: next, full_at_ms: bucket.full_at_ms(next) });
         Ok(allowed)
     }
 }
@@ -373,9 +461,146 @@ impl BucketStore for MemoryBuckets {
         let now = clock.now_ms()?;
         let mut name = std::mem::take(&mut self.name);
         key.write_shared_name(&mut name);
-        let taken = self.update(&name, &mut |state| bucket.take(state, now));
+        let taken = self.update(&name, bucket, now, &mut |state| bucket.take(state, now));
         self.name = name;
         taken
+    }
+}
+
+/// A store of byte values shared by a proxy's workers, such as Envoy's shared data: kept for
+/// the proxy's life once set (it has no delete), updated with compare-and-swap.
+pub trait RawSharedData {
+    /// The value under `key` and its compare-and-swap token (0 when there is none).
+    fn get(&mut self, key: &str) -> Result<(Option<Vec<u8>>, u32), String>;
+    /// Stores `value` under `key` if its token is still `cas` (0: whatever it is); `Ok(false)`
+    /// when another worker changed it first.
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<bool, String>;
+    /// Eight random bytes from the host, for [`SlottedBuckets`]'s seed.
+    fn random_u64(&mut self) -> Result<u64, String>;
+}
+
+/// Slots a [`SlottedBuckets`] store spreads its keys over: the most names it ever writes, about
+/// 100 bytes of Envoy memory each.
+pub const SHARED_SLOTS: u64 = 65_536;
+/// Slots a key tries, from its own on, before its update is refused.
+pub const SLOT_PROBES: u64 = 8;
+/// Where the seed that every worker hashes keys with is kept.
+pub const SLOT_SEED_KEY: &str = "meshguard.rl.seed";
+
+/// Rate-limit buckets in a store that keeps every key it is given ([`RawSharedData`]): a bucket
+/// named after a header value a client writes would grow it by a name per invented value. So
+/// keys are hashed, with a seed drawn once per proxy and kept in the store, to one of
+/// [`SHARED_SLOTS`] slot names. A slot holds its key's fingerprint, the time its bucket is full
+/// again and the bucket. A key takes over a slot whose bucket has refilled (no decision changes:
+/// a full bucket answers as a new one), else tries the next, up to [`SLOT_PROBES`]; when all hold
+/// other keys' active buckets, the update is an error, answered by the failure policy. The seed
+/// is secret to the proxy, so a client cannot pick values that land on another tenant's slots.
+#[derive(Debug)]
+pub struct SlottedBuckets<R> {
+    raw: R,
+    slots: u64,
+    seed: Option<u64>,
+}
+
+impl<R: RawSharedData> SlottedBuckets<R> {
+    pub fn new(raw: R) -> Self {
+        Self::with_slots(raw, SHARED_SLOTS)
+    }
+
+    pub fn with_slots(raw: R, slots: u64) -> Self {
+        SlottedBuckets { raw, slots: slots.max(1), seed: None }
+    }
+
+    /// The proxy's seed: the one in the store, else a new one put there. A host calls this when
+    /// it configures, so the first worker (Envoy's main thread) draws it before any other looks.
+    pub fn seed(&mut self) -> Result<u64, String> {
+        if let Some(seed) = self.seed {
+            return Ok(seed);
+        }
+        let stored = |raw: &mut R| -> Result<Option<u64>, String> {
+            Ok(raw.get(SLOT_SEED_KEY)?.0.and_then(|b| Some(u64::from_le_bytes(b.get(..8)?.try_into().ok()?))))
+        };
+        let seed = match stored(&mut self.raw)? {
+            Some(seed) => seed,
+            None => {
+                let drawn = self.raw.random_u64()?;
+                self.raw.set(SLOT_SEED_KEY, &drawn.to_le_bytes(), 0)?;
+                // Another worker may have put its own there first: every worker uses what is stored.
+                stored(&mut self.raw)?.unwrap_or(drawn)
+            }
+        };
+        self.seed = Some(seed);
+        Ok(seed)
+    }
+}
+
+/// A slot's value: 28 bytes.
+struct Slot {
+    fingerprint: u64,
+    full_at_ms: u64,
+    state: BucketState,
+}
+
+impl Slot {
+    fn to_bytes(&self) -> [u8; 28] {
+        let mut b = [0u8; 28];
+        b[..8].copy_from_slice(&self.fingerprint.to_le_bytes());
+        b[8..16].copy_from_slice(&self.full_at_ms.to_le_bytes());
+        b[16..].copy_from_slice(&self.state.to_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        Some(Slot {
+            fingerprint: u64::from_le_bytes(b.get(..8)?.try_into().ok()?),
+            full_at_ms: u64::from_le_bytes(b.get(8..16)?.try_into().ok()?),
+            state: BucketState::from_bytes(b.get(16..)?)?,
+        })
+    }
+}
+
+impl<R: RawSharedData> SharedBuckets for SlottedBuckets<R> {
+    fn update(
+        &mut self,
+        key: &str,
+        bucket: &TokenBucket,
+        now_ms: u64,
+        step: &mut dyn FnMut(Option<BucketState>) -> (BucketState, bool),
+    ) -> Result<bool, String> {
+        use std::hash::{BuildHasher, Hasher};
+        let seed = self.seed()?;
+        let hash = |salt: u64| {
+            let mut h = foldhash::quality::FixedState::with_seed(seed ^ salt).build_hasher();
+            h.write(key.as_bytes());
+            h.finish()
+        };
+        // Never 0, so a slot's fingerprint is never taken for an empty one.
+        let (home, fingerprint) = (hash(0), hash(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut name = String::with_capacity(32);
+        'probes: for probe in 0..SLOT_PROBES.min(self.slots) {
+            name.clear();
+            let _ = write!(name, "meshguard.rl#{}", home.wrapping_add(probe) % self.slots);
+            for _ in 0..32 {
+                let (data, cas) = self.raw.get(&name)?;
+                let state = match data.as_deref().and_then(Slot::from_bytes) {
+                    Some(held) if held.fingerprint == fingerprint => Some(held.state),
+                    Some(held) if held.full_at_ms > now_ms => continue 'probes,
+                    // Empty, or another key's bucket that has refilled: this key's now.
+                    _ => None,
+                };
+                let (next, allowed) = step(state);
+                let slot = Slot { fingerprint, full_at_ms: bucket.full_at_ms(next), state: next };
+                if self.raw.set(&name, &slot.to_bytes(), cas)? {
+                    return Ok(allowed);
+                }
+            }
+            return Err(format!("shared data for {name} stayed contended"));
+        }
+        Err(format!(
+            "every rate-limit slot this key may use ({SLOT_PROBES} of {}) holds another key's bucket that has not \
+             refilled; the request is not counted",
+            self.slots
+        ))
     }
 }
 
@@ -441,7 +666,7 @@ impl<S: SharedBuckets> BucketStore for LeasedBuckets<S> {
         let now = clock.now_ms()?;
         let wanted = bucket.lease_size();
         let mut granted = 0;
-        self.shared.update(&key.shared_name(), &mut |state| {
+        self.shared.update(&key.shared_name(), bucket, now, &mut |state| {
             let (next, n) = bucket.take_up_to(state, now, wanted);
             granted = n;
             (next, n > 0)
@@ -494,6 +719,164 @@ mod tests {
         assert!(store.take(a, &bucket, &mut 0).unwrap());
         assert!(store.take(b, &bucket, &mut 0).unwrap(), "a value that spells another rule's name is its own bucket");
         assert!(!store.take(a, &bucket, &mut 0).unwrap());
+    }
+
+    #[test]
+    fn a_full_bucket_is_when_its_missing_tokens_have_refilled() {
+        let b = TokenBucket { max_tokens: 10, tokens_per_fill: 3, fill_interval_ms: 100 };
+        assert_eq!(b.full_at_ms(BucketState { tokens: 10, last_fill_ms: 50 }), 50);
+        // 7 missing at 3 per fill: 3 fills.
+        assert_eq!(b.full_at_ms(BucketState { tokens: 3, last_fill_ms: 1_000 }), 1_300);
+        let (state, _) = b.take_up_to(Some(BucketState { tokens: 3, last_fill_ms: 1_000 }), 1_300, 0);
+        assert_eq!(state.tokens, 10, "full when full_at_ms says so");
+        let never = TokenBucket { max_tokens: 10, tokens_per_fill: 0, fill_interval_ms: 100 };
+        assert_eq!(never.full_at_ms(BucketState { tokens: 9, last_fill_ms: 0 }), u64::MAX);
+    }
+
+    /// A client inventing a key value per request: the store stays at its bound, drops only
+    /// buckets that have refilled, refuses new keys while none has, and sweeps at most once per
+    /// backoff while it stays full.
+    #[test]
+    fn memory_buckets_stay_bounded_by_invented_keys() {
+        let bucket = TokenBucket { max_tokens: 5, tokens_per_fill: 5, fill_interval_ms: 1_000 };
+        let mut store = MemoryBuckets::default();
+        let key = |i: usize| format!("tenant-{i}");
+        for i in 0..MAX_MEMORY_BUCKETS {
+            assert!(store.take(BucketKey { rule: "rl", value: &key(i) }, &bucket, &mut 0).unwrap());
+        }
+        assert_eq!(store.len(), MAX_MEMORY_BUCKETS);
+        // Within the fill interval every bucket is short a token: a new key is refused...
+        let refused = store.take(BucketKey { rule: "rl", value: "new" }, &bucket, &mut 500).unwrap_err();
+        assert!(refused.contains("the rate-limit store is full"), "{refused}");
+        // ...and a known one is still counted.
+        assert!(store.take(BucketKey { rule: "rl", value: &key(7) }, &bucket, &mut 600).unwrap());
+        // The refused sweep backs off: still refused past the refill, until the backoff ends.
+        assert!(store.take(BucketKey { rule: "rl", value: "new" }, &bucket, &mut 1_200).is_err());
+        // Then the refilled buckets go (key 7, drawn on at 600, refills at 1,000 too).
+        assert!(store.take(BucketKey { rule: "rl", value: "new" }, &bucket, &mut 1_500).unwrap());
+        assert_eq!(store.len(), 1);
+        // A bucket dropped full answers as a new one: five tokens.
+        for _ in 0..5 {
+            assert!(store.take(BucketKey { rule: "rl", value: &key(3) }, &bucket, &mut 1_600).unwrap());
+        }
+        assert!(!store.take(BucketKey { rule: "rl", value: &key(3) }, &bucket, &mut 1_600).unwrap());
+    }
+
+    #[test]
+    fn memory_buckets_bound_the_bytes_of_their_names() {
+        let bucket = TokenBucket { max_tokens: 5, tokens_per_fill: 5, fill_interval_ms: 1_000 };
+        let mut store = MemoryBuckets::default();
+        let long = "v".repeat(64 << 10);
+        let fit = MAX_MEMORY_BUCKET_NAME_BYTES / (long.len() + "meshguard.rl.rl:".len() + 8);
+        let mut refused = None;
+        for i in 0..fit + 2 {
+            let value = format!("{long}{i:08}");
+            if let Err(e) = store.take(BucketKey { rule: "rl", value: &value }, &bucket, &mut 0) {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (at, e) = refused.expect("a store of 64 KiB names is refused before its byte bound");
+        assert!(at >= fit - 1 && e.contains("bytes of names"), "refused at {at} of {fit}: {e}");
+    }
+
+    /// Envoy's shared data as its host keeps it: values with compare-and-swap tokens, never deleted.
+    #[derive(Clone, Default)]
+    struct FakeSharedData(std::rc::Rc<std::cell::RefCell<(Values, u64)>>);
+
+    /// Name -> value and its compare-and-swap token.
+    type Values = std::collections::HashMap<String, (Vec<u8>, u32)>;
+
+    impl RawSharedData for FakeSharedData {
+        fn get(&mut self, key: &str) -> Result<(Option<Vec<u8>>, u32), String> {
+            Ok(self.0.borrow().0.get(key).map_or((None, 0), |(v, cas)| (Some(v.clone()), *cas)))
+        }
+
+        fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<bool, String> {
+            let mut inner = self.0.borrow_mut();
+            let current = inner.0.get(key).map_or(0, |(_, c)| *c);
+            if cas != 0 && cas != current {
+                return Ok(false);
+            }
+            inner.0.insert(key.to_string(), (value.to_vec(), current + 1));
+            Ok(true)
+        }
+
+        fn random_u64(&mut self) -> Result<u64, String> {
+            let mut inner = self.0.borrow_mut();
+            inner.1 += 1;
+            Ok(0x1234_5678 * inner.1)
+        }
+    }
+
+    fn slotted_take(
+        store: &mut SlottedBuckets<FakeSharedData>,
+        bucket: &TokenBucket,
+        key: &str,
+        now: u64,
+    ) -> Result<bool, String> {
+        store.update(key, bucket, now, &mut |state| bucket.take(state, now))
+    }
+
+    /// A client inventing a key value per request adds no names past the slots, while keys in
+    /// use keep their own buckets.
+    #[test]
+    fn slotted_buckets_keep_the_shared_store_to_its_slots() {
+        let bucket = TokenBucket { max_tokens: 3, tokens_per_fill: 3, fill_interval_ms: 1_000 };
+        let raw = FakeSharedData::default();
+        let mut store = SlottedBuckets::with_slots(raw.clone(), 64);
+        for i in 0..10_000 {
+            // A thousand a second: each second's invented keys find the last second's refilled.
+            let _ = slotted_take(&mut store, &bucket, &format!("meshguard.rl.rl:{i}"), i);
+        }
+        let names = raw.0.borrow().0.len();
+        assert!(names <= 64 + 1, "{names} names for 64 slots and the seed");
+        // A key in use is exact: three tokens, then none, until it refills.
+        let now = 20_000;
+        for _ in 0..3 {
+            assert_eq!(slotted_take(&mut store, &bucket, "meshguard.rl.rl:shop", now), Ok(true));
+        }
+        assert_eq!(slotted_take(&mut store, &bucket, "meshguard.rl.rl:shop", now), Ok(false));
+        assert_eq!(slotted_take(&mut store, &bucket, "meshguard.rl.rl:shop", now + 1_000), Ok(true));
+    }
+
+    /// Slots that all hold active buckets refuse a new key (the failure policy answers), and
+    /// take it once one has refilled; a key in a slot is never handed another key's bucket.
+    #[test]
+    fn slotted_buckets_refuse_when_every_probed_slot_is_active() {
+        let bucket = TokenBucket { max_tokens: 2, tokens_per_fill: 2, fill_interval_ms: 1_000 };
+        let mut store = SlottedBuckets::with_slots(FakeSharedData::default(), SLOT_PROBES);
+        for i in 0..SLOT_PROBES {
+            assert_eq!(slotted_take(&mut store, &bucket, &format!("k{i}"), 0), Ok(true), "key {i}");
+        }
+        let refused = slotted_take(&mut store, &bucket, "late", 10).unwrap_err();
+        assert!(refused.contains("holds another key's bucket that has not refilled"), "{refused}");
+        // Each earlier key still has its own second token.
+        for i in 0..SLOT_PROBES {
+            assert_eq!(slotted_take(&mut store, &bucket, &format!("k{i}"), 20), Ok(true), "key {i}");
+            assert_eq!(slotted_take(&mut store, &bucket, &format!("k{i}"), 20), Ok(false), "key {i}");
+        }
+        // After a refill the late key takes over a slot, as a new bucket: two tokens.
+        assert_eq!(slotted_take(&mut store, &bucket, "late", 1_000), Ok(true));
+        assert_eq!(slotted_take(&mut store, &bucket, "late", 1_000), Ok(true));
+        assert_eq!(slotted_take(&mut store, &bucket, "late", 1_000), Ok(false));
+    }
+
+    /// Workers share one seed (the first drawn), so they hash a key to the same slot and draw
+    /// on one bucket.
+    #[test]
+    fn workers_agree_on_the_seed_and_share_buckets() {
+        let bucket = TokenBucket { max_tokens: 4, tokens_per_fill: 4, fill_interval_ms: 1_000 };
+        let raw = FakeSharedData::default();
+        let (mut a, mut b) = (SlottedBuckets::new(raw.clone()), SlottedBuckets::new(raw.clone()));
+        assert_eq!(a.seed(), b.seed());
+        assert_eq!(raw.0.borrow().1, 1, "one seed drawn");
+        for i in 0..4 {
+            let worker = if i % 2 == 0 { &mut a } else { &mut b };
+            assert_eq!(slotted_take(worker, &bucket, "meshguard.rl.rl:shop", 5), Ok(true));
+        }
+        assert_eq!(slotted_take(&mut a, &bucket, "meshguard.rl.rl:shop", 5), Ok(false));
+        assert_eq!(slotted_take(&mut b, &bucket, "meshguard.rl.rl:shop", 5), Ok(false));
     }
 
     #[test]
@@ -551,11 +934,13 @@ mod tests {
         fn update(
             &mut self,
             key: &str,
+            bucket: &TokenBucket,
+            now_ms: u64,
             step: &mut dyn FnMut(Option<BucketState>) -> (BucketState, bool),
         ) -> Result<bool, String> {
             let mut inner = self.0.borrow_mut();
             inner.1 += 1;
-            inner.0.update(key, step)
+            inner.0.update(key, bucket, now_ms, step)
         }
     }
 

@@ -44,7 +44,10 @@ pub mod yaml;
 pub use admission::{AdmissionResponse, AdmissionVerdict, ClusterObjects, ClusterSource, ClusterView, Unseen};
 pub use checks::{registry, Applies, CheckSpec, Target};
 pub use finding::{Action, Finding, IndexedFinding, LocatedFinding};
-pub use http::{BucketStore, Clock, HeadersRead, LeasedBuckets, MemoryBuckets, Request, SharedBuckets};
+pub use http::{
+    BucketStore, Clock, HeadersRead, LeasedBuckets, MemoryBuckets, RawSharedData, Request, SharedBuckets,
+    SlottedBuckets,
+};
 pub use object::Input;
 pub use path::FieldPath;
 pub use policy::{Coverage, Denial, HttpDecision, LoadError, Policy, RuleSetError, DEFAULT_RULES_YAML};

@@ -223,6 +223,17 @@ fn linker(engine: &Engine) -> Result<Linker<Host>> {
         },
     )
     .map_err(w)?;
+    // Envoy's hosts give every module WASI's entropy; the filter seeds its rate-limit slots with it.
+    l.func_wrap(
+        "wasi_snapshot_preview1",
+        "random_get",
+        |mut c: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            // A replay is reproducible: the same seed every run.
+            write(&mut c, ptr, &vec![0x5a; len.max(0) as usize])?;
+            Ok(0)
+        },
+    )
+    .map_err(w)?;
     l.func_wrap(
         "env",
         "proxy_define_metric",

@@ -8,7 +8,7 @@
 
 use crate::header_map::{request_header, request_header_map};
 use crate::translate::{self, LocalReply, WARN_HEADER};
-use policy_core::http::{BucketState, Clock, LeasedBuckets, SharedBuckets};
+use policy_core::http::{Clock, LeasedBuckets, RawSharedData, SlottedBuckets};
 use policy_core::{Action, HeadersRead, Policy};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -65,7 +65,7 @@ struct Filter {
     denied: Option<u32>,
     errors: Option<u32>,
     /// This worker's leases on the shared rate-limit buckets (the VM is single-threaded).
-    buckets: RefCell<LeasedBuckets<EnvoySharedData>>,
+    buckets: RefCell<LeasedBuckets<SlottedBuckets<EnvoySharedData>>>,
 }
 
 impl Filter {
@@ -148,6 +148,11 @@ impl RootContext for Root {
                 false
             }
         };
+        // The slots' seed, drawn now: Envoy configures its main thread's VM before the workers'.
+        let mut slots = SlottedBuckets::new(EnvoySharedData);
+        if let Err(e) = slots.seed() {
+            log(LogLevel::Warn, &format!("no rate-limit seed yet ({e}): each rate-limited request retries"));
+        }
         self.filter = Some(Rc::new(Filter {
             rule_metrics,
             allowed: counter(&translate::outcome_metric_name("allow")),
@@ -155,7 +160,7 @@ impl RootContext for Root {
             batch_allowed,
             denied: counter(&translate::outcome_metric_name("deny")),
             errors: counter(&translate::outcome_metric_name("error")),
-            buckets: RefCell::new(LeasedBuckets::new(EnvoySharedData)),
+            buckets: RefCell::new(LeasedBuckets::new(slots)),
             headers: if cfg!(feature = "named-headers") { policy.headers_read() } else { HeadersRead::All },
             policy,
         }));
@@ -188,28 +193,49 @@ struct Stream {
 
 impl Context for Stream {}
 
-/// Token buckets in Envoy shared data, shared by every worker thread's VM; compare-and-swap
-/// retries keep concurrent updates from losing tokens. Workers lease tokens from them in batches
-/// (`LeasedBuckets`), so most requests make no shared-data call.
+/// Envoy shared data, shared by every worker thread's VM: rate-limit buckets live there, in the
+/// fixed slots policy-core's `SlottedBuckets` names (shared data has no delete), updated with
+/// compare-and-swap. Workers lease tokens from them in batches (`LeasedBuckets`), so most
+/// requests make no shared-data call.
 struct EnvoySharedData;
 
-impl SharedBuckets for EnvoySharedData {
-    fn update(
-        &mut self,
-        key: &str,
-        step: &mut dyn FnMut(Option<BucketState>) -> (BucketState, bool),
-    ) -> Result<bool, String> {
-        for _ in 0..32 {
-            let (data, cas) = hostcalls::get_shared_data(key).map_err(|e| format!("get_shared_data: {e:?}"))?;
-            let (next, allowed) = step(data.as_deref().and_then(BucketState::from_bytes));
-            match hostcalls::set_shared_data(key, Some(&next.to_bytes()), cas) {
-                Ok(()) => return Ok(allowed),
-                Err(Status::CasMismatch) => continue,
-                Err(e) => return Err(format!("set_shared_data: {e:?}")),
-            }
-        }
-        Err(format!("shared data for {key} stayed contended"))
+impl RawSharedData for EnvoySharedData {
+    fn get(&mut self, key: &str) -> Result<(Option<Vec<u8>>, u32), String> {
+        let (data, cas) = hostcalls::get_shared_data(key).map_err(|e| format!("get_shared_data: {e:?}"))?;
+        Ok((data, cas.unwrap_or(0)))
     }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<bool, String> {
+        match hostcalls::set_shared_data(key, Some(value), (cas != 0).then_some(cas)) {
+            Ok(()) => Ok(true),
+            Err(Status::CasMismatch) => Ok(false),
+            Err(e) => Err(format!("set_shared_data: {e:?}")),
+        }
+    }
+
+    fn random_u64(&mut self) -> Result<u64, String> {
+        random_u64()
+    }
+}
+
+/// WASI's entropy, which Envoy's wasm hosts (proxy-wasm-cpp-host) give every module.
+#[cfg(target_arch = "wasm32")]
+fn random_u64() -> Result<u64, String> {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    extern "C" {
+        fn random_get(buf: *mut u8, len: usize) -> i32;
+    }
+    let mut bytes = [0u8; 8];
+    // SAFETY: the host writes at most `len` bytes at `buf`, which is `bytes`.
+    match unsafe { random_get(bytes.as_mut_ptr(), bytes.len()) } {
+        0 => Ok(u64::from_le_bytes(bytes)),
+        errno => Err(format!("random_get: WASI errno {errno}")),
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn random_u64() -> Result<u64, String> {
+    Err("random_get: only a wasm build has the host's entropy".into())
 }
 
 /// Envoy's clock, a host call; policy-core reads it only when a rate limit needs a new lease.
