@@ -5,7 +5,6 @@
 
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 /// One request as the rules see it. Header names are matched case-insensitively.
 /// Fields borrow where the host lends its buffers (the Envoy filter decides on the header map
@@ -532,6 +531,19 @@ impl<R: RawSharedData> SlottedBuckets<R> {
         self.seed = Some(seed);
         Ok(seed)
     }
+
+    /// Where `key`'s run of slots starts, and the fingerprint that tells its slot from others'
+    /// (never 0).
+    fn home_and_fingerprint(&mut self, key: &str) -> Result<(u64, u64), String> {
+        use std::hash::{BuildHasher, Hasher};
+        let seed = self.seed()?;
+        let hash = |salt: u64| {
+            let mut h = foldhash::quality::FixedState::with_seed(seed ^ salt).build_hasher();
+            h.write(key.as_bytes());
+            h.finish()
+        };
+        Ok((hash(0) % self.slots, hash(0x9e37_79b9_7f4a_7c15) | 1))
+    }
 }
 
 /// A slot's value: 28 bytes.
@@ -567,40 +579,49 @@ impl<R: RawSharedData> SharedBuckets for SlottedBuckets<R> {
         now_ms: u64,
         step: &mut dyn FnMut(Option<BucketState>) -> (BucketState, bool),
     ) -> Result<bool, String> {
-        use std::hash::{BuildHasher, Hasher};
-        let seed = self.seed()?;
-        let hash = |salt: u64| {
-            let mut h = foldhash::quality::FixedState::with_seed(seed ^ salt).build_hasher();
-            h.write(key.as_bytes());
-            h.finish()
-        };
-        // Never 0, so a slot's fingerprint is never taken for an empty one.
-        let (home, fingerprint) = (hash(0), hash(0x9e37_79b9_7f4a_7c15) | 1);
-        let mut name = String::with_capacity(32);
-        'probes: for probe in 0..SLOT_PROBES.min(self.slots) {
-            name.clear();
-            let _ = write!(name, "meshguard.rl#{}", home.wrapping_add(probe) % self.slots);
-            for _ in 0..32 {
+        let (home, fingerprint) = self.home_and_fingerprint(key)?;
+        let slots = self.slots;
+        let slot_name = |probe: u64| format!("meshguard.rl#{}", home.wrapping_add(probe) % slots);
+        for _ in 0..32 {
+            // The key's own slot, else the first it may take. Slots are never emptied, so one
+            // never used ends the key's run; a refilled slot is taken only when the key holds
+            // none further on, or the key would start a second, full bucket beside its own.
+            let (mut own, mut free) = (None, None);
+            for probe in 0..SLOT_PROBES.min(slots) {
+                let name = slot_name(probe);
                 let (data, cas) = self.raw.get(&name)?;
-                let state = match data.as_deref().and_then(Slot::from_bytes) {
-                    Some(held) if held.fingerprint == fingerprint => Some(held.state),
-                    Some(held) if held.full_at_ms > now_ms => continue 'probes,
-                    // Empty, or another key's bucket that has refilled: this key's now.
-                    _ => None,
-                };
-                let (next, allowed) = step(state);
-                let slot = Slot { fingerprint, full_at_ms: bucket.full_at_ms(next), state: next };
-                if self.raw.set(&name, &slot.to_bytes(), cas)? {
-                    return Ok(allowed);
+                let never_used = data.is_none();
+                match data.as_deref().and_then(Slot::from_bytes) {
+                    Some(held) if held.fingerprint == fingerprint => {
+                        own = Some((name, cas, held.state));
+                        break;
+                    }
+                    Some(held) if held.full_at_ms > now_ms => continue,
+                    _ => {
+                        free = free.or(Some((name, cas)));
+                        if never_used {
+                            break;
+                        }
+                    }
                 }
             }
-            return Err(format!("shared data for {name} stayed contended"));
+            let (name, cas, state) = match (own, free) {
+                (Some((name, cas, state)), _) => (name, cas, Some(state)),
+                (None, Some((name, cas))) => (name, cas, None),
+                (None, None) => {
+                    return Err(format!(
+                        "every rate-limit slot this key may use ({SLOT_PROBES} of {slots}) holds another key's bucket \
+                         that has not refilled; the request is not counted"
+                    ))
+                }
+            };
+            let (next, allowed) = step(state);
+            let slot = Slot { fingerprint, full_at_ms: bucket.full_at_ms(next), state: next };
+            if self.raw.set(&name, &slot.to_bytes(), cas)? {
+                return Ok(allowed);
+            }
         }
-        Err(format!(
-            "every rate-limit slot this key may use ({SLOT_PROBES} of {}) holds another key's bucket that has not \
-             refilled; the request is not counted",
-            self.slots
-        ))
+        Err(format!("the rate-limit slots of {key} stayed contended"))
     }
 }
 
@@ -860,6 +881,25 @@ mod tests {
         assert_eq!(slotted_take(&mut store, &bucket, "late", 1_000), Ok(true));
         assert_eq!(slotted_take(&mut store, &bucket, "late", 1_000), Ok(true));
         assert_eq!(slotted_take(&mut store, &bucket, "late", 1_000), Ok(false));
+    }
+
+    /// A key pushed past its first slot keeps its own bucket when that first slot frees up,
+    /// rather than starting a second, full one there.
+    #[test]
+    fn a_key_keeps_its_slot_when_an_earlier_one_refills() {
+        let bucket = TokenBucket { max_tokens: 2, tokens_per_fill: 2, fill_interval_ms: 1_000 };
+        let mut store = SlottedBuckets::with_slots(FakeSharedData::default(), 2);
+        // Two keys starting their runs at the same slot.
+        let home = |store: &mut SlottedBuckets<FakeSharedData>, k: &str| store.home_and_fingerprint(k).unwrap().0;
+        let first = home(&mut store, "k0");
+        let other = (1..).map(|i| format!("k{i}")).find(|k| home(&mut store, k) == first).unwrap();
+        assert_eq!(slotted_take(&mut store, &bucket, "k0", 0), Ok(true));
+        // `other` lands on the second slot, and spends its two tokens.
+        assert_eq!(slotted_take(&mut store, &bucket, &other, 500), Ok(true));
+        assert_eq!(slotted_take(&mut store, &bucket, &other, 500), Ok(true));
+        // At 1,200 k0's bucket has refilled, `other`'s (until 1,500) has not: still none.
+        assert_eq!(slotted_take(&mut store, &bucket, &other, 1_200), Ok(false));
+        assert_eq!(slotted_take(&mut store, &bucket, &other, 1_500), Ok(true));
     }
 
     /// Workers share one seed (the first drawn), so they hash a key to the same slot and draw
